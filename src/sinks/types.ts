@@ -35,6 +35,12 @@ export interface TenantBatchSink<T> {
   start(): Promise<void>;
   /** Write one tenant's records (all from one partition, in offset order). */
   write(tenantId: string, records: ReadonlyArray<{ value: T; source: SourcePosition }>): Promise<BatchWriteResult>;
+  /**
+   * Make everything `write` accepted for this partition durable (e.g. fsync the files a flush
+   * touched, once per flush). Sinks whose writes are durable when they resolve omit it. If it
+   * fails, the worker repeats the whole flush, so a sink must forget what it had not synced.
+   */
+  sync?(topic: string, partition: number): Promise<void>;
   /** The worker no longer owns this partition: release anything tied to it (file handles, locks). */
   releasePartition?(topic: string, partition: number): Promise<void>;
   close(): Promise<void>;

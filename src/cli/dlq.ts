@@ -1,0 +1,109 @@
+import { randomUUID } from 'node:crypto';
+import Table from 'cli-table3';
+import type { Kafka, KafkaMessage } from 'kafkajs';
+import { DLQ_HEADERS } from '../kafka/dead-letter.js';
+
+export interface DeadLetterRecord {
+  partition: number;
+  offset: string;
+  key: string | null;
+  source: { topic: string; partition: number; offset: string };
+  errorClass: string;
+  message: string;
+  stage: string;
+  failedAt: string;
+  worker: string;
+  value: string | null;
+  headers: Record<string, string>;
+}
+
+function header(message: KafkaMessage, name: string): string {
+  const raw = message.headers?.[name];
+  const first = Array.isArray(raw) ? raw[0] : raw;
+  return first === undefined ? '' : first.toString();
+}
+
+/**
+ * Reads a dead-letter topic from the beginning up to its end offsets at the time of the call,
+ * with a throwaway consumer group that is deleted afterwards.
+ */
+export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, onProgress?: (n: number) => void): Promise<DeadLetterRecord[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const group = `spanledger-dlq-inspect-${randomUUID()}`;
+  const out: DeadLetterRecord[] = [];
+  try {
+    const topics = await admin.listTopics();
+    if (!topics.includes(topic)) throw new Error(`topic ${topic} does not exist`);
+    const ends = await admin.fetchTopicOffsets(topic);
+    const remaining = new Map<number, bigint>();
+    for (const e of ends) if (BigInt(e.high) > BigInt(e.low)) remaining.set(e.partition, BigInt(e.high));
+    if (remaining.size === 0) return out;
+    const consumer = kafka.consumer({ groupId: group, maxWaitTimeInMs: 250 });
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topic, fromBeginning: true });
+      await new Promise<void>((resolve, reject) => {
+        consumer.on(consumer.events.CRASH, (e) => reject(e.payload.error));
+        void consumer.run({
+          autoCommit: false,
+          eachMessage: async ({ partition, message }) => {
+            const end = remaining.get(partition);
+            if (end === undefined) return;
+            if (limit === 0 || out.length < limit) {
+              const headers: Record<string, string> = {};
+              for (const name of Object.keys(message.headers ?? {})) headers[name] = header(message, name);
+              out.push({
+                partition,
+                offset: message.offset,
+                key: message.key ? message.key.toString() : null,
+                source: {
+                  topic: header(message, DLQ_HEADERS.topic),
+                  partition: Number(header(message, DLQ_HEADERS.partition)),
+                  offset: header(message, DLQ_HEADERS.offset),
+                },
+                errorClass: header(message, DLQ_HEADERS.errorClass),
+                message: header(message, DLQ_HEADERS.message),
+                stage: header(message, DLQ_HEADERS.stage),
+                failedAt: header(message, DLQ_HEADERS.failedAt),
+                worker: header(message, DLQ_HEADERS.worker),
+                value: message.value ? message.value.toString('utf8') : null,
+                headers,
+              });
+              onProgress?.(out.length);
+            }
+            if (BigInt(message.offset) + 1n >= end) remaining.delete(partition);
+            if (remaining.size === 0 || (limit > 0 && out.length >= limit)) resolve();
+          },
+        });
+      });
+    } finally {
+      await consumer.disconnect();
+    }
+  } finally {
+    await admin.deleteGroups([group]).catch(() => undefined);
+    await admin.disconnect();
+  }
+  out.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
+  return out;
+}
+
+export function renderDeadLetterTable(records: DeadLetterRecord[]): string {
+  const table = new Table({
+    head: ['dlq p/offset', 'source topic/p/offset', 'reason', 'message', 'stage', 'failed at', 'worker'],
+    colWidths: [12, 24, 18, 60, 10, 26, 24],
+    wordWrap: true,
+  });
+  for (const r of records) {
+    table.push([
+      `${r.partition}/${r.offset}`,
+      `${r.source.topic}/${r.source.partition}/${r.source.offset}`,
+      r.errorClass,
+      r.message.length > 240 ? `${r.message.slice(0, 237)}...` : r.message,
+      r.stage,
+      r.failedAt,
+      r.worker,
+    ]);
+  }
+  return table.toString();
+}

@@ -1,0 +1,149 @@
+import { Command, Option } from 'commander';
+import { ConfigError } from '../errors.js';
+import { kafkaSettings, spanSettings, workerSettings } from '../config/settings.js';
+import { createKafka } from '../kafka/client.js';
+import { createLogger } from '../observability/logger.js';
+import { createRegistry } from '../observability/metrics.js';
+import { createSpanWorker } from '../workers/span-worker.js';
+import type { Worker } from '../workers/worker.js';
+import { readDeadLetters, renderDeadLetterTable } from './dlq.js';
+import { addSettings, intArg, settingsOf } from './options.js';
+import { produce } from './produce.js';
+import { renderSpanLogSummary, summarizeSpanLog } from '../sinks/spanlog/summary.js';
+import { runDemo } from './demo.js';
+
+process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
+
+/** Runs a worker until SIGTERM/SIGINT; exits 0 after a clean graceful stop, 1 otherwise. */
+export async function runWorker<T>(worker: Worker<T>, logger: ReturnType<typeof createLogger>): Promise<never> {
+  let stopping: Promise<boolean> | undefined;
+  const stop = (why: string, code?: number) => {
+    if (stopping) {
+      logger.warn({ why }, 'second stop request: exiting now');
+      process.exit(1);
+    }
+    logger.info({ why }, 'stopping: flushing, committing, leaving the group');
+    stopping = worker.stop();
+    void stopping.then((clean) => {
+      logger.info({ clean }, 'stopped');
+      process.exit(code ?? (clean ? 0 : 1));
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  worker.onFatal((e) => {
+    logger.fatal({ err: e }, 'worker cannot go on');
+    stop('fatal error', 1);
+  });
+  await worker.start();
+  return new Promise<never>(() => undefined);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('spanledger')
+    .description('Move spans and signals from Kafka into durable stores, effectively once.')
+    .addOption(new Option('--config <file>', 'JSON config file; keys are the environment variable names (e.g. {"KAFKA_BROKERS": "..."})').env('SPANLEDGER_CONFIG'))
+    .showHelpAfterError()
+    .configureHelp({ sortOptions: false });
+
+  const worker = program.command('worker').description('run a consumer worker (one member of a consumer group)');
+  addSettings(addSettings(addSettings(worker.command('spans').description('span worker: spans topic → per-tenant, per-day JSONL span log'), spanSettings), kafkaSettings), workerSettings).action(
+    async (_opts, cmd: Command) => {
+      const config = { spans: settingsOf(cmd, spanSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, workerSettings) };
+      const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'spans' });
+      await runWorker(createSpanWorker(config, logger, createRegistry()), logger);
+    },
+  );
+
+  const produceCmd = program.command('produce').description('load generator: produce sample records (progress bar, final rate)');
+  const addProduceOptions = (cmd: Command) =>
+    cmd
+      .option('--count <n>', 'valid records to produce', intArg('--count', 0), 10000)
+      .option('--tenants <n>', 'tenants to spread them over', intArg('--tenants', 1), 4)
+      .option('--rate <n>', 'records per second (0 = as fast as possible)', intArg('--rate', 0), 0)
+      .option('--bad <n>', 'malformed records to mix in (dead-letter demo)', intArg('--bad', 0), 0)
+      .option('--batch-size <n>', 'records per produce request', intArg('--batch-size', 1), 500);
+  addSettings(addProduceOptions(produceCmd.command('spans').description('produce sample spans')).option('--topic <name>', 'topic to produce to', 'spans').addOption(new Option('--max-message-bytes <n>', 'size of the oversized malformed record').default(1048576)), kafkaSettings).action(async (opts: Record<string, number | string>, cmd: Command) => {
+    const kafka = settingsOf(cmd, kafkaSettings);
+    const logger = createLogger('warn');
+    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger });
+    const result = await produce(client, {
+      kind: 'spans',
+      topic: String(opts.topic),
+      count: Number(opts.count),
+      tenants: Number(opts.tenants),
+      rate: Number(opts.rate),
+      bad: Number(opts.bad),
+      batchSize: Number(opts.batchSize),
+      topicPartitions: kafka.topicPartitions,
+      maxMessageBytes: Number(opts.maxMessageBytes),
+      progress: true,
+    });
+    console.log(`produced ${result.produced} spans (+${result.bad} malformed) for ${String(opts.tenants)} tenants to ${String(opts.topic)} in ${result.seconds.toFixed(2)} s: ${result.rate} records/s`);
+  });
+
+  const dlq = program.command('dlq').description('dead-letter topics');
+  addSettings(
+    dlq
+      .command('inspect')
+      .description('print the dead-lettered records and why (a table, or JSON lines with --json)')
+      .option('--topic <name>', 'dead-letter topic to read', 'spans.dlq')
+      .option('--json', 'one JSON object per line instead of a table', false)
+      .option('--limit <n>', 'at most this many records (0 = all)', intArg('--limit', 0), 0),
+    kafkaSettings,
+  ).action(async (opts: { topic: string; json: boolean; limit: number }, cmd: Command) => {
+    const kafka = settingsOf(cmd, kafkaSettings);
+    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
+    if (!opts.json) process.stderr.write(`reading ${opts.topic} from the beginning...\n`);
+    const records = await readDeadLetters(client, opts.topic, opts.limit);
+    if (opts.json) {
+      for (const r of records) process.stdout.write(`${JSON.stringify(r)}\n`);
+    } else {
+      console.log(renderDeadLetterTable(records));
+      console.log(`${records.length} dead-lettered record(s) in ${opts.topic}`);
+    }
+  });
+
+  program
+    .command('spanlog')
+    .description('span log tools')
+    .command('summary')
+    .description('spans per tenant and day in a span log folder')
+    .addOption(new Option(`--${spanSettings.spanlogDir.flag} <dir>`, spanSettings.spanlogDir.description).env(spanSettings.spanlogDir.env).default(spanSettings.spanlogDir.default))
+    .option('--json', 'JSON instead of a table', false)
+    .action(async (opts: { spanlogDir: string; json: boolean }) => {
+      const rows = await summarizeSpanLog(opts.spanlogDir);
+      console.log(opts.json ? JSON.stringify(rows) : renderSpanLogSummary(opts.spanlogDir, rows));
+    });
+
+  addSettings(
+    program
+      .command('demo')
+      .description('end to end on a running broker: workers, a sample load with a few malformed records, then a summary of what was written where')
+      .option('--count <n>', 'valid spans (and signals) to produce', intArg('--count', 1), 20000)
+      .option('--tenants <n>', 'tenants', intArg('--tenants', 1), 4)
+      .option('--bad <n>', 'malformed records to mix in', intArg('--bad', 0), 5)
+      .option('--data-dir <dir>', 'where the demo writes (span log, DuckDB)', './data/demo'),
+    kafkaSettings,
+  ).action(async (opts: { count: number; tenants: number; bad: number; dataDir: string }, cmd: Command) => {
+    const code = await runDemo({ ...opts, kafka: settingsOf(cmd, kafkaSettings) });
+    process.exit(code);
+  });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`spanledger: ${e.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`spanledger: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,77 @@
+import os from 'node:os';
+import { z } from 'zod';
+
+/**
+ * Every setting in one table: its environment variable, its CLI flag, its default and how it is
+ * checked. The CLI builds its options (and their --help lines) from here, so a default is written
+ * down once. Precedence: command-line flag > environment variable > config file > default.
+ */
+export interface Setting<T = unknown> {
+  env: string;
+  flag: string;
+  description: string;
+  default: string;
+  schema: z.ZodType<T>;
+}
+
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().nonnegative();
+const brokers = z
+  .string()
+  .transform((s) => s.split(',').map((b) => b.trim()).filter((b) => b.length > 0))
+  .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, 'each broker must be host:port')).min(1, 'at least one broker'));
+const topicName = z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/, 'must be a valid Kafka topic name');
+const nonEmpty = z.string().min(1);
+
+function setting<T>(env: string, flag: string, def: string, description: string, schema: z.ZodType<T>): Setting<T> {
+  return { env, flag, default: def, description, schema };
+}
+
+export const kafkaSettings = {
+  brokers: setting('KAFKA_BROKERS', 'brokers', '127.0.0.1:9092', 'Kafka bootstrap brokers, comma-separated', brokers),
+  clientId: setting('KAFKA_CLIENT_ID', 'client-id', 'spanledger', 'Kafka client id', nonEmpty),
+  topicPartitions: setting('TOPIC_PARTITIONS', 'topic-partitions', '6', 'partitions of a topic spanledger creates because it is missing', positiveInt),
+};
+
+export const workerSettings = {
+  metricsPort: setting('METRICS_PORT', 'metrics-port', '9464', 'port of /metrics, /healthz and /readyz (0 = any free port)', z.coerce.number().int().min(0).max(65535)),
+  batchMaxRecords: setting('BATCH_MAX_RECORDS', 'batch-max-records', '1000', 'flush a partition buffer at this many records', positiveInt),
+  batchMaxBytes: setting('BATCH_MAX_BYTES', 'batch-max-bytes', '4194304', 'flush a partition buffer at this many bytes of record values', positiveInt),
+  batchMaxAgeMs: setting('BATCH_MAX_AGE_MS', 'batch-max-age-ms', '1000', 'flush a partition buffer when its oldest record is this old (ms)', positiveInt),
+  maxMessageBytes: setting('MAX_MESSAGE_BYTES', 'max-message-bytes', '1048576', 'records with a larger value are dead-lettered as RecordTooLarge', positiveInt),
+  maxInFlightBytes: setting('MAX_IN_FLIGHT_BYTES', 'max-in-flight-bytes', '67108864', 'pause fetching while buffered and flushing records exceed this many bytes', positiveInt),
+  partitionsConcurrency: setting('PARTITIONS_CONCURRENCY', 'partitions-concurrency', '4', 'partitions processed concurrently by one worker', positiveInt),
+  shutdownTimeoutMs: setting('SHUTDOWN_TIMEOUT_MS', 'shutdown-timeout-ms', '30000', 'graceful stop must finish within this time (ms), or the worker exits 1', positiveInt),
+  sessionTimeoutMs: setting('KAFKA_SESSION_TIMEOUT_MS', 'session-timeout-ms', '30000', 'consumer group session timeout (ms)', positiveInt),
+  rebalanceTimeoutMs: setting('KAFKA_REBALANCE_TIMEOUT_MS', 'rebalance-timeout-ms', '60000', 'consumer group rebalance timeout (ms)', positiveInt),
+  heartbeatIntervalMs: setting('KAFKA_HEARTBEAT_INTERVAL_MS', 'heartbeat-interval-ms', '3000', 'consumer group heartbeat interval (ms)', positiveInt),
+  retryMaxDelayMs: setting('RETRY_MAX_DELAY_MS', 'retry-max-delay-ms', '30000', 'longest backoff between retries of a failed store write (ms)', positiveInt),
+  workerId: setting('WORKER_ID', 'worker-id', `${os.hostname()}-${process.pid}`, 'this worker\'s name in logs and dead-letter headers', z.string().regex(/^[\w.@:-]{1,200}$/, 'letters, digits and . _ - @ : only')),
+  logLevel: setting('LOG_LEVEL', 'log-level', 'info', 'pino log level', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
+};
+
+export const spanSettings = {
+  topic: setting('SPANS_TOPIC', 'topic', 'spans', 'topic the span workers read', topicName),
+  dlqTopic: setting('SPANS_DLQ_TOPIC', 'dlq-topic', 'spans.dlq', 'dead-letter topic for spans', topicName),
+  group: setting('SPANS_GROUP', 'group', 'spanledger-spans', 'consumer group of the span workers', nonEmpty),
+  spanlogDir: setting('SPANLOG_DIR', 'spanlog-dir', './data/spanlog', 'folder of the span log (per tenant, per UTC day)', nonEmpty),
+  lockStaleMs: setting('SPANLOG_LOCK_STALE_MS', 'lock-stale-ms', '10000', 'a partition lock not refreshed for this long is taken over (ms, >= 2000)', z.coerce.number().int().min(2000)),
+};
+
+export const signalSettings = {
+  topic: setting('SIGNALS_TOPIC', 'topic', 'signals', 'topic the signal workers read', topicName),
+  dlqTopic: setting('SIGNALS_DLQ_TOPIC', 'dlq-topic', 'signals.dlq', 'dead-letter topic for signals', topicName),
+  group: setting('SIGNALS_GROUP', 'group', 'spanledger-signals', 'consumer group of the signal workers', nonEmpty),
+  duckdbDir: setting('DUCKDB_DIR', 'duckdb-dir', './data/duckdb', 'folder of the per-tenant DuckDB databases', nonEmpty),
+  duckdbMaxRowsPerTxn: setting('DUCKDB_MAX_ROWS_PER_TXN', 'duckdb-max-rows-per-txn', '10000', 'most rows one DuckDB transaction writes', positiveInt),
+  duckdbMaxOpenTenants: setting('DUCKDB_MAX_OPEN_TENANTS', 'duckdb-max-open-tenants', '64', 'most tenant databases open at once (least recently used is closed)', positiveInt),
+  duckdbIdleTimeoutMs: setting('DUCKDB_IDLE_TIMEOUT_MS', 'duckdb-idle-timeout-ms', '60000', 'close a tenant database unused for this long (ms)', positiveInt),
+  tbAddress: setting('TB_ADDRESS', 'tb-address', '3000', 'TigerBeetle replica addresses, comma-separated (port or host:port)', z.string().regex(/^[\w.:,\[\]-]+$/, 'comma-separated ports or host:port')),
+  tbClusterId: setting('TB_CLUSTER_ID', 'tb-cluster-id', '0', 'TigerBeetle cluster id', z.string().regex(/^\d{1,39}$/, 'must be an unsigned integer').transform((s) => BigInt(s))),
+  tbLedger: setting('TB_LEDGER', 'tb-ledger', '1', 'TigerBeetle ledger of the signal accounts', z.coerce.number().int().min(1).max(2 ** 32 - 1)),
+  tbMaxBatch: setting('TB_MAX_BATCH', 'tb-max-batch', '8189', 'most transfers in one createTransfers request (cluster maximum 8189)', z.coerce.number().int().min(1).max(8189)),
+  tbRequestTimeoutMs: setting('TB_REQUEST_TIMEOUT_MS', 'tb-request-timeout-ms', '10000', 'a TigerBeetle request not answered in this time is retried (ms)', positiveInt),
+};
+
+export type Settings = Record<string, Setting>;
+export type Parsed<S extends Settings> = { [K in keyof S]: S[K] extends Setting<infer T> ? T : never };

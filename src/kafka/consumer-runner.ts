@@ -1,0 +1,453 @@
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { Logger } from 'pino';
+import { PartitionBatch, type FlushLimits, type FlushPlan, type FlushReason, type SourceMessage } from '../batching/partition-batch.js';
+import type { RecordDecoder } from '../model/decode.js';
+import type { WorkerMetrics } from '../observability/metrics.js';
+import type { TenantBatchSink } from '../sinks/types.js';
+import { DeadLetterProducer, type DeadLetter } from './dead-letter.js';
+import { PartitionOffsets } from './offset-tracker.js';
+import { retrying } from './retry.js';
+
+export interface ConsumerRunnerOptions<T> {
+  kafka: Kafka;
+  topic: string;
+  dlqTopic: string;
+  group: string;
+  workerId: string;
+  decoder: RecordDecoder<T>;
+  /** Applied in order to each tenant batch; a record one sink rejects is not given to the next. */
+  sinks: TenantBatchSink<T>[];
+  limits: FlushLimits;
+  maxInFlightBytes: number;
+  partitionsConcurrency: number;
+  sessionTimeoutMs: number;
+  rebalanceTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  retryMaxDelayMs: number;
+  logger: Logger;
+  metrics: WorkerMetrics;
+  /** Called once when the worker cannot go on (a non-retriable failure that is not a record's fault). */
+  onFatal: (error: Error) => void;
+}
+
+/**
+ * One assigned partition: its buffer, its offsets and a chain that runs its flushes one after
+ * another, so that flushes (and so commits) of a partition happen in offset order.
+ */
+class PartitionPipeline<T> {
+  readonly batch = new PartitionBatch<T>();
+  readonly offsets = new PartitionOffsets();
+  chain: Promise<void> = Promise.resolve();
+  pendingFlushes = 0;
+  timer: NodeJS.Timeout | undefined;
+  closed = false;
+  highWatermark: bigint | undefined;
+
+  constructor(readonly partition: number) {}
+}
+
+/**
+ * Runs one consumer group member: takes records from kafkajs, decodes them, batches them per
+ * partition and tenant, writes each flush to every sink (with retries for transient failures),
+ * dead-letters what cannot be stored, and only then commits the partition's offset.
+ *
+ * Invariant: the committed offset of a partition never passes a record that is not durable in
+ * all of its sinks or acknowledged by the dead-letter topic.
+ */
+export class ConsumerRunner<T> {
+  private readonly consumer: Consumer;
+  private readonly deadLetters: DeadLetterProducer;
+  private readonly pipelines = new Map<number, PartitionPipeline<T>>();
+  private inFlightBytes = 0;
+  private inFlightRecords = 0;
+  private drainWaiters: Array<() => void> = [];
+  private paused = false;
+  private activeBatches = 0;
+  private batchesIdle: Array<() => void> = [];
+  private stopping = false;
+  private joined = false;
+  private crashed = false;
+  private fatal = false;
+  private assignment = new Set<number>();
+
+  constructor(private readonly options: ConsumerRunnerOptions<T>) {
+    this.consumer = options.kafka.consumer({
+      groupId: options.group,
+      sessionTimeout: options.sessionTimeoutMs,
+      rebalanceTimeout: options.rebalanceTimeoutMs,
+      heartbeatInterval: options.heartbeatIntervalMs,
+      // A fetch response is at most a quarter of the in-flight budget, so that memory stays bounded.
+      maxBytes: Math.max(1 << 20, Math.min(10 << 20, Math.floor(options.maxInFlightBytes / 4))),
+      maxWaitTimeInMs: 500,
+      allowAutoTopicCreation: false,
+    });
+    this.deadLetters = new DeadLetterProducer(options.kafka, options.dlqTopic, { group: options.group, workerId: options.workerId });
+  }
+
+  /** Ready: joined the group and consuming. */
+  ready(): boolean {
+    return this.joined && !this.stopping && !this.crashed;
+  }
+
+  healthy(): boolean {
+    return !this.crashed && !this.fatal;
+  }
+
+  async start(): Promise<void> {
+    const { consumer, options } = this;
+    const { logger } = options;
+    await this.deadLetters.start();
+    for (const sink of options.sinks) await sink.start();
+
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      const assigned = new Set<number>(event.payload.memberAssignment[options.topic] ?? []);
+      this.onAssignment(assigned);
+      this.joined = true;
+      logger.info({ partitions: [...assigned], memberId: event.payload.memberId }, 'joined consumer group');
+    });
+    consumer.on(consumer.events.REBALANCING, () => {
+      // Flush what is buffered now: the partitions may move to another worker.
+      logger.info('group is rebalancing; flushing buffers');
+      for (const pipe of this.pipelines.values()) this.scheduleFlush(pipe, 'age');
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      logger.error({ err: event.payload.error, restart: event.payload.restart }, 'kafka consumer crashed');
+      if (!event.payload.restart) {
+        this.crashed = true;
+        options.onFatal(event.payload.error);
+      }
+    });
+
+    await consumer.connect();
+    await consumer.subscribe({ topic: options.topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: options.partitionsConcurrency,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+  }
+
+  private onAssignment(assigned: Set<number>): void {
+    const { metrics, topic } = { metrics: this.options.metrics, topic: this.options.topic };
+    for (const partition of this.assignment) {
+      if (!assigned.has(partition)) void this.revoke(partition);
+    }
+    for (const partition of assigned) {
+      const pipe = this.pipelines.get(partition);
+      // Kafka refuses commits during a rebalance; retry what was made durable meanwhile.
+      if (pipe !== undefined) pipe.chain = pipe.chain.then(() => this.commit(pipe));
+    }
+    this.assignment = assigned;
+    metrics.assignedPartitions.set({ topic }, assigned.size);
+  }
+
+  /** The partition went to another worker: drop its buffer (the new owner re-reads it), then release it. */
+  private async revoke(partition: number): Promise<void> {
+    const pipe = this.pipelines.get(partition);
+    this.pipelines.delete(partition);
+    this.options.metrics.lag.remove({ topic: this.options.topic, partition: String(partition) });
+    if (pipe !== undefined) {
+      pipe.closed = true;
+      if (pipe.timer) clearTimeout(pipe.timer);
+      const dropped = pipe.batch.drain();
+      if (dropped) this.release(dropped.records, dropped.bytes);
+      await pipe.chain;
+    }
+    for (const sink of this.options.sinks) {
+      try {
+        await sink.releasePartition?.(this.options.topic, partition);
+      } catch (e) {
+        this.options.logger.error({ err: e, partition }, `sink ${sink.name} failed to release partition`);
+      }
+    }
+    this.options.logger.info({ partition }, 'partition revoked and released');
+  }
+
+  private pipeline(partition: number): PartitionPipeline<T> {
+    let pipe = this.pipelines.get(partition);
+    if (pipe === undefined) {
+      pipe = new PartitionPipeline<T>(partition);
+      this.pipelines.set(partition, pipe);
+    }
+    return pipe;
+  }
+
+  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+    const { options } = this;
+    const pipe = this.pipeline(batch.partition);
+    pipe.highWatermark = BigInt(batch.highWatermark);
+    this.activeBatches += 1;
+    try {
+      let taken = 0;
+      let skipped = 0;
+      for (const message of batch.messages) {
+        if (this.stopping || pipe.closed || !isRunning() || isStale()) break;
+        const offset = BigInt(message.offset);
+        if (!pipe.offsets.accept(offset)) {
+          skipped += 1;
+          resolveOffset(message.offset);
+          continue;
+        }
+        this.take(pipe, message, offset);
+        taken += 1;
+        // Tell kafkajs the record is in custody, so its next fetch starts after it. This is not a
+        // commit: commits happen only after a flush made records durable.
+        resolveOffset(message.offset);
+        const reason = pipe.batch.flushReason(options.limits, Date.now());
+        if (reason === 'records' || reason === 'bytes') this.scheduleFlush(pipe, reason);
+        if (this.inFlightBytes > options.maxInFlightBytes || pipe.pendingFlushes > 2) {
+          await this.waitForRoom(pipe, heartbeat);
+        }
+      }
+      if (taken > 0) options.metrics.consumed.inc({ topic: options.topic }, taken);
+      if (skipped > 0) options.metrics.skippedRedelivered.inc({ topic: options.topic }, skipped);
+      this.armAgeTimer(pipe);
+      this.updateLag(pipe);
+    } finally {
+      this.activeBatches -= 1;
+      if (this.activeBatches === 0) for (const wake of this.batchesIdle.splice(0)) wake();
+    }
+  }
+
+  private take(pipe: PartitionPipeline<T>, message: KafkaMessage, offset: bigint): void {
+    const source: SourceMessage = {
+      offset,
+      key: message.key,
+      value: message.value,
+      headers: (message.headers ?? {}) as SourceMessage['headers'],
+      timestamp: message.timestamp,
+    };
+    const decoded = this.options.decoder.decode({ value: message.value, headers: source.headers });
+    const now = Date.now();
+    if (decoded.ok) {
+      pipe.batch.add({ kind: 'valid', offset, tenantId: decoded.tenantId, value: decoded.value, bytes: decoded.bytes, source }, now);
+    } else {
+      pipe.batch.add({ kind: 'rejected', offset, error: decoded.error, bytes: decoded.bytes, source }, now);
+    }
+    this.inFlightRecords += 1;
+    this.inFlightBytes += decoded.bytes;
+    this.reportInFlight();
+  }
+
+  /** Backpressure: stop taking records (and pause fetching) until flushes have made room. */
+  private async waitForRoom(pipe: PartitionPipeline<T>, heartbeat: () => Promise<void>): Promise<void> {
+    const { options } = this;
+    const overBudget = () => this.inFlightBytes > options.maxInFlightBytes / 2 || pipe.pendingFlushes > 1;
+    if (!overBudget()) return;
+    if (!this.paused) {
+      this.paused = true;
+      this.consumer.pause([{ topic: options.topic }]);
+      options.metrics.fetchPaused.set({ topic: options.topic }, 1);
+    }
+    // Make sure what is buffered is on its way, or we would wait for nothing.
+    if (!pipe.batch.isEmpty) this.scheduleFlush(pipe, 'bytes');
+    while (overBudget() && !this.stopping && !pipe.closed) {
+      await new Promise<void>((resolve) => {
+        this.drainWaiters.push(resolve);
+        setTimeout(resolve, Math.min(1000, options.heartbeatIntervalMs)).unref();
+      });
+      // Long waits must not cost us the group membership.
+      await heartbeat().catch((e: unknown) => {
+        options.logger.debug({ err: e }, 'heartbeat while waiting for room failed');
+      });
+    }
+    if (this.paused && !overBudget()) {
+      this.paused = false;
+      this.consumer.resume([{ topic: options.topic }]);
+      options.metrics.fetchPaused.set({ topic: options.topic }, 0);
+    }
+  }
+
+  private armAgeTimer(pipe: PartitionPipeline<T>): void {
+    if (pipe.timer || pipe.closed) return;
+    const due = pipe.batch.msUntilDue(this.options.limits, Date.now());
+    if (due === undefined) return;
+    pipe.timer = setTimeout(() => {
+      pipe.timer = undefined;
+      if (!pipe.batch.isEmpty) this.scheduleFlush(pipe, 'age');
+    }, due);
+  }
+
+  private scheduleFlush(pipe: PartitionPipeline<T>, reason: FlushReason): void {
+    if (pipe.closed) return;
+    const plan = pipe.batch.drain();
+    if (plan === undefined) return;
+    if (pipe.timer) {
+      clearTimeout(pipe.timer);
+      pipe.timer = undefined;
+    }
+    this.options.metrics.flushes.inc({ topic: this.options.topic, reason });
+    pipe.pendingFlushes += 1;
+    pipe.chain = pipe.chain
+      .then(() => this.flush(pipe, plan))
+      .catch((e: unknown) => this.failFlush(pipe, e))
+      .finally(() => {
+        pipe.pendingFlushes -= 1;
+        this.release(plan.records, plan.bytes);
+      });
+  }
+
+  private failFlush(pipe: PartitionPipeline<T>, error: unknown): void {
+    if (pipe.closed || this.stopping) {
+      this.options.logger.warn({ err: error, partition: pipe.partition }, 'flush abandoned (partition released or worker stopping); records will be re-read');
+      return;
+    }
+    // A non-retriable failure that is not one record's fault (e.g. a store's configuration):
+    // stop without committing rather than skip or dead-letter good records.
+    this.fatal = true;
+    pipe.closed = true;
+    this.options.logger.fatal({ err: error, partition: pipe.partition }, 'flush failed for good; stopping the worker');
+    this.options.onFatal(error instanceof Error ? error : new Error(String(error)));
+  }
+
+  private release(records: number, bytes: number): void {
+    this.inFlightRecords -= records;
+    this.inFlightBytes -= bytes;
+    this.reportInFlight();
+    for (const wake of this.drainWaiters.splice(0)) wake();
+  }
+
+  private reportInFlight(): void {
+    const { metrics, topic } = this.options;
+    metrics.inFlightRecords.set({ topic }, this.inFlightRecords);
+    metrics.inFlightBytes.set({ topic }, this.inFlightBytes);
+  }
+
+  private updateLag(pipe: PartitionPipeline<T>): void {
+    const committed = pipe.offsets.committedOffset;
+    if (pipe.highWatermark === undefined || committed === undefined) return;
+    const lag = pipe.highWatermark - committed;
+    this.options.metrics.lag.set({ topic: this.options.topic, partition: String(pipe.partition) }, Number(lag > 0n ? lag : 0n));
+  }
+
+  /** Makes one plan durable in every sink (or the dead-letter topic), then commits. */
+  private async flush(pipe: PartitionPipeline<T>, plan: FlushPlan<T>): Promise<void> {
+    const { options } = this;
+    const { topic, metrics, sinks } = options;
+    const started = process.hrtime.bigint();
+    const shouldStop = () => pipe.closed || this.fatal;
+    const retry = (what: string) => ({
+      maxDelayMs: options.retryMaxDelayMs,
+      shouldStop,
+      onRetry: (error: unknown, attempt: number) => {
+        metrics.retries.inc({ topic, sink: what });
+        options.logger.warn({ err: error, attempt, sink: what, partition: pipe.partition }, 'store write failed; retrying');
+      },
+    });
+    let letters: DeadLetter[] = [];
+    let written = 0;
+    let latencies: number[] = [];
+
+    // One attempt writes every tenant batch to every sink, then syncs the sinks once. If a sync
+    // fails, the whole attempt is repeated: sinks forget unsynced state, and idempotent writes
+    // make the repeat safe.
+    const attempt = async (): Promise<void> => {
+      letters = plan.rejected.map((r) => ({ topic, partition: pipe.partition, source: r.source, error: r.error, stage: 'DECODE' }));
+      written = 0;
+      latencies = [];
+      await Promise.all(
+        [...plan.tenants].map(async ([tenantId, entries]) => {
+          let current = entries;
+          for (const sink of sinks) {
+            if (current.length === 0) break;
+            const records = current.map((e) => ({ value: e.value, source: { topic, partition: pipe.partition, offset: e.offset.toString() } }));
+            const result = await retrying(() => sink.write(tenantId, records), retry(sink.name));
+            if (result.rejected.size > 0) {
+              const kept: typeof current = [];
+              current.forEach((entry, i) => {
+                const error = result.rejected.get(i);
+                if (error === undefined) kept.push(entry);
+                else letters.push({ topic, partition: pipe.partition, source: entry.source, error, stage: sink.name });
+              });
+              current = kept;
+            }
+          }
+          written += current.length;
+          const now = Date.now();
+          for (const e of current) latencies.push((now - Number(e.source.timestamp)) / 1000);
+        }),
+      );
+      await Promise.all(sinks.map((sink) => sink.sync?.(topic, pipe.partition)));
+    };
+    await retrying(attempt, retry('sync'));
+
+    if (letters.length > 0) {
+      letters.sort((a, b) => (a.source.offset < b.source.offset ? -1 : 1));
+      await retrying(() => this.deadLetters.send(letters), retry('dead-letter'));
+      for (const l of letters) metrics.deadLettered.inc({ topic, reason: l.error.errorClass });
+      options.logger.warn(
+        { partition: pipe.partition, count: letters.length, first: { offset: letters[0]!.source.offset.toString(), reason: letters[0]!.error.errorClass, message: letters[0]!.error.message } },
+        'records dead-lettered',
+      );
+    }
+
+    pipe.offsets.markDurable(plan.lastOffset);
+    metrics.written.inc({ topic }, written);
+    metrics.batchRecords.observe({ topic }, plan.records);
+    metrics.flushDuration.observe({ topic }, Number(process.hrtime.bigint() - started) / 1e9);
+    for (const l of latencies) metrics.endToEndLatency.observe({ topic }, l);
+    await this.commit(pipe);
+  }
+
+  private async commit(pipe: PartitionPipeline<T>): Promise<void> {
+    const offset = pipe.offsets.pendingCommit();
+    if (offset === undefined || pipe.closed) return;
+    const { topic, metrics, logger } = this.options;
+    const end = metrics.commitDuration.startTimer({ topic });
+    try {
+      await this.consumer.commitOffsets([{ topic, partition: pipe.partition, offset: offset.toString() }]);
+      pipe.offsets.markCommitted(offset);
+      end();
+      this.updateLag(pipe);
+    } catch (e) {
+      // The records are durable; a later flush or the next assignment commits past them. If this
+      // worker dies first, the records are read again and the sinks' idempotency absorbs them.
+      metrics.commitFailures.inc({ topic });
+      logger.warn({ err: e, partition: pipe.partition, offset: offset.toString() }, 'offset commit refused; will retry');
+    }
+  }
+
+  /**
+   * Graceful stop: stop taking records, flush and commit everything buffered, leave the group.
+   * Resolves true when all of it finished within `timeoutMs`.
+   */
+  async stop(timeoutMs: number): Promise<boolean> {
+    const { logger } = this.options;
+    if (this.stopping) return false;
+    this.stopping = true;
+    for (const wake of this.drainWaiters.splice(0)) wake();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const work = (async () => {
+      try {
+        this.consumer.pause([{ topic: this.options.topic }]);
+      } catch {
+        // not running yet: nothing to pause
+      }
+      if (this.activeBatches > 0) await new Promise<void>((resolve) => this.batchesIdle.push(resolve));
+      for (const pipe of this.pipelines.values()) this.scheduleFlush(pipe, 'age');
+      await Promise.all([...this.pipelines.values()].map((p) => p.chain));
+      const clean = !this.fatal;
+      logger.info({ clean }, 'buffers flushed and offsets committed; leaving the group');
+      await this.consumer.disconnect();
+      return clean;
+    })();
+    const finished = await Promise.race([work, deadline]);
+    clearTimeout(timer);
+    for (const pipe of this.pipelines.values()) {
+      pipe.closed = true;
+      if (pipe.timer) clearTimeout(pipe.timer);
+    }
+    if (!finished) logger.error({ timeoutMs }, 'graceful stop did not finish in time');
+    for (const sink of this.options.sinks) {
+      await sink.close().catch((e: unknown) => logger.error({ err: e, sink: sink.name }, 'sink close failed'));
+    }
+    await this.deadLetters.close().catch((e: unknown) => logger.error({ err: e }, 'dead-letter producer close failed'));
+    return finished;
+  }
+}
+

@@ -1,0 +1,57 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export interface HealthSource {
+  /** Alive: the worker has not crashed. */
+  healthy(): boolean;
+  /** Ready: joined the consumer group and consuming. */
+  ready(): boolean;
+}
+
+/** Serves /metrics (Prometheus text), /healthz and /readyz on one port. */
+export class HealthServer {
+  private server: http.Server | undefined;
+
+  constructor(
+    private readonly port: number,
+    private readonly registry: Registry,
+    private readonly health: HealthSource,
+  ) {}
+
+  async start(): Promise<number> {
+    const server = http.createServer((req, res) => {
+      void this.handle(req.url ?? '/', res);
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '0.0.0.0', () => resolve());
+    });
+    return (server.address() as AddressInfo).port;
+  }
+
+  private async handle(url: string, res: http.ServerResponse): Promise<void> {
+    const path = url.split('?')[0];
+    if (path === '/metrics') {
+      const body = await this.registry.metrics();
+      res.writeHead(200, { 'content-type': this.registry.contentType }).end(body);
+    } else if (path === '/healthz') {
+      const ok = this.health.healthy();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'unhealthy\n');
+    } else if (path === '/readyz') {
+      const ok = this.health.ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
+    }
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (server === undefined) return;
+    this.server = undefined;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,47 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createRegistry(withDefaults = true): Registry {
+  const registry = new Registry();
+  if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'spanledger_process_' });
+  return registry;
+}
+
+/** The metrics every consumer worker exposes, whatever its sinks. Labels: topic, partition. */
+export class WorkerMetrics {
+  readonly consumed: Counter<'topic'>;
+  readonly written: Counter<'topic'>;
+  readonly deadLettered: Counter<'topic' | 'reason'>;
+  readonly skippedRedelivered: Counter<'topic'>;
+  readonly batchRecords: Histogram<'topic'>;
+  readonly flushDuration: Histogram<'topic'>;
+  readonly commitDuration: Histogram<'topic'>;
+  readonly endToEndLatency: Histogram<'topic'>;
+  readonly flushes: Counter<'topic' | 'reason'>;
+  readonly retries: Counter<'topic' | 'sink'>;
+  readonly commitFailures: Counter<'topic'>;
+  readonly inFlightRecords: Gauge<'topic'>;
+  readonly inFlightBytes: Gauge<'topic'>;
+  readonly fetchPaused: Gauge<'topic'>;
+  readonly lag: Gauge<'topic' | 'partition'>;
+  readonly assignedPartitions: Gauge<'topic'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.consumed = new Counter({ name: 'spanledger_records_consumed_total', help: 'Records taken from Kafka into a worker buffer', labelNames: ['topic'], registers });
+    this.written = new Counter({ name: 'spanledger_records_written_total', help: 'Records durably stored in every sink they belong in', labelNames: ['topic'], registers });
+    this.deadLettered = new Counter({ name: 'spanledger_records_dead_lettered_total', help: 'Records acknowledged by the dead-letter topic, by reason', labelNames: ['topic', 'reason'], registers });
+    this.skippedRedelivered = new Counter({ name: 'spanledger_records_redelivered_skipped_total', help: 'Records Kafka delivered again that were already in custody', labelNames: ['topic'], registers });
+    this.batchRecords = new Histogram({ name: 'spanledger_batch_records', help: 'Records per partition flush', labelNames: ['topic'], buckets: [1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000], registers });
+    this.flushDuration = new Histogram({ name: 'spanledger_flush_duration_seconds', help: 'Time to make one partition flush durable in all sinks', labelNames: ['topic'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
+    this.commitDuration = new Histogram({ name: 'spanledger_commit_duration_seconds', help: 'Time of one Kafka offset commit', labelNames: ['topic'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers });
+    this.endToEndLatency = new Histogram({ name: 'spanledger_end_to_end_latency_seconds', help: 'From the Kafka record timestamp to its durable write', labelNames: ['topic'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers });
+    this.flushes = new Counter({ name: 'spanledger_flushes_total', help: 'Partition flushes, by the limit that triggered them', labelNames: ['topic', 'reason'], registers });
+    this.retries = new Counter({ name: 'spanledger_sink_retries_total', help: 'Retries of a sink write after a transient failure', labelNames: ['topic', 'sink'], registers });
+    this.commitFailures = new Counter({ name: 'spanledger_commit_failures_total', help: 'Offset commits Kafka refused (retried at the next flush)', labelNames: ['topic'], registers });
+    this.inFlightRecords = new Gauge({ name: 'spanledger_records_in_flight', help: 'Records buffered or being flushed', labelNames: ['topic'], registers });
+    this.inFlightBytes = new Gauge({ name: 'spanledger_bytes_in_flight', help: 'Bytes of records buffered or being flushed', labelNames: ['topic'], registers });
+    this.fetchPaused = new Gauge({ name: 'spanledger_fetch_paused', help: '1 while fetching is paused because too much is in flight', labelNames: ['topic'], registers });
+    this.lag = new Gauge({ name: 'spanledger_consumer_lag', help: 'High watermark minus the committed offset, per partition', labelNames: ['topic', 'partition'], registers });
+    this.assignedPartitions = new Gauge({ name: 'spanledger_assigned_partitions', help: 'Partitions assigned to this worker', labelNames: ['topic'], registers });
+  }
+}
