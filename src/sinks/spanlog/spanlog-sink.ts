@@ -199,7 +199,9 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
       this.partitions.delete(id);
       await closeSegments(stale);
     }
-    const lockPath = path.join(this.root, LOCKS_DIR, `${id}.lock`);
+    // proper-lockfile makes the lock as the folder `<path>.lock` (mkdir is atomic, also on NFS).
+    const lockPath = path.join(this.root, LOCKS_DIR, id);
+    await fsp.mkdir(path.dirname(lockPath), { recursive: true });
     const state: PartitionState = {
       release: async () => undefined,
       compromised: false,

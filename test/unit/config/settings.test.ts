@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { envValues, resolveSettings } from '../../../src/config/load.js';
+import { kafkaSettings, workerSettings } from '../../../src/config/settings.js';
+import { ConfigError } from '../../../src/errors.js';
+
+describe('settings', () => {
+  it('uses defaults, then the config file, then the environment', () => {
+    const none = resolveSettings(kafkaSettings, envValues(kafkaSettings, {}), {});
+    expect(none.brokers).toEqual(['127.0.0.1:9092']);
+    const file = resolveSettings(kafkaSettings, envValues(kafkaSettings, {}), { KAFKA_BROKERS: 'a:1,b:2' });
+    expect(file.brokers).toEqual(['a:1', 'b:2']);
+    const env = resolveSettings(kafkaSettings, envValues(kafkaSettings, { KAFKA_BROKERS: 'c:3' }), { KAFKA_BROKERS: 'a:1' });
+    expect(env.brokers).toEqual(['c:3']);
+  });
+
+  it('fails with one line naming the variable and the rule', () => {
+    let error: unknown;
+    try {
+      resolveSettings(workerSettings, envValues(workerSettings, { BATCH_MAX_RECORDS: 'lots' }), {});
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(/^invalid configuration: BATCH_MAX_RECORDS="lots": /);
+    expect((error as Error).message).not.toContain('\n');
+    expect(() => resolveSettings(kafkaSettings, envValues(kafkaSettings, { KAFKA_BROKERS: 'nohost' }), {})).toThrow(/host:port/);
+  });
+});

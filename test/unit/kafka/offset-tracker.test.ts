@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { PartitionOffsets } from '../../../src/kafka/offset-tracker.js';
+
+describe('PartitionOffsets', () => {
+  it('skips records already in custody (re-delivery after a rebalance)', () => {
+    const o = new PartitionOffsets();
+    expect(o.accept(5n)).toBe(true);
+    expect(o.accept(6n)).toBe(true);
+    expect(o.accept(5n)).toBe(false);
+    expect(o.accept(6n)).toBe(false);
+    // Gaps are normal (compaction, transaction markers).
+    expect(o.accept(9n)).toBe(true);
+    expect(o.nextCustodyOffset).toBe(10n);
+  });
+
+  it('commits only what is durable, once, and never backwards', () => {
+    const o = new PartitionOffsets();
+    o.accept(0n);
+    o.accept(1n);
+    expect(o.pendingCommit()).toBeUndefined();
+    o.markDurable(0n);
+    expect(o.pendingCommit()).toBe(1n);
+    o.markCommitted(1n);
+    expect(o.pendingCommit()).toBeUndefined();
+    o.markDurable(1n);
+    expect(o.pendingCommit()).toBe(2n);
+    o.markDurable(0n);
+    expect(o.pendingCommit()).toBe(2n);
+    o.markCommitted(2n);
+    o.markCommitted(1n);
+    expect(o.committedOffset).toBe(2n);
+  });
+});

@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { SignalDecoder, SpanDecoder } from '../../../src/model/decode.js';
+import { generateSignal, generateSpan, malformedRecords, tenantIdFor } from '../../../src/model/generate.js';
+import { spanDay } from '../../../src/model/span.js';
+
+const tenant = tenantIdFor(7);
+const decoder = new SpanDecoder(1_048_576);
+const encode = (v: unknown) => Buffer.from(JSON.stringify(v));
+
+describe('SpanDecoder', () => {
+  it('accepts a valid span and computes its UTC day from its start time', () => {
+    const span = { ...generateSpan(tenant, 1), startTimeUnixNano: '1700000000000000000', endTimeUnixNano: '1700000000100000000' };
+    const d = decoder.decode({ value: encode(span) });
+    expect(d.ok).toBe(true);
+    if (!d.ok) return;
+    expect(d.tenantId).toBe(tenant);
+    expect(d.value.day).toBe('2023-11-14');
+  });
+
+  it('takes the tenant from the tenant-id header when the body has none', () => {
+    const { tenantId: _t, ...span } = generateSpan(tenant, 2);
+    const d = decoder.decode({ value: encode(span), headers: { 'tenant-id': Buffer.from(tenant) } });
+    expect(d.ok && d.tenantId).toBe(tenant);
+    expect(d.ok && d.value.span.tenantId).toBe(tenant);
+  });
+
+  it.each(malformedRecords(tenant, 1000).map((r) => [r.kind, r] as const))('rejects %s with that reason', (kind, record) => {
+    const d = new SpanDecoder(1000).decode({ value: record.value, headers: record.headers });
+    expect(d.ok).toBe(false);
+    if (d.ok) return;
+    expect(d.error.errorClass).toBe(kind);
+    expect(d.error.message.length).toBeGreaterThan(5);
+  });
+
+  it('rejects a tenant header that is not a canonical UUID, and a body/header mismatch', () => {
+    const { tenantId: _t, ...span } = generateSpan(tenant, 3);
+    const bad = decoder.decode({ value: encode(span), headers: { 'tenant-id': '../../../tmp' } });
+    expect(!bad.ok && bad.error.errorClass).toBe('InvalidTenantId');
+    const mismatch = decoder.decode({ value: encode(generateSpan(tenant, 3)), headers: { 'tenant-id': tenantIdFor(8) } });
+    expect(!mismatch.ok && mismatch.error.errorClass).toBe('TenantMismatch');
+  });
+
+  it('names the offending field in schema violations', () => {
+    const d = decoder.decode({ value: encode({ ...generateSpan(tenant, 4), spanId: 'XYZ', extra: 1 }) });
+    expect(!d.ok && d.error.message).toMatch(/spanId/);
+    const order = decoder.decode({ value: encode({ ...generateSpan(tenant, 4), startTimeUnixNano: '20', endTimeUnixNano: '10' }) });
+    expect(!order.ok && order.error.message).toMatch(/endTimeUnixNano/);
+    const empty = decoder.decode({ value: null });
+    expect(!empty.ok && empty.error.errorClass).toBe('EmptyRecord');
+    const array = decoder.decode({ value: Buffer.from('[1,2]') });
+    expect(!array.ok && array.error.errorClass).toBe('SchemaViolation');
+  });
+
+  it('uppercase UUIDs are not canonical', () => {
+    const d = decoder.decode({ value: encode({ ...generateSpan(tenant, 5), tenantId: tenant.toUpperCase().replace('0000', 'ABCD') }) });
+    expect(!d.ok && d.error.errorClass).toBe('InvalidTenantId');
+  });
+
+  it('spanDay uses UTC', () => {
+    expect(spanDay({ startTimeUnixNano: '0' })).toBe('1970-01-01');
+    expect(spanDay({ startTimeUnixNano: 86_399_999_999_999 })).toBe('1970-01-01');
+    expect(spanDay({ startTimeUnixNano: '86400000000000' })).toBe('1970-01-02');
+  });
+});
+
+describe('SignalDecoder', () => {
+  const signals = new SignalDecoder(1_048_576);
+  it('accepts a valid signal', () => {
+    const s = generateSignal(tenant, 1);
+    const d = signals.decode({ value: encode(s) });
+    expect(d.ok && d.value).toEqual(s);
+  });
+  it('rejects bad severity, bad ids and a missing tenant with clear reasons', () => {
+    const s = generateSignal(tenant, 1);
+    const sev = signals.decode({ value: encode({ ...s, severity: 'SEVERE' }) });
+    expect(!sev.ok && sev.error.errorClass).toBe('SchemaViolation');
+    expect(!sev.ok && sev.error.message).toMatch(/severity/);
+    const { tenantId: _t, ...noTenant } = s;
+    const missing = signals.decode({ value: encode(noTenant) });
+    expect(!missing.ok && missing.error.errorClass).toBe('MissingTenantId');
+    const badTenant = signals.decode({ value: encode({ ...s, tenantId: 'a/b' }) });
+    expect(!badTenant.ok && badTenant.error.errorClass).toBe('InvalidTenantId');
+  });
+});
