@@ -1,0 +1,181 @@
+/**
+ * TigerBeetleSignalSink against a real TigerBeetle replica (see test/support/tigerbeetle.ts for how
+ * one is found or started). Skipped, with one line saying why, when none is available.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AccountFlags, createClient } from 'tigerbeetle-node';
+import { ConfigError, RetriableError } from '../../src/errors.js';
+import type { Signal } from '../../src/model/signal.js';
+import {
+  TigerBeetleSignalSink,
+  accountIdFor,
+  uuidToU128,
+  type TigerBeetleSinkConfig,
+} from '../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
+import type { SourcePosition } from '../../src/sinks/types.js';
+import { startTigerBeetle } from '../support/tigerbeetle.js';
+
+const tb = await startTigerBeetle();
+const skipped = 'skipped' in tb ? tb.skipped : null;
+if (skipped) console.log(skipped);
+
+afterAll(async () => {
+  if (!('skipped' in tb)) await tb.stop();
+});
+
+function signalFor(tenantId: string, overrides: Partial<Signal> = {}): Signal {
+  return {
+    id: randomUUID(),
+    tenantId,
+    ruleId: 'rule.error-rate',
+    traceId: randomUUID().replace(/-/g, ''),
+    timestamp: new Date().toISOString(),
+    severity: 'MEDIUM',
+    message: 'error rate above 5%',
+    metadata: { service: 'checkout' },
+    ...overrides,
+  };
+}
+
+function records(signals: Signal[]): Array<{ value: Signal; source: SourcePosition }> {
+  return signals.map((value, i) => ({ value, source: { topic: 'signals', partition: 0, offset: String(i) } }));
+}
+
+const logger = pino({ level: 'warn' });
+
+function makeSink(config: Partial<TigerBeetleSinkConfig> = {}) {
+  if ('skipped' in tb) throw new Error('unreachable');
+  const registry = new Registry();
+  const sink = new TigerBeetleSignalSink(
+    { clusterId: tb.clusterId, addresses: tb.addresses, maxBatch: 8189, ...config },
+    { logger, registry },
+  );
+  return { sink, registry };
+}
+
+async function counterValue(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = registry.getSingleMetric(name);
+  if (!metric) return 0;
+  const data = await metric.get();
+  return data.values.find((v) => Object.entries(labels).every(([k, value]) => v.labels[k] === value))?.value ?? 0;
+}
+
+describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle', () => {
+  const tenantId = randomUUID();
+  const signals = Array.from({ length: 10_000 }, () => signalFor(tenantId));
+
+  it('creates the tenant\'s two accounts on first sight, and accepts them existing later', async () => {
+    if ('skipped' in tb) return;
+    const first = makeSink();
+    await first.sink.start();
+    const seed = signalFor(randomUUID());
+    await first.sink.write(seed.tenantId, records([seed]));
+    expect(await counterValue(first.registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_accounts' })).toBe(1);
+
+    const client = createClient({ cluster_id: tb.clusterId, replica_addresses: tb.addresses });
+    try {
+      const ids = [accountIdFor(seed.tenantId, 'tenant'), accountIdFor(seed.tenantId, 'signals')];
+      const accounts = await client.lookupAccounts(ids);
+      expect(accounts.map((a) => a.id)).toEqual(ids);
+      for (const account of accounts) {
+        expect(account.ledger).toBe(1);
+        expect(account.flags).toBe(AccountFlags.none);
+        expect(account.user_data_128).toBe(uuidToU128(seed.tenantId));
+      }
+      expect(accounts.map((a) => a.code)).toEqual([1, 2]);
+    } finally {
+      client.destroy();
+    }
+
+    // A second process: its create_accounts answers `exists`, which is fine.
+    const second = makeSink();
+    await second.sink.start();
+    const again = signalFor(seed.tenantId);
+    expect((await second.sink.write(seed.tenantId, records([again]))).rejected.size).toBe(0);
+    expect((await second.sink.lookupTenantBalances(seed.tenantId)).signals?.creditsPosted).toBe(2n);
+    await first.sink.close();
+    await second.sink.close();
+  });
+
+  it('stores 10,000 signals of one tenant in exactly 2 createTransfers requests', async () => {
+    const { sink, registry } = makeSink();
+    await sink.start();
+    const result = await sink.write(tenantId, records(signals));
+    expect(result.rejected.size).toBe(0);
+    expect(await counterValue(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_transfers' })).toBe(2);
+    expect(await counterValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(10_000);
+    const balances = await sink.lookupTenantBalances(tenantId);
+    expect(balances.tenant?.debitsPosted).toBe(10_000n);
+    expect(balances.tenant?.creditsPosted).toBe(0n);
+    expect(balances.signals?.creditsPosted).toBe(10_000n);
+    expect(balances.signals?.debitsPosted).toBe(0n);
+    await sink.close();
+  });
+
+  it('treats a replay of the same signals as success and leaves balances unchanged', async () => {
+    const { sink, registry } = makeSink();
+    await sink.start();
+    const result = await sink.write(tenantId, records(signals));
+    expect(result.rejected.size).toBe(0);
+    expect(await counterValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(10_000);
+    expect(await counterValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(0);
+    const balances = await sink.lookupTenantBalances(tenantId);
+    expect(balances.tenant?.debitsPosted).toBe(10_000n);
+    expect(balances.signals?.creditsPosted).toBe(10_000n);
+    await sink.close();
+  });
+
+  it('rejects a conflicting signal (same id, other content) by result name and stores the rest', async () => {
+    const { sink } = makeSink();
+    await sink.start();
+    const batch = [
+      signalFor(tenantId),
+      { ...signals[0]!, severity: 'CRITICAL' as const },
+      signalFor(tenantId),
+      { ...signals[1]!, timestamp: '2020-01-01T00:00:00.000Z' },
+    ];
+    const result = await sink.write(tenantId, records(batch));
+    expect([...result.rejected.keys()].sort()).toEqual([1, 3]);
+    expect(result.rejected.get(1)?.errorClass).toBe('exists_with_different_code');
+    expect(result.rejected.get(1)?.message).toContain(signals[0]!.id);
+    expect(result.rejected.get(3)?.errorClass).toBe('exists_with_different_user_data_64');
+    const balances = await sink.lookupTenantBalances(tenantId);
+    expect(balances.signals?.creditsPosted).toBe(10_002n);
+    await sink.close();
+  });
+
+  it('refuses to run with a ledger other than the one the accounts were created with', async () => {
+    const { sink } = makeSink({ ledger: 2 });
+    await sink.start();
+    const err = await sink.write(tenantId, records([signalFor(tenantId)])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain('exists_with_different_ledger');
+    await sink.close();
+  });
+});
+
+describe('TigerBeetleSignalSink with the real client and no cluster', () => {
+  it('times out into a RetriableError and closes cleanly', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        server.close(() => resolve(typeof address === 'object' && address ? address.port : 1));
+      });
+    });
+    const sink = new TigerBeetleSignalSink(
+      { clusterId: 0n, addresses: [`127.0.0.1:${port}`], requestTimeoutMs: 300 },
+      { logger, registry: new Registry() },
+    );
+    await sink.start();
+    const tenant = randomUUID();
+    const started = Date.now();
+    const err = await sink.write(tenant, records([signalFor(tenant)])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RetriableError);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await sink.close();
+  });
+});

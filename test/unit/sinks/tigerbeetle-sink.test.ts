@@ -1,0 +1,310 @@
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { CreateTransferStatus, ErrorCodes, RequestError } from 'tigerbeetle-node';
+import { ConfigError, RecordRejectedError, RetriableError } from '../../../src/errors.js';
+import type { Severity, Signal } from '../../../src/model/signal.js';
+import {
+  TigerBeetleSignalSink,
+  accountIdFor,
+  ruleTag,
+  signalToTransfer,
+  transferIdForSignal,
+  type TigerBeetleSinkConfig,
+} from '../../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
+import type { SourcePosition } from '../../../src/sinks/types.js';
+import { StandInCluster } from '../../support/tigerbeetle-standin.js';
+
+const TENANT = '6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e';
+const OTHER_TENANT = '0b6a7c1d-2e3f-4a5b-9c6d-7e8f9a0b1c2d';
+
+function signal(overrides: Partial<Signal> = {}): Signal {
+  return {
+    id: randomUUID(),
+    tenantId: TENANT,
+    ruleId: 'rule.latency.p99',
+    traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+    timestamp: '2026-11-24T10:00:00.000Z',
+    severity: 'HIGH',
+    message: 'p99 latency above threshold',
+    metadata: {},
+    ...overrides,
+  };
+}
+
+function records(signals: Signal[]): Array<{ value: Signal; source: SourcePosition }> {
+  return signals.map((value, i) => ({ value, source: { topic: 'signals', partition: 0, offset: String(i) } }));
+}
+
+function setup(config: Partial<TigerBeetleSinkConfig> = {}, cluster = new StandInCluster()) {
+  const registry = new Registry();
+  const logs: Array<{ level: number; msg: string }> = [];
+  const logger = pino(
+    { level: 'debug' },
+    { write: (line: string) => void logs.push(JSON.parse(line) as { level: number; msg: string }) },
+  );
+  const sink = new TigerBeetleSignalSink(
+    { clusterId: 0n, addresses: ['127.0.0.1:3000'], ...config },
+    { logger, registry },
+    { clientFactory: cluster.factory },
+  );
+  return { sink, cluster, registry, logs };
+}
+
+async function metric(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
+  const m = registry.getSingleMetric(name);
+  if (!m) return 0;
+  const data = await m.get();
+  // For a histogram, read its _count series.
+  const series = String(data.type) === 'histogram' ? `${name}_count` : undefined;
+  const found = data.values.find(
+    (v) =>
+      (series === undefined || (v as { metricName?: string }).metricName === series) &&
+      Object.entries(labels).every(([k, value]) => v.labels[k] === value),
+  );
+  return found?.value ?? 0;
+}
+
+describe('id and field derivations', () => {
+  it('transfer id is the signal UUID read as a 128-bit big-endian integer', () => {
+    expect(transferIdForSignal('00000000-0000-0000-0000-000000000001')).toBe(1n);
+    expect(transferIdForSignal('0123abcd-0000-4000-8000-00000000ffff')).toBe(0x0123abcd000040008000_00000000ffffn);
+  });
+
+  it('account ids are stable, per tenant and role, never 0 or 2^128-1', () => {
+    const a = accountIdFor(TENANT, 'tenant');
+    const b = accountIdFor(TENANT, 'signals');
+    expect(a).not.toBe(b);
+    expect(accountIdFor(TENANT, 'tenant')).toBe(a);
+    expect(accountIdFor(OTHER_TENANT, 'tenant')).not.toBe(a);
+    for (const id of [a, b]) {
+      expect(id > 0n && id < (1n << 128n) - 1n).toBe(true);
+    }
+    // Golden value: changing the derivation would orphan every existing account.
+    expect(accountIdFor('00000000-0000-4000-8000-000000000000', 'tenant').toString(16)).toBe(
+      '7cf13fd5458a27070944069de017bec8',
+    );
+  });
+
+  it('maps severity to code, trace id to user_data_128, time to user_data_64 (ms), rule to user_data_32', () => {
+    const severities: Severity[] = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
+    severities.forEach((severity, i) => {
+      const t = signalToTransfer(signal({ severity }), TENANT, 7);
+      if (t instanceof RecordRejectedError) throw t;
+      expect(t.code).toBe(i + 1);
+      expect(t.ledger).toBe(7);
+      expect(t.amount).toBe(1n);
+      expect(t.timestamp).toBe(0n);
+      expect(t.user_data_128).toBe(0x4bf92f3577b34da6a3ce929d0e0e4736n);
+      expect(t.user_data_64).toBe(BigInt(Date.parse('2026-11-24T10:00:00.000Z')));
+      expect(t.user_data_32).toBe(ruleTag('rule.latency.p99'));
+      expect(t.debit_account_id).toBe(accountIdFor(TENANT, 'tenant'));
+      expect(t.credit_account_id).toBe(accountIdFor(TENANT, 'signals'));
+    });
+  });
+});
+
+describe('TigerBeetleSignalSink with the stand-in client', () => {
+  it('splits a batch into createTransfers calls of at most maxBatch (default 8189)', async () => {
+    const { sink, cluster, registry } = setup();
+    await sink.start();
+    const result = await sink.write(TENANT, records(Array.from({ length: 20_000 }, () => signal())));
+    expect(result.rejected.size).toBe(0);
+    expect(cluster.callsOf('create_transfers')).toEqual([8189, 8189, 3622]);
+    expect(await metric(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_transfers' })).toBe(3);
+    expect(await metric(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_accounts' })).toBe(1);
+    expect(await metric(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(20_000);
+    expect(await metric(registry, 'spanledger_tigerbeetle_request_duration_seconds', { op: 'create_transfers' })).toBe(3);
+    const balances = await sink.lookupTenantBalances(TENANT);
+    expect(balances.tenant?.debitsPosted).toBe(20_000n);
+    expect(balances.tenant?.creditsPosted).toBe(0n);
+    expect(balances.signals?.creditsPosted).toBe(20_000n);
+    expect(balances.signals?.debitsPosted).toBe(0n);
+    await sink.close();
+  });
+
+  it('honours a configured maxBatch', async () => {
+    const { sink, cluster } = setup({ maxBatch: 100 });
+    await sink.start();
+    await sink.write(TENANT, records(Array.from({ length: 250 }, () => signal())));
+    expect(cluster.callsOf('create_transfers')).toEqual([100, 100, 50]);
+  });
+
+  it('counts a replay (exists) as success and leaves balances unchanged', async () => {
+    const { sink, registry } = setup();
+    await sink.start();
+    const batch = records(Array.from({ length: 500 }, () => signal()));
+    expect((await sink.write(TENANT, batch)).rejected.size).toBe(0);
+    expect((await sink.write(TENANT, batch)).rejected.size).toBe(0);
+    expect(await metric(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(500);
+    expect(await metric(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(500);
+    expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(500n);
+  });
+
+  it('rejects a conflicting record with the result name and stores the rest', async () => {
+    const { sink, cluster, registry } = setup();
+    await sink.start();
+    const original = signal({ severity: 'LOW' });
+    const traced = signal();
+    await sink.write(TENANT, records([original, traced]));
+
+    const batch = [
+      signal(),
+      { ...original, severity: 'CRITICAL' as const },
+      signal(),
+      { ...traced, traceId: 'ffffffffffffffffffffffffffffffff' },
+    ];
+    const result = await sink.write(TENANT, records(batch));
+    expect([...result.rejected.keys()].sort()).toEqual([1, 3]);
+    const codeConflict = result.rejected.get(1)!;
+    expect(codeConflict).toBeInstanceOf(RecordRejectedError);
+    expect(codeConflict.errorClass).toBe('exists_with_different_code');
+    expect(codeConflict.retriable).toBe(false);
+    expect(codeConflict.message).toContain(original.id);
+    expect(codeConflict.message).toContain('exists_with_different_code');
+    expect(result.rejected.get(3)!.errorClass).toBe('exists_with_different_user_data_128');
+    expect(await metric(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'rejected' })).toBe(2);
+    expect(cluster.transfers.has(transferIdForSignal(batch[0]!.id))).toBe(true);
+    expect(cluster.transfers.has(transferIdForSignal(batch[2]!.id))).toBe(true);
+    expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(4n);
+  });
+
+  it('rejects records it cannot turn into transfers before sending anything for them', async () => {
+    const { sink, cluster } = setup();
+    await sink.start();
+    const batch = [signal(), signal({ tenantId: OTHER_TENANT }), signal({ timestamp: '1969-12-31T23:59:59Z' })];
+    const result = await sink.write(TENANT, records(batch));
+    expect(result.rejected.get(1)?.errorClass).toBe('TenantMismatch');
+    expect(result.rejected.get(2)?.errorClass).toBe('SchemaViolation');
+    expect(cluster.callsOf('create_transfers')).toEqual([1]);
+  });
+
+  it('creates a tenant\'s accounts once per process, also under concurrent writes', async () => {
+    const { sink, cluster } = setup();
+    await sink.start();
+    await Promise.all([
+      sink.write(TENANT, records([signal()])),
+      sink.write(TENANT, records([signal()])),
+      sink.write(OTHER_TENANT, records([signal({ tenantId: OTHER_TENANT })])),
+    ]);
+    await sink.write(TENANT, records([signal()]));
+    expect(cluster.callsOf('create_accounts')).toEqual([2, 2]);
+    expect(cluster.accounts.size).toBe(4);
+    const tenantAccount = cluster.accounts.get(accountIdFor(TENANT, 'tenant'))!;
+    expect(tenantAccount.flags).toBe(0);
+    expect(tenantAccount.code).toBe(1);
+    expect(cluster.accounts.get(accountIdFor(TENANT, 'signals'))!.code).toBe(2);
+  });
+
+  it('accepts accounts that already exist (another process made them)', async () => {
+    const cluster = new StandInCluster();
+    const first = setup({}, cluster);
+    await first.sink.write(TENANT, records([signal()]));
+    const second = setup({}, cluster);
+    expect((await second.sink.write(TENANT, records([signal()]))).rejected.size).toBe(0);
+    expect(cluster.callsOf('create_accounts')).toEqual([2, 2]);
+  });
+
+  it('throws a non-retriable ConfigError when accounts exist with a different ledger', async () => {
+    const cluster = new StandInCluster();
+    await setup({ ledger: 1 }, cluster).sink.write(TENANT, records([signal()]));
+    const { sink } = setup({ ledger: 2 }, cluster);
+    const err = await sink.write(TENANT, records([signal()])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).retriable).toBe(false);
+    expect((err as Error).message).toContain('exists_with_different_ledger');
+    expect(cluster.callsOf('create_transfers')).toEqual([1]);
+  });
+
+  it('turns a request that does not answer in time into a RetriableError, then recovers', async () => {
+    const { sink, cluster, registry } = setup({ requestTimeoutMs: 50 });
+    await sink.start();
+    cluster.hang = true;
+    const batch = records([signal(), signal()]);
+    const err = await sink.write(TENANT, batch).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RetriableError);
+    expect((err as Error).message).toMatch(/create_accounts did not answer within 50 ms/);
+    expect(await metric(registry, 'spanledger_tigerbeetle_request_errors_total', { op: 'create_accounts', reason: 'timeout' })).toBe(1);
+
+    cluster.hang = false;
+    expect((await sink.write(TENANT, batch)).rejected.size).toBe(0);
+    // The client was kept: one timed-out request is not a reason to replace it.
+    expect(cluster.clients.length).toBe(1);
+
+    cluster.hang = true;
+    await expect(sink.write(TENANT, batch)).rejects.toBeInstanceOf(RetriableError);
+    cluster.hang = false;
+    const replay = await sink.write(TENANT, batch);
+    expect(replay.rejected.size).toBe(0);
+    expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(2n);
+  });
+
+  it('replaces the client once too many timed-out requests are pending in it', async () => {
+    const { sink, cluster } = setup({ requestTimeoutMs: 20, maxAbandonedRequests: 2 });
+    await sink.start();
+    cluster.hang = true;
+    await expect(sink.write(TENANT, records([signal()]))).rejects.toBeInstanceOf(RetriableError);
+    expect(cluster.clients.length).toBe(1);
+    await expect(sink.write(TENANT, records([signal()]))).rejects.toBeInstanceOf(RetriableError);
+    expect(cluster.clients.length).toBe(2);
+    expect(cluster.clients[0]!.destroyed).toBe(true);
+    cluster.hang = false;
+    expect((await sink.write(TENANT, records([signal()]))).rejected.size).toBe(0);
+  });
+
+  it('maps the client\'s own errors: evicted → retriable (new client), release mismatch → ConfigError', async () => {
+    const { sink, cluster } = setup();
+    await sink.start();
+    await sink.write(TENANT, records([signal()]));
+    cluster.failNext = new RequestError(ErrorCodes.ERR_CLIENT_EVICTED);
+    await expect(sink.write(TENANT, records([signal()]))).rejects.toBeInstanceOf(RetriableError);
+    expect(cluster.clients.length).toBe(2);
+    cluster.failNext = new RequestError(ErrorCodes.ERR_CLIENT_RELEASE_TOO_HIGH);
+    const err = await sink.write(TENANT, records([signal()])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain('ERR_CLIENT_RELEASE_TOO_HIGH');
+  });
+
+  it('halves the batch when the cluster refuses it as too large (ERR_TOO_MUCH_DATA)', async () => {
+    const cluster = new StandInCluster();
+    cluster.batchLimit = 253; // what a replica started with --development accepts
+    const { sink, logs } = setup({}, cluster);
+    await sink.start();
+    const result = await sink.write(TENANT, records(Array.from({ length: 1000 }, () => signal())));
+    expect(result.rejected.size).toBe(0);
+    expect(cluster.transfers.size).toBe(1000);
+    expect(Math.max(...cluster.callsOf('create_transfers'))).toBeLessThanOrEqual(253);
+    expect(logs.some((l) => l.msg.includes('halving the batch size'))).toBe(true);
+  });
+
+  it('forgets a tenant whose accounts vanished from the cluster, so the next batch recreates them', async () => {
+    const { sink, cluster } = setup();
+    await sink.start();
+    await sink.write(TENANT, records([signal()]));
+    cluster.accounts.clear(); // e.g. the cluster was re-formatted under a running worker
+    const lost = signal();
+    const result = await sink.write(TENANT, records([lost]));
+    expect(result.rejected.get(0)?.errorClass).toBe('debit_account_not_found');
+    const next = await sink.write(TENANT, records([signal(), lost]));
+    expect(cluster.callsOf('create_accounts')).toEqual([2, 2]);
+    expect(next.rejected.size).toBe(1);
+    expect(next.rejected.get(1)?.errorClass).toBe(CreateTransferStatus[CreateTransferStatus.id_already_failed]);
+  });
+
+  it('validates its configuration', () => {
+    expect(() => setup({ maxBatch: 0 })).toThrow(ConfigError);
+    expect(() => setup({ maxBatch: 8190 })).toThrow(/maxBatch/);
+    expect(() => setup({ ledger: 0 })).toThrow(/ledger/);
+    expect(() => setup({ addresses: [] })).toThrow(/addresses/);
+    expect(() => setup({ requestTimeoutMs: 0 })).toThrow(/requestTimeoutMs/);
+  });
+
+  it('close() destroys the client', async () => {
+    const { sink, cluster } = setup();
+    await sink.start();
+    await sink.close();
+    expect(cluster.current.destroyed).toBe(true);
+    await expect(sink.write(TENANT, records([signal()]))).rejects.toBeInstanceOf(RetriableError);
+  });
+});
