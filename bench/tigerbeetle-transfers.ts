@@ -1,0 +1,121 @@
+/**
+ * Micro-benchmark: createTransfers throughput with full 8189-event batches against one replica.
+ *
+ *   TB_ADDRESS=127.0.0.1:3000 npx vite-node bench/tigerbeetle-transfers.ts
+ *   TIGERBEETLE_BIN=/path/to/tigerbeetle npx vite-node bench/tigerbeetle-transfers.ts
+ *
+ * (Same cluster discovery as the integration tests: test/support/tigerbeetle.ts. A replica it
+ * starts runs with --development, i.e. without Direct IO: numbers are indicative only.)
+ *
+ * Two loops, each BATCHES (default 20) sequential requests of 8189 new transfers, after 2 warm-up
+ * batches: (1) the raw tigerbeetle-node client with pre-built transfers; (2) the sink's write(),
+ * which also turns signals into transfers and reads the results. Each prints transfers/s next to
+ * the 50K signals/s target. Bounded: it sends 2 × (2 + BATCHES) requests and stops.
+ */
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { createClient, CreateTransferStatus, type Transfer } from 'tigerbeetle-node';
+import type { Signal } from '../src/model/signal.js';
+import {
+  TIGERBEETLE_BATCH_MAX,
+  TigerBeetleSignalSink,
+  accountIdFor,
+  signalToTransfer,
+} from '../src/sinks/tigerbeetle/tigerbeetle-sink.js';
+import { startTigerBeetle } from '../test/support/tigerbeetle.js';
+
+const TARGET_PER_SECOND = 50_000;
+const BATCHES = Number(process.env.BATCHES ?? 20);
+const WARMUP = 2;
+
+function makeSignals(tenantId: string, n: number): Signal[] {
+  const now = new Date().toISOString();
+  return Array.from({ length: n }, (_, i) => ({
+    id: randomUUID(),
+    tenantId,
+    ruleId: `rule.${i % 16}`,
+    traceId: randomUUID().replace(/-/g, ''),
+    timestamp: now,
+    severity: 'HIGH' as const,
+    message: 'benchmark signal',
+    metadata: {},
+  }));
+}
+
+function report(label: string, transfers: number, seconds: number, latenciesMs: number[]): void {
+  const rate = transfers / seconds;
+  latenciesMs.sort((a, b) => a - b);
+  const p50 = latenciesMs[Math.floor(latenciesMs.length * 0.5)] ?? 0;
+  const max = latenciesMs[latenciesMs.length - 1] ?? 0;
+  const verdict = rate >= TARGET_PER_SECOND ? 'meets' : 'BELOW';
+  console.log(
+    `${label}: ${transfers} transfers in ${seconds.toFixed(2)} s = ${Math.round(rate).toLocaleString('en-US')} transfers/s ` +
+      `(target ${TARGET_PER_SECOND.toLocaleString('en-US')}/s: ${verdict}, ${(rate / TARGET_PER_SECOND).toFixed(2)}×); ` +
+      `per batch p50 ${p50.toFixed(1)} ms, max ${max.toFixed(1)} ms`,
+  );
+}
+
+const tb = await startTigerBeetle();
+if ('skipped' in tb) {
+  console.log(tb.skipped);
+  process.exit(0);
+}
+console.log(`TigerBeetle from ${tb.source} at ${tb.address}; ${BATCHES} batches of ${TIGERBEETLE_BATCH_MAX} after ${WARMUP} warm-up batches`);
+
+const logger = pino({ level: 'warn' });
+const sink = new TigerBeetleSignalSink(
+  { clusterId: tb.clusterId, addresses: tb.addresses, maxBatch: TIGERBEETLE_BATCH_MAX },
+  { logger, registry: new Registry() },
+);
+const client = createClient({ cluster_id: tb.clusterId, replica_addresses: tb.addresses });
+try {
+  await sink.start();
+
+  // (1) Raw client. The sink creates the tenant's accounts; transfers are built before timing.
+  const rawTenant = randomUUID();
+  await sink.write(rawTenant, [
+    { value: makeSignals(rawTenant, 1)[0]!, source: { topic: 'bench', partition: 0, offset: '0' } },
+  ]);
+  const accounts = { debit: accountIdFor(rawTenant, 'tenant'), credit: accountIdFor(rawTenant, 'signals') };
+  const batches: Transfer[][] = [];
+  for (let b = 0; b < WARMUP + BATCHES; b += 1) {
+    batches.push(
+      makeSignals(rawTenant, TIGERBEETLE_BATCH_MAX).map((s) => signalToTransfer(s, rawTenant, 1, accounts) as Transfer),
+    );
+  }
+  const rawLatencies: number[] = [];
+  let rawStart = 0;
+  for (let b = 0; b < batches.length; b += 1) {
+    if (b === WARMUP) rawStart = performance.now();
+    const t0 = performance.now();
+    const results = await client.createTransfers(batches[b]!);
+    if (b >= WARMUP) rawLatencies.push(performance.now() - t0);
+    const failed = results.filter((r) => r.status !== CreateTransferStatus.created).length;
+    if (failed > 0) throw new Error(`${failed} transfers not created in batch ${b}`);
+  }
+  report('raw client createTransfers', BATCHES * TIGERBEETLE_BATCH_MAX, (performance.now() - rawStart) / 1000, rawLatencies);
+
+  // (2) Through the sink: signals → transfers → createTransfers → results.
+  const sinkTenant = randomUUID();
+  const signalBatches = Array.from({ length: WARMUP + BATCHES }, () =>
+    makeSignals(sinkTenant, TIGERBEETLE_BATCH_MAX).map((value, i) => ({
+      value,
+      source: { topic: 'bench', partition: 0, offset: String(i) },
+    })),
+  );
+  const sinkLatencies: number[] = [];
+  let sinkStart = 0;
+  for (let b = 0; b < signalBatches.length; b += 1) {
+    if (b === WARMUP) sinkStart = performance.now();
+    const t0 = performance.now();
+    const result = await sink.write(sinkTenant, signalBatches[b]!);
+    if (b >= WARMUP) sinkLatencies.push(performance.now() - t0);
+    if (result.rejected.size > 0) throw new Error(`${result.rejected.size} signals rejected in batch ${b}`);
+  }
+  report('sink.write (signals)       ', BATCHES * TIGERBEETLE_BATCH_MAX, (performance.now() - sinkStart) / 1000, sinkLatencies);
+} finally {
+  client.destroy();
+  await sink.close();
+  await tb.stop();
+}
