@@ -5,39 +5,15 @@ import { createKafka } from '../kafka/client.js';
 import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { createSpanWorker } from '../workers/span-worker.js';
-import type { Worker } from '../workers/worker.js';
+import { runWorker } from './run-worker.js';
 import { readDeadLetters, renderDeadLetterTable } from './dlq.js';
 import { addSettings, intArg, settingsOf } from './options.js';
 import { produce } from './produce.js';
 import { renderSpanLogSummary, summarizeSpanLog } from '../sinks/spanlog/summary.js';
 import { runDemo } from './demo.js';
+import { registerSignalCommands } from './signals.js';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
-
-/** Runs a worker until SIGTERM/SIGINT; exits 0 after a clean graceful stop, 1 otherwise. */
-export async function runWorker<T>(worker: Worker<T>, logger: ReturnType<typeof createLogger>): Promise<never> {
-  let stopping: Promise<boolean> | undefined;
-  const stop = (why: string, code?: number) => {
-    if (stopping) {
-      logger.warn({ why }, 'second stop request: exiting now');
-      process.exit(1);
-    }
-    logger.info({ why }, 'stopping: flushing, committing, leaving the group');
-    stopping = worker.stop();
-    void stopping.then((clean) => {
-      logger.info({ clean }, 'stopped');
-      process.exit(code ?? (clean ? 0 : 1));
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  worker.onFatal((e) => {
-    logger.fatal({ err: e }, 'worker cannot go on');
-    stop('fatal error', 1);
-  });
-  await worker.start();
-  return new Promise<never>(() => undefined);
-}
 
 export function buildProgram(): Command {
   const program = new Command('spanledger')
@@ -103,6 +79,8 @@ export function buildProgram(): Command {
       console.log(`${records.length} dead-lettered record(s) in ${opts.topic}`);
     }
   });
+
+  registerSignalCommands(program);
 
   program
     .command('spanlog')

@@ -1,0 +1,51 @@
+# spanledger: the commands a new user types. Every target installs what it needs first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NODE_DEPS := node_modules/.install-stamp
+export KAFKAJS_NO_PARTITIONER_WARNING := 1
+
+.PHONY: help install build test test-unit test-integration kafka-up kafka-down demo up down bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(NODE_DEPS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: $(NODE_DEPS) ## install dependencies (npm ci) and build
+	npm run build
+
+build: $(NODE_DEPS) ## compile TypeScript to dist/
+	npm run build
+
+test: install ## the whole suite: unit tests, then integration tests on a real Kafka broker (started if needed)
+	npx vitest run
+
+test-unit: install ## unit tests only (no broker)
+	npx vitest run --project unit
+
+test-integration: install ## integration tests only
+	npx vitest run --project integration
+
+kafka-up: ## start a local single-node KRaft Kafka broker on 127.0.0.1:$${KAFKA_PORT:-9092} (no Docker)
+	bash scripts/kafka.sh up
+
+kafka-down: ## stop the local broker
+	bash scripts/kafka.sh down
+
+demo: install kafka-up ## without Docker: local broker, workers, a sample load, then a summary
+	node bin/spanledger.js demo
+
+up: ## with Docker: broker and workers via Docker Compose
+	docker compose up --build -d
+	@echo "spanledger is up: 'docker compose logs -f span-worker' to follow, 'make down' to stop"
+
+down: ## stop the Docker Compose stack
+	docker compose down
+
+bench: install ## throughput and latency against the targets, side by side with a baseline
+	node bench/run.mjs
+
+clean: ## remove build output and local data (not the broker jar cache)
+	rm -rf dist data

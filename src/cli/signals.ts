@@ -1,0 +1,113 @@
+import Table from 'cli-table3';
+import { Option, type Command } from 'commander';
+import pino from 'pino';
+import { kafkaSettings, signalSettings, workerSettings, type Parsed } from '../config/settings.js';
+import { createKafka } from '../kafka/client.js';
+import { SEVERITIES, type Severity } from '../model/signal.js';
+import { createLogger } from '../observability/logger.js';
+import { createRegistry } from '../observability/metrics.js';
+import { createDuckDbSink, createSignalWorker, createTigerBeetleSink } from '../workers/signal-worker.js';
+import { addSettings, intArg, settingsOf } from './options.js';
+import { produce } from './produce.js';
+import { runWorker } from './run-worker.js';
+
+export interface TenantStats {
+  tenantId: string;
+  duckdb: Record<Severity, number> & { total: number };
+  tigerbeetle: { tenantDebits: string; signalsCredits: string } | { error: string };
+  agree: boolean;
+}
+
+/** DuckDB counts per severity next to the TigerBeetle balances, per tenant. */
+export async function signalStats(signals: Parsed<typeof signalSettings>, tenant: string | undefined): Promise<TenantStats[]> {
+  const logger = pino({ level: 'silent' });
+  const registry = createRegistry(false);
+  const duckdb = createDuckDbSink(signals, logger, registry);
+  const tb = createTigerBeetleSink({ ...signals, tbRequestTimeoutMs: Math.min(signals.tbRequestTimeoutMs, 5000) }, logger, registry);
+  const out: TenantStats[] = [];
+  try {
+    const tenants = tenant ? [tenant] : await duckdb.listTenants();
+    for (const tenantId of tenants) {
+      const counts = await duckdb.countBySeverity(tenantId);
+      const total = SEVERITIES.reduce((n, s) => n + counts[s], 0);
+      let tigerbeetle: TenantStats['tigerbeetle'];
+      try {
+        const b = await tb.lookupTenantBalances(tenantId);
+        tigerbeetle = { tenantDebits: String(b.tenant?.debitsPosted ?? 0n), signalsCredits: String(b.signals?.creditsPosted ?? 0n) };
+      } catch (e) {
+        tigerbeetle = { error: (e as Error).message };
+      }
+      const agree = 'tenantDebits' in tigerbeetle && tigerbeetle.tenantDebits === String(total) && tigerbeetle.signalsCredits === String(total);
+      out.push({ tenantId, duckdb: { ...counts, total }, tigerbeetle, agree });
+    }
+  } finally {
+    await duckdb.close();
+    await tb.close();
+  }
+  return out;
+}
+
+export function renderSignalStats(rows: TenantStats[]): string {
+  const table = new Table({ head: ['tenant', ...SEVERITIES, 'DuckDB total', 'TB tenant debits', 'TB signals credits', 'agree'] });
+  for (const r of rows) {
+    const tb = 'error' in r.tigerbeetle ? [`unavailable: ${r.tigerbeetle.error.slice(0, 60)}`, ''] : [r.tigerbeetle.tenantDebits, r.tigerbeetle.signalsCredits];
+    table.push([r.tenantId, ...SEVERITIES.map((s) => r.duckdb[s]), r.duckdb.total, ...tb, r.agree ? 'yes' : 'NO']);
+  }
+  const disagree = rows.filter((r) => !r.agree).length;
+  const verdict =
+    rows.length === 0
+      ? 'no tenants found'
+      : disagree === 0
+        ? `DuckDB and TigerBeetle agree for all ${rows.length} tenant(s)`
+        : `DuckDB and TigerBeetle DISAGREE for ${disagree} of ${rows.length} tenant(s)`;
+  return `${table.toString()}\n${verdict}`;
+}
+
+export function registerSignalCommands(program: Command): void {
+  const worker = program.commands.find((c) => c.name() === 'worker')!;
+  addSettings(
+    addSettings(addSettings(worker.command('signals').description('signal worker: signals topic → per-tenant DuckDB row + TigerBeetle transfer'), signalSettings), kafkaSettings),
+    workerSettings,
+  ).action(async (_opts, cmd: Command) => {
+    const config = { signals: settingsOf(cmd, signalSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, workerSettings) };
+    const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'signals' });
+    await runWorker(createSignalWorker(config, logger, createRegistry()), logger);
+  });
+
+  const produceCmd = program.commands.find((c) => c.name() === 'produce')!;
+  addSettings(
+    produceCmd
+      .command('signals')
+      .description('produce sample signals')
+      .option('--count <n>', 'valid records to produce', intArg('--count', 0), 10000)
+      .option('--tenants <n>', 'tenants to spread them over', intArg('--tenants', 1), 4)
+      .option('--rate <n>', 'records per second (0 = as fast as possible)', intArg('--rate', 0), 0)
+      .option('--bad <n>', 'malformed records to mix in (dead-letter demo)', intArg('--bad', 0), 0)
+      .option('--batch-size <n>', 'records per produce request', intArg('--batch-size', 1), 500)
+      .option('--topic <name>', 'topic to produce to', 'signals'),
+    kafkaSettings,
+  ).action(async (opts: { count: number; tenants: number; rate: number; bad: number; batchSize: number; topic: string }, cmd: Command) => {
+    const kafka = settingsOf(cmd, kafkaSettings);
+    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('warn') });
+    const result = await produce(client, { kind: 'signals', ...opts, topicPartitions: kafka.topicPartitions, maxMessageBytes: 1_048_576, progress: true });
+    console.log(`produced ${result.produced} signals (+${result.bad} malformed) for ${opts.tenants} tenants to ${opts.topic} in ${result.seconds.toFixed(2)} s: ${result.rate} records/s`);
+  });
+
+  const signals = program.command('signals').description('signal stores');
+  const statsSettings = { duckdbDir: signalSettings.duckdbDir, tbAddress: signalSettings.tbAddress, tbClusterId: signalSettings.tbClusterId, tbLedger: signalSettings.tbLedger };
+  addSettings(
+    signals
+      .command('stats')
+      .description('per tenant: signals per severity in DuckDB next to the TigerBeetle balances, and whether they agree')
+      .addOption(new Option('--tenant <uuid>', 'only this tenant (default: every tenant with a DuckDB file)'))
+      .option('--json', 'JSON instead of a table', false),
+    statsSettings,
+  ).action(async (opts: { tenant?: string; json: boolean }, cmd: Command) => {
+    const resolved = settingsOf(cmd, statsSettings);
+    const defaults = settingsOf(cmd, signalSettings);
+    const rows = await signalStats({ ...defaults, ...resolved }, opts.tenant);
+    if (opts.json) console.log(JSON.stringify(rows));
+    else console.log(renderSignalStats(rows));
+    if (rows.some((r) => !r.agree)) process.exitCode = 1;
+  });
+}

@@ -1,0 +1,268 @@
+import fs from 'node:fs';
+import type { Kafka } from 'kafkajs';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readDeadLetters } from '../../src/cli/dlq.js';
+import { DLQ_HEADERS } from '../../src/kafka/dead-letter.js';
+import { generateSpan, malformedRecords, tenantIdFor } from '../../src/model/generate.js';
+import { spanDay } from '../../src/model/span.js';
+import {
+  committedTotal,
+  createTopic,
+  kafkaClient,
+  readSpanLog,
+  sleep,
+  tempDir,
+  uniqueName,
+  waitForCommitted,
+  WorkerProcess,
+} from '../support/harness.js';
+
+const brokers = inject('kafkaBrokers');
+let kafka: Kafka;
+const workers: WorkerProcess[] = [];
+const dirs: string[] = [];
+
+interface Setup {
+  topic: string;
+  dlqTopic: string;
+  group: string;
+  dir: string;
+  env: Record<string, string>;
+}
+
+async function setup(partitions: number, extraEnv: Record<string, string> = {}): Promise<Setup> {
+  const topic = uniqueName('spans');
+  const dlqTopic = `${topic}.dlq`;
+  const group = uniqueName('group');
+  const dir = tempDir('spanlog');
+  dirs.push(dir);
+  await createTopic(kafka, topic, partitions);
+  await createTopic(kafka, dlqTopic, 1);
+  return {
+    topic,
+    dlqTopic,
+    group,
+    dir,
+    env: {
+      KAFKA_BROKERS: brokers,
+      SPANS_TOPIC: topic,
+      SPANS_DLQ_TOPIC: dlqTopic,
+      SPANS_GROUP: group,
+      SPANLOG_DIR: dir,
+      SPANLOG_LOCK_STALE_MS: '3000',
+      KAFKA_SESSION_TIMEOUT_MS: '8000',
+      KAFKA_REBALANCE_TIMEOUT_MS: '10000',
+      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+      BATCH_MAX_AGE_MS: '200',
+      ...extraEnv,
+    },
+  };
+}
+
+function startWorker(s: Setup, env: Record<string, string> = {}): WorkerProcess {
+  const w = new WorkerProcess('spans', { ...s.env, ...env });
+  workers.push(w);
+  return w;
+}
+
+/** Produces `count` spans over `tenants` tenants (tenant in body, or in the header for every third). */
+async function produceSpans(topic: string, count: number, tenants: number, from = 0): Promise<Map<string, { tenantId: string; day: string }>> {
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const expected = new Map<string, { tenantId: string; day: string }>();
+  try {
+    for (let start = from; start < from + count; start += 500) {
+      const messages = [];
+      for (let i = start; i < Math.min(start + 500, from + count); i += 1) {
+        const tenantId = tenantIdFor(i % tenants);
+        // Spread spans over two UTC days to exercise per-day files.
+        const span = generateSpan(tenantId, i, Date.UTC(2026, 10, 23 + (i % 2), 10));
+        expected.set(span.spanId, { tenantId, day: spanDay(span)! });
+        if (i % 3 === 0) {
+          const { tenantId: _t, ...body } = span;
+          messages.push({ key: tenantId, value: JSON.stringify(body), headers: { 'tenant-id': tenantId } });
+        } else {
+          messages.push({ key: tenantId, value: JSON.stringify(span) });
+        }
+      }
+      await producer.send({ topic, messages, acks: -1 });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  return expected;
+}
+
+/** Each expected span exactly once, in the folder of its tenant and day; nothing else. */
+function expectExactlyOnce(dir: string, expected: Map<string, { tenantId: string; day: string }>): void {
+  const lines = readSpanLog(dir);
+  const seen = new Map<string, number>();
+  for (const { tenantId, day, line } of lines) {
+    seen.set(line.spanId, (seen.get(line.spanId) ?? 0) + 1);
+    const want = expected.get(line.spanId);
+    expect(want, `unexpected span ${line.spanId} in the span log`).toBeDefined();
+    expect({ tenantId, day }).toEqual(want);
+    expect(line.tenantId).toBe(tenantId);
+  }
+  const duplicates = [...seen].filter(([, n]) => n > 1);
+  const missing = [...expected.keys()].filter((id) => !seen.has(id));
+  expect({ duplicates: duplicates.length, missing: missing.length, lines: lines.length }).toEqual({ duplicates: 0, missing: 0, lines: expected.size });
+}
+
+beforeAll(() => {
+  kafka = kafkaClient(brokers);
+});
+
+afterEach(async () => {
+  for (const w of workers.splice(0)) {
+    if (w.child.exitCode === null && w.child.signalCode === null) {
+      w.kill('SIGKILL');
+      await w.exited;
+    }
+  }
+});
+
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+describe('span worker on a real broker', () => {
+  it('writes N spans for M tenants exactly once into the file of their tenant and day', async () => {
+    const s = await setup(3);
+    const expected = await produceSpans(s.topic, 6000, 5);
+    const w = startWorker(s);
+    const started = await w.waitForLog('worker started');
+    await waitForCommitted(kafka, s.group, s.topic);
+    expectExactlyOnce(s.dir, expected);
+    // Records keep their partition order within each segment.
+    for (const [file, offsets] of groupOffsetsByFile(s.dir)) {
+      expect(offsets, file).toEqual([...offsets].sort((a, b) => a - b));
+    }
+    // Health and metrics endpoints answer while it runs.
+    const port = Number(started.metricsPort);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metricValue(metrics, 'spanledger_records_written_total')).toBe(6000);
+    expect(metricValue(metrics, 'spanledger_records_consumed_total')).toBe(6000);
+    expect(metrics).toContain('spanledger_consumer_lag{');
+    expect(metrics).toContain('spanledger_flush_duration_seconds_bucket');
+    w.kill('SIGTERM');
+    expect((await w.exited).code).toBe(0);
+  });
+
+  it('dead-letters malformed records of each kind with their reason and origin, and keeps going', async () => {
+    const s = await setup(1, { MAX_MESSAGE_BYTES: '4096' });
+    const before = await produceSpans(s.topic, 100, 2);
+    const producer = kafka.producer();
+    await producer.connect();
+    const bad = malformedRecords(tenantIdFor(0), 4096);
+    await producer.send({
+      topic: s.topic,
+      messages: bad.map((b, i) => ({ key: `bad-${i}`, value: b.value, headers: { ...b.headers, 'x-origin': `case-${b.kind}` } })),
+    });
+    await producer.disconnect();
+    const after = await produceSpans(s.topic, 100, 2, 100);
+    const w = startWorker(s);
+    await w.waitForLog('worker started');
+    await waitForCommitted(kafka, s.group, s.topic);
+    expectExactlyOnce(s.dir, new Map([...before, ...after]));
+
+    const letters = await readDeadLetters(kafka, s.dlqTopic);
+    expect(letters.map((l) => l.errorClass)).toEqual(bad.map((b) => b.kind));
+    letters.forEach((l, i) => {
+      expect(l.source).toEqual({ topic: s.topic, partition: 0, offset: String(100 + i) });
+      expect(l.key).toBe(`bad-${i}`);
+      expect(l.value).toBe(bad[i]!.value.toString('utf8'));
+      expect(l.headers['x-origin']).toBe(`case-${bad[i]!.kind}`);
+      expect(l.message.length).toBeGreaterThan(5);
+      expect(l.stage).toBe('DECODE');
+      expect(l.headers[DLQ_HEADERS.connector]).toBe(s.group);
+      expect(Date.parse(l.failedAt)).toBeGreaterThan(Date.now() - 600_000);
+      expect(l.worker.length).toBeGreaterThan(0);
+    });
+    w.kill('SIGTERM');
+    expect((await w.exited).code).toBe(0);
+  });
+
+  it('loses nothing and doubles nothing when a worker is killed with SIGKILL mid-stream and restarted', async () => {
+    const s = await setup(3, { BATCH_MAX_RECORDS: '200' });
+    const producing = produceSpans(s.topic, 30000, 7);
+    let w = startWorker(s);
+    await w.waitForLog('worker started');
+    // Kill it twice while it is writing, each time after some progress, then let a third finish.
+    for (let round = 0; round < 2; round += 1) {
+      const target = BigInt(3000 * (round + 1));
+      const deadline = Date.now() + 60_000;
+      while ((await committedTotal(kafka, s.group, s.topic)) < target && Date.now() < deadline) await sleep(50);
+      w.kill('SIGKILL');
+      await w.exited;
+      w = startWorker(s);
+    }
+    const expected = await producing;
+    await waitForCommitted(kafka, s.group, s.topic, 180_000);
+    expectExactlyOnce(s.dir, expected);
+    w.kill('SIGTERM');
+    expect((await w.exited).code).toBe(0);
+  });
+
+  it('two workers share the partitions; one stopped mid-stream loses and doubles nothing', async () => {
+    const s = await setup(4, { BATCH_MAX_RECORDS: '200' });
+    const producing = produceSpans(s.topic, 30000, 8);
+    const one = startWorker(s, { WORKER_ID: 'worker-one' });
+    const two = startWorker(s, { WORKER_ID: 'worker-two' });
+    await one.waitForLog('worker started');
+    await two.waitForLog('worker started');
+    const deadline = Date.now() + 60_000;
+    while ((await committedTotal(kafka, s.group, s.topic)) < 8000n && Date.now() < deadline) await sleep(50);
+    two.kill('SIGTERM');
+    expect((await two.exited).code).toBe(0);
+    const expected = await producing;
+    await waitForCommitted(kafka, s.group, s.topic, 180_000);
+    expectExactlyOnce(s.dir, expected);
+    // Both workers wrote: the partitions were really shared.
+    const locked = (w: WorkerProcess) => w.lines.filter((l) => l.includes('span log partition lock taken')).length;
+    expect(locked(one)).toBeGreaterThan(0);
+    expect(locked(two)).toBeGreaterThan(0);
+    one.kill('SIGTERM');
+    expect((await one.exited).code).toBe(0);
+  });
+
+  it('a graceful stop flushes what is buffered, commits it and exits 0', async () => {
+    // Age and count limits far away: records stay buffered until the stop flushes them.
+    const s = await setup(2, { BATCH_MAX_AGE_MS: '600000', BATCH_MAX_RECORDS: '100000', SHUTDOWN_TIMEOUT_MS: '20000' });
+    const w = startWorker(s);
+    await w.waitForLog('worker started');
+    await w.waitForLog('joined consumer group');
+    const expected = await produceSpans(s.topic, 2000, 3);
+    // Wait until the worker has taken them in (consumed), though nothing is flushed yet.
+    await sleep(3000);
+    expect(readSpanLog(s.dir)).toHaveLength(0);
+    expect(await committedTotal(kafka, s.group, s.topic)).toBe(0n);
+    const stoppedAt = Date.now();
+    w.kill('SIGTERM');
+    const exit = await w.exited;
+    expect(exit.code).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(20_000);
+    expectExactlyOnce(s.dir, expected);
+    expect(await committedTotal(kafka, s.group, s.topic)).toBe(2000n);
+  });
+});
+
+function groupOffsetsByFile(dir: string): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const { tenantId, day, file, line } of readSpanLog(dir)) {
+    const key = `${tenantId}/${day}/${file}`;
+    const offsets = out.get(key) ?? [];
+    offsets.push(Number((line._kafka as { offset: string }).offset));
+    out.set(key, offsets);
+  }
+  return out;
+}
+
+function metricValue(text: string, name: string): number {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+}

@@ -1,0 +1,124 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import { groupLag } from '../../src/kafka/client.js';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+export const CLI = path.join(ROOT, 'bin', 'spanledger.js');
+
+export function kafkaClient(brokers: string): Kafka {
+  return new Kafka({ clientId: 'spanledger-tests', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+}
+
+export async function createTopic(kafka: Kafka, topic: string, numPartitions: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** A worker as a real child process (`spanledger worker <kind>`), with its log lines kept. */
+export class WorkerProcess {
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(kind: 'spans' | 'signals', env: Record<string, string>) {
+    this.child = spawn(process.execPath, [CLI, 'worker', kind], {
+      cwd: ROOT,
+      env: { ...process.env, METRICS_PORT: '0', LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const keep = (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) this.lines.push(line);
+    };
+    this.child.stdout!.on('data', keep);
+    this.child.stderr!.on('data', keep);
+    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Resolves once the worker logged `msg` (a pino message), or rejects after timeoutMs. */
+  async waitForLog(msg: string, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (const line of this.lines) {
+        try {
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          if (parsed.msg === msg) return parsed;
+        } catch {
+          // not a JSON line
+        }
+      }
+      if (this.child.exitCode !== null) throw new Error(`worker exited (${this.child.exitCode}) before logging "${msg}":\n${this.lines.slice(-20).join('\n')}`);
+      if (Date.now() > deadline) throw new Error(`worker did not log "${msg}" within ${timeoutMs} ms:\n${this.lines.slice(-20).join('\n')}`);
+      await sleep(100);
+    }
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Waits until the group has committed every record of the topic. */
+export async function waitForCommitted(kafka: Kafka, group: string, topic: string, timeoutMs = 120_000): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const lag = await groupLag(admin, group, topic);
+      if (lag.every((p) => p.lag === 0n)) return;
+      if (Date.now() > deadline) throw new Error(`group ${group} still lags on ${topic}: ${lag.map((p) => `${p.partition}:${p.lag}`).join(' ')}`);
+      await sleep(250);
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function committedTotal(kafka: Kafka, group: string, topic: string): Promise<bigint> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return (await groupLag(admin, group, topic)).reduce((n, p) => n + p.committed, 0n);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Every line of every span log segment, parsed, with the tenant and day of its folder. */
+export function readSpanLog(dir: string): Array<{ tenantId: string; day: string; file: string; line: Record<string, unknown> & { spanId: string; tenantId: string } }> {
+  const out: Array<{ tenantId: string; day: string; file: string; line: Record<string, unknown> & { spanId: string; tenantId: string } }> = [];
+  if (!fs.existsSync(dir)) return out;
+  for (const tenantId of fs.readdirSync(dir)) {
+    if (tenantId === '.locks') continue;
+    for (const day of fs.readdirSync(path.join(dir, tenantId))) {
+      for (const file of fs.readdirSync(path.join(dir, tenantId, day))) {
+        const text = fs.readFileSync(path.join(dir, tenantId, day, file), 'utf8');
+        for (const raw of text.split('\n')) {
+          if (raw) out.push({ tenantId, day, file, line: JSON.parse(raw) });
+        }
+      }
+    }
+  }
+  return out;
+}
