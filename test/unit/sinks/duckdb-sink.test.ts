@@ -1,0 +1,342 @@
+import { execFile } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RecordRejectedError, RetriableError } from '../../../src/errors.js';
+import type { Signal } from '../../../src/model/signal.js';
+import { SEVERITIES } from '../../../src/model/signal.js';
+import { classifyDuckDbError, DuckDbSignalSink } from '../../../src/sinks/duckdb/duckdb-sink.js';
+import type { DuckDbSinkConfig } from '../../../src/sinks/duckdb/duckdb-sink.js';
+import type { SourcePosition } from '../../../src/sinks/types.js';
+
+const run = promisify(execFile);
+const repoRoot = path.resolve(import.meta.dirname, '../../..');
+
+const TENANT_A = '0b7d1b5e-3c1a-4f7e-9d7a-2f1e6b9c8a11';
+const TENANT_B = '5f0c9a62-8d4e-4b1f-a3c7-e21d0f6b9a34';
+const TENANT_C = 'c3a1e8f0-7b2d-4e6a-9f5c-1d8b0a2e4c67';
+
+type Rec = { value: Signal; source: SourcePosition };
+
+function signal(tenantId: string, i: number, overrides: Partial<Signal> = {}): Signal {
+  return {
+    id: randomUUID(),
+    tenantId,
+    ruleId: `rule-${i % 13}`,
+    traceId: randomBytes(16).toString('hex'),
+    timestamp: new Date(Date.UTC(2026, 10, 24, 10) + i * 1000).toISOString(),
+    severity: SEVERITIES[i % SEVERITIES.length]!,
+    message: `signal ${i}`,
+    metadata: { i, tags: ['a', 'b'], nested: { ok: true } },
+    ...overrides,
+  };
+}
+
+function records(signals: Signal[], firstOffset = 0): Rec[] {
+  return signals.map((value, i) => ({ value, source: { topic: 'signals', partition: 2, offset: String(firstOffset + i) } }));
+}
+
+function expectedCounts(signals: Signal[]): Record<string, number> {
+  const counts: Record<string, number> = Object.fromEntries(SEVERITIES.map((s) => [s, 0]));
+  for (const s of signals) counts[s.severity]! += 1;
+  return counts;
+}
+
+/** Opens the file from another process, as the next owner of a partition would. */
+async function openFromChildProcess(file: string): Promise<{ ok: boolean; output: string }> {
+  const script = `
+    import { DuckDBInstance } from '@duckdb/node-api';
+    const instance = await DuckDBInstance.create(${JSON.stringify(file)});
+    const conn = await instance.connect();
+    const reader = await conn.runAndReadAll('SELECT count(*)::INTEGER FROM signals');
+    console.log(reader.getRowsJS()[0][0]);
+    conn.disconnectSync();
+    instance.closeSync();`;
+  try {
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot });
+    return { ok: true, output: stdout.trim() };
+  } catch (err) {
+    return { ok: false, output: String((err as { stderr?: string }).stderr ?? err) };
+  }
+}
+
+async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = registry.getSingleMetric(name);
+  if (!metric) throw new Error(`no metric ${name}`);
+  const { values } = await metric.get();
+  return values
+    .filter((v) => Object.entries(labels).every(([k, l]) => (v.labels as Record<string, unknown>)[k] === l))
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+describe('DuckDbSignalSink', () => {
+  let dir: string;
+  let registry: Registry;
+  let sink: DuckDbSignalSink;
+
+  function makeSink(config: Partial<DuckDbSinkConfig> = {}): DuckDbSignalSink {
+    registry = new Registry();
+    sink = new DuckDbSignalSink({ dir, ...config }, { logger: pino({ level: 'silent' }), registry });
+    return sink;
+  }
+
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spanledger-duckdb-'));
+  });
+
+  afterEach(async () => {
+    await sink?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('writes signals for two tenants, counts them, and a replay inserts nothing', async () => {
+    makeSink();
+    await sink.start();
+    const a = Array.from({ length: 2500 }, (_, i) => signal(TENANT_A, i));
+    const b = Array.from({ length: 700 }, (_, i) => signal(TENANT_B, i * 3 + 1));
+
+    expect((await sink.write(TENANT_A, records(a))).rejected.size).toBe(0);
+    expect((await sink.write(TENANT_B, records(b))).rejected.size).toBe(0);
+    expect(await sink.countBySeverity(TENANT_A)).toEqual(expectedCounts(a));
+    expect(await sink.countBySeverity(TENANT_B)).toEqual(expectedCounts(b));
+    expect(await sink.listTenants()).toEqual([TENANT_A, TENANT_B].sort());
+    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(3200);
+
+    // Replay (the worker retries after a crash before committing offsets): nothing new.
+    expect((await sink.write(TENANT_A, records(a))).rejected.size).toBe(0);
+    expect((await sink.write(TENANT_B, records(b.slice(100, 300), 100))).rejected.size).toBe(0);
+    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(3200);
+    expect(await metricValue(registry, 'spanledger_duckdb_rows_duplicate_total')).toBe(2700);
+    expect(await sink.countBySeverity(TENANT_A)).toEqual(expectedCounts(a));
+    expect(await sink.countBySeverity(TENANT_B)).toEqual(expectedCounts(b));
+
+    // A replay mixed with new signals stores only the new ones.
+    const more = Array.from({ length: 50 }, (_, i) => signal(TENANT_A, i));
+    expect((await sink.write(TENANT_A, records([...a.slice(0, 10), ...more]))).rejected.size).toBe(0);
+    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(3250);
+
+    // Reads still work with the worker gone (read-only open of the files).
+    await sink.close();
+    const reader = makeSink();
+    expect(await reader.countBySeverity(TENANT_A)).toEqual(expectedCounts([...a, ...more]));
+    expect(await reader.countBySeverity(TENANT_C)).toEqual({ LOW: 0, MEDIUM: 0, HIGH: 0, CRITICAL: 0 });
+  });
+
+  it('stores the signal fields as written', async () => {
+    makeSink();
+    const s = signal(TENANT_A, 1, {
+      timestamp: '2026-11-24T11:00:00.123456+01:00',
+      message: 'with a NUL \u0000 byte and ünïcödé',
+      metadata: { deep: { list: [1, 'two', null] } },
+    });
+    await sink.write(TENANT_A, [{ value: s, source: { topic: 'signals', partition: 5, offset: '9007199254740993' } }]);
+    await sink.close();
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const instance = await DuckDBInstance.create(path.join(dir, `${TENANT_A}.duckdb`), { access_mode: 'READ_ONLY' });
+    const conn = await instance.connect();
+    const rows = (await conn.runAndReadAll(`SELECT id::VARCHAR, tenant_id::VARCHAR, message, metadata::VARCHAR, epoch_us(ts)::VARCHAR, kafka_partition, kafka_offset::VARCHAR, ingested_at IS NOT NULL FROM signals`)).getRowsJS();
+    conn.disconnectSync();
+    instance.closeSync();
+    expect(rows).toEqual([[s.id, TENANT_A, s.message, JSON.stringify(s.metadata), String(Date.UTC(2026, 10, 24, 10) * 1000 + 123456), 5, '9007199254740993', true]]);
+  });
+
+  it('rejects exactly the one bad row in a batch of 1000 and stores the other 999', async () => {
+    makeSink({ maxRowsPerTransaction: 1000 });
+    const batch = Array.from({ length: 1000 }, (_, i) => signal(TENANT_A, i));
+    // Passes our validation (JSON.parse accepts a lone surrogate escape, zod takes any metadata)
+    // but DuckDB's JSON type refuses it: "Malformed JSON ... no low surrogate in string".
+    batch[637] = { ...batch[637]!, metadata: { note: 'broken \ud800 surrogate' } };
+
+    const { rejected } = await sink.write(TENANT_A, records(batch));
+    expect([...rejected.keys()]).toEqual([637]);
+    const err = rejected.get(637)!;
+    expect(err).toBeInstanceOf(RecordRejectedError);
+    expect(err.errorClass).toBe('DuckDbRowRejected');
+    expect(err.message).toMatch(/JSON/);
+    const counts = await sink.countBySeverity(TENANT_A);
+    expect(Object.values(counts).reduce((x, y) => x + y, 0)).toBe(999);
+    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(999);
+    // Bisecting 1000 rows down to one: about 2 * log2(1000) transactions, half of them rolled back.
+    const rolledBack = await metricValue(registry, 'spanledger_duckdb_transactions_total', { outcome: 'rolled_back' });
+    expect(rolledBack).toBeGreaterThanOrEqual(10);
+    expect(rolledBack).toBeLessThanOrEqual(11);
+
+    // Retrying the batch (as the worker would for the 999) changes nothing and rejects 637 again.
+    const again = await sink.write(TENANT_A, records(batch));
+    expect([...again.rejected.keys()]).toEqual([637]);
+    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(999);
+  });
+
+  it('isolates several bad rows across transactions', async () => {
+    makeSink({ maxRowsPerTransaction: 256 });
+    const batch = Array.from({ length: 1000 }, (_, i) => signal(TENANT_A, i));
+    const bad = [0, 255, 256, 511, 999];
+    for (const i of bad) batch[i] = { ...batch[i]!, metadata: { note: '\udc00' } };
+    const { rejected } = await sink.write(TENANT_A, records(batch));
+    expect([...rejected.keys()].sort((x, y) => x - y)).toEqual(bad);
+    const counts = await sink.countBySeverity(TENANT_A);
+    expect(Object.values(counts).reduce((x, y) => x + y, 0)).toBe(995);
+  });
+
+  it('reports the same id with different content as DuckDbConflict', async () => {
+    makeSink();
+    const original = signal(TENANT_A, 1);
+    const other = signal(TENANT_A, 2);
+    expect((await sink.write(TENANT_A, records([original, other]))).rejected.size).toBe(0);
+
+    const changed = { ...original, message: 'different message' };
+    const fresh = signal(TENANT_A, 3);
+    const { rejected } = await sink.write(TENANT_A, records([other, changed, fresh], 10));
+    expect([...rejected.keys()]).toEqual([1]);
+    expect(rejected.get(1)!.errorClass).toBe('DuckDbConflict');
+
+    // Same instant written with another offset and another Kafka position is not a conflict.
+    const sameInstant = { ...original, timestamp: original.timestamp.replace('Z', '+00:00') };
+    expect((await sink.write(TENANT_A, records([sameInstant], 99))).rejected.size).toBe(0);
+
+    // Within one batch: the first occurrence wins, an identical repeat is a duplicate.
+    const dup = signal(TENANT_A, 4);
+    const inBatch = await sink.write(TENANT_A, records([dup, { ...dup }, { ...dup, severity: 'CRITICAL' as const }], 200));
+    expect([...inBatch.rejected.keys()]).toEqual([2]);
+    expect(inBatch.rejected.get(2)!.errorClass).toBe('DuckDbConflict');
+
+    const counts = await sink.countBySeverity(TENANT_A);
+    expect(Object.values(counts).reduce((x, y) => x + y, 0)).toBe(4);
+  });
+
+  it('rejects records of another tenant and refuses path-like tenant ids', async () => {
+    makeSink();
+    const wrong = signal(TENANT_B, 1);
+    const { rejected } = await sink.write(TENANT_A, records([signal(TENANT_A, 0), wrong]));
+    expect(rejected.get(1)?.errorClass).toBe('TenantMismatch');
+
+    for (const bad of ['../x', '../../etc/passwd', `${TENANT_A}/../../x`, TENANT_A.toUpperCase(), '']) {
+      const result = await sink.write(bad, records([signal(TENANT_A, 0), signal(TENANT_A, 1)]));
+      expect([...result.rejected.values()].map((e) => e.errorClass)).toEqual(['InvalidTenantId', 'InvalidTenantId']);
+      await expect(sink.countBySeverity(bad)).rejects.toThrow(/canonical UUID/);
+      await expect(sink.releaseTenant(bad)).rejects.toThrow(/canonical UUID/);
+      expect(() => sink.tenantFile(bad)).toThrow(RecordRejectedError);
+    }
+    expect(fs.readdirSync(path.dirname(dir)).filter((n) => n === 'x' || n.startsWith('x.'))).toEqual([]);
+    expect(await sink.listTenants()).toEqual([TENANT_A]);
+  });
+
+  it('writes a 10,000 row flush in ceil(rows / maxRowsPerTransaction) transactions', async () => {
+    makeSink({ maxRowsPerTransaction: 3000 });
+    const batch = Array.from({ length: 10_000 }, (_, i) => signal(TENANT_A, i));
+    expect((await sink.write(TENANT_A, records(batch))).rejected.size).toBe(0);
+    expect(await metricValue(registry, 'spanledger_duckdb_transactions_total', { outcome: 'committed' })).toBe(Math.ceil(10_000 / 3000));
+    expect(await metricValue(registry, 'spanledger_duckdb_transactions_total', { outcome: 'rolled_back' })).toBe(0);
+    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(10_000);
+    const exposition = await registry.getSingleMetricAsString('spanledger_duckdb_transaction_duration_seconds');
+    expect(exposition).toMatch(/^spanledger_duckdb_transaction_duration_seconds_count 4$/m);
+  });
+
+  it('releaseTenant releases the file lock for another process', async () => {
+    makeSink();
+    await sink.write(TENANT_A, records([signal(TENANT_A, 0), signal(TENANT_A, 1), signal(TENANT_A, 2)]));
+    const file = path.join(dir, `${TENANT_A}.duckdb`);
+
+    const whileOpen = await openFromChildProcess(file);
+    expect(whileOpen.ok).toBe(false);
+    expect(whileOpen.output).toMatch(/lock/i);
+
+    await sink.releaseTenant(TENANT_A);
+    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(0);
+    expect(await openFromChildProcess(file)).toEqual({ ok: true, output: '3' });
+
+    // The sink reopens the database on the next write.
+    expect((await sink.write(TENANT_A, records([signal(TENANT_A, 3)], 3))).rejected.size).toBe(0);
+    expect(Object.values(await sink.countBySeverity(TENANT_A)).reduce((x, y) => x + y, 0)).toBe(4);
+  }, 60_000);
+
+  it('closes the least recently used tenant beyond maxOpenTenants', async () => {
+    makeSink({ maxOpenTenants: 2 });
+    await sink.write(TENANT_A, records([signal(TENANT_A, 0)]));
+    await sink.write(TENANT_B, records([signal(TENANT_B, 0)]));
+    await sink.write(TENANT_A, records([signal(TENANT_A, 1)], 1)); // B is now least recently used
+    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(2);
+    await sink.write(TENANT_C, records([signal(TENANT_C, 0)]));
+    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(2);
+
+    expect((await openFromChildProcess(path.join(dir, `${TENANT_B}.duckdb`))).ok).toBe(true);
+    expect((await openFromChildProcess(path.join(dir, `${TENANT_A}.duckdb`))).ok).toBe(false);
+
+    // Evicted tenants reopen transparently.
+    expect((await sink.write(TENANT_B, records([signal(TENANT_B, 1)], 1))).rejected.size).toBe(0);
+    expect(Object.values(await sink.countBySeverity(TENANT_B)).reduce((x, y) => x + y, 0)).toBe(2);
+    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(2);
+  }, 60_000);
+
+  it('closes tenants idle for idleTimeoutMs, and releasePartition closes the tenants it wrote', async () => {
+    makeSink({ idleTimeoutMs: 100 });
+    await sink.start();
+    await sink.write(TENANT_A, records([signal(TENANT_A, 0)]));
+    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(0);
+
+    await sink.close();
+    makeSink({ idleTimeoutMs: 60_000 });
+    await sink.write(TENANT_A, records([signal(TENANT_A, 1)], 1)); // partition 2
+    await sink.write(TENANT_B, [{ value: signal(TENANT_B, 0), source: { topic: 'signals', partition: 7, offset: '0' } }]);
+    await sink.releasePartition('signals', 2);
+    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
+  });
+
+  it('throws RetriableError for store failures, not per-record rejections', async () => {
+    makeSink();
+    fs.mkdirSync(path.join(dir, `${TENANT_A}.duckdb`)); // "IO Error: ... Is a directory"
+    const error = await sink.write(TENANT_A, records([signal(TENANT_A, 0)])).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(RetriableError);
+    expect((error as Error).message).toMatch(/IO Error/);
+  });
+
+  it('refuses a second sink of the same process on an open file until the first releases it', async () => {
+    makeSink();
+    const first = sink;
+    await first.write(TENANT_A, records([signal(TENANT_A, 0)]));
+    const second = new DuckDbSignalSink({ dir }, { logger: pino({ level: 'silent' }), registry: new Registry() });
+    try {
+      await expect(second.write(TENANT_A, records([signal(TENANT_A, 1)], 1))).rejects.toBeInstanceOf(RetriableError);
+      await expect(second.countBySeverity(TENANT_A)).rejects.toBeInstanceOf(RetriableError);
+      await first.releaseTenant(TENANT_A);
+      expect((await second.write(TENANT_A, records([signal(TENANT_A, 1)], 1))).rejected.size).toBe(0);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('serializes concurrent writes to one tenant', async () => {
+    makeSink({ maxRowsPerTransaction: 100 });
+    const batches = Array.from({ length: 5 }, (_, b) => Array.from({ length: 300 }, (_, i) => signal(TENANT_A, b * 300 + i)));
+    const results = await Promise.all(batches.map((batch, b) => sink.write(TENANT_A, records(batch, b * 300))));
+    expect(results.every((r) => r.rejected.size === 0)).toBe(true);
+    expect(Object.values(await sink.countBySeverity(TENANT_A)).reduce((x, y) => x + y, 0)).toBe(1500);
+  });
+});
+
+describe('classifyDuckDbError', () => {
+  it.each([
+    ['Conversion Error: Malformed JSON at byte 12 of input: no low surrogate in string.', 'row'],
+    ['Conversion Error: timestamp field value out of range: "2026-02-30"', 'row'],
+    ['Out of Range Error: Overflow in multiplication', 'row'],
+    ['Constraint Error: NOT NULL constraint failed: signals.message', 'row'],
+    ['IO Error: Could not set lock on file "/x.duckdb": Conflicting lock is held in node (PID 1)', 'retriable'],
+    ['IO Error: Could not write file "/x.duckdb.wal": No space left on device', 'retriable'],
+    ['Out of Memory Error: could not allocate block of size 256.0 KiB', 'retriable'],
+    ['FATAL Error: Failed: database has been invalidated because of a previous fatal error.', 'retriable'],
+    ['TransactionContext Error: Catalog write-write conflict on create with "signals"', 'retriable'],
+    ['Constraint Error: Duplicate key "id: 1" violates primary key constraint.', 'retriable'],
+    ['Invalid Input Error: Attempting to execute an unsuccessful or closed pending query result', 'retriable'],
+    ['Binder Error: Referenced column "x" not found', 'retriable'],
+    ['something unexpected', 'retriable'],
+  ])('%s → %s', (message, kind) => {
+    expect(classifyDuckDbError(new Error(message))).toBe(kind);
+  });
+});
