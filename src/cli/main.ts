@@ -39,7 +39,7 @@ export function buildProgram(): Command {
       .option('--rate <n>', 'records per second (0 = as fast as possible)', intArg('--rate', 0), 0)
       .option('--bad <n>', 'malformed records to mix in (dead-letter demo)', intArg('--bad', 0), 0)
       .option('--batch-size <n>', 'records per produce request', intArg('--batch-size', 1), 500);
-  addSettings(addProduceOptions(produceCmd.command('spans').description('produce sample spans')).option('--topic <name>', 'topic to produce to', 'spans').addOption(new Option('--max-message-bytes <n>', 'size of the oversized malformed record').default(1048576)), kafkaSettings).action(async (opts: Record<string, number | string>, cmd: Command) => {
+  addSettings(addProduceOptions(produceCmd.command('spans').description('produce sample spans')).option('--topic <name>', 'topic to produce to', 'spans').addOption(new Option('--max-message-bytes <n>', 'the worker\'s MAX_MESSAGE_BYTES: the oversized malformed record is one byte larger').default(1000000)), kafkaSettings).action(async (opts: Record<string, number | string>, cmd: Command) => {
     const kafka = settingsOf(cmd, kafkaSettings);
     const logger = createLogger('warn');
     const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger });

@@ -44,7 +44,14 @@ export class DeadLetterProducer {
     private readonly dlqTopic: string,
     private readonly identity: { group: string; workerId: string },
   ) {
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: true });
+    // Idempotent, acks=all: kafkajs wants unlimited retries for that; a send that keeps failing is
+    // still bounded by the worker's graceful-stop timeout.
+    this.producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: true,
+      retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
+    });
   }
 
   async start(): Promise<void> {

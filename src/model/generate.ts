@@ -7,7 +7,17 @@ export function tenantIdFor(index: number): string {
   return `00000000-0000-4000-8000-${index.toString(16).padStart(12, '0')}`;
 }
 
-const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+// Random ids from a pooled buffer: one randomBytes call per 64 KiB instead of one per id.
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+function hex(bytes: number): string {
+  if (poolAt + bytes > pool.length) {
+    pool = randomBytes(65536);
+    poolAt = 0;
+  }
+  poolAt += bytes;
+  return pool.toString('hex', poolAt - bytes, poolAt);
+}
 const SERVICES = ['checkout', 'payments', 'search', 'catalog', 'auth'];
 const OPERATIONS = ['GET /items', 'POST /orders', 'db.query', 'cache.get', 'rpc.call'];
 
@@ -43,7 +53,7 @@ export function generateSignal(tenantId: string, seq: number, nowMs = Date.now()
 }
 
 /** Malformed records of every kind the decoders reject, for demos and tests. */
-export function malformedRecords(tenantId: string, maxMessageBytes = 1_048_576): Array<{ kind: string; value: Buffer; headers?: Record<string, string> }> {
+export function malformedRecords(tenantId: string, maxMessageBytes = 1_000_000): Array<{ kind: string; value: Buffer; headers?: Record<string, string> }> {
   const good = JSON.stringify(generateSpan(tenantId, 1));
   const span = JSON.parse(good) as Record<string, unknown>;
   return [
@@ -51,6 +61,7 @@ export function malformedRecords(tenantId: string, maxMessageBytes = 1_048_576):
     { kind: 'SchemaViolation', value: Buffer.from(JSON.stringify({ ...span, traceId: 'not-hex' })) },
     { kind: 'InvalidTenantId', value: Buffer.from(JSON.stringify({ ...span, tenantId: '../../etc' })) },
     { kind: 'MissingTenantId', value: Buffer.from(JSON.stringify({ ...span, tenantId: undefined })) },
-    { kind: 'RecordTooLarge', value: Buffer.from(JSON.stringify({ ...span, name: 'x'.repeat(maxMessageBytes) })) },
+    // One byte over the limit, and no more, so that the broker still takes it.
+    { kind: 'RecordTooLarge', value: Buffer.from(JSON.stringify({ ...span, name: 'x'.repeat(Math.max(1, maxMessageBytes + 1 - good.length - 8)) })) },
   ];
 }
