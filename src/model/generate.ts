@@ -62,6 +62,14 @@ export function malformedRecords(tenantId: string, maxMessageBytes = 1_000_000):
     { kind: 'InvalidTenantId', value: Buffer.from(JSON.stringify({ ...span, tenantId: '../../etc' })) },
     { kind: 'MissingTenantId', value: Buffer.from(JSON.stringify({ ...span, tenantId: undefined })) },
     // One byte over the limit, and no more, so that the broker still takes it.
-    { kind: 'RecordTooLarge', value: Buffer.from(JSON.stringify({ ...span, name: 'x'.repeat(Math.max(1, maxMessageBytes + 1 - good.length - 8)) })) },
+    { kind: 'RecordTooLarge', value: oversized(span, maxMessageBytes + 1) },
   ];
+}
+
+/** A valid span padded (in an attribute) to exactly `bytes` bytes of JSON. */
+function oversized(span: Record<string, unknown>, bytes: number): Buffer {
+  const attributes = { ...(span.attributes as Record<string, unknown>), pad: '' };
+  const base = JSON.stringify({ ...span, attributes }).length;
+  attributes.pad = 'x'.repeat(Math.max(0, bytes - base));
+  return Buffer.from(JSON.stringify({ ...span, attributes }));
 }

@@ -206,17 +206,19 @@ describe('span worker on a real broker', () => {
     expect((await w.exited).code).toBe(0);
   });
 
-  it('two workers share the partitions; one stopped mid-stream loses and doubles nothing', async () => {
+  it.each(['SIGTERM', 'SIGKILL'] as const)('two workers share the partitions; one stopped mid-stream with %s loses and doubles nothing', async (signal) => {
     const s = await setup(4, { BATCH_MAX_RECORDS: '200' });
-    const producing = produceSpans(s.topic, 30000, 8);
     const one = startWorker(s, { WORKER_ID: 'worker-one' });
     const two = startWorker(s, { WORKER_ID: 'worker-two' });
-    await one.waitForLog('worker started');
-    await two.waitForLog('worker started');
+    // Produce only once the group has settled with the partitions split between both.
+    await waitForSplit([one, two], 4);
+    const producing = produceSpans(s.topic, 30000, 8);
     const deadline = Date.now() + 60_000;
     while ((await committedTotal(kafka, s.group, s.topic)) < 8000n && Date.now() < deadline) await sleep(50);
-    two.kill('SIGTERM');
-    expect((await two.exited).code).toBe(0);
+    two.kill(signal);
+    const exit = await two.exited;
+    if (signal === 'SIGTERM') expect(exit.code).toBe(0);
+    else expect(exit.signal).toBe('SIGKILL');
     const expected = await producing;
     await waitForCommitted(kafka, s.group, s.topic, 180_000);
     expectExactlyOnce(s.dir, expected);
@@ -248,6 +250,22 @@ describe('span worker on a real broker', () => {
     expect(await committedTotal(kafka, s.group, s.topic)).toBe(2000n);
   });
 });
+
+/** Waits until the latest assignments of the workers cover all partitions, each worker having some. */
+async function waitForSplit(group: WorkerProcess[], partitions: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const latest = group.map((w) => {
+      const joins = w.lines.filter((l) => l.includes('"msg":"joined consumer group"'));
+      const last = joins.at(-1);
+      return last ? (JSON.parse(last) as { partitions: number[] }).partitions : [];
+    });
+    const union = new Set(latest.flat());
+    if (latest.every((p) => p.length > 0) && union.size === partitions && latest.flat().length === partitions) return;
+    if (Date.now() > deadline) throw new Error(`partitions not split between workers: ${JSON.stringify(latest)}`);
+    await sleep(200);
+  }
+}
 
 function groupOffsetsByFile(dir: string): Map<string, number[]> {
   const out = new Map<string, number[]>();
