@@ -1,8 +1,8 @@
-import type { z } from 'zod';
 import { RecordRejectedError } from '../errors.js';
+import { describeErrors } from './json-schema.js';
 import { isCanonicalUuid } from './tenant.js';
-import { spanDay, spanSchema, type Span } from './span.js';
-import { signalSchema, type Signal } from './signal.js';
+import { spanDay, validateSpan, type Span } from './span.js';
+import { validateSignal, type Signal } from './signal.js';
 
 /** The parts of a Kafka message a decoder looks at. */
 export interface RawMessage {
@@ -13,6 +13,8 @@ export interface RawMessage {
 export type Decoded<T> =
   | { ok: true; tenantId: string; value: T; bytes: number }
   | { ok: false; error: RecordRejectedError; bytes: number };
+
+type Rejected = { ok: false; error: RecordRejectedError; bytes: number };
 
 /** Turns a raw Kafka message into a typed, validated record, or says exactly why it cannot. */
 export interface RecordDecoder<T> {
@@ -28,44 +30,37 @@ function headerString(headers: RawMessage['headers'], name: string): string | un
   return typeof first === 'string' ? first : first.toString('utf8');
 }
 
-/** Renders zod issues as one readable line: "traceId: must be 32 lower-case hex characters; ...". */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(record)'}: ${issue.message}`)
-    .join('; ');
+function reject(bytes: number, errorClass: string, message: string): Rejected {
+  return { ok: false, bytes, error: new RecordRejectedError(errorClass, message) };
 }
 
-type Rejected = { ok: false; error: RecordRejectedError; bytes: number };
-
-function parseJson(message: RawMessage, maxBytes: number): { ok: true; json: unknown; bytes: number } | Rejected {
+function parseJson(message: RawMessage, maxBytes: number): { ok: true; json: Record<string, unknown>; bytes: number } | Rejected {
   const bytes = message.value?.length ?? 0;
-  if (message.value === null || bytes === 0) {
-    return { ok: false, bytes, error: new RecordRejectedError('EmptyRecord', 'record has no value (null or empty)') };
-  }
-  if (bytes > maxBytes) {
-    return {
-      ok: false,
-      bytes,
-      error: new RecordRejectedError('RecordTooLarge', `record is ${bytes} bytes, more than the maximum of ${maxBytes}`),
-    };
-  }
+  if (message.value === null || bytes === 0) return reject(bytes, 'EmptyRecord', 'record has no value (null or empty)');
+  if (bytes > maxBytes) return reject(bytes, 'RecordTooLarge', `record is ${bytes} bytes, more than the maximum of ${maxBytes}`);
   let json: unknown;
   try {
     json = JSON.parse(message.value.toString('utf8'));
   } catch (e) {
-    return { ok: false, bytes, error: new RecordRejectedError('InvalidJson', `value is not JSON: ${(e as Error).message}`) };
+    return reject(bytes, 'InvalidJson', `value is not JSON: ${(e as Error).message}`);
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    return { ok: false, bytes, error: new RecordRejectedError('SchemaViolation', 'value must be a JSON object') };
-  }
-  return { ok: true, json, bytes };
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return reject(bytes, 'SchemaViolation', 'value must be a JSON object');
+  return { ok: true, json: json as Record<string, unknown>, bytes };
 }
 
-/** Span with its tenant resolved and its UTC day (from its start time) computed. */
+/** Span with its tenant resolved, its UTC day (from its start time) and the bytes it came as. */
 export interface DecodedSpan {
   span: Span & { tenantId: string };
   day: string;
+  /** The record's value as received, when it can be written to the span log as it is. */
+  raw?: Buffer;
+  /** The tenant came from the header: a raw copy needs the tenantId field added. */
+  tenantFromHeader: boolean;
+}
+
+/** True when `raw` is one line ending with the object's closing brace (no trailing whitespace). */
+function isSingleLineObject(raw: Buffer): boolean {
+  return raw[raw.length - 1] === 0x7d && raw.indexOf(0x0a) === -1 && raw.indexOf(0x0d) === -1;
 }
 
 export class SpanDecoder implements RecordDecoder<DecodedSpan> {
@@ -74,46 +69,38 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
   decode(message: RawMessage): Decoded<DecodedSpan> {
     const parsed = parseJson(message, this.maxMessageBytes);
     if (!parsed.ok) return parsed;
-    const { bytes } = parsed;
-    const result = spanSchema.safeParse(parsed.json);
-    if (!result.success) {
-      const tenantIssue = result.error.issues.some((i) => i.path[0] === 'tenantId');
-      return { ok: false, bytes, error: new RecordRejectedError(tenantIssue ? 'InvalidTenantId' : 'SchemaViolation', describeIssues(result.error)) };
+    const { bytes, json } = parsed;
+    if (!validateSpan(json)) {
+      const reason = describeErrors(validateSpan.errors);
+      return reject(bytes, reason.startsWith('tenantId:') ? 'InvalidTenantId' : 'SchemaViolation', reason);
     }
-    const span = result.data;
+    const span = json as Span;
+    if (BigInt(span.endTimeUnixNano) < BigInt(span.startTimeUnixNano)) {
+      return reject(bytes, 'SchemaViolation', 'endTimeUnixNano: must not be before startTimeUnixNano');
+    }
     const header = headerString(message.headers, TENANT_HEADER);
     let tenantId = span.tenantId;
+    let tenantFromHeader = false;
     if (tenantId === undefined) {
-      if (header === undefined) {
-        return {
-          ok: false,
-          bytes,
-          error: new RecordRejectedError('MissingTenantId', `no tenantId field and no '${TENANT_HEADER}' header`),
-        };
-      }
+      if (header === undefined) return reject(bytes, 'MissingTenantId', `no tenantId field and no '${TENANT_HEADER}' header`);
       if (!isCanonicalUuid(header)) {
-        return {
-          ok: false,
-          bytes,
-          error: new RecordRejectedError(
-            'InvalidTenantId',
-            `'${TENANT_HEADER}' header ${JSON.stringify((header as string).slice(0, 64))} is not a canonical lower-case UUID`,
-          ),
-        };
+        return reject(bytes, 'InvalidTenantId', `'${TENANT_HEADER}' header ${JSON.stringify((header as string).slice(0, 64))} is not a canonical lower-case UUID`);
       }
       tenantId = header;
+      tenantFromHeader = true;
+      span.tenantId = header;
     } else if (header !== undefined && header !== tenantId) {
-      return {
-        ok: false,
-        bytes,
-        error: new RecordRejectedError('TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header`),
-      };
+      return reject(bytes, 'TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header`);
     }
     const day = spanDay(span);
-    if (day === undefined) {
-      return { ok: false, bytes, error: new RecordRejectedError('SchemaViolation', 'startTimeUnixNano: after year 9999') };
-    }
-    return { ok: true, tenantId, bytes, value: { span: { ...span, tenantId }, day } };
+    if (day === undefined) return reject(bytes, 'SchemaViolation', 'startTimeUnixNano: after year 9999');
+    const raw = message.value!;
+    return {
+      ok: true,
+      tenantId,
+      bytes,
+      value: { span: span as Span & { tenantId: string }, day, tenantFromHeader, raw: isSingleLineObject(raw) ? raw : undefined },
+    };
   }
 }
 
@@ -123,22 +110,18 @@ export class SignalDecoder implements RecordDecoder<Signal> {
   decode(message: RawMessage): Decoded<Signal> {
     const parsed = parseJson(message, this.maxMessageBytes);
     if (!parsed.ok) return parsed;
-    const { bytes } = parsed;
-    const json = parsed.json as Record<string, unknown>;
-    const result = signalSchema.safeParse(json);
-    if (!result.success) {
-      const tenantIssue = result.error.issues.find((i) => i.path[0] === 'tenantId');
-      const errorClass = tenantIssue ? (json.tenantId === undefined ? 'MissingTenantId' : 'InvalidTenantId') : 'SchemaViolation';
-      return { ok: false, bytes, error: new RecordRejectedError(errorClass, describeIssues(result.error)) };
+    const { bytes, json } = parsed;
+    if (!validateSignal(json)) {
+      const reason = describeErrors(validateSignal.errors);
+      const errorClass = reason.startsWith('tenantId:') ? (json.tenantId === undefined ? 'MissingTenantId' : 'InvalidTenantId') : 'SchemaViolation';
+      return reject(bytes, errorClass, reason);
     }
+    const signal = json as unknown as Signal;
+    if (Number.isNaN(Date.parse(signal.timestamp))) return reject(bytes, 'SchemaViolation', `timestamp: ${JSON.stringify(signal.timestamp)} is not a real date-time`);
     const header = headerString(message.headers, TENANT_HEADER);
-    if (header !== undefined && header !== result.data.tenantId) {
-      return {
-        ok: false,
-        bytes,
-        error: new RecordRejectedError('TenantMismatch', `tenantId field ${result.data.tenantId} differs from '${TENANT_HEADER}' header`),
-      };
+    if (header !== undefined && header !== signal.tenantId) {
+      return reject(bytes, 'TenantMismatch', `tenantId field ${signal.tenantId} differs from '${TENANT_HEADER}' header`);
     }
-    return { ok: true, tenantId: result.data.tenantId, bytes, value: result.data };
+    return { ok: true, tenantId: signal.tenantId, bytes, value: signal };
   }
 }

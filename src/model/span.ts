@@ -1,31 +1,25 @@
-import { z } from 'zod';
-import { CANONICAL_UUID } from './tenant.js';
+import { compile } from './json-schema.js';
 
 /**
  * One span per Kafka message, JSON, shaped after OpenTelemetry's span data model (the field names
  * of OTLP/JSON, with attributes as a plain map so that the span log stays easy to query).
  * `tenantId` is optional in the body: a `tenant-id` header may carry it instead.
  */
-const attributeValue = z.union([
-  z.string(),
-  z.number(),
-  z.boolean(),
-  z.null(),
-  z.array(z.union([z.string(), z.number(), z.boolean(), z.null()])),
-]);
-const attributes = z.record(z.string().min(1).max(256), attributeValue);
+export type AttributeValue = string | number | boolean | null | Array<string | number | boolean | null>;
 
-/** uint64 nanoseconds since the epoch: a decimal string (as OTLP/JSON writes it) or a safe integer. */
-const unixNano = z.union([
-  z.string().regex(/^\d{1,20}$/, 'must be a decimal string of nanoseconds since the epoch'),
-  z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-]);
-
-const hex = (n: number) =>
-  z
-    .string()
-    .regex(new RegExp(`^[0-9a-f]{${n}}$`), `must be ${n} lower-case hex characters`)
-    .refine((s) => !/^0+$/.test(s), 'must not be all zeros');
+export interface Span {
+  tenantId?: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind?: number | string;
+  startTimeUnixNano: string | number;
+  endTimeUnixNano: string | number;
+  attributes?: Record<string, AttributeValue>;
+  status?: { code?: number | string; message?: string };
+  resource?: { attributes: Record<string, AttributeValue> };
+}
 
 /** OTLP span kinds, as integers (OTLP/JSON) or as their names. */
 export const SPAN_KINDS = [
@@ -38,31 +32,60 @@ export const SPAN_KINDS = [
 ] as const;
 const STATUS_CODES = ['STATUS_CODE_UNSET', 'STATUS_CODE_OK', 'STATUS_CODE_ERROR'] as const;
 
-export const spanSchema = z
-  .strictObject({
-    tenantId: z.string().regex(CANONICAL_UUID, 'must be a canonical lower-case UUID').optional(),
-    traceId: hex(32),
-    spanId: hex(16),
-    parentSpanId: z.union([hex(16), z.literal('')]).optional(),
-    name: z.string().min(1).max(1024),
-    kind: z.union([z.number().int().min(0).max(5), z.enum(SPAN_KINDS)]).optional(),
+export const CANONICAL_UUID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+
+const scalar = { type: ['string', 'number', 'boolean', 'null'] };
+const attributes = {
+  type: 'object',
+  propertyNames: { minLength: 1, maxLength: 256 },
+  additionalProperties: { anyOf: [scalar, { type: 'array', items: scalar }], description: 'attribute values must be strings, numbers, booleans, null or arrays of them' },
+};
+const hexId = (n: number) => ({
+  type: 'string',
+  pattern: `^(?!0+$)[0-9a-f]{${n}}$`,
+  description: `must be ${n} lower-case hex characters, not all zeros`,
+});
+const unixNano = {
+  anyOf: [
+    { type: 'string', pattern: '^\\d{1,20}$' },
+    { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+  ],
+  description: 'must be nanoseconds since the epoch: a decimal string or a safe integer',
+};
+
+export const SPAN_JSON_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['traceId', 'spanId', 'name', 'startTimeUnixNano', 'endTimeUnixNano'],
+  properties: {
+    tenantId: { type: 'string', pattern: CANONICAL_UUID_PATTERN, description: 'must be a canonical lower-case UUID' },
+    traceId: hexId(32),
+    spanId: hexId(16),
+    parentSpanId: { anyOf: [hexId(16), { const: '' }], description: 'must be 16 lower-case hex characters or empty' },
+    name: { type: 'string', minLength: 1, maxLength: 1024, description: 'must be 1 to 1024 characters' },
+    kind: {
+      anyOf: [
+        { type: 'integer', minimum: 0, maximum: 5 },
+        { enum: [...SPAN_KINDS] },
+      ],
+      description: 'must be an OTLP span kind: 0..5 or SPAN_KIND_*',
+    },
     startTimeUnixNano: unixNano,
     endTimeUnixNano: unixNano,
-    attributes: attributes.optional(),
-    status: z
-      .strictObject({
-        code: z.union([z.number().int().min(0).max(2), z.enum(STATUS_CODES)]).optional(),
-        message: z.string().max(8192).optional(),
-      })
-      .optional(),
-    resource: z.strictObject({ attributes: attributes }).optional(),
-  })
-  .refine((s) => BigInt(s.endTimeUnixNano) >= BigInt(s.startTimeUnixNano), {
-    message: 'endTimeUnixNano must not be before startTimeUnixNano',
-    path: ['endTimeUnixNano'],
-  });
+    attributes,
+    status: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        code: { anyOf: [{ type: 'integer', minimum: 0, maximum: 2 }, { enum: [...STATUS_CODES] }], description: 'must be 0..2 or STATUS_CODE_*' },
+        message: { type: 'string', maxLength: 8192 },
+      },
+    },
+    resource: { type: 'object', additionalProperties: false, required: ['attributes'], properties: { attributes } },
+  },
+} as const;
 
-export type Span = z.infer<typeof spanSchema>;
+export const validateSpan = compile<Span>(SPAN_JSON_SCHEMA);
 
 const NANOS_PER_MS = 1_000_000n;
 /** Latest day a span may start on (year 9999); later times cannot be a valid UTC date folder. */

@@ -110,10 +110,11 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
         watermark = await this.recover(folder, topic, partition);
         state.watermarks.set(key, watermark);
       }
-      let lines = '';
+      const chunks: Buffer[] = [];
       let first: bigint | undefined;
       let last: bigint | undefined;
       let skipped = 0;
+      const bookkeeping = `"_kafka":{"topic":${JSON.stringify(topic)},"partition":${partition},"offset":"`;
       for (const r of group) {
         const offset = BigInt(r.source.offset);
         if (offset <= watermark) {
@@ -122,13 +123,13 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
         }
         first ??= offset;
         last = offset;
-        lines += JSON.stringify({ ...r.value.span, _kafka: { topic, partition, offset: r.source.offset } }) + '\n';
+        chunks.push(spanLine(r.value, bookkeeping, r.source.offset));
       }
       if (skipped > 0) this.skipped.inc({ topic }, skipped);
       if (first === undefined || last === undefined) continue;
       if (state.compromised) throw new RetriableError(`lost the lock of ${topic}+${partition}; not writing`);
       const segment = await this.segment(state, key, folder, topic, partition, first);
-      const buffer = Buffer.from(lines, 'utf8');
+      const buffer = Buffer.concat(chunks);
       try {
         await segment.handle!.write(buffer, 0, buffer.length);
       } catch (e) {
@@ -311,6 +312,20 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     state.segments.clear();
     state.watermarks.clear();
   }
+}
+
+/**
+ * One span log line. The record's own bytes are kept when they are a single-line JSON object
+ * (the common case): the bookkeeping is spliced in before the closing brace, which spares a
+ * JSON.stringify per span and keeps the span byte for byte as the producer wrote it.
+ */
+function spanLine(value: DecodedSpan, bookkeeping: string, offset: string): Buffer {
+  if (value.raw !== undefined) {
+    const tenant = value.tenantFromHeader ? `,"tenantId":"${value.span.tenantId}"` : '';
+    return Buffer.concat([value.raw.subarray(0, value.raw.length - 1), Buffer.from(`${tenant},${bookkeeping}${offset}"}}\n`)]);
+  }
+  const json = JSON.stringify(value.span);
+  return Buffer.from(`${json.slice(0, -1)},${bookkeeping}${offset}"}}\n`);
 }
 
 async function closeSegments(state: PartitionState): Promise<void> {

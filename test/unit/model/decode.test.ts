@@ -41,8 +41,12 @@ describe('SpanDecoder', () => {
   });
 
   it('names the offending field in schema violations', () => {
-    const d = decoder.decode({ value: encode({ ...generateSpan(tenant, 4), spanId: 'XYZ', extra: 1 }) });
-    expect(!d.ok && d.error.message).toMatch(/spanId/);
+    const d = decoder.decode({ value: encode({ ...generateSpan(tenant, 4), spanId: 'XYZ' }) });
+    expect(!d.ok && d.error.message).toBe('spanId: must be 16 lower-case hex characters, not all zeros');
+    const extra = decoder.decode({ value: encode({ ...generateSpan(tenant, 4), extra: 1 }) });
+    expect(!extra.ok && extra.error.message).toBe('(record): unknown field "extra"');
+    const missing = decoder.decode({ value: encode({ ...generateSpan(tenant, 4), name: undefined }) });
+    expect(!missing.ok && missing.error.message).toBe('name: is required');
     const order = decoder.decode({ value: encode({ ...generateSpan(tenant, 4), startTimeUnixNano: '20', endTimeUnixNano: '10' }) });
     expect(!order.ok && order.error.message).toMatch(/endTimeUnixNano/);
     const empty = decoder.decode({ value: null });

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RetriableError } from '../../../src/errors.js';
-import type { DecodedSpan } from '../../../src/model/decode.js';
+import { SpanDecoder, type DecodedSpan } from '../../../src/model/decode.js';
 import { generateSpan, tenantIdFor } from '../../../src/model/generate.js';
 import { spanDay } from '../../../src/model/span.js';
 import { SpanLogSink } from '../../../src/sinks/spanlog/spanlog-sink.js';
@@ -19,7 +19,7 @@ function records(tenantId: string, from: number, to: number, partition = 0, nowM
   const out: Array<{ value: DecodedSpan; source: { topic: string; partition: number; offset: string } }> = [];
   for (let o = from; o <= to; o += 1) {
     const span = generateSpan(tenantId, o, nowMs);
-    out.push({ value: { span, day: spanDay(span)! }, source: { topic: 'spans', partition, offset: String(o) } });
+    out.push({ value: { span, day: spanDay(span)!, tenantFromHeader: false }, source: { topic: 'spans', partition, offset: String(o) } });
   }
   return out;
 }
@@ -128,6 +128,29 @@ describe('SpanLogSink', () => {
     await two.write(A, records(A, 0, 3));
     await two.sync('spans', 0);
     expect(readLines(dir, A, '2026-11-24').map((l) => l._kafka.offset)).toEqual(['0', '1', '2', '3']);
+  });
+
+  it('keeps the producer\'s bytes and adds the tenant from the header and the bookkeeping', async () => {
+    const decoder = new SpanDecoder(1_000_000);
+    const { tenantId: _t, ...body } = generateSpan(A, 1, DAY_MS);
+    const raw = Buffer.from(JSON.stringify(body));
+    const fromHeader = decoder.decode({ value: raw, headers: { 'tenant-id': A } });
+    const pretty = decoder.decode({ value: Buffer.from(JSON.stringify({ ...generateSpan(A, 2, DAY_MS) }, null, 2)) });
+    if (!fromHeader.ok || !pretty.ok) throw new Error('decoding failed');
+    expect(fromHeader.value.raw).toBeDefined();
+    expect(pretty.value.raw).toBeUndefined();
+    const sink = make();
+    await sink.write(A, [
+      { value: fromHeader.value, source: { topic: 'spans', partition: 0, offset: '0' } },
+      { value: pretty.value, source: { topic: 'spans', partition: 0, offset: '1' } },
+    ]);
+    await sink.sync('spans', 0);
+    const text = fs.readFileSync(path.join(dir, A, '2026-11-24', 'spans+0+0.jsonl'), 'utf8');
+    const lines = text.trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]!.startsWith(raw.toString().slice(0, -1))).toBe(true);
+    expect(JSON.parse(lines[0]!)).toEqual({ ...body, tenantId: A, _kafka: { topic: 'spans', partition: 0, offset: '0' } });
+    expect(JSON.parse(lines[1]!)._kafka.offset).toBe('1');
   });
 
   it('refuses a tenant id that is not a canonical UUID', async () => {
