@@ -16,7 +16,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
-          globalSetup: ['test/support/kafka.ts'],
+          globalSetup: ['test/support/kafka.ts', 'test/support/tigerbeetle-notice.ts'],
           testTimeout: 180_000,
           hookTimeout: 180_000,
           // Workers are real processes and the broker is shared: one file at a time.

@@ -20,8 +20,8 @@ import type { SourcePosition } from '../../src/sinks/types.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
 
 const tb = await startTigerBeetle();
+// When skipped, the suite says so once, in one line (test/support/tigerbeetle-notice.ts).
 const skipped = 'skipped' in tb ? tb.skipped : null;
-if (skipped) console.log(skipped);
 
 afterAll(async () => {
   if (!('skipped' in tb)) await tb.stop();

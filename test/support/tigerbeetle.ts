@@ -52,6 +52,12 @@ export function tigerbeetleNodeVersion(): string {
   return (require('tigerbeetle-node/package.json') as { version: string }).version;
 }
 
+/** Why the TigerBeetle tests will be skipped, or null when a cluster is available (same order as below). */
+export async function tigerBeetleSkipReason(): Promise<string | null> {
+  if (process.env.TB_ADDRESS || process.env.TIGERBEETLE_BIN) return null;
+  return (await dockerAnswers(1_000)) ? null : SKIP_REASON;
+}
+
 export async function startTigerBeetle(): Promise<StartTigerBeetleResult> {
   const clusterId = BigInt(process.env.TB_CLUSTER_ID ?? '0');
   if (process.env.TB_ADDRESS) {

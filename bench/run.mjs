@@ -1,0 +1,220 @@
+#!/usr/bin/env node
+// spanledger end-to-end benchmark: throughput of span and signal workers draining a backlog, and
+// end-to-end latency under a steady load, printed side by side with a baseline (a kafkajs
+// consumer that does nothing with the records: the ceiling of the client library on this
+// machine) and the targets. Workers run as real child processes, as in production.
+//
+//   node bench/run.mjs [--spans N] [--signals N] [--latency-seconds S] [--rate R]
+//
+// Broker: KAFKA_BROKERS, or a local broker started with scripts/kafka.sh in a temp folder.
+// TigerBeetle (for the signal numbers): TB_ADDRESS or TIGERBEETLE_BIN; skipped otherwise.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(ROOT, 'bin', 'spanledger.js');
+const { produce } = await import(path.join(ROOT, 'dist/cli/produce.js'));
+const { groupLag } = await import(path.join(ROOT, 'dist/kafka/client.js'));
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
+);
+const SPANS = Number(args.spans ?? 500_000);
+const SIGNALS = Number(args.signals ?? 200_000);
+const LATENCY_SECONDS = Number(args['latency-seconds'] ?? 15);
+const LATENCY_RATE = Number(args.rate ?? 20_000);
+const TARGETS = { spans: 100_000, signals: 50_000, p99: 0.5 };
+const say = (s) => process.stderr.write(`bench: ${s}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'spanledger-bench-'));
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let stopBroker = async () => {};
+let brokers = process.env.KAFKA_BROKERS;
+if (!brokers) {
+  const port = await freePort();
+  const env = { ...process.env, KAFKA_DIR: path.join(tmp, 'kafka'), KAFKA_PORT: String(port), KAFKA_CONTROLLER_PORT: String(await freePort()) };
+  say(`starting a local Kafka broker on 127.0.0.1:${port}`);
+  execFileSync('bash', [path.join(ROOT, 'scripts/kafka.sh'), 'up'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  brokers = `127.0.0.1:${port}`;
+  stopBroker = async () => execFileSync('bash', [path.join(ROOT, 'scripts/kafka.sh'), 'down'], { env, stdio: 'ignore' });
+}
+const kafka = new Kafka({ clientId: 'spanledger-bench', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+const admin = kafka.admin();
+await admin.connect();
+
+async function preload(kind, topic, count, tenants) {
+  await admin.createTopics({ topics: [{ topic, numPartitions: 6 }], waitForLeaders: true });
+  say(`producing ${count} ${kind} to ${topic}`);
+  const r = await produce(kafka, { kind, topic, count, tenants, rate: 0, bad: 0, batchSize: 1000, topicPartitions: 6, maxMessageBytes: 1_000_000, progress: true });
+  say(`produced at ${r.rate}/s`);
+}
+
+/** Time from the first committed record to the group's lag reaching zero. */
+async function drain(group, topic, total, worker) {
+  let first;
+  let last = 0;
+  for (;;) {
+    const lag = await groupLag(admin, group, topic).catch(() => undefined);
+    const done = lag ? Number(lag.reduce((n, p) => n + p.committed, 0n)) : 0;
+    if (done > 0 && first === undefined) first = { t: performance.now(), done };
+    if (done !== last) {
+      process.stderr.write(`\rbench: committed ${done}/${total}   `);
+      last = done;
+    }
+    if (done >= total) {
+      process.stderr.write('\n');
+      return (total - first.done) / ((performance.now() - first.t) / 1000);
+    }
+    if (worker.exitCode !== null) throw new Error(`worker exited with ${worker.exitCode}`);
+    await sleep(100);
+  }
+}
+
+/** The ceiling: a kafkajs consumer group member that only counts the records. */
+async function baseline(topic, total) {
+  const consumer = kafka.consumer({ groupId: `bench-baseline-${Date.now()}` });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  let n = 0;
+  let t0;
+  const rate = await new Promise((resolve) => {
+    void consumer.run({
+      autoCommit: false,
+      partitionsConsumedConcurrently: 6,
+      eachBatch: async ({ batch }) => {
+        t0 ??= performance.now();
+        n += batch.messages.length;
+        if (n >= total) resolve(n / ((performance.now() - t0) / 1000));
+      },
+    });
+  });
+  await consumer.disconnect();
+  return rate;
+}
+
+function startWorker(kind, env) {
+  const child = spawn(process.execPath, [CLI, 'worker', kind], {
+    cwd: ROOT,
+    env: { ...process.env, KAFKA_BROKERS: brokers, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return child;
+}
+
+async function stopWorker(child) {
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+}
+
+async function metricsText(port) {
+  return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+}
+
+/** p50/p99 from a Prometheus histogram (upper bucket bounds: the true value is at most this). */
+function quantiles(text, name) {
+  const buckets = text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}_bucket{`))
+    .map((l) => ({ le: Number(/le="([^"]+)"/.exec(l)[1]), n: Number(l.split(' ').pop()) }))
+    .sort((a, b) => a.le - b.le);
+  const total = buckets.at(-1)?.n ?? 0;
+  const q = (p) => buckets.find((b) => b.n >= p * total)?.le;
+  return { count: total, p50: q(0.5), p99: q(0.99) };
+}
+
+const rows = [];
+const fmt = (n) => (n === undefined ? 'n/a' : Math.round(n).toLocaleString('en-US'));
+const run = Date.now().toString(36);
+
+try {
+  // Spans: drain a backlog.
+  {
+    const topic = `bench-${run}.spans`;
+    await preload('spans', topic, SPANS, 20);
+    const base = await baseline(topic, SPANS);
+    const metricsPort = await freePort();
+    const group = `bench-${run}-spans`;
+    const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, 'spanlog'), METRICS_PORT: String(metricsPort) });
+    const rate = await drain(group, topic, SPANS, w);
+    const m = await metricsText(metricsPort);
+    await stopWorker(w);
+    const flushes = quantiles(m, 'spanledger_flush_duration_seconds');
+    rows.push(['span worker: backlog drain (spans/s)', fmt(rate), fmt(base), fmt(TARGETS.spans), rate >= TARGETS.spans ? 'met' : 'NOT met']);
+    rows.push(['  flushes / p50 flush (s)', `${flushes.count} / ${flushes.p50}`, '', '', '']);
+  }
+
+  // Span latency: a steady load below capacity.
+  {
+    const topic = `bench-${run}.latency`;
+    await admin.createTopics({ topics: [{ topic, numPartitions: 6 }], waitForLeaders: true });
+    const metricsPort = await freePort();
+    const group = `bench-${run}-latency`;
+    const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, 'spanlog-latency'), METRICS_PORT: String(metricsPort) });
+    await sleep(3000);
+    say(`steady load: ${LATENCY_RATE} spans/s for ${LATENCY_SECONDS} s`);
+    await produce(kafka, { kind: 'spans', topic, count: LATENCY_RATE * LATENCY_SECONDS, tenants: 20, rate: LATENCY_RATE, bad: 0, batchSize: 200, topicPartitions: 6, maxMessageBytes: 1_000_000, progress: true });
+    await drain(group, topic, LATENCY_RATE * LATENCY_SECONDS, w);
+    const q = quantiles(await metricsText(metricsPort), 'spanledger_end_to_end_latency_seconds');
+    await stopWorker(w);
+    rows.push([`span end-to-end p99 at ${fmt(LATENCY_RATE)}/s (s, bucket bound)`, String(q.p99), '', String(TARGETS.p99), q.p99 !== undefined && q.p99 <= TARGETS.p99 ? 'met' : 'NOT met']);
+    rows.push([`  p50 (s, bucket bound)`, String(q.p50), '', '', '']);
+  }
+
+  // Signals: drain a backlog into DuckDB + TigerBeetle.
+  let tb;
+  if (process.env.TB_ADDRESS || process.env.TIGERBEETLE_BIN) {
+    const { startTigerBeetle } = await import(path.join(ROOT, 'bench/tigerbeetle-support.mjs'));
+    tb = await startTigerBeetle(tmp);
+  }
+  if (tb) {
+    const topic = `bench-${run}.signals`;
+    await preload('signals', topic, SIGNALS, 8);
+    const base = await baseline(topic, SIGNALS);
+    const metricsPort = await freePort();
+    const group = `bench-${run}-signals`;
+    const w = startWorker('signals', {
+      SIGNALS_TOPIC: topic,
+      SIGNALS_DLQ_TOPIC: `${topic}.dlq`,
+      SIGNALS_GROUP: group,
+      DUCKDB_DIR: path.join(tmp, 'duckdb'),
+      TB_ADDRESS: tb.address,
+      TB_CLUSTER_ID: '0',
+      METRICS_PORT: String(metricsPort),
+    });
+    const rate = await drain(group, topic, SIGNALS, w);
+    const m = await metricsText(metricsPort);
+    await stopWorker(w);
+    await tb.stop();
+    const flushes = quantiles(m, 'spanledger_flush_duration_seconds');
+    rows.push(['signal worker: backlog drain (signals/s)', fmt(rate), fmt(base), fmt(TARGETS.signals), rate >= TARGETS.signals ? 'met' : 'NOT met']);
+    rows.push(['  flushes / p50 flush (s)', `${flushes.count} / ${flushes.p50}`, '', '', '']);
+  } else {
+    rows.push(['signal worker: skipped (set TB_ADDRESS or TIGERBEETLE_BIN)', '', '', fmt(TARGETS.signals), '']);
+  }
+} finally {
+  await admin.disconnect();
+  await stopBroker();
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+const head = ['measure', 'spanledger', 'baseline (kafkajs, no-op)', 'target', ''];
+const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+const line = (r) => r.map((c, i) => String(c).padEnd(widths[i])).join('  ');
+console.log(`\nspanledger bench on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), broker and workers on this machine`);
+console.log(line(head));
+console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+for (const r of rows) console.log(line(r));
