@@ -13,7 +13,7 @@ import { runWorker } from './run-worker.js';
 
 export interface TenantStats {
   tenantId: string;
-  duckdb: Record<Severity, number> & { total: number };
+  duckdb: (Record<Severity, number> & { total: number }) | { error: string };
   tigerbeetle: { tenantDebits: string; signalsCredits: string } | { error: string };
   agree: boolean;
 }
@@ -28,7 +28,14 @@ export async function signalStats(signals: Parsed<typeof signalSettings>, tenant
   try {
     const tenants = tenant ? [tenant] : await duckdb.listTenants();
     for (const tenantId of tenants) {
-      const counts = await duckdb.countBySeverity(tenantId);
+      let counts: Record<Severity, number>;
+      try {
+        counts = await duckdb.countBySeverity(tenantId);
+      } catch (e) {
+        // Most likely a running worker holds the file open: say so rather than guess.
+        out.push({ tenantId, duckdb: { error: (e as Error).message }, tigerbeetle: { error: 'not read' }, agree: false });
+        continue;
+      }
       const total = SEVERITIES.reduce((n, s) => n + counts[s], 0);
       let tigerbeetle: TenantStats['tigerbeetle'];
       try {
@@ -51,7 +58,8 @@ export function renderSignalStats(rows: TenantStats[]): string {
   const table = new Table({ head: ['tenant', ...SEVERITIES, 'DuckDB total', 'TB tenant debits', 'TB signals credits', 'agree'] });
   for (const r of rows) {
     const tb = 'error' in r.tigerbeetle ? [`unavailable: ${r.tigerbeetle.error.slice(0, 60)}`, ''] : [r.tigerbeetle.tenantDebits, r.tigerbeetle.signalsCredits];
-    table.push([r.tenantId, ...SEVERITIES.map((s) => r.duckdb[s]), r.duckdb.total, ...tb, r.agree ? 'yes' : 'NO']);
+    const db = 'error' in r.duckdb ? [`unavailable: ${r.duckdb.error.slice(0, 60)}`, '', '', '', ''] : [...SEVERITIES.map((s) => (r.duckdb as Record<Severity, number>)[s]), r.duckdb.total];
+    table.push([r.tenantId, ...db, ...tb, r.agree ? 'yes' : 'NO']);
   }
   const disagree = rows.filter((r) => !r.agree).length;
   const verdict =
