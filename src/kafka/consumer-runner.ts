@@ -1,6 +1,6 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
-import { PartitionBatch, type FlushLimits, type FlushPlan, type FlushReason, type SourceMessage } from '../batching/partition-batch.js';
+import { PartitionBatch, type FlushLimits, type FlushPlan, type FlushReason, type SourceMessage, type ValidEntry } from '../batching/partition-batch.js';
 import type { RecordDecoder } from '../model/decode.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
 import type { TenantBatchSink } from '../sinks/types.js';
@@ -55,13 +55,31 @@ class PartitionPipeline<T> {
   /** The commit under way, if any: at most one per partition, coalescing later requests. */
   committing: Promise<void> | undefined;
   commitAgain = false;
-  /** The next flush, waiting for the one under way; later batches are merged into it. */
+  /** The next flush, waiting for the first stage; later batches are merged into it. */
   queued: FlushPlan<T> | undefined;
+  /** Per sink: the stage of the latest flush (never rejects). */
+  stageTails: Promise<void>[];
+  /** The last stage (dead letters, offset) of the latest flush (never rejects). */
+  commitTail: Promise<void> = Promise.resolve();
   timer: NodeJS.Timeout | undefined;
   closed = false;
   highWatermark: bigint | undefined;
 
-  constructor(readonly partition: number) {}
+  constructor(
+    readonly partition: number,
+    stages: number,
+  ) {
+    this.stageTails = Array.from({ length: Math.max(1, stages) }, () => Promise.resolve());
+  }
+}
+
+/** One flush on its way through the stages. */
+interface FlushState<T> {
+  plan: FlushPlan<T>;
+  letters: DeadLetter[];
+  /** Tenant batches still to store (each stage drops what its sink refused). */
+  current: Map<string, ValidEntry<T>[]>;
+  started: bigint;
 }
 
 /**
@@ -185,7 +203,7 @@ export class ConsumerRunner<T> {
   private pipeline(partition: number): PartitionPipeline<T> {
     let pipe = this.pipelines.get(partition);
     if (pipe === undefined) {
-      pipe = new PartitionPipeline<T>(partition);
+      pipe = new PartitionPipeline<T>(partition, this.options.sinks.length);
       this.pipelines.set(partition, pipe);
     }
     return pipe;
@@ -297,7 +315,7 @@ export class ConsumerRunner<T> {
       pipe.timer = undefined;
     }
     this.options.metrics.flushes.inc({ topic: this.options.topic, reason });
-    // Group commit: while a flush of this partition is under way, later batches wait in one
+    // Group commit: while the first stage of this partition is busy, later batches wait in one
     // queued plan, which then becomes durable with one write and one sync per file. Under load
     // flushes grow (bounded by MAX_IN_FLIGHT_BYTES); when idle each batch goes alone.
     if (pipe.queued !== undefined) {
@@ -306,22 +324,54 @@ export class ConsumerRunner<T> {
     }
     pipe.queued = plan;
     pipe.pendingFlushes += 1;
-    pipe.chain = pipe.chain
-      .then(() => {
-        const next = pipe.queued!;
-        pipe.queued = undefined;
-        // Revoked while it waited: the new owner reads these records again.
-        if (pipe.closed) return this.release(next.records, next.bytes);
-        return this.flush(pipe, next).finally(() => this.release(next.records, next.bytes));
-      })
+    const { sinks } = this.options;
+    const flush: FlushState<T> = { plan, letters: [], current: new Map(), started: 0n };
+
+    // Each sink is a stage with its own chain per partition: flush N+1 can be in the first store
+    // while flush N is in the second. A stage of a flush starts when the same stage of the previous
+    // flush and the previous stage of this flush are done, so each store sees records in order.
+    let previous: Promise<boolean> = pipe.stageTails[0]!.then(() => {
+      flush.plan = pipe.queued!;
+      pipe.queued = undefined;
+      flush.current = flush.plan.tenants;
+      flush.started = process.hrtime.bigint();
+      flush.letters = flush.plan.rejected.map((r) => ({ topic: this.options.topic, partition: pipe.partition, source: r.source, error: r.error, stage: 'DECODE' }));
+      // Revoked while it waited: the new owner reads these records again.
+      return !pipe.closed;
+    });
+    sinks.forEach((sink, k) => {
+      const ready = k === 0 ? previous : Promise.all([previous, pipe.stageTails[k]]).then(([ok]) => ok);
+      const stage = ready.then(async (ok) => {
+        if (!ok || pipe.closed) return false;
+        await this.runStage(pipe, sink, flush);
+        return true;
+      });
+      pipe.stageTails[k] = stage.then(
+        () => undefined,
+        () => undefined,
+      );
+      previous = stage;
+    });
+    const done = Promise.all([previous, pipe.commitTail]).then(async ([ok]) => {
+      if (ok && !pipe.closed) await this.finish(pipe, flush);
+    });
+    pipe.commitTail = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    pipe.chain = done
       .catch((e: unknown) => this.failFlush(pipe, e))
       .finally(() => {
         pipe.pendingFlushes -= 1;
+        this.release(flush.plan.records, flush.plan.bytes);
       });
   }
 
   private failFlush(pipe: PartitionPipeline<T>, error: unknown): void {
-    if (pipe.closed || this.stopping) {
+    // No later flush of this partition may commit past the records this one did not store.
+    const wasClosed = pipe.closed;
+    pipe.closed = true;
+    if (wasClosed || this.stopping) {
       this.options.logger.warn({ err: error, partition: pipe.partition }, 'flush abandoned (partition released or worker stopping); records will be re-read');
       return;
     }
@@ -353,72 +403,79 @@ export class ConsumerRunner<T> {
     this.options.metrics.lag.set({ topic: this.options.topic, partition: String(pipe.partition) }, Number(lag > 0n ? lag : 0n));
   }
 
-  /** Makes one plan durable in every sink (or the dead-letter topic), then commits. */
-  private async flush(pipe: PartitionPipeline<T>, plan: FlushPlan<T>): Promise<void> {
+  private retryOptions(pipe: PartitionPipeline<T>, what: string) {
     const { options } = this;
-    const { topic, metrics, sinks } = options;
-    const started = process.hrtime.bigint();
-    const shouldStop = () => pipe.closed || this.fatal;
-    const retry = (what: string) => ({
+    return {
       maxDelayMs: options.retryMaxDelayMs,
-      shouldStop,
+      shouldStop: () => pipe.closed || this.fatal,
       onRetry: (error: unknown, attempt: number) => {
-        metrics.retries.inc({ topic, sink: what });
+        options.metrics.retries.inc({ topic: options.topic, sink: what });
         options.logger.warn({ err: error, attempt, sink: what, partition: pipe.partition }, 'store write failed; retrying');
       },
-    });
-    let letters: DeadLetter[] = [];
-    let written = 0;
-    let latencies: number[] = [];
+    };
+  }
 
-    // One attempt writes every tenant batch to every sink, then syncs the sinks once. If a sync
-    // fails, the whole attempt is repeated: sinks forget unsynced state, and idempotent writes
-    // make the repeat safe.
-    const attempt = async (): Promise<void> => {
-      letters = plan.rejected.map((r) => ({ topic, partition: pipe.partition, source: r.source, error: r.error, stage: 'DECODE' }));
-      written = 0;
-      latencies = [];
+  /**
+   * One store's stage of a flush: every tenant batch still standing goes to the sink, then the
+   * sink syncs once. If the sync fails, the stage is repeated: the sink forgets unsynced state and
+   * idempotent writes make the repeat safe. Records the sink refuses are dead-lettered and not
+   * given to the next stage.
+   */
+  private async runStage(pipe: PartitionPipeline<T>, sink: TenantBatchSink<T>, flush: FlushState<T>): Promise<void> {
+    const { topic } = this.options;
+    const attempt = async () => {
+      const refused: DeadLetter[] = [];
+      const kept = new Map<string, ValidEntry<T>[]>();
       await Promise.all(
-        [...plan.tenants].map(async ([tenantId, entries]) => {
-          let current = entries;
-          for (const sink of sinks) {
-            if (current.length === 0) break;
-            const records = current.map((e) => ({ value: e.value, source: { topic, partition: pipe.partition, offset: e.offset.toString() } }));
-            const result = await retrying(() => sink.write(tenantId, records), retry(sink.name));
-            if (result.rejected.size > 0) {
-              const kept: typeof current = [];
-              current.forEach((entry, i) => {
-                const error = result.rejected.get(i);
-                if (error === undefined) kept.push(entry);
-                else letters.push({ topic, partition: pipe.partition, source: entry.source, error, stage: sink.name });
-              });
-              current = kept;
-            }
+        [...flush.current].map(async ([tenantId, entries]) => {
+          if (entries.length === 0) return;
+          const records = entries.map((e) => ({ value: e.value, source: { topic, partition: pipe.partition, offset: e.offset.toString() } }));
+          const result = await retrying(() => sink.write(tenantId, records), this.retryOptions(pipe, sink.name));
+          if (result.rejected.size === 0) {
+            kept.set(tenantId, entries);
+            return;
           }
-          written += current.length;
-          const now = Date.now();
-          for (const e of current) latencies.push((now - Number(e.source.timestamp)) / 1000);
+          const stored: ValidEntry<T>[] = [];
+          entries.forEach((entry, i) => {
+            const error = result.rejected.get(i);
+            if (error === undefined) stored.push(entry);
+            else refused.push({ topic, partition: pipe.partition, source: entry.source, error, stage: sink.name });
+          });
+          kept.set(tenantId, stored);
         }),
       );
-      await Promise.all(sinks.map((sink) => sink.sync?.(topic, pipe.partition)));
+      await sink.sync?.(topic, pipe.partition);
+      return { kept, refused };
     };
-    await retrying(attempt, retry('sync'));
+    const { kept, refused } = await retrying(attempt, this.retryOptions(pipe, `${sink.name}-sync`));
+    flush.current = kept;
+    for (const l of refused) flush.letters.push(l);
+  }
 
+  /** Last stage: dead letters acknowledged, then the offset is durable and gets committed. */
+  private async finish(pipe: PartitionPipeline<T>, flush: FlushState<T>): Promise<void> {
+    const { options } = this;
+    const { topic, metrics } = options;
+    const { letters, plan } = flush;
     if (letters.length > 0) {
       letters.sort((a, b) => (a.source.offset < b.source.offset ? -1 : 1));
-      await retrying(() => this.deadLetters.send(letters), retry('dead-letter'));
+      await retrying(() => this.deadLetters.send(letters), this.retryOptions(pipe, 'dead-letter'));
       for (const l of letters) metrics.deadLettered.inc({ topic, reason: l.error.errorClass });
       options.logger.warn(
         { partition: pipe.partition, count: letters.length, first: { offset: letters[0]!.source.offset.toString(), reason: letters[0]!.error.errorClass, message: letters[0]!.error.message } },
         'records dead-lettered',
       );
     }
-
     pipe.offsets.markDurable(plan.lastOffset);
+    const now = Date.now();
+    let written = 0;
+    for (const entries of flush.current.values()) {
+      written += entries.length;
+      for (const e of entries) metrics.endToEndLatency.observe({ topic }, (now - Number(e.source.timestamp)) / 1000);
+    }
     metrics.written.inc({ topic }, written);
     metrics.batchRecords.observe({ topic }, plan.records);
-    metrics.flushDuration.observe({ topic }, Number(process.hrtime.bigint() - started) / 1e9);
-    for (const l of latencies) metrics.endToEndLatency.observe({ topic }, l);
+    metrics.flushDuration.observe({ topic }, Number(process.hrtime.bigint() - flush.started) / 1e9);
     this.requestCommit(pipe);
   }
 
