@@ -105,6 +105,8 @@ export class ConsumerRunner<T> {
   private crashed = false;
   private fatal = false;
   private assignment = new Set<number>();
+  /** Partitions being released; if one comes back, its new pipeline waits for the release. */
+  private readonly revoking = new Map<number, Promise<void>>();
 
   constructor(private readonly options: ConsumerRunnerOptions<T>) {
     this.consumer = options.kafka.consumer({
@@ -167,7 +169,12 @@ export class ConsumerRunner<T> {
   private onAssignment(assigned: Set<number>): void {
     const { metrics, topic } = { metrics: this.options.metrics, topic: this.options.topic };
     for (const partition of this.assignment) {
-      if (!assigned.has(partition)) void this.revoke(partition);
+      if (!assigned.has(partition)) {
+        const revoking = this.revoke(partition).finally(() => {
+          if (this.revoking.get(partition) === revoking) this.revoking.delete(partition);
+        });
+        this.revoking.set(partition, revoking);
+      }
     }
     for (const partition of assigned) {
       const pipe = this.pipelines.get(partition);
@@ -212,6 +219,8 @@ export class ConsumerRunner<T> {
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const { options } = this;
+    const revoking = this.revoking.get(batch.partition);
+    if (revoking !== undefined) await revoking;
     const pipe = this.pipeline(batch.partition);
     pipe.highWatermark = BigInt(batch.highWatermark);
     this.activeBatches += 1;
