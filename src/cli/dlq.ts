@@ -91,7 +91,7 @@ export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, on
 export function renderDeadLetterTable(records: DeadLetterRecord[]): string {
   const table = new Table({
     head: ['dlq p/offset', 'source topic/p/offset', 'reason', 'message', 'stage', 'failed at', 'worker'],
-    colWidths: [12, 24, 18, 60, 10, 26, 24],
+    colWidths: [12, 40, 18, 56, 10, 26, 20],
     wordWrap: true,
   });
   for (const r of records) {

@@ -16,6 +16,8 @@ export interface ProduceOptions {
   batchSize: number;
   topicPartitions: number;
   maxMessageBytes: number;
+  /** Tenants are tenantIdFor(tenantBase + i); a demo uses a fresh base so runs don't share tenants. */
+  tenantBase?: number;
   /** Write progress to stderr (a bar on a terminal, a line every 2 s otherwise). */
   progress: boolean;
 }
@@ -78,7 +80,7 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceR
           if (b.value.length > 65536) break;
           continue;
         }
-        const tenantId = tenantIdFor(seq % o.tenants);
+        const tenantId = tenantIdFor((o.tenantBase ?? 0) + (seq % o.tenants));
         const record = o.kind === 'spans' ? generateSpan(tenantId, seq) : generateSignal(tenantId, seq);
         // Every fifth span carries its tenant in the header only, as some producers do.
         let value: unknown = record;

@@ -46,7 +46,8 @@ export function generateSignal(tenantId: string, seq: number, nowMs = Date.now()
     ruleId: `rule-${seq % 7}`,
     traceId: hex(16),
     timestamp: new Date(nowMs).toISOString(),
-    severity: SEVERITIES[seq % SEVERITIES.length]!,
+    // Not seq % 4: with 4 tenants round-robin, each tenant would get a single severity.
+    severity: SEVERITIES[Math.floor(seq / 3) % SEVERITIES.length]!,
     message: `rule-${seq % 7} matched`,
     metadata: { seq, service: SERVICES[seq % SERVICES.length] },
   };
