@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Table from 'cli-table3';
+import { makeTable } from './table.js';
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import { DLQ_HEADERS } from '../kafka/dead-letter.js';
 
@@ -89,7 +89,7 @@ export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, on
 }
 
 export function renderDeadLetterTable(records: DeadLetterRecord[]): string {
-  const table = new Table({
+  const table = makeTable({
     head: ['dlq p/offset', 'source topic/p/offset', 'reason', 'message', 'stage', 'failed at', 'worker'],
     colWidths: [12, 40, 18, 56, 10, 26, 20],
     wordWrap: true,

@@ -1,4 +1,4 @@
-import Table from 'cli-table3';
+import { makeTable } from './table.js';
 import { Option, type Command } from 'commander';
 import pino from 'pino';
 import { kafkaSettings, signalSettings, workerSettings, type Parsed } from '../config/settings.js';
@@ -55,7 +55,7 @@ export async function signalStats(signals: Parsed<typeof signalSettings>, tenant
 }
 
 export function renderSignalStats(rows: TenantStats[]): string {
-  const table = new Table({ head: ['tenant', ...SEVERITIES, 'DuckDB total', 'TB tenant debits', 'TB signals credits', 'agree'] });
+  const table = makeTable({ head: ['tenant', ...SEVERITIES, 'DuckDB total', 'TB tenant debits', 'TB signals credits', 'agree'] });
   for (const r of rows) {
     const tb = 'error' in r.tigerbeetle ? [`unavailable: ${r.tigerbeetle.error.slice(0, 60)}`, ''] : [r.tigerbeetle.tenantDebits, r.tigerbeetle.signalsCredits];
     const db = 'error' in r.duckdb ? [`unavailable: ${r.duckdb.error.slice(0, 60)}`, '', '', '', ''] : [...SEVERITIES.map((s) => (r.duckdb as Record<Severity, number>)[s]), r.duckdb.total];

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
-import Table from 'cli-table3';
+import { makeTable } from '../../cli/table.js';
 import { listSegments } from './layout.js';
 
 export interface TenantDaySummary {
@@ -36,7 +36,7 @@ export async function summarizeSpanLog(root: string): Promise<TenantDaySummary[]
 }
 
 export function renderSpanLogSummary(root: string, rows: TenantDaySummary[]): string {
-  const table = new Table({ head: ['tenant', 'day', 'segments', 'spans', 'bytes'] });
+  const table = makeTable({ head: ['tenant', 'day', 'segments', 'spans', 'bytes'] });
   let spans = 0;
   let bytes = 0;
   for (const r of rows) {
