@@ -9,7 +9,8 @@ import { runWorker } from './run-worker.js';
 import { readDeadLetters, renderDeadLetterTable } from './dlq.js';
 import { addSettings, intArg, settingsOf } from './options.js';
 import { produce } from './produce.js';
-import { renderSpanLogSummary, summarizeSpanLog } from '../sinks/spanlog/summary.js';
+import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
+import { renderSpanLogSummary } from './spanlog.js';
 import { runDemo } from './demo.js';
 import { registerSignalCommands } from './signals.js';
 
