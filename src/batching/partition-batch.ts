@@ -47,7 +47,8 @@ export interface FlushPlan<T> {
   openedAt: number;
 }
 
-export type FlushReason = 'records' | 'bytes' | 'age';
+/** Why a flush happened. 'caught_up': the partition has nothing more waiting in Kafka. */
+export type FlushReason = 'records' | 'bytes' | 'age' | 'caught_up';
 
 /**
  * The buffer of one partition: records in offset order, grouped per tenant. Pure: no I/O, no

@@ -38,6 +38,7 @@ export const workerSettings = {
   batchMaxRecords: setting('BATCH_MAX_RECORDS', 'batch-max-records', '1000', 'flush a partition buffer at this many records', positiveInt),
   batchMaxBytes: setting('BATCH_MAX_BYTES', 'batch-max-bytes', '4194304', 'flush a partition buffer at this many bytes of record values', positiveInt),
   batchMaxAgeMs: setting('BATCH_MAX_AGE_MS', 'batch-max-age-ms', '1000', 'flush a partition buffer when its oldest record is this old (ms)', positiveInt),
+  flushWhenCaughtUp: setting('BATCH_FLUSH_WHEN_CAUGHT_UP', 'batch-flush-when-caught-up', 'true', 'also flush a partition as soon as nothing more is waiting in Kafka for it (low latency when not under backlog)', z.enum(['true', 'false']).transform((v) => v === 'true')),
   maxMessageBytes: setting('MAX_MESSAGE_BYTES', 'max-message-bytes', '1000000', 'records with a larger value are dead-lettered as RecordTooLarge', positiveInt),
   maxInFlightBytes: setting('MAX_IN_FLIGHT_BYTES', 'max-in-flight-bytes', '67108864', 'pause fetching while buffered and flushing records exceed this many bytes', positiveInt),
   partitionsConcurrency: setting('PARTITIONS_CONCURRENCY', 'partitions-concurrency', '4', 'partitions processed concurrently by one worker', positiveInt),

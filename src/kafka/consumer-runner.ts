@@ -18,6 +18,8 @@ export interface ConsumerRunnerOptions<T> {
   /** Applied in order to each tenant batch; a record one sink rejects is not given to the next. */
   sinks: TenantBatchSink<T>[];
   limits: FlushLimits;
+  /** Flush as soon as a partition has caught up with its high watermark, not only on the limits. */
+  flushWhenCaughtUp: boolean;
   maxInFlightBytes: number;
   partitionsConcurrency: number;
   sessionTimeoutMs: number;
@@ -247,6 +249,13 @@ export class ConsumerRunner<T> {
         }
       }
       if (taken > 0) options.metrics.consumed.inc({ topic: options.topic }, taken);
+      // Nothing more waiting in Kafka for this partition: waiting for the age limit would only add
+      // latency. Under a backlog this never fires and batches fill up to the limits; group commit
+      // merges the small flushes that arrive while one is being written.
+      const next = pipe.offsets.nextCustodyOffset;
+      if (options.flushWhenCaughtUp && next !== undefined && pipe.highWatermark !== undefined && next >= pipe.highWatermark && !this.stopping) {
+        this.scheduleFlush(pipe, 'caught_up');
+      }
       if (skipped > 0) options.metrics.skippedRedelivered.inc({ topic: options.topic }, skipped);
       this.armAgeTimer(pipe);
       this.updateLag(pipe);

@@ -45,6 +45,7 @@ export class Worker<T> {
       decoder: options.decoder,
       sinks: options.sinks,
       limits: { maxRecords: worker.batchMaxRecords, maxBytes: worker.batchMaxBytes, maxAgeMs: worker.batchMaxAgeMs },
+      flushWhenCaughtUp: worker.flushWhenCaughtUp,
       maxInFlightBytes: worker.maxInFlightBytes,
       partitionsConcurrency: worker.partitionsConcurrency,
       sessionTimeoutMs: worker.sessionTimeoutMs,

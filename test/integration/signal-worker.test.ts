@@ -213,7 +213,7 @@ describe.skipIf(tbSkipped)('signal worker with TigerBeetle and DuckDB', () => {
 
   it('a 10,000-signal flush for one tenant takes at most 2 createTransfers calls and ceil(10000 / row limit) DuckDB transactions', async () => {
     const rowLimit = 4000;
-    const s = await setup(1, { BATCH_MAX_RECORDS: '10000', BATCH_MAX_AGE_MS: '600000', BATCH_MAX_BYTES: '67108864', DUCKDB_MAX_ROWS_PER_TXN: String(rowLimit) });
+    const s = await setup(1, { BATCH_MAX_RECORDS: '10000', BATCH_MAX_AGE_MS: '600000', BATCH_FLUSH_WHEN_CAUGHT_UP: 'false', BATCH_MAX_BYTES: '67108864', DUCKDB_MAX_ROWS_PER_TXN: String(rowLimit) });
     const tenantId = randomUUID();
     const signals = Array.from({ length: 10000 }, (_, i) => ({ ...generateSignal(tenantId, i) }));
     await produceSignals(s.topic, signals);

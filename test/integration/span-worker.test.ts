@@ -232,7 +232,7 @@ describe('span worker on a real broker', () => {
 
   it('a graceful stop flushes what is buffered, commits it and exits 0', async () => {
     // Age and count limits far away: records stay buffered until the stop flushes them.
-    const s = await setup(2, { BATCH_MAX_AGE_MS: '600000', BATCH_MAX_RECORDS: '100000', SHUTDOWN_TIMEOUT_MS: '20000' });
+    const s = await setup(2, { BATCH_MAX_AGE_MS: '600000', BATCH_MAX_RECORDS: '100000', BATCH_FLUSH_WHEN_CAUGHT_UP: 'false', SHUTDOWN_TIMEOUT_MS: '20000' });
     const w = startWorker(s);
     await w.waitForLog('worker started');
     await w.waitForLog('joined consumer group');
