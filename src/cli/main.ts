@@ -8,7 +8,7 @@ import { createSpanWorker } from '../workers/span-worker.js';
 import { runWorker } from './run-worker.js';
 import { readDeadLetters, renderDeadLetterTable } from './dlq.js';
 import { addSettings, intArg, settingsOf } from './options.js';
-import { produce } from './produce.js';
+import { addProduceCommand } from './produce-command.js';
 import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
 import { renderSpanLogSummary } from './spanlog.js';
 import { runDemo } from './demo.js';
@@ -33,31 +33,7 @@ export function buildProgram(): Command {
   );
 
   const produceCmd = program.command('produce').description('load generator: produce sample records (progress bar, final rate)');
-  const addProduceOptions = (cmd: Command) =>
-    cmd
-      .option('--count <n>', 'valid records to produce', intArg('--count', 0), 10000)
-      .option('--tenants <n>', 'tenants to spread them over', intArg('--tenants', 1), 4)
-      .option('--rate <n>', 'records per second (0 = as fast as possible)', intArg('--rate', 0), 0)
-      .option('--bad <n>', 'malformed records to mix in (dead-letter demo)', intArg('--bad', 0), 0)
-      .option('--batch-size <n>', 'records per produce request', intArg('--batch-size', 1), 500);
-  addSettings(addProduceOptions(produceCmd.command('spans').description('produce sample spans')).option('--topic <name>', 'topic to produce to', 'spans').addOption(new Option('--max-message-bytes <n>', 'the worker\'s MAX_MESSAGE_BYTES: the oversized malformed record is one byte larger').default(1000000)), kafkaSettings).action(async (opts: Record<string, number | string>, cmd: Command) => {
-    const kafka = settingsOf(cmd, kafkaSettings);
-    const logger = createLogger('warn');
-    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger });
-    const result = await produce(client, {
-      kind: 'spans',
-      topic: String(opts.topic),
-      count: Number(opts.count),
-      tenants: Number(opts.tenants),
-      rate: Number(opts.rate),
-      bad: Number(opts.bad),
-      batchSize: Number(opts.batchSize),
-      topicPartitions: kafka.topicPartitions,
-      maxMessageBytes: Number(opts.maxMessageBytes),
-      progress: true,
-    });
-    console.log(`produced ${result.produced} spans (+${result.bad} malformed) for ${String(opts.tenants)} tenants to ${String(opts.topic)} in ${result.seconds.toFixed(2)} s: ${result.rate} records/s`);
-  });
+  addProduceCommand(produceCmd, 'spans');
 
   const dlq = program.command('dlq').description('dead-letter topics');
   addSettings(

@@ -8,7 +8,7 @@ import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { createDuckDbSink, createSignalWorker, createTigerBeetleSink } from '../workers/signal-worker.js';
 import { addSettings, intArg, settingsOf } from './options.js';
-import { produce } from './produce.js';
+import { addProduceCommand } from './produce-command.js';
 import { runWorker } from './run-worker.js';
 
 export interface TenantStats {
@@ -82,24 +82,7 @@ export function registerSignalCommands(program: Command): void {
     await runWorker(createSignalWorker(config, logger, createRegistry()), logger);
   });
 
-  const produceCmd = program.commands.find((c) => c.name() === 'produce')!;
-  addSettings(
-    produceCmd
-      .command('signals')
-      .description('produce sample signals')
-      .option('--count <n>', 'valid records to produce', intArg('--count', 0), 10000)
-      .option('--tenants <n>', 'tenants to spread them over', intArg('--tenants', 1), 4)
-      .option('--rate <n>', 'records per second (0 = as fast as possible)', intArg('--rate', 0), 0)
-      .option('--bad <n>', 'malformed records to mix in (dead-letter demo)', intArg('--bad', 0), 0)
-      .option('--batch-size <n>', 'records per produce request', intArg('--batch-size', 1), 500)
-      .option('--topic <name>', 'topic to produce to', 'signals'),
-    kafkaSettings,
-  ).action(async (opts: { count: number; tenants: number; rate: number; bad: number; batchSize: number; topic: string }, cmd: Command) => {
-    const kafka = settingsOf(cmd, kafkaSettings);
-    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('warn') });
-    const result = await produce(client, { kind: 'signals', ...opts, topicPartitions: kafka.topicPartitions, maxMessageBytes: 1_048_576, progress: true });
-    console.log(`produced ${result.produced} signals (+${result.bad} malformed) for ${opts.tenants} tenants to ${opts.topic} in ${result.seconds.toFixed(2)} s: ${result.rate} records/s`);
-  });
+  addProduceCommand(program.commands.find((c) => c.name() === 'produce')!, 'signals');
 
   const signals = program.command('signals').description('signal stores');
   const statsSettings = { duckdbDir: signalSettings.duckdbDir, tbAddress: signalSettings.tbAddress, tbClusterId: signalSettings.tbClusterId, tbLedger: signalSettings.tbLedger };

@@ -16,12 +16,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import type { TestProject } from 'vitest/node';
+import { dockerAnswers } from './docker.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -69,48 +69,6 @@ async function pickBroker(): Promise<Broker> {
   return startLocal();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Docker detection: a ping on the engine's socket with a short timeout, so a machine without an
-// engine falls through at once instead of waiting for testcontainers' own discovery.
-
-function dockerAnswers(timeoutMs: number): Promise<boolean> {
-  const host = process.env.DOCKER_HOST;
-  if (host && !host.startsWith('unix://')) {
-    // tcp:// or ssh://: ask testcontainers, but not for long.
-    return withTimeout(
-      import('testcontainers').then(({ getContainerRuntimeClient }) => getContainerRuntimeClient()).then(() => true),
-      timeoutMs * 5,
-    ).catch(() => false);
-  }
-  const socketPath = host ? host.slice('unix://'.length) : '/var/run/docker.sock';
-  if (!existsSync(socketPath)) return Promise.resolve(false);
-  return new Promise((resolvePing) => {
-    const req = httpRequest({ socketPath, path: '/_ping', method: 'GET', timeout: timeoutMs }, (res) => {
-      res.resume();
-      resolvePing(res.statusCode === 200);
-    });
-    req.on('timeout', () => {
-      req.destroy();
-      resolvePing(false);
-    });
-    req.on('error', () => resolvePing(false));
-    req.end();
-  });
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // 2. testcontainers: apache/kafka in KRaft combined mode. The client listener is published on a

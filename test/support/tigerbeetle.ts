@@ -18,12 +18,12 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from 'tigerbeetle-node';
+import { dockerAnswers } from './docker.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -220,24 +220,3 @@ function freePort(): Promise<number> {
 }
 
 /** GET /_ping on the Docker socket (DOCKER_HOST unix:// or /var/run/docker.sock), quickly. */
-function dockerAnswers(timeoutMs: number): Promise<boolean> {
-  const host = process.env.DOCKER_HOST;
-  let socketPath = '/var/run/docker.sock';
-  if (host) {
-    if (!host.startsWith('unix://')) return Promise.resolve(true); // tcp:// etc.: let testcontainers try
-    socketPath = host.slice('unix://'.length);
-  }
-  if (!existsSync(socketPath)) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const req = httpRequest({ socketPath, path: '/_ping', method: 'GET', timeout: timeoutMs }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('timeout', () => {
-      req.destroy();
-      resolve(false);
-    });
-    req.on('error', () => resolve(false));
-    req.end();
-  });
-}
