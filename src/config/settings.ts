@@ -14,8 +14,7 @@ export interface Setting<T = unknown> {
   schema: z.ZodType<T>;
 }
 
-const positiveInt = z.coerce.number().int().positive();
-const nonNegativeInt = z.coerce.number().int().nonnegative();
+const positiveInt = z.coerce.number({ error: 'must be a positive whole number' }).int('must be a positive whole number').positive('must be a positive whole number');
 const brokers = z
   .string()
   .transform((s) => s.split(',').map((b) => b.trim()).filter((b) => b.length > 0))

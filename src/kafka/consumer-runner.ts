@@ -98,6 +98,7 @@ export class ConsumerRunner<T> {
   private readonly pipelines = new Map<number, PartitionPipeline<T>>();
   private inFlightBytes = 0;
   private inFlightRecords = 0;
+  private inFlightBytesMax = 0;
   private drainWaiters: Array<() => void> = [];
   private paused = false;
   private activeBatches = 0;
@@ -282,6 +283,10 @@ export class ConsumerRunner<T> {
     }
     this.inFlightRecords += 1;
     this.inFlightBytes += decoded.bytes;
+    if (this.inFlightBytes > this.inFlightBytesMax) {
+      this.inFlightBytesMax = this.inFlightBytes;
+      this.options.metrics.inFlightBytesMax.set({ topic: this.options.topic }, this.inFlightBytesMax);
+    }
     this.reportInFlight();
   }
 
@@ -294,6 +299,7 @@ export class ConsumerRunner<T> {
       this.paused = true;
       this.consumer.pause([{ topic: options.topic }]);
       options.metrics.fetchPaused.set({ topic: options.topic }, 1);
+      options.metrics.fetchPauses.inc({ topic: options.topic });
     }
     // Make sure what is buffered is on its way, or we would wait for nothing.
     if (!pipe.batch.isEmpty) this.scheduleFlush(pipe, 'bytes');

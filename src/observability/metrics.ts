@@ -22,6 +22,8 @@ export class WorkerMetrics {
   readonly inFlightRecords: Gauge<'topic'>;
   readonly inFlightBytes: Gauge<'topic'>;
   readonly fetchPaused: Gauge<'topic'>;
+  readonly fetchPauses: Counter<'topic'>;
+  readonly inFlightBytesMax: Gauge<'topic'>;
   readonly lag: Gauge<'topic' | 'partition'>;
   readonly assignedPartitions: Gauge<'topic'>;
 
@@ -41,6 +43,8 @@ export class WorkerMetrics {
     this.inFlightRecords = new Gauge({ name: 'spanledger_records_in_flight', help: 'Records buffered or being flushed', labelNames: ['topic'], registers });
     this.inFlightBytes = new Gauge({ name: 'spanledger_bytes_in_flight', help: 'Bytes of records buffered or being flushed', labelNames: ['topic'], registers });
     this.fetchPaused = new Gauge({ name: 'spanledger_fetch_paused', help: '1 while fetching is paused because too much is in flight', labelNames: ['topic'], registers });
+    this.fetchPauses = new Counter({ name: 'spanledger_fetch_pauses_total', help: 'Times fetching paused because too much was in flight', labelNames: ['topic'], registers });
+    this.inFlightBytesMax = new Gauge({ name: 'spanledger_bytes_in_flight_max', help: 'Most bytes of records buffered or being flushed at once since start', labelNames: ['topic'], registers });
     this.lag = new Gauge({ name: 'spanledger_consumer_lag', help: 'High watermark minus the committed offset, per partition', labelNames: ['topic', 'partition'], registers });
     this.assignedPartitions = new Gauge({ name: 'spanledger_assigned_partitions', help: 'Partitions assigned to this worker', labelNames: ['topic'], registers });
   }

@@ -230,6 +230,23 @@ describe('span worker on a real broker', () => {
     expect((await one.exited).code).toBe(0);
   });
 
+  it('keeps memory bounded under a large backlog: fetching pauses at MAX_IN_FLIGHT_BYTES', async () => {
+    const budget = 1 << 20;
+    // A slow span log (an fsync per file, many tenants) and a budget far below the backlog.
+    const s = await setup(2, { MAX_IN_FLIGHT_BYTES: String(budget), BATCH_MAX_RECORDS: '100000', BATCH_MAX_BYTES: String(budget), BATCH_MAX_AGE_MS: '50' });
+    const expected = await produceSpans(s.topic, 40000, 50);
+    const w = startWorker(s);
+    await waitForCommitted(kafka, s.group, s.topic);
+    expectExactlyOnce(s.dir, expected);
+    const metrics = await (await fetch(`http://127.0.0.1:${String((await w.waitForLog('worker started')).metricsPort)}/metrics`)).text();
+    expect(metricValue(metrics, 'spanledger_fetch_pauses_total')).toBeGreaterThan(0);
+    // The worker stops taking records as soon as the budget is passed: at most one record over.
+    expect(metricValue(metrics, 'spanledger_bytes_in_flight_max')).toBeLessThanOrEqual(budget + 1000);
+    expect(metricValue(metrics, 'spanledger_bytes_in_flight')).toBe(0);
+    w.kill('SIGTERM');
+    expect((await w.exited).code).toBe(0);
+  });
+
   it('a graceful stop flushes what is buffered, commits it and exits 0', async () => {
     // Age and count limits far away: records stay buffered until the stop flushes them.
     const s = await setup(2, { BATCH_MAX_AGE_MS: '600000', BATCH_MAX_RECORDS: '100000', BATCH_FLUSH_WHEN_CAUGHT_UP: 'false', SHUTDOWN_TIMEOUT_MS: '20000' });
