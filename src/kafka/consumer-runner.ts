@@ -32,6 +32,9 @@ export interface ConsumerRunnerOptions<T> {
   onFatal: (error: Error) => void;
 }
 
+/** Longest stretch of decoding before the event loop gets a turn. */
+const PROCESS_SLICE_MS = 20;
+
 /** Appends `later` (the next batch of the same partition) to `plan`, keeping offset order. */
 function mergePlans<T>(plan: FlushPlan<T>, later: FlushPlan<T>): void {
   for (const [tenantId, entries] of later.tenants) {
@@ -57,6 +60,11 @@ class PartitionPipeline<T> {
   /** The commit under way, if any: at most one per partition, coalescing later requests. */
   committing: Promise<void> | undefined;
   commitAgain = false;
+  /** Records in custody, not decoded yet (in offset order). */
+  incoming: Array<{ message: KafkaMessage; offset: bigint; bytes: number }> = [];
+  processing: NodeJS.Immediate | undefined;
+  /** The last fetched batch reached the partition's high watermark. */
+  caughtUp = false;
   /** The next flush, waiting for the first stage; later batches are merged into it. */
   queued: FlushPlan<T> | undefined;
   /** Per sink: the stage of the latest flush (never rejects). */
@@ -196,6 +204,10 @@ export class ConsumerRunner<T> {
     if (pipe !== undefined) {
       pipe.closed = true;
       if (pipe.timer) clearTimeout(pipe.timer);
+      if (pipe.processing) clearImmediate(pipe.processing);
+      pipe.processing = undefined;
+      const undecoded = pipe.incoming.splice(0);
+      this.release(undecoded.length, undecoded.reduce((n, r) => n + r.bytes, 0));
       const dropped = pipe.batch.drain();
       if (dropped) this.release(dropped.records, dropped.bytes);
       await this.settle(pipe);
@@ -219,6 +231,11 @@ export class ConsumerRunner<T> {
     return pipe;
   }
 
+  /**
+   * Takes a fetched batch into custody and returns at once, so that kafkajs fetches the next one
+   * while this one is decoded (`processIncoming`): the broker's work and ours overlap. Records
+   * count against MAX_IN_FLIGHT_BYTES from this moment.
+   */
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const { options } = this;
@@ -238,27 +255,23 @@ export class ConsumerRunner<T> {
           resolveOffset(message.offset);
           continue;
         }
-        this.take(pipe, message, offset);
+        const bytes = message.value?.length ?? 0;
+        pipe.incoming.push({ message, offset, bytes });
+        this.account(1, bytes);
         taken += 1;
         // Tell kafkajs the record is in custody, so its next fetch starts after it. This is not a
         // commit: commits happen only after a flush made records durable.
         resolveOffset(message.offset);
-        const reason = pipe.batch.flushReason(options.limits, Date.now());
-        if (reason === 'records' || reason === 'bytes') this.scheduleFlush(pipe, reason);
         if (this.inFlightBytes > options.maxInFlightBytes) {
+          this.processIncoming(pipe, Number.POSITIVE_INFINITY);
           await this.waitForRoom(pipe, heartbeat);
         }
       }
       if (taken > 0) options.metrics.consumed.inc({ topic: options.topic }, taken);
-      // Nothing more waiting in Kafka for this partition: waiting for the age limit would only add
-      // latency. Under a backlog this never fires and batches fill up to the limits; group commit
-      // merges the small flushes that arrive while one is being written.
-      const next = pipe.offsets.nextCustodyOffset;
-      if (options.flushWhenCaughtUp && next !== undefined && pipe.highWatermark !== undefined && next >= pipe.highWatermark && !this.stopping) {
-        this.scheduleFlush(pipe, 'caught_up');
-      }
       if (skipped > 0) options.metrics.skippedRedelivered.inc({ topic: options.topic }, skipped);
-      this.armAgeTimer(pipe);
+      const next = pipe.offsets.nextCustodyOffset;
+      pipe.caughtUp = next !== undefined && pipe.highWatermark !== undefined && next >= pipe.highWatermark;
+      this.scheduleProcessing(pipe);
       this.updateLag(pipe);
     } finally {
       this.activeBatches -= 1;
@@ -266,6 +279,47 @@ export class ConsumerRunner<T> {
     }
   }
 
+  private scheduleProcessing(pipe: PartitionPipeline<T>): void {
+    if (pipe.processing || pipe.incoming.length === 0) return;
+    pipe.processing = setImmediate(() => {
+      pipe.processing = undefined;
+      this.processIncoming(pipe, PROCESS_SLICE_MS);
+      this.scheduleProcessing(pipe);
+    });
+  }
+
+  /**
+   * Decodes records in custody into the partition's buffer, in offset order, for at most
+   * `sliceMs` (so that fetch responses and flush completions get their turn), and starts flushes
+   * as limits are reached.
+   */
+  private processIncoming(pipe: PartitionPipeline<T>, sliceMs: number): void {
+    const { options } = this;
+    const deadline = performance.now() + sliceMs;
+    let i = 0;
+    for (; i < pipe.incoming.length; i += 1) {
+      if (pipe.closed) break;
+      const { message, offset } = pipe.incoming[i]!;
+      this.take(pipe, message, offset);
+      const reason = pipe.batch.flushReason(options.limits, Date.now());
+      if (reason === 'records' || reason === 'bytes') this.scheduleFlush(pipe, reason);
+      if ((i & 255) === 255 && performance.now() > deadline) {
+        i += 1;
+        break;
+      }
+    }
+    pipe.incoming.splice(0, i);
+    if (pipe.incoming.length > 0 || pipe.closed) return;
+    // Nothing more waiting in Kafka for this partition (or fetching is paused): waiting for the
+    // age limit would only add latency. Under a backlog this does not fire and batches fill up to
+    // the limits; group commit merges the small flushes that come while one is being written.
+    if ((options.flushWhenCaughtUp && pipe.caughtUp) || this.paused) {
+      if (!this.stopping) this.scheduleFlush(pipe, 'caught_up');
+    }
+    this.armAgeTimer(pipe);
+  }
+
+  /** Decodes one record in custody into the partition's buffer (its bytes are already counted). */
   private take(pipe: PartitionPipeline<T>, message: KafkaMessage, offset: bigint): void {
     const source: SourceMessage = {
       offset,
@@ -281,8 +335,11 @@ export class ConsumerRunner<T> {
     } else {
       pipe.batch.add({ kind: 'rejected', offset, error: decoded.error, bytes: decoded.bytes, source }, now);
     }
-    this.inFlightRecords += 1;
-    this.inFlightBytes += decoded.bytes;
+  }
+
+  private account(records: number, bytes: number): void {
+    this.inFlightRecords += records;
+    this.inFlightBytes += bytes;
     if (this.inFlightBytes > this.inFlightBytesMax) {
       this.inFlightBytesMax = this.inFlightBytes;
       this.options.metrics.inFlightBytesMax.set({ topic: this.options.topic }, this.inFlightBytesMax);
@@ -567,7 +624,12 @@ export class ConsumerRunner<T> {
         // not running yet: nothing to pause
       }
       if (this.activeBatches > 0) await new Promise<void>((resolve) => this.batchesIdle.push(resolve));
-      for (const pipe of this.pipelines.values()) this.scheduleFlush(pipe, 'age');
+      for (const pipe of this.pipelines.values()) {
+        if (pipe.processing) clearImmediate(pipe.processing);
+        pipe.processing = undefined;
+        this.processIncoming(pipe, Number.POSITIVE_INFINITY);
+        this.scheduleFlush(pipe, 'age');
+      }
       await Promise.all([...this.pipelines.values()].map((p) => this.settle(p)));
       const clean = !this.fatal;
       logger.info({ clean }, 'buffers flushed and offsets committed; leaving the group');
