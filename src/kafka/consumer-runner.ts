@@ -127,6 +127,8 @@ export class ConsumerRunner<T> {
       heartbeatInterval: options.heartbeatIntervalMs,
       // A fetch response is at most a quarter of the in-flight budget, so that memory stays bounded.
       maxBytes: Math.max(1 << 20, Math.min(10 << 20, Math.floor(options.maxInFlightBytes / 4))),
+      // Fewer, larger fetches under a backlog (kafkajs' default is 1 MiB per partition).
+      maxBytesPerPartition: Math.max(1 << 20, Math.min(4 << 20, Math.floor(options.maxInFlightBytes / 16))),
       maxWaitTimeInMs: 500,
       allowAutoTopicCreation: false,
     });
