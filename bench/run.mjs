@@ -4,7 +4,7 @@
 // consumer that does nothing with the records: the ceiling of the client library on this
 // machine) and the targets. Workers run as real child processes, as in production.
 //
-//   node bench/run.mjs [--spans N] [--signals N] [--latency-seconds S] [--rate R]
+//   node bench/run.mjs [--spans N] [--signals N] [--latency-seconds S] [--rate R] [--warmup N]
 //
 // Broker: KAFKA_BROKERS, or a local broker started with scripts/kafka.sh in a temp folder.
 // TigerBeetle (for the signal numbers): TB_ADDRESS or TIGERBEETLE_BIN; skipped otherwise.
@@ -28,6 +28,7 @@ const SPANS = Number(args.spans ?? 500_000);
 const SIGNALS = Number(args.signals ?? 200_000);
 const LATENCY_SECONDS = Number(args['latency-seconds'] ?? 15);
 const LATENCY_RATE = Number(args.rate ?? 20_000);
+const WARMUP = Number(args.warmup ?? 300_000);
 const TARGETS = { spans: 100_000, signals: 50_000, p99: 0.5 };
 const say = (s) => process.stderr.write(`bench: ${s}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -141,6 +142,13 @@ const fmt = (n) => (n === undefined ? 'n/a' : Math.round(n).toLocaleString('en-U
 const run = Date.now().toString(36);
 
 try {
+  // Warm-up: a freshly started broker (and its JIT) is slower for the first few hundred MB.
+  {
+    const topic = `bench-${run}.warmup`;
+    await preload('spans', topic, WARMUP, 20);
+    say(`warm-up: consumed at ${fmt(await baseline(topic, WARMUP))}/s`);
+  }
+
   // Spans: drain a backlog.
   {
     const topic = `bench-${run}.spans`;

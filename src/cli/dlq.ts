@@ -107,3 +107,57 @@ export function renderDeadLetterTable(records: DeadLetterRecord[]): string {
   }
   return table.toString();
 }
+
+/** Headers spanledger (and Kafka Connect's convention) adds on the way into a dead-letter topic. */
+function isDeadLetterHeader(name: string): boolean {
+  return name.startsWith('__connect.errors.') || name.startsWith('spanledger.dlq.');
+}
+
+export const REPLAYED_FROM_HEADER = 'spanledger.replayed.from';
+
+export interface ReplayOptions {
+  topic: string;
+  /** Only records with this reason (`__connect.errors.class.name`), or all. */
+  reason?: string;
+  /** Produce here instead of each record's source topic. */
+  to?: string;
+  limit: number;
+  dryRun: boolean;
+}
+
+/**
+ * Sends dead-lettered records back to their source topic (or `to`) with their original key,
+ * value and headers, minus the dead-letter headers, plus `spanledger.replayed.from` =
+ * `<dlq topic>/<partition>/<offset>`. The worker validates them again: records that are still bad
+ * land in the dead-letter topic again, carrying that header. The dead-letter topic is not changed.
+ */
+export async function replayDeadLetters(kafka: Kafka, o: ReplayOptions): Promise<{ selected: DeadLetterRecord[]; sent: number }> {
+  const records = await readDeadLetters(kafka, o.topic, 0);
+  const selected = records.filter((r) => o.reason === undefined || r.errorClass === o.reason).slice(0, o.limit > 0 ? o.limit : undefined);
+  if (o.dryRun || selected.length === 0) return { selected, sent: 0 };
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 } });
+  await producer.connect();
+  try {
+    const byTopic = new Map<string, DeadLetterRecord[]>();
+    for (const r of selected) {
+      const target = o.to ?? r.source.topic;
+      if (!target) throw new Error(`dead letter ${r.partition}/${r.offset} has no source topic header; use --to`);
+      byTopic.set(target, [...(byTopic.get(target) ?? []), r]);
+    }
+    for (const [topic, list] of byTopic) {
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: list.map((r) => {
+          const headers: Record<string, string> = {};
+          for (const [name, value] of Object.entries(r.headers)) if (!isDeadLetterHeader(name) && name !== REPLAYED_FROM_HEADER) headers[name] = value;
+          headers[REPLAYED_FROM_HEADER] = `${o.topic}/${r.partition}/${r.offset}`;
+          return { key: r.key, value: r.value, headers };
+        }),
+      });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  return { selected, sent: selected.length };
+}

@@ -6,7 +6,7 @@ import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { createSpanWorker } from '../workers/span-worker.js';
 import { runWorker } from './run-worker.js';
-import { readDeadLetters, renderDeadLetterTable } from './dlq.js';
+import { readDeadLetters, renderDeadLetterTable, replayDeadLetters } from './dlq.js';
 import { addSettings, intArg, settingsOf } from './options.js';
 import { addProduceCommand } from './produce-command.js';
 import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
@@ -54,6 +54,29 @@ export function buildProgram(): Command {
     } else {
       console.log(renderDeadLetterTable(records));
       console.log(`${records.length} dead-lettered record(s) in ${opts.topic}`);
+    }
+  });
+
+  addSettings(
+    dlq
+      .command('replay')
+      .description('send dead-lettered records back to their source topic (original key, value and headers) to be processed again')
+      .option('--topic <name>', 'dead-letter topic to read', 'spans.dlq')
+      .option('--reason <class>', 'only records with this reason, e.g. InvalidTenantId (default: all)')
+      .option('--to <topic>', 'produce here instead of each record\'s source topic')
+      .option('--limit <n>', 'at most this many records (0 = all)', intArg('--limit', 0), 0)
+      .option('--dry-run', 'list what would be replayed, send nothing', false),
+    kafkaSettings,
+  ).action(async (opts: { topic: string; reason?: string; to?: string; limit: number; dryRun: boolean }, cmd: Command) => {
+    const kafka = settingsOf(cmd, kafkaSettings);
+    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
+    process.stderr.write(`reading ${opts.topic} from the beginning...\n`);
+    const { selected, sent } = await replayDeadLetters(client, opts);
+    if (opts.dryRun) {
+      console.log(renderDeadLetterTable(selected));
+      console.log(`${selected.length} record(s) would be replayed (dry run: nothing sent)`);
+    } else {
+      console.log(`replayed ${sent} record(s) from ${opts.topic}${opts.reason ? ` with reason ${opts.reason}` : ''}`);
     }
   });
 

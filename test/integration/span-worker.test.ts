@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import type { Kafka } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readDeadLetters } from '../../src/cli/dlq.js';
@@ -6,6 +8,8 @@ import { DLQ_HEADERS } from '../../src/kafka/dead-letter.js';
 import { generateSpan, malformedRecords, tenantIdFor } from '../../src/model/generate.js';
 import { spanDay } from '../../src/model/span.js';
 import {
+  CLI,
+  ROOT,
   committedTotal,
   createTopic,
   kafkaClient,
@@ -17,6 +21,7 @@ import {
   WorkerProcess,
 } from '../support/harness.js';
 
+const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
 let kafka: Kafka;
 const workers: WorkerProcess[] = [];
@@ -181,6 +186,23 @@ describe('span worker on a real broker', () => {
       expect(Date.parse(l.failedAt)).toBeGreaterThan(Date.now() - 600_000);
       expect(l.worker.length).toBeGreaterThan(0);
     });
+
+    // Replay one reason back to the source topic: still invalid, so it is dead-lettered again,
+    // now carrying where it was replayed from; nothing reaches the span log.
+    const replay = await run(process.execPath, [CLI, 'dlq', 'replay', '--topic', s.dlqTopic, '--reason', 'InvalidTenantId'], {
+      cwd: ROOT,
+      env: { ...process.env, KAFKA_BROKERS: brokers },
+    });
+    expect(replay.stdout).toContain('replayed 1 record(s)');
+    await waitForCommitted(kafka, s.group, s.topic);
+    const again = await readDeadLetters(kafka, s.dlqTopic);
+    expect(again).toHaveLength(bad.length + 1);
+    const replayed = again.at(-1)!;
+    expect(replayed.errorClass).toBe('InvalidTenantId');
+    expect(replayed.source.offset).toBe('205');
+    expect(replayed.headers['spanledger.replayed.from']).toBe(`${s.dlqTopic}/0/2`);
+    expect(replayed.headers['x-origin']).toBe('case-InvalidTenantId');
+    expectExactlyOnce(s.dir, new Map([...before, ...after]));
     w.kill('SIGTERM');
     expect((await w.exited).code).toBe(0);
   });
