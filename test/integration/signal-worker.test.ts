@@ -8,7 +8,7 @@ import { readDeadLetters } from '../../src/cli/dlq.js';
 import type { TenantStats } from '../../src/cli/signals.js';
 import { generateSignal } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
-import { CLI, ROOT, committedTotal, createTopic, kafkaClient, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { CLI, ROOT, committedTotal, metricValue, createTopic, kafkaClient, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
 
 const run = promisify(execFile);
@@ -99,12 +99,6 @@ async function metricsOf(w: WorkerProcess): Promise<string> {
   return (await fetch(`http://127.0.0.1:${String(started.metricsPort)}/metrics`)).text();
 }
 
-function metricValue(text: string, name: string, label = ''): number {
-  return text
-    .split('\n')
-    .filter((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(label))
-    .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
-}
 
 async function stopAll(): Promise<void> {
   for (const w of workers.splice(0)) {

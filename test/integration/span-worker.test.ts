@@ -9,6 +9,7 @@ import { generateSpan, malformedRecords, tenantIdFor } from '../../src/model/gen
 import { spanDay } from '../../src/model/span.js';
 import {
   CLI,
+  metricValue,
   ROOT,
   committedTotal,
   createTopic,
@@ -317,9 +318,3 @@ function groupOffsetsByFile(dir: string): Map<string, number[]> {
   return out;
 }
 
-function metricValue(text: string, name: string): number {
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
-    .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
-}

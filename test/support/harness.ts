@@ -122,3 +122,11 @@ export function readSpanLog(dir: string): Array<{ tenantId: string; day: string;
   }
   return out;
 }
+
+/** Sum of a metric's samples in Prometheus text, optionally only those whose labels contain `label`. */
+export function metricValue(text: string, name: string, label = ''): number {
+  return text
+    .split('\n')
+    .filter((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(label))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+}

@@ -22,6 +22,7 @@ import { join, resolve } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import type { TestProject } from 'vitest/node';
 import { dockerAnswers } from './docker.js';
+import { freePort } from './net.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -217,20 +218,6 @@ function killFromPidFile(dir: string): void {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === 'object') resolvePort(address.port);
-        else reject(new Error('could not get a free port'));
-      });
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 

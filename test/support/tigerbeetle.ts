@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from 'tigerbeetle-node';
 import { dockerAnswers } from './docker.js';
+import { freePort } from './net.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -206,17 +207,5 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** GET /_ping on the Docker socket (DOCKER_HOST unix:// or /var/run/docker.sock), quickly. */
