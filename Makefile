@@ -20,7 +20,9 @@ build: $(NODE_DEPS) ## compile TypeScript to dist/
 	npm run build
 
 test: install ## the whole suite: unit tests, then integration tests on a real Kafka broker (started if needed)
-	npx vitest run
+	@mkdir -p .cache; rm -f .cache/vitest.json
+	npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest.json; status=$$?; \
+	  node scripts/test-summary.mjs .cache/vitest.json; exit $$status
 
 test-unit: install ## unit tests only (no broker)
 	npx vitest run --project unit
