@@ -132,3 +132,19 @@ export class PartitionBatch<T> {
     return plan;
   }
 }
+
+/**
+ * Group commit: appends `later` (the next batch of the same partition) to `plan`, which is still
+ * waiting to be written, keeping each tenant's records in offset order.
+ */
+export function mergePlans<T>(plan: FlushPlan<T>, later: FlushPlan<T>): void {
+  for (const [tenantId, entries] of later.tenants) {
+    const group = plan.tenants.get(tenantId);
+    if (group === undefined) plan.tenants.set(tenantId, entries);
+    else for (const e of entries) group.push(e);
+  }
+  for (const r of later.rejected) plan.rejected.push(r);
+  plan.lastOffset = later.lastOffset;
+  plan.records += later.records;
+  plan.bytes += later.bytes;
+}

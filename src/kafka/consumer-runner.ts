@@ -1,6 +1,6 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
-import { PartitionBatch, type FlushLimits, type FlushPlan, type FlushReason, type SourceMessage, type ValidEntry } from '../batching/partition-batch.js';
+import { PartitionBatch, mergePlans, type FlushLimits, type FlushPlan, type FlushReason, type SourceMessage, type ValidEntry } from '../batching/partition-batch.js';
 import type { RecordDecoder } from '../model/decode.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
 import type { TenantBatchSink } from '../sinks/types.js';
@@ -35,18 +35,6 @@ export interface ConsumerRunnerOptions<T> {
 /** Longest stretch of decoding before the event loop gets a turn. */
 const PROCESS_SLICE_MS = 20;
 
-/** Appends `later` (the next batch of the same partition) to `plan`, keeping offset order. */
-function mergePlans<T>(plan: FlushPlan<T>, later: FlushPlan<T>): void {
-  for (const [tenantId, entries] of later.tenants) {
-    const group = plan.tenants.get(tenantId);
-    if (group === undefined) plan.tenants.set(tenantId, entries);
-    else for (const e of entries) group.push(e);
-  }
-  for (const r of later.rejected) plan.rejected.push(r);
-  plan.lastOffset = later.lastOffset;
-  plan.records += later.records;
-  plan.bytes += later.bytes;
-}
 
 /**
  * One assigned partition: its buffer, its offsets and a chain that runs its flushes one after

@@ -1,4 +1,5 @@
 import { RecordRejectedError } from '../errors.js';
+import type { ValidateFunction } from 'ajv';
 import { describeErrors } from './json-schema.js';
 import { isCanonicalUuid } from './tenant.js';
 import { spanDay, validateSpan, type Span } from './span.js';
@@ -48,6 +49,15 @@ function parseJson(message: RawMessage, maxBytes: number): { ok: true; json: Rec
   return { ok: true, json: json as Record<string, unknown>, bytes };
 }
 
+/** Why a parsed record fails its schema; a bad or missing tenant id gets a reason class of its own. */
+function schemaRejection(validate: ValidateFunction, json: Record<string, unknown>, bytes: number): Rejected | undefined {
+  const valid: boolean = validate(json);
+  if (valid) return undefined;
+  const reason = describeErrors(validate.errors);
+  if (!reason.startsWith('tenantId:')) return reject(bytes, 'SchemaViolation', reason);
+  return reject(bytes, json.tenantId === undefined ? 'MissingTenantId' : 'InvalidTenantId', reason);
+}
+
 /** Span with its tenant resolved, its UTC day (from its start time) and the bytes it came as. */
 export interface DecodedSpan {
   span: Span & { tenantId: string };
@@ -70,11 +80,9 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     const parsed = parseJson(message, this.maxMessageBytes);
     if (!parsed.ok) return parsed;
     const { bytes, json } = parsed;
-    if (!validateSpan(json)) {
-      const reason = describeErrors(validateSpan.errors);
-      return reject(bytes, reason.startsWith('tenantId:') ? 'InvalidTenantId' : 'SchemaViolation', reason);
-    }
-    const span = json as Span;
+    const invalid = schemaRejection(validateSpan, json, bytes);
+    if (invalid) return invalid;
+    const span = json as unknown as Span;
     if (BigInt(span.endTimeUnixNano) < BigInt(span.startTimeUnixNano)) {
       return reject(bytes, 'SchemaViolation', 'endTimeUnixNano: must not be before startTimeUnixNano');
     }
@@ -111,11 +119,8 @@ export class SignalDecoder implements RecordDecoder<Signal> {
     const parsed = parseJson(message, this.maxMessageBytes);
     if (!parsed.ok) return parsed;
     const { bytes, json } = parsed;
-    if (!validateSignal(json)) {
-      const reason = describeErrors(validateSignal.errors);
-      const errorClass = reason.startsWith('tenantId:') ? (json.tenantId === undefined ? 'MissingTenantId' : 'InvalidTenantId') : 'SchemaViolation';
-      return reject(bytes, errorClass, reason);
-    }
+    const invalid = schemaRejection(validateSignal, json, bytes);
+    if (invalid) return invalid;
     const signal = json as unknown as Signal;
     if (Number.isNaN(Date.parse(signal.timestamp))) return reject(bytes, 'SchemaViolation', `timestamp: ${JSON.stringify(signal.timestamp)} is not a real date-time`);
     const header = headerString(message.headers, TENANT_HEADER);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PartitionBatch, type FlushLimits } from '../../../src/batching/partition-batch.js';
+import { PartitionBatch, mergePlans, type FlushLimits } from '../../../src/batching/partition-batch.js';
 import { RecordRejectedError } from '../../../src/errors.js';
 
 const source = (offset: bigint) => ({ offset, key: null, value: null, headers: {}, timestamp: '0' });
@@ -48,5 +48,26 @@ describe('PartitionBatch', () => {
     const batch = new PartitionBatch<string>();
     batch.add(valid(5n, 'a'), 0);
     expect(() => batch.add(valid(5n, 'a'), 0)).toThrow(/must increase/);
+  });
+});
+
+describe('mergePlans', () => {
+  it('appends a later batch to a waiting plan, per tenant in offset order', () => {
+    const batch = new PartitionBatch<string>();
+    batch.add(valid(1n, 'a'), 0);
+    batch.add(valid(2n, 'b'), 0);
+    const waiting = batch.drain()!;
+    batch.add(valid(3n, 'b'), 5);
+    batch.add({ kind: 'rejected', offset: 4n, bytes: 1, error: new RecordRejectedError('InvalidJson', 'x'), source: source(4n) }, 5);
+    batch.add(valid(5n, 'c'), 5);
+    batch.add(valid(6n, 'a'), 5);
+    mergePlans(waiting, batch.drain()!);
+    expect([...waiting.tenants].map(([t, es]) => [t, es.map((e) => e.offset)])).toEqual([
+      ['a', [1n, 6n]],
+      ['b', [2n, 3n]],
+      ['c', [5n]],
+    ]);
+    expect(waiting.rejected.map((r) => r.offset)).toEqual([4n]);
+    expect(waiting).toMatchObject({ firstOffset: 1n, lastOffset: 6n, records: 6, bytes: 51, openedAt: 0 });
   });
 });
