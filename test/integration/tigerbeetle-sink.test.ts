@@ -18,6 +18,7 @@ import {
 } from '../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
 import type { SourcePosition } from '../../src/sinks/types.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
+import { registryValue } from '../support/metrics.js';
 
 const tb = await startTigerBeetle();
 // When skipped, the suite says so once, in one line (test/support/tigerbeetle-notice.ts).
@@ -57,12 +58,6 @@ function makeSink(config: Partial<TigerBeetleSinkConfig> = {}) {
   return { sink, registry };
 }
 
-async function counterValue(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
-  const metric = registry.getSingleMetric(name);
-  if (!metric) return 0;
-  const data = await metric.get();
-  return data.values.find((v) => Object.entries(labels).every(([k, value]) => v.labels[k] === value))?.value ?? 0;
-}
 
 describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle', () => {
   const tenantId = randomUUID();
@@ -74,7 +69,7 @@ describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle',
     await first.sink.start();
     const seed = signalFor(randomUUID());
     await first.sink.write(seed.tenantId, records([seed]));
-    expect(await counterValue(first.registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_accounts' })).toBe(1);
+    expect(await registryValue(first.registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_accounts' })).toBe(1);
 
     const client = createClient({ cluster_id: tb.clusterId, replica_addresses: tb.addresses });
     try {
@@ -106,8 +101,8 @@ describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle',
     await sink.start();
     const result = await sink.write(tenantId, records(signals));
     expect(result.rejected.size).toBe(0);
-    expect(await counterValue(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_transfers' })).toBe(2);
-    expect(await counterValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(10_000);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_transfers' })).toBe(2);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(10_000);
     const balances = await sink.lookupTenantBalances(tenantId);
     expect(balances.tenant?.debitsPosted).toBe(10_000n);
     expect(balances.tenant?.creditsPosted).toBe(0n);
@@ -121,8 +116,8 @@ describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle',
     await sink.start();
     const result = await sink.write(tenantId, records(signals));
     expect(result.rejected.size).toBe(0);
-    expect(await counterValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(10_000);
-    expect(await counterValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(0);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(10_000);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(0);
     const balances = await sink.lookupTenantBalances(tenantId);
     expect(balances.tenant?.debitsPosted).toBe(10_000n);
     expect(balances.signals?.creditsPosted).toBe(10_000n);

@@ -13,6 +13,7 @@ import { SEVERITIES } from '../../../src/model/signal.js';
 import { classifyDuckDbError, DuckDbSignalSink } from '../../../src/sinks/duckdb/duckdb-sink.js';
 import type { DuckDbSinkConfig } from '../../../src/sinks/duckdb/duckdb-sink.js';
 import type { SourcePosition } from '../../../src/sinks/types.js';
+import { registryValue } from '../../support/metrics.js';
 
 const run = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, '../../..');
@@ -65,14 +66,6 @@ async function openFromChildProcess(file: string): Promise<{ ok: boolean; output
   }
 }
 
-async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = registry.getSingleMetric(name);
-  if (!metric) throw new Error(`no metric ${name}`);
-  const { values } = await metric.get();
-  return values
-    .filter((v) => Object.entries(labels).every(([k, l]) => (v.labels as Record<string, unknown>)[k] === l))
-    .reduce((sum, v) => sum + v.value, 0);
-}
 
 describe('DuckDbSignalSink', () => {
   let dir: string;
@@ -105,20 +98,20 @@ describe('DuckDbSignalSink', () => {
     expect(await sink.countBySeverity(TENANT_A)).toEqual(expectedCounts(a));
     expect(await sink.countBySeverity(TENANT_B)).toEqual(expectedCounts(b));
     expect(await sink.listTenants()).toEqual([TENANT_A, TENANT_B].sort());
-    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(3200);
+    expect(await registryValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(3200);
 
     // Replay (the worker retries after a crash before committing offsets): nothing new.
     expect((await sink.write(TENANT_A, records(a))).rejected.size).toBe(0);
     expect((await sink.write(TENANT_B, records(b.slice(100, 300), 100))).rejected.size).toBe(0);
-    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(3200);
-    expect(await metricValue(registry, 'spanledger_duckdb_rows_duplicate_total')).toBe(2700);
+    expect(await registryValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(3200);
+    expect(await registryValue(registry, 'spanledger_duckdb_rows_duplicate_total')).toBe(2700);
     expect(await sink.countBySeverity(TENANT_A)).toEqual(expectedCounts(a));
     expect(await sink.countBySeverity(TENANT_B)).toEqual(expectedCounts(b));
 
     // A replay mixed with new signals stores only the new ones.
     const more = Array.from({ length: 50 }, (_, i) => signal(TENANT_A, i));
     expect((await sink.write(TENANT_A, records([...a.slice(0, 10), ...more]))).rejected.size).toBe(0);
-    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(3250);
+    expect(await registryValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(3250);
 
     // Reads still work with the worker gone (read-only open of the files).
     await sink.close();
@@ -160,16 +153,16 @@ describe('DuckDbSignalSink', () => {
     expect(err.message).toMatch(/JSON/);
     const counts = await sink.countBySeverity(TENANT_A);
     expect(Object.values(counts).reduce((x, y) => x + y, 0)).toBe(999);
-    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(999);
+    expect(await registryValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(999);
     // Bisecting 1000 rows down to one: about 2 * log2(1000) transactions, half of them rolled back.
-    const rolledBack = await metricValue(registry, 'spanledger_duckdb_transactions_total', { outcome: 'rolled_back' });
+    const rolledBack = await registryValue(registry, 'spanledger_duckdb_transactions_total', { outcome: 'rolled_back' });
     expect(rolledBack).toBeGreaterThanOrEqual(10);
     expect(rolledBack).toBeLessThanOrEqual(11);
 
     // Retrying the batch (as the worker would for the 999) changes nothing and rejects 637 again.
     const again = await sink.write(TENANT_A, records(batch));
     expect([...again.rejected.keys()]).toEqual([637]);
-    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(999);
+    expect(await registryValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(999);
   });
 
   it('isolates several bad rows across transactions', async () => {
@@ -230,9 +223,9 @@ describe('DuckDbSignalSink', () => {
     makeSink({ maxRowsPerTransaction: 3000 });
     const batch = Array.from({ length: 10_000 }, (_, i) => signal(TENANT_A, i));
     expect((await sink.write(TENANT_A, records(batch))).rejected.size).toBe(0);
-    expect(await metricValue(registry, 'spanledger_duckdb_transactions_total', { outcome: 'committed' })).toBe(Math.ceil(10_000 / 3000));
-    expect(await metricValue(registry, 'spanledger_duckdb_transactions_total', { outcome: 'rolled_back' })).toBe(0);
-    expect(await metricValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(10_000);
+    expect(await registryValue(registry, 'spanledger_duckdb_transactions_total', { outcome: 'committed' })).toBe(Math.ceil(10_000 / 3000));
+    expect(await registryValue(registry, 'spanledger_duckdb_transactions_total', { outcome: 'rolled_back' })).toBe(0);
+    expect(await registryValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(10_000);
     const exposition = await registry.getSingleMetricAsString('spanledger_duckdb_transaction_duration_seconds');
     expect(exposition).toMatch(/^spanledger_duckdb_transaction_duration_seconds_count 4$/m);
   });
@@ -247,7 +240,7 @@ describe('DuckDbSignalSink', () => {
     expect(whileOpen.output).toMatch(/lock/i);
 
     await sink.releaseTenant(TENANT_A);
-    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(0);
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(0);
     expect(await openFromChildProcess(file)).toEqual({ ok: true, output: '3' });
 
     // The sink reopens the database on the next write.
@@ -260,9 +253,9 @@ describe('DuckDbSignalSink', () => {
     await sink.write(TENANT_A, records([signal(TENANT_A, 0)]));
     await sink.write(TENANT_B, records([signal(TENANT_B, 0)]));
     await sink.write(TENANT_A, records([signal(TENANT_A, 1)], 1)); // B is now least recently used
-    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(2);
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(2);
     await sink.write(TENANT_C, records([signal(TENANT_C, 0)]));
-    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(2);
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(2);
 
     expect((await openFromChildProcess(path.join(dir, `${TENANT_B}.duckdb`))).ok).toBe(true);
     expect((await openFromChildProcess(path.join(dir, `${TENANT_A}.duckdb`))).ok).toBe(false);
@@ -270,23 +263,23 @@ describe('DuckDbSignalSink', () => {
     // Evicted tenants reopen transparently.
     expect((await sink.write(TENANT_B, records([signal(TENANT_B, 1)], 1))).rejected.size).toBe(0);
     expect(Object.values(await sink.countBySeverity(TENANT_B)).reduce((x, y) => x + y, 0)).toBe(2);
-    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(2);
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(2);
   }, 60_000);
 
   it('closes tenants idle for idleTimeoutMs, and releasePartition closes the tenants it wrote', async () => {
     makeSink({ idleTimeoutMs: 100 });
     await sink.start();
     await sink.write(TENANT_A, records([signal(TENANT_A, 0)]));
-    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
     await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(0);
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(0);
 
     await sink.close();
     makeSink({ idleTimeoutMs: 60_000 });
     await sink.write(TENANT_A, records([signal(TENANT_A, 1)], 1)); // partition 2
     await sink.write(TENANT_B, [{ value: signal(TENANT_B, 0), source: { topic: 'signals', partition: 7, offset: '0' } }]);
     await sink.releasePartition('signals', 2);
-    expect(await metricValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
   });
 
   it('throws RetriableError for store failures, not per-record rejections', async () => {

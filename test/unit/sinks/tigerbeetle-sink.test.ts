@@ -15,6 +15,7 @@ import {
 } from '../../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
 import type { SourcePosition } from '../../../src/sinks/types.js';
 import { StandInCluster } from '../../support/tigerbeetle-standin.js';
+import { registryValue } from '../../support/metrics.js';
 
 const TENANT = '6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e';
 const OTHER_TENANT = '0b6a7c1d-2e3f-4a5b-9c6d-7e8f9a0b1c2d';
@@ -52,19 +53,6 @@ function setup(config: Partial<TigerBeetleSinkConfig> = {}, cluster = new StandI
   return { sink, cluster, registry, logs };
 }
 
-async function metric(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
-  const m = registry.getSingleMetric(name);
-  if (!m) return 0;
-  const data = await m.get();
-  // For a histogram, read its _count series.
-  const series = String(data.type) === 'histogram' ? `${name}_count` : undefined;
-  const found = data.values.find(
-    (v) =>
-      (series === undefined || (v as { metricName?: string }).metricName === series) &&
-      Object.entries(labels).every(([k, value]) => v.labels[k] === value),
-  );
-  return found?.value ?? 0;
-}
 
 describe('id and field derivations', () => {
   it('transfer id is the signal UUID read as a 128-bit big-endian integer', () => {
@@ -112,10 +100,10 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const result = await sink.write(TENANT, records(Array.from({ length: 20_000 }, () => signal())));
     expect(result.rejected.size).toBe(0);
     expect(cluster.callsOf('create_transfers')).toEqual([8189, 8189, 3622]);
-    expect(await metric(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_transfers' })).toBe(3);
-    expect(await metric(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_accounts' })).toBe(1);
-    expect(await metric(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(20_000);
-    expect(await metric(registry, 'spanledger_tigerbeetle_request_duration_seconds', { op: 'create_transfers' })).toBe(3);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_transfers' })).toBe(3);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_accounts' })).toBe(1);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(20_000);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_request_duration_seconds', { op: 'create_transfers' })).toBe(3);
     const balances = await sink.lookupTenantBalances(TENANT);
     expect(balances.tenant?.debitsPosted).toBe(20_000n);
     expect(balances.tenant?.creditsPosted).toBe(0n);
@@ -137,8 +125,8 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const batch = records(Array.from({ length: 500 }, () => signal()));
     expect((await sink.write(TENANT, batch)).rejected.size).toBe(0);
     expect((await sink.write(TENANT, batch)).rejected.size).toBe(0);
-    expect(await metric(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(500);
-    expect(await metric(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(500);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(500);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(500);
     expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(500n);
   });
 
@@ -164,7 +152,7 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     expect(codeConflict.message).toContain(original.id);
     expect(codeConflict.message).toContain('exists_with_different_code');
     expect(result.rejected.get(3)!.errorClass).toBe('exists_with_different_user_data_128');
-    expect(await metric(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'rejected' })).toBe(2);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'rejected' })).toBe(2);
     expect(cluster.transfers.has(transferIdForSignal(batch[0]!.id))).toBe(true);
     expect(cluster.transfers.has(transferIdForSignal(batch[2]!.id))).toBe(true);
     expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(4n);
@@ -225,7 +213,7 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const err = await sink.write(TENANT, batch).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RetriableError);
     expect((err as Error).message).toMatch(/create_accounts did not answer within 50 ms/);
-    expect(await metric(registry, 'spanledger_tigerbeetle_request_errors_total', { op: 'create_accounts', reason: 'timeout' })).toBe(1);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_request_errors_total', { op: 'create_accounts', reason: 'timeout' })).toBe(1);
 
     cluster.hang = false;
     expect((await sink.write(TENANT, batch)).rejected.size).toBe(0);
