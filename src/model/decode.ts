@@ -58,6 +58,12 @@ function schemaRejection(validate: ValidateFunction, json: Record<string, unknow
   return reject(bytes, json.tenantId === undefined ? 'MissingTenantId' : 'InvalidTenantId', reason);
 }
 
+/** A `tenant-id` header that names another tenant than the record's own field. */
+function tenantMismatch(header: string | undefined, tenantId: string, bytes: number): Rejected | undefined {
+  if (header === undefined || header === tenantId) return undefined;
+  return reject(bytes, 'TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header`);
+}
+
 /** Span with its tenant resolved, its UTC day (from its start time) and the bytes it came as. */
 export interface DecodedSpan {
   span: Span & { tenantId: string };
@@ -97,8 +103,9 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
       tenantId = header;
       tenantFromHeader = true;
       span.tenantId = header;
-    } else if (header !== undefined && header !== tenantId) {
-      return reject(bytes, 'TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header`);
+    } else {
+      const mismatch = tenantMismatch(header, tenantId, bytes);
+      if (mismatch) return mismatch;
     }
     const day = spanDay(span);
     if (day === undefined) return reject(bytes, 'SchemaViolation', 'startTimeUnixNano: after year 9999');
@@ -123,10 +130,8 @@ export class SignalDecoder implements RecordDecoder<Signal> {
     if (invalid) return invalid;
     const signal = json as unknown as Signal;
     if (Number.isNaN(Date.parse(signal.timestamp))) return reject(bytes, 'SchemaViolation', `timestamp: ${JSON.stringify(signal.timestamp)} is not a real date-time`);
-    const header = headerString(message.headers, TENANT_HEADER);
-    if (header !== undefined && header !== signal.tenantId) {
-      return reject(bytes, 'TenantMismatch', `tenantId field ${signal.tenantId} differs from '${TENANT_HEADER}' header`);
-    }
+    const mismatch = tenantMismatch(headerString(message.headers, TENANT_HEADER), signal.tenantId, bytes);
+    if (mismatch) return mismatch;
     return { ok: true, tenantId: signal.tenantId, bytes, value: signal };
   }
 }
