@@ -37,14 +37,14 @@ const PROCESS_SLICE_MS = 20;
 
 
 /**
- * One assigned partition: its buffer, its offsets and a chain that runs its flushes one after
- * another, so that flushes (and so commits) of a partition happen in offset order.
+ * One assigned partition: records in custody, its buffer, its offsets, and the queues of its
+ * flushes (one per sink stage, one for dead letters and commits) that keep offset order.
  */
 class PartitionPipeline<T> {
   readonly batch = new PartitionBatch<T>();
   readonly offsets = new PartitionOffsets();
+  /** Settles when the latest flush (and so every earlier one) has finished or failed. */
   chain: Promise<void> = Promise.resolve();
-  pendingFlushes = 0;
   /** The commit under way, if any: at most one per partition, coalescing later requests. */
   committing: Promise<void> | undefined;
   commitAgain = false;
@@ -180,7 +180,7 @@ export class ConsumerRunner<T> {
     for (const partition of assigned) {
       const pipe = this.pipelines.get(partition);
       // Kafka refuses commits during a rebalance; retry what was made durable meanwhile.
-      if (pipe !== undefined) pipe.chain = pipe.chain.then(() => this.requestCommit(pipe));
+      if (pipe !== undefined) this.requestCommit(pipe);
     }
     this.assignment = assigned;
     metrics.assignedPartitions.set({ topic }, assigned.size);
@@ -394,7 +394,6 @@ export class ConsumerRunner<T> {
       return;
     }
     pipe.queued = plan;
-    pipe.pendingFlushes += 1;
     const { sinks } = this.options;
     const flush: FlushState<T> = { plan, letters: [], current: new Map(), started: 0n };
 
@@ -432,10 +431,7 @@ export class ConsumerRunner<T> {
     );
     pipe.chain = done
       .catch((e: unknown) => this.failFlush(pipe, e))
-      .finally(() => {
-        pipe.pendingFlushes -= 1;
-        this.release(flush.plan.records, flush.plan.bytes);
-      });
+      .finally(() => this.release(flush.plan.records, flush.plan.bytes));
   }
 
   private failFlush(pipe: PartitionPipeline<T>, error: unknown): void {
