@@ -348,8 +348,8 @@ export class ConsumerRunner<T> {
       options.metrics.fetchPaused.set({ topic: options.topic }, 1);
       options.metrics.fetchPauses.inc({ topic: options.topic });
     }
-    // Make sure what is buffered is on its way, or we would wait for nothing.
-    if (!pipe.batch.isEmpty) this.scheduleFlush(pipe, 'bytes');
+    // Make sure every partition's buffer is on its way, or we could wait for age limits.
+    for (const other of this.pipelines.values()) this.scheduleFlush(other, 'bytes');
     while (overBudget() && !this.stopping && !pipe.closed) {
       await new Promise<void>((resolve) => {
         this.drainWaiters.push(resolve);
