@@ -36,7 +36,19 @@ export class ConfigError extends SpanledgerError {
 export class RecordRejectedError extends SpanledgerError {
   readonly errorClass: string;
   constructor(errorClass: string, message: string, cause?: unknown) {
-    super(message, { retriable: false, cause });
+    // A reason may quote the input (a field name, a value): capped, so that a hostile record
+    // cannot make its own dead letter (or a log line) larger than the record.
+    super(capReason(message), { retriable: false, cause });
     this.errorClass = errorClass;
   }
+}
+
+/** Longest reason text carried in a dead-letter header or a log line, in UTF-16 code units. */
+export const MAX_REASON_LENGTH = 1024;
+
+export function capReason(message: string): string {
+  if (message.length <= MAX_REASON_LENGTH) return message;
+  const cut = message.slice(0, MAX_REASON_LENGTH - 1);
+  // Never end on half of a surrogate pair: the header must stay valid UTF-8.
+  return `${/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut}…`;
 }

@@ -1,4 +1,5 @@
 import type { RecordRejectedError } from '../errors.js';
+import type { RecordHeaders } from '../model/headers.js';
 
 /** When a partition's buffer must be flushed. All three are hard limits: the first one reached wins. */
 export interface FlushLimits {
@@ -12,7 +13,7 @@ export interface SourceMessage {
   offset: bigint;
   key: Buffer | null;
   value: Buffer | null;
-  headers: Record<string, Buffer | string | (Buffer | string)[] | undefined>;
+  headers: RecordHeaders;
   timestamp: string;
 }
 

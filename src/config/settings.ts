@@ -47,6 +47,7 @@ export const workerSettings = {
   heartbeatIntervalMs: setting('KAFKA_HEARTBEAT_INTERVAL_MS', 'heartbeat-interval-ms', '3000', 'consumer group heartbeat interval (ms)', positiveInt),
   retryMaxDelayMs: setting('RETRY_MAX_DELAY_MS', 'retry-max-delay-ms', '30000', 'longest backoff between retries of a failed store write (ms)', positiveInt),
   workerId: setting('WORKER_ID', 'worker-id', `${os.hostname()}-${process.pid}`, 'this worker\'s name in logs and dead-letter headers', z.string().regex(/^[\w.@:-]{1,200}$/, 'letters, digits and . _ - @ : only')),
+  quarantineDir: setting('QUARANTINE_DIR', 'quarantine-dir', './data/quarantine', 'folder for dead letters the dead-letter topic refuses for good (too large, not authorized, topic gone)', nonEmpty),
   logLevel: setting('LOG_LEVEL', 'log-level', 'info', 'pino log level', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
 };
 

@@ -1,4 +1,4 @@
-import { Kafka, logLevel as KafkaLogLevel, type Admin, type LogEntry } from 'kafkajs';
+import { ConfigResourceTypes, Kafka, logLevel as KafkaLogLevel, type Admin, type LogEntry } from 'kafkajs';
 import type { Logger } from 'pino';
 
 /** A kafkajs client whose own logs go through pino (warnings and errors only). */
@@ -21,20 +21,35 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
 }
 
 /**
- * Creates the topics that do not exist yet (partitions as given, replication as the broker's
- * default). Existing topics are left as they are.
+ * Creates the topics that do not exist yet (partitions and settings as given, replication as the
+ * broker's default). Existing topics are left as they are.
  */
-export async function ensureTopics(admin: Admin, topics: Array<{ topic: string; numPartitions: number }>): Promise<string[]> {
+export async function ensureTopics(
+  admin: Admin,
+  topics: Array<{ topic: string; numPartitions: number; configEntries?: Array<{ name: string; value: string }> }>,
+): Promise<string[]> {
   const existing = new Set(await admin.listTopics());
   const missing = topics.filter((t) => !existing.has(t.topic));
   if (missing.length === 0) return [];
   try {
-    await admin.createTopics({ topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.numPartitions })), waitForLeaders: true });
+    await admin.createTopics({ topics: missing, waitForLeaders: true });
   } catch (e) {
     // Another worker may have created it at the same moment.
     if (!String((e as Error).message).includes('exists')) throw e;
   }
   return missing.map((t) => t.topic);
+}
+
+/** The largest record batch a topic takes: its max.message.bytes (topic override or broker default). */
+export async function topicMaxMessageBytes(admin: Admin, topic: string): Promise<number> {
+  const described = await admin.describeConfigs({
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['max.message.bytes'] }],
+    includeSynonyms: false,
+  });
+  const value = described.resources[0]?.configEntries.find((c) => c.configName === 'max.message.bytes')?.configValue;
+  const bytes = Number(value);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new Error(`cannot read max.message.bytes of topic ${topic} (got ${JSON.stringify(value)})`);
+  return bytes;
 }
 
 /** Committed offset vs. end offset per partition of a topic for a group (lag = end - committed). */

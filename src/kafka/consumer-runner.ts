@@ -4,7 +4,9 @@ import { PartitionBatch, mergePlans, type FlushLimits, type FlushPlan, type Flus
 import type { RecordDecoder } from '../model/decode.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
 import type { TenantBatchSink } from '../sinks/types.js';
+import { recordFootprint } from '../model/headers.js';
 import { DeadLetterProducer, type DeadLetter } from './dead-letter.js';
+import { Quarantine } from './quarantine.js';
 import { PartitionOffsets } from './offset-tracker.js';
 import { retrying } from './retry.js';
 
@@ -26,6 +28,8 @@ export interface ConsumerRunnerOptions<T> {
   rebalanceTimeoutMs: number;
   heartbeatIntervalMs: number;
   retryMaxDelayMs: number;
+  /** Where dead letters the dead-letter topic refuses for good are kept (see Quarantine). */
+  quarantineDir: string;
   logger: Logger;
   metrics: WorkerMetrics;
   /** Called once when the worker cannot go on (a non-retriable failure that is not a record's fault). */
@@ -91,6 +95,7 @@ interface FlushState<T> {
 export class ConsumerRunner<T> {
   private readonly consumer: Consumer;
   private readonly deadLetters: DeadLetterProducer;
+  private readonly quarantine: Quarantine;
   private readonly pipelines = new Map<number, PartitionPipeline<T>>();
   private inFlightBytes = 0;
   private inFlightRecords = 0;
@@ -120,7 +125,14 @@ export class ConsumerRunner<T> {
       maxWaitTimeInMs: 500,
       allowAutoTopicCreation: false,
     });
-    this.deadLetters = new DeadLetterProducer(options.kafka, options.dlqTopic, { group: options.group, workerId: options.workerId });
+    this.quarantine = new Quarantine(options.quarantineDir, (letters, refusal) => {
+      for (const l of letters) options.metrics.quarantined.inc({ topic: options.topic, reason: l.error.errorClass });
+      options.logger.error(
+        { count: letters.length, refusal, dlqTopic: options.dlqTopic, dir: options.quarantineDir, first: { partition: letters[0]!.partition, offset: letters[0]!.source.offset.toString() } },
+        'dead-letter topic refused dead letters for good; quarantined them on disk and going on',
+      );
+    });
+    this.deadLetters = new DeadLetterProducer(options.kafka, options.dlqTopic, { group: options.group, workerId: options.workerId }, this.quarantine);
   }
 
   /** Ready: joined the group and consuming. */
@@ -132,10 +144,17 @@ export class ConsumerRunner<T> {
     return !this.crashed && !this.fatal;
   }
 
-  async start(): Promise<void> {
+  /** Conditions an operator should see on /readyz even while the worker is ready. */
+  details(): string[] {
+    const quarantined = this.quarantine.detail();
+    return quarantined === undefined ? [] : [quarantined];
+  }
+
+  /** `dlqMaxMessageBytes`: the dead-letter topic's max.message.bytes (sends are split under it). */
+  async start(dlqMaxMessageBytes: number): Promise<void> {
     const { consumer, options } = this;
     const { logger } = options;
-    await this.deadLetters.start();
+    await this.deadLetters.start(dlqMaxMessageBytes);
     for (const sink of options.sinks) await sink.start();
 
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
@@ -245,7 +264,7 @@ export class ConsumerRunner<T> {
           resolveOffset(message.offset);
           continue;
         }
-        const bytes = message.value?.length ?? 0;
+        const bytes = recordFootprint(message);
         pipe.incoming.push({ message, offset, bytes });
         this.account(1, bytes);
         taken += 1;
@@ -289,8 +308,8 @@ export class ConsumerRunner<T> {
     let i = 0;
     for (; i < pipe.incoming.length; i += 1) {
       if (pipe.closed) break;
-      const { message, offset } = pipe.incoming[i]!;
-      this.take(pipe, message, offset);
+      const { message, offset, bytes } = pipe.incoming[i]!;
+      this.take(pipe, message, offset, bytes);
       const reason = pipe.batch.flushReason(options.limits, Date.now());
       if (reason === 'records' || reason === 'bytes') this.scheduleFlush(pipe, reason);
       if ((i & 255) === 255 && performance.now() > deadline) {
@@ -309,8 +328,8 @@ export class ConsumerRunner<T> {
     this.armAgeTimer(pipe);
   }
 
-  /** Decodes one record in custody into the partition's buffer (its bytes are already counted). */
-  private take(pipe: PartitionPipeline<T>, message: KafkaMessage, offset: bigint): void {
+  /** Decodes one record in custody into the partition's buffer (its `bytes` are already counted). */
+  private take(pipe: PartitionPipeline<T>, message: KafkaMessage, offset: bigint, bytes: number): void {
     const source: SourceMessage = {
       offset,
       key: message.key,
@@ -321,9 +340,9 @@ export class ConsumerRunner<T> {
     const decoded = this.options.decoder.decode({ value: message.value, headers: source.headers });
     const now = Date.now();
     if (decoded.ok) {
-      pipe.batch.add({ kind: 'valid', offset, tenantId: decoded.tenantId, value: decoded.value, bytes: decoded.bytes, source }, now);
+      pipe.batch.add({ kind: 'valid', offset, tenantId: decoded.tenantId, value: decoded.value, bytes, source }, now);
     } else {
-      pipe.batch.add({ kind: 'rejected', offset, error: decoded.error, bytes: decoded.bytes, source }, now);
+      pipe.batch.add({ kind: 'rejected', offset, error: decoded.error, bytes, source }, now);
     }
   }
 
@@ -527,7 +546,7 @@ export class ConsumerRunner<T> {
     if (letters.length > 0) {
       letters.sort((a, b) => (a.source.offset < b.source.offset ? -1 : 1));
       await retrying(() => this.deadLetters.send(letters), this.retryOptions(pipe, 'dead-letter'));
-      for (const l of letters) metrics.deadLettered.inc({ topic, reason: l.error.errorClass });
+      for (const l of letters) if (l.outcome === 'delivered') metrics.deadLettered.inc({ topic, reason: l.error.errorClass });
       options.logger.warn(
         { partition: pipe.partition, count: letters.length, first: { offset: letters[0]!.source.offset.toString(), reason: letters[0]!.error.errorClass, message: letters[0]!.error.message } },
         'records dead-lettered',

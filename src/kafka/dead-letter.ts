@@ -1,7 +1,8 @@
-import type { Kafka, Producer, IHeaders } from 'kafkajs';
-import type { RecordRejectedError } from '../errors.js';
-import { RetriableError } from '../errors.js';
+import type { IHeaders, Kafka, Producer } from 'kafkajs';
+import { RetriableError, capReason, type RecordRejectedError } from '../errors.js';
 import type { SourceMessage } from '../batching/partition-batch.js';
+import type { HeaderValue, RecordHeaders } from '../model/headers.js';
+import type { Quarantine } from './quarantine.js';
 
 /**
  * Header names follow Kafka Connect's dead-letter convention (`__connect.errors.*`), which
@@ -21,6 +22,32 @@ export const DLQ_HEADERS = {
   originalTimestamp: 'spanledger.dlq.original.timestamp',
 } as const;
 
+/**
+ * Where our kafkajs patch (patches/kafkajs+*.patch) keeps a record's headers in wire order, and
+ * where it reads them from when producing: repeated keys, their order and null values survive.
+ */
+export const ORDERED_HEADERS = Symbol.for('kafkajs.headers.ordered');
+export type HeaderList = Array<[string, HeaderValue]>;
+
+/** A record's headers in wire order (from the patched decoder, or rebuilt from the object). */
+export function orderedHeaders(headers: RecordHeaders): HeaderList {
+  const ordered = (headers as { [ORDERED_HEADERS]?: HeaderList })[ORDERED_HEADERS];
+  if (Array.isArray(ordered)) return ordered;
+  const list: HeaderList = [];
+  for (const [key, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) list.push([key, v]);
+  }
+  return list;
+}
+
+/** Headers for kafkajs that it writes exactly in this order. */
+export function headersInOrder(list: HeaderList): IHeaders {
+  const headers: IHeaders = {};
+  Object.defineProperty(headers, ORDERED_HEADERS, { value: list, enumerable: false });
+  return headers;
+}
+
 export interface DeadLetter {
   topic: string;
   partition: number;
@@ -28,61 +55,167 @@ export interface DeadLetter {
   error: RecordRejectedError;
   /** Where in the pipeline it failed: DECODE (bad input) or a sink's name. */
   stage: string;
+  /** Set once the dead letter is safe: acknowledged by the topic, or quarantined on disk. */
+  outcome?: 'delivered' | 'quarantined';
+}
+
+export interface DeadLetterIdentity {
+  group: string;
+  workerId: string;
 }
 
 /**
- * Writes rejected records to a dead-letter topic with their original key, value and headers.
- * `send` resolves only once the broker has acknowledged every record (acks=all, idempotent
- * producer), so the caller may then commit the source offsets.
+ * Broker answers that no retry can change for this record or topic. A dead letter refused this
+ * way is quarantined instead of being retried forever.
+ */
+const PERMANENT_REFUSALS = new Set([
+  'MESSAGE_TOO_LARGE',
+  'RECORD_LIST_TOO_LARGE',
+  'INVALID_RECORD',
+  'TOPIC_AUTHORIZATION_FAILED',
+  'CLUSTER_AUTHORIZATION_FAILED',
+  'POLICY_VIOLATION',
+  'INVALID_TOPIC_EXCEPTION',
+  'UNKNOWN_TOPIC_OR_PARTITION',
+]);
+
+/** The broker's refusal type when `error` (or what it wraps) is a permanent one. */
+export function permanentRefusal(error: unknown): string | undefined {
+  const seen = new Set<unknown>();
+  const queue: unknown[] = [error];
+  while (queue.length > 0) {
+    const e = queue.shift();
+    if (typeof e !== 'object' || e === null || seen.has(e)) continue;
+    seen.add(e);
+    const { type, cause, originalError, errors } = e as { type?: unknown; cause?: unknown; originalError?: unknown; errors?: unknown };
+    if (typeof type === 'string' && PERMANENT_REFUSALS.has(type)) return type;
+    queue.push(cause, originalError);
+    if (Array.isArray(errors)) queue.push(...errors);
+  }
+  return undefined;
+}
+
+/** Record batch overhead and per-record framing the size estimate adds (generous, never under). */
+const BATCH_OVERHEAD = 128;
+const RECORD_OVERHEAD = 32;
+const HEADER_OVERHEAD = 10;
+
+interface Outgoing {
+  letter: DeadLetter;
+  message: { key: Buffer | null; value: Buffer | null; headers: IHeaders };
+  bytes: number;
+}
+
+/**
+ * Writes rejected records to a dead-letter topic with their original key, value and headers byte
+ * for byte (headers in wire order, repeated keys and null values kept), plus the reason headers.
+ * `send` resolves once every letter is safe: acknowledged by the broker (acks=all), or — when
+ * the broker refuses it for good (too large, not authorized, topic gone) — quarantined durably
+ * on disk. Only then may the caller commit past them. A transient failure rejects with a
+ * RetriableError; letters already safe are not sent again on the retry.
  */
 export class DeadLetterProducer {
   private readonly producer: Producer;
   private connected = false;
+  /** The topic's max.message.bytes: sends are split to stay under it. */
+  private maxBatchBytes = 1_000_000;
 
   constructor(
     kafka: Kafka,
     private readonly dlqTopic: string,
-    private readonly identity: { group: string; workerId: string },
+    private readonly identity: DeadLetterIdentity,
+    private readonly quarantine: Quarantine,
   ) {
-    // Idempotent, acks=all: kafkajs wants unlimited retries for that; a send that keeps failing is
-    // still bounded by the worker's graceful-stop timeout.
+    // Not idempotent: that would demand unlimited internal retries, and a send must stay bounded
+    // so that an unavailable dead-letter topic delays only its partitions and never a shutdown.
+    // Dead letters are at-least-once anyway (a crash between ack and commit repeats them).
     this.producer = kafka.producer({
-      idempotent: true,
+      idempotent: false,
       maxInFlightRequests: 1,
-      allowAutoTopicCreation: true,
-      retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 },
+      allowAutoTopicCreation: false,
+      retry: { retries: 5, maxRetryTime: 5_000 },
     });
   }
 
-  async start(): Promise<void> {
+  /** Connects; `maxMessageBytes` is the dead-letter topic's limit (max.message.bytes). */
+  async start(maxMessageBytes: number): Promise<void> {
+    this.maxBatchBytes = maxMessageBytes;
     await this.producer.connect();
     this.connected = true;
   }
 
   async send(letters: DeadLetter[]): Promise<void> {
-    if (letters.length === 0) return;
+    const pending = letters.filter((l) => l.outcome === undefined);
+    if (pending.length === 0) return;
     const failedAt = new Date().toISOString();
-    const messages = letters.map((l) => {
-      const headers: IHeaders = { ...l.source.headers };
-      headers[DLQ_HEADERS.topic] = l.topic;
-      headers[DLQ_HEADERS.partition] = String(l.partition);
-      headers[DLQ_HEADERS.offset] = l.source.offset.toString();
-      headers[DLQ_HEADERS.connector] = this.identity.group;
-      headers[DLQ_HEADERS.task] = this.identity.workerId;
-      headers[DLQ_HEADERS.stage] = l.stage;
-      headers[DLQ_HEADERS.errorClass] = l.error.errorClass;
-      headers[DLQ_HEADERS.message] = l.error.message;
-      headers[DLQ_HEADERS.failedAt] = failedAt;
-      headers[DLQ_HEADERS.worker] = this.identity.workerId;
-      headers[DLQ_HEADERS.originalTimestamp] = l.source.timestamp;
-      return { key: l.source.key, value: l.source.value, headers };
-    });
-    try {
-      await this.producer.send({ topic: this.dlqTopic, messages, acks: -1 });
-    } catch (e) {
-      // Nothing is committed past a record whose dead letter was not acknowledged.
-      throw new RetriableError(`dead-letter topic ${this.dlqTopic} did not acknowledge: ${(e as Error).message}`, e);
+    const outgoing = pending.map((l) => this.outgoing(l, failedAt));
+    for (const o of outgoing) {
+      if (o.bytes + BATCH_OVERHEAD <= this.maxBatchBytes) continue;
+      await this.quarantine.add([o.letter], this.dlqTopic, `DeadLetterTooLarge: about ${o.bytes} bytes, over ${this.dlqTopic}'s max.message.bytes of ${this.maxBatchBytes}`);
+      o.letter.outcome = 'quarantined';
     }
+    for (const chunk of this.chunks(outgoing.filter((o) => o.letter.outcome === undefined))) await this.deliver(chunk);
+  }
+
+  /** Sends one chunk; a permanent refusal is narrowed down to the letters the broker refuses. */
+  private async deliver(chunk: Outgoing[]): Promise<void> {
+    try {
+      await this.producer.send({ topic: this.dlqTopic, messages: chunk.map((o) => o.message), acks: -1 });
+      for (const o of chunk) o.letter.outcome = 'delivered';
+      return;
+    } catch (e) {
+      const refusal = permanentRefusal(e);
+      if (refusal === undefined) {
+        // Nothing is committed past a record whose dead letter was not acknowledged.
+        throw new RetriableError(`dead-letter topic ${this.dlqTopic} did not acknowledge: ${(e as Error).message}`, e);
+      }
+      if (chunk.length > 1 && refusal !== 'TOPIC_AUTHORIZATION_FAILED' && refusal !== 'UNKNOWN_TOPIC_OR_PARTITION') {
+        for (const o of chunk) await this.deliver([o]);
+        return;
+      }
+      await this.quarantine.add(
+        chunk.map((o) => o.letter),
+        this.dlqTopic,
+        capReason(`${refusal}: ${this.dlqTopic} refused the dead letter: ${(e as Error).message}`),
+      );
+      for (const o of chunk) o.letter.outcome = 'quarantined';
+    }
+  }
+
+  /** Consecutive runs of letters whose estimated batch stays under the topic's limit. */
+  private *chunks(outgoing: Outgoing[]): Generator<Outgoing[]> {
+    let chunk: Outgoing[] = [];
+    let bytes = BATCH_OVERHEAD;
+    for (const o of outgoing) {
+      if (chunk.length > 0 && bytes + o.bytes > this.maxBatchBytes) {
+        yield chunk;
+        chunk = [];
+        bytes = BATCH_OVERHEAD;
+      }
+      chunk.push(o);
+      bytes += o.bytes;
+    }
+    if (chunk.length > 0) yield chunk;
+  }
+
+  private outgoing(l: DeadLetter, failedAt: string): Outgoing {
+    const list: HeaderList = [...orderedHeaders(l.source.headers)];
+    list.push(
+      [DLQ_HEADERS.topic, l.topic],
+      [DLQ_HEADERS.partition, String(l.partition)],
+      [DLQ_HEADERS.offset, l.source.offset.toString()],
+      [DLQ_HEADERS.connector, this.identity.group],
+      [DLQ_HEADERS.task, this.identity.workerId],
+      [DLQ_HEADERS.stage, l.stage],
+      [DLQ_HEADERS.errorClass, l.error.errorClass],
+      [DLQ_HEADERS.message, capReason(l.error.message)],
+      [DLQ_HEADERS.failedAt, failedAt],
+      [DLQ_HEADERS.worker, this.identity.workerId],
+      [DLQ_HEADERS.originalTimestamp, l.source.timestamp],
+    );
+    let bytes = RECORD_OVERHEAD + (l.source.key?.length ?? 0) + (l.source.value?.length ?? 0);
+    for (const [k, v] of list) bytes += HEADER_OVERHEAD + Buffer.byteLength(k) + (v === null ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+    return { letter: l, message: { key: l.source.key, value: l.source.value, headers: headersInOrder(list) }, bytes };
   }
 
   async close(): Promise<void> {

@@ -1,14 +1,16 @@
 import { RecordRejectedError } from '../errors.js';
 import type { ValidateFunction } from 'ajv';
 import { describeErrors } from './json-schema.js';
-import { isCanonicalUuid } from './tenant.js';
+import { isUtf8 } from 'node:buffer';
+import { canonicalTenantId } from './tenant.js';
+import { headerValues, type RecordHeaders } from './headers.js';
 import { spanDay, validateSpan, type Span } from './span.js';
 import { validateSignal, type Signal } from './signal.js';
 
 /** The parts of a Kafka message a decoder looks at. */
 export interface RawMessage {
   value: Buffer | null;
-  headers?: Record<string, Buffer | string | (Buffer | string)[] | undefined>;
+  headers?: RecordHeaders;
 }
 
 export type Decoded<T> =
@@ -24,13 +26,6 @@ export interface RecordDecoder<T> {
 
 export const TENANT_HEADER = 'tenant-id';
 
-function headerString(headers: RawMessage['headers'], name: string): string | undefined {
-  const raw = headers?.[name];
-  const first = Array.isArray(raw) ? raw[0] : raw;
-  if (first === undefined) return undefined;
-  return typeof first === 'string' ? first : first.toString('utf8');
-}
-
 function reject(bytes: number, errorClass: string, message: string): Rejected {
   return { ok: false, bytes, error: new RecordRejectedError(errorClass, message) };
 }
@@ -39,6 +34,9 @@ function parseJson(message: RawMessage, maxBytes: number): { ok: true; json: Rec
   const bytes = message.value?.length ?? 0;
   if (message.value === null || bytes === 0) return reject(bytes, 'EmptyRecord', 'record has no value (null or empty)');
   if (bytes > maxBytes) return reject(bytes, 'RecordTooLarge', `record is ${bytes} bytes, more than the maximum of ${maxBytes}`);
+  // JSON is UTF-8 (RFC 8259); decoding would silently turn bad bytes into U+FFFD and the span
+  // log would keep bytes that are not the record's text.
+  if (!isUtf8(message.value)) return reject(bytes, 'InvalidUtf8', 'value is not valid UTF-8');
   let json: unknown;
   try {
     json = JSON.parse(message.value.toString('utf8'));
@@ -58,10 +56,32 @@ function schemaRejection(validate: ValidateFunction, json: Record<string, unknow
   return reject(bytes, json.tenantId === undefined ? 'MissingTenantId' : 'InvalidTenantId', reason);
 }
 
-/** A `tenant-id` header that names another tenant than the record's own field. */
-function tenantMismatch(header: string | undefined, tenantId: string, bytes: number): Rejected | undefined {
-  if (header === undefined || header === tenantId) return undefined;
-  return reject(bytes, 'TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header`);
+type Tenant = { ok: true; tenantId: string; fromHeader: boolean } | Rejected;
+
+/**
+ * The record's tenant, from its own field (already schema-checked) and the `tenant-id` header.
+ * A header with a null value counts as absent; repeated headers must name one tenant; a header
+ * that names another tenant than the field is a TenantMismatch. Any letter case is accepted and
+ * the tenant is the lower-case form.
+ */
+function resolveTenant(field: string | undefined, headers: RecordHeaders | undefined, bytes: number): Tenant {
+  let header: string | undefined;
+  for (const value of headerValues(headers, TENANT_HEADER)) {
+    if (value === null) continue;
+    if (typeof value !== 'string' && !isUtf8(value)) return reject(bytes, 'InvalidTenantId', `'${TENANT_HEADER}' header is not UTF-8 text`);
+    const text = typeof value === 'string' ? value : value.toString('utf8');
+    const tenantId = canonicalTenantId(text);
+    if (tenantId === undefined) return reject(bytes, 'InvalidTenantId', `'${TENANT_HEADER}' header ${JSON.stringify(text.slice(0, 64))} is not a UUID`);
+    if (header !== undefined && header !== tenantId) return reject(bytes, 'InvalidTenantId', `repeated '${TENANT_HEADER}' headers name different tenants`);
+    header = tenantId;
+  }
+  if (field === undefined) {
+    if (header === undefined) return reject(bytes, 'MissingTenantId', `no tenantId field and no '${TENANT_HEADER}' header`);
+    return { ok: true, tenantId: header, fromHeader: true };
+  }
+  const tenantId = field.toLowerCase();
+  if (header !== undefined && header !== tenantId) return reject(bytes, 'TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header ${header}`);
+  return { ok: true, tenantId, fromHeader: false };
 }
 
 /** Span with its tenant resolved, its UTC day (from its start time) and the bytes it came as. */
@@ -92,21 +112,13 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     if (BigInt(span.endTimeUnixNano) < BigInt(span.startTimeUnixNano)) {
       return reject(bytes, 'SchemaViolation', 'endTimeUnixNano: must not be before startTimeUnixNano');
     }
-    const header = headerString(message.headers, TENANT_HEADER);
-    let tenantId = span.tenantId;
-    let tenantFromHeader = false;
-    if (tenantId === undefined) {
-      if (header === undefined) return reject(bytes, 'MissingTenantId', `no tenantId field and no '${TENANT_HEADER}' header`);
-      if (!isCanonicalUuid(header)) {
-        return reject(bytes, 'InvalidTenantId', `'${TENANT_HEADER}' header ${JSON.stringify((header as string).slice(0, 64))} is not a canonical lower-case UUID`);
-      }
-      tenantId = header;
-      tenantFromHeader = true;
-      span.tenantId = header;
-    } else {
-      const mismatch = tenantMismatch(header, tenantId, bytes);
-      if (mismatch) return mismatch;
-    }
+    const tenant = resolveTenant(span.tenantId, message.headers, bytes);
+    if (!tenant.ok) return tenant;
+    const { tenantId } = tenant;
+    // The producer's bytes can be kept when the tenant is spliced in (header) or already written
+    // as stored (lower-case field).
+    const keepRaw = tenant.fromHeader || span.tenantId === tenantId;
+    span.tenantId = tenantId;
     const day = spanDay(span);
     if (day === undefined) return reject(bytes, 'SchemaViolation', 'startTimeUnixNano: after year 9999');
     const raw = message.value!;
@@ -114,7 +126,7 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
       ok: true,
       tenantId,
       bytes,
-      value: { span: span as Span & { tenantId: string }, day, tenantFromHeader, raw: isSingleLineObject(raw) ? raw : undefined },
+      value: { span: span as Span & { tenantId: string }, day, tenantFromHeader: tenant.fromHeader, raw: keepRaw && isSingleLineObject(raw) ? raw : undefined },
     };
   }
 }
@@ -130,8 +142,25 @@ export class SignalDecoder implements RecordDecoder<Signal> {
     if (invalid) return invalid;
     const signal = json as unknown as Signal;
     if (Number.isNaN(Date.parse(signal.timestamp))) return reject(bytes, 'SchemaViolation', `timestamp: ${JSON.stringify(signal.timestamp)} is not a real date-time`);
-    const mismatch = tenantMismatch(headerString(message.headers, TENANT_HEADER), signal.tenantId, bytes);
-    if (mismatch) return mismatch;
-    return { ok: true, tenantId: signal.tenantId, bytes, value: signal };
+    // Both stores serialize metadata; JSON.parse takes any depth, JSON.stringify overflows the stack.
+    if (nestedDeeperThan(signal.metadata, MAX_METADATA_DEPTH)) return reject(bytes, 'SchemaViolation', `metadata: nested deeper than ${MAX_METADATA_DEPTH} levels`);
+    const tenant = resolveTenant(signal.tenantId, message.headers, bytes);
+    if (!tenant.ok) return tenant;
+    signal.tenantId = tenant.tenantId;
+    return { ok: true, tenantId: tenant.tenantId, bytes, value: signal };
   }
+}
+
+const MAX_METADATA_DEPTH = 64;
+
+/** Whether a parsed JSON value nests objects or arrays deeper than `limit` (iterative: no stack). */
+function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > limit) return true;
+    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+  }
+  return false;
 }

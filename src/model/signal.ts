@@ -1,5 +1,6 @@
 import { compile } from './json-schema.js';
 import { CANONICAL_UUID_PATTERN } from './span.js';
+import { TENANT_ID_PATTERN } from './tenant.js';
 
 export const SEVERITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -28,7 +29,7 @@ export const SIGNAL_JSON_SCHEMA = {
   required: ['id', 'tenantId', 'ruleId', 'traceId', 'timestamp', 'severity', 'message', 'metadata'],
   properties: {
     id: uuid,
-    tenantId: uuid,
+    tenantId: { type: 'string', pattern: TENANT_ID_PATTERN, description: 'must be a UUID' },
     ruleId: { type: 'string', minLength: 1, maxLength: 256, description: 'must be 1 to 256 characters' },
     traceId: { type: 'string', pattern: '^[0-9a-f]{32}$', description: 'must be 32 lower-case hex characters' },
     timestamp: {

@@ -1,4 +1,5 @@
 import { compile } from './json-schema.js';
+import { TENANT_ID_PATTERN } from './tenant.js';
 
 /**
  * One span per Kafka message, JSON, shaped after OpenTelemetry's span data model (the field names
@@ -58,7 +59,7 @@ export const SPAN_JSON_SCHEMA = {
   additionalProperties: false,
   required: ['traceId', 'spanId', 'name', 'startTimeUnixNano', 'endTimeUnixNano'],
   properties: {
-    tenantId: { type: 'string', pattern: CANONICAL_UUID_PATTERN, description: 'must be a canonical lower-case UUID' },
+    tenantId: { type: 'string', pattern: TENANT_ID_PATTERN, description: 'must be a UUID' },
     traceId: hexId(32),
     spanId: hexId(16),
     parentSpanId: { anyOf: [hexId(16), { const: '' }], description: 'must be 16 lower-case hex characters or empty' },

@@ -7,6 +7,8 @@ export interface HealthSource {
   healthy(): boolean;
   /** Ready: joined the consumer group and consuming. */
   ready(): boolean;
+  /** Lines /readyz shows after its verdict: conditions to look at (quarantined dead letters, stuck partitions). */
+  details?(): string[];
 }
 
 /** Serves /metrics (Prometheus text), /healthz and /readyz on one port. */
@@ -41,7 +43,8 @@ export class HealthServer {
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'unhealthy\n');
     } else if (path === '/readyz') {
       const ok = this.health.ready();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+      const details = this.health.details?.() ?? [];
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end([ok ? 'ready' : 'not ready', ...details].join('\n') + '\n');
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
     }

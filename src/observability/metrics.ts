@@ -11,6 +11,7 @@ export class WorkerMetrics {
   readonly consumed: Counter<'topic'>;
   readonly written: Counter<'topic'>;
   readonly deadLettered: Counter<'topic' | 'reason'>;
+  readonly quarantined: Counter<'topic' | 'reason'>;
   readonly skippedRedelivered: Counter<'topic'>;
   readonly batchRecords: Histogram<'topic'>;
   readonly flushDuration: Histogram<'topic'>;
@@ -32,6 +33,7 @@ export class WorkerMetrics {
     this.consumed = new Counter({ name: 'spanledger_records_consumed_total', help: 'Records taken from Kafka into a worker buffer', labelNames: ['topic'], registers });
     this.written = new Counter({ name: 'spanledger_records_written_total', help: 'Records durably stored in every sink they belong in', labelNames: ['topic'], registers });
     this.deadLettered = new Counter({ name: 'spanledger_records_dead_lettered_total', help: 'Records acknowledged by the dead-letter topic, by reason', labelNames: ['topic', 'reason'], registers });
+    this.quarantined = new Counter({ name: 'spanledger_dead_letters_quarantined_total', help: 'Dead letters the dead-letter topic refused for good, kept in QUARANTINE_DIR instead, by reason', labelNames: ['topic', 'reason'], registers });
     this.skippedRedelivered = new Counter({ name: 'spanledger_records_redelivered_skipped_total', help: 'Records Kafka delivered again that were already in custody', labelNames: ['topic'], registers });
     this.batchRecords = new Histogram({ name: 'spanledger_batch_records', help: 'Records per partition flush', labelNames: ['topic'], buckets: [1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000], registers });
     this.flushDuration = new Histogram({ name: 'spanledger_flush_duration_seconds', help: 'Time to make one partition flush durable in all sinks', labelNames: ['topic'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });

@@ -2,12 +2,15 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Parsed } from '../config/settings.js';
 import type { kafkaSettings, workerSettings } from '../config/settings.js';
-import { createKafka, ensureTopics } from '../kafka/client.js';
+import { createKafka, ensureTopics, topicMaxMessageBytes } from '../kafka/client.js';
 import { ConsumerRunner } from '../kafka/consumer-runner.js';
 import type { RecordDecoder } from '../model/decode.js';
 import { HealthServer } from '../observability/health-server.js';
 import { WorkerMetrics } from '../observability/metrics.js';
 import type { TenantBatchSink } from '../sinks/types.js';
+
+/** Room for the reason headers a dead letter adds to its record. */
+const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
 
 export interface WorkerOptions<T> {
   kafka: Parsed<typeof kafkaSettings>;
@@ -52,6 +55,7 @@ export class Worker<T> {
       rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
       heartbeatIntervalMs: worker.heartbeatIntervalMs,
       retryMaxDelayMs: worker.retryMaxDelayMs,
+      quarantineDir: worker.quarantineDir,
       logger,
       metrics: new WorkerMetrics(registry),
       onFatal: (e) => {
@@ -62,6 +66,7 @@ export class Worker<T> {
     this.health = new HealthServer(worker.metricsPort, registry, {
       healthy: () => this.runner.healthy(),
       ready: () => this.runner.ready(),
+      details: () => this.runner.details(),
     });
   }
 
@@ -81,16 +86,27 @@ export class Worker<T> {
     this.metricsPort = await this.health.start();
     const admin = this.kafkaClient.admin();
     await admin.connect();
+    let dlqMaxMessageBytes: number;
     try {
-      const created = await ensureTopics(admin, [
-        { topic: options.topic, numPartitions: options.kafka.topicPartitions },
-        { topic: options.dlqTopic, numPartitions: options.kafka.topicPartitions },
-      ]);
-      if (created.length > 0) options.logger.info({ topics: created, partitions: options.kafka.topicPartitions }, 'created missing topics');
+      const partitions = options.kafka.topicPartitions;
+      const created = await ensureTopics(admin, [{ topic: options.topic, numPartitions: partitions }]);
+      // A dead letter is the source record plus reason headers: the dead-letter topic spanledger
+      // creates takes records as large as the source topic does, with room for the headers.
+      const sourceMaxMessageBytes = await topicMaxMessageBytes(admin, options.topic);
+      const dlqConfig = [{ name: 'max.message.bytes', value: String(sourceMaxMessageBytes + DLQ_HEADER_ROOM_BYTES) }];
+      created.push(...(await ensureTopics(admin, [{ topic: options.dlqTopic, numPartitions: partitions, configEntries: dlqConfig }])));
+      if (created.length > 0) options.logger.info({ topics: created, partitions }, 'created missing topics');
+      dlqMaxMessageBytes = await topicMaxMessageBytes(admin, options.dlqTopic);
+      if (dlqMaxMessageBytes < sourceMaxMessageBytes) {
+        options.logger.warn(
+          { dlqTopic: options.dlqTopic, dlqMaxMessageBytes, topic: options.topic, sourceMaxMessageBytes },
+          'the dead-letter topic takes smaller records than the source topic: dead letters of the largest records will be quarantined (raise its max.message.bytes)',
+        );
+      }
     } finally {
       await admin.disconnect();
     }
-    await this.runner.start();
+    await this.runner.start(dlqMaxMessageBytes);
     options.logger.info(
       { topic: options.topic, group: options.group, dlqTopic: options.dlqTopic, metricsPort: this.metricsPort, sinks: options.sinks.map((s) => s.name) },
       'worker started',

@@ -55,9 +55,45 @@ describe('SpanDecoder', () => {
     expect(!array.ok && array.error.errorClass).toBe('SchemaViolation');
   });
 
-  it('uppercase UUIDs are not canonical', () => {
-    const d = decoder.decode({ value: encode({ ...generateSpan(tenant, 5), tenantId: tenant.toUpperCase().replace('0000', 'ABCD') }) });
-    expect(!d.ok && d.error.errorClass).toBe('InvalidTenantId');
+  it('accepts a UUID in any case and stores the lower-case tenant (field and header alike)', () => {
+    const tenant = 'abcdef01-2345-4678-9abc-def012345678';
+    const upper = tenant.toUpperCase();
+    const field = decoder.decode({ value: encode({ ...generateSpan(tenant, 5), tenantId: upper }) });
+    expect(field.ok && field.tenantId).toBe(tenant);
+    // The producer's bytes carry the upper-case id: the line is written from the parsed span instead.
+    expect(field.ok && field.value.raw).toBeUndefined();
+    expect(field.ok && field.value.span.tenantId).toBe(tenant);
+    const { tenantId: _t, ...span } = generateSpan(tenant, 6);
+    const header = decoder.decode({ value: encode(span), headers: { 'tenant-id': Buffer.from(upper) } });
+    expect(header.ok && header.tenantId).toBe(tenant);
+    const both = decoder.decode({ value: encode(generateSpan(tenant, 7)), headers: { 'tenant-id': upper } });
+    expect(both.ok && both.tenantId).toBe(tenant);
+  });
+
+  it('tenant-id headers: null counts as absent, binary and disagreeing repeats are refused', () => {
+    const { tenantId: _t, ...span } = generateSpan(tenant, 8);
+    const nullOnly = decoder.decode({ value: encode(span), headers: { 'tenant-id': null } });
+    expect(!nullOnly.ok && nullOnly.error.errorClass).toBe('MissingTenantId');
+    const nullWithField = decoder.decode({ value: encode(generateSpan(tenant, 8)), headers: { 'tenant-id': null } });
+    expect(nullWithField.ok && nullWithField.tenantId).toBe(tenant);
+    const repeatedSame = decoder.decode({ value: encode(span), headers: { 'tenant-id': [null, tenant, tenant.toUpperCase()] } });
+    expect(repeatedSame.ok && repeatedSame.tenantId).toBe(tenant);
+    const repeatedOther = decoder.decode({ value: encode(span), headers: { 'tenant-id': [tenant, tenantIdFor(9)] } });
+    expect(!repeatedOther.ok && repeatedOther.error.errorClass).toBe('InvalidTenantId');
+    const binary = decoder.decode({ value: encode(span), headers: { 'tenant-id': Buffer.from([0xff, 0xfe, 0x00]) } });
+    expect(!binary.ok && binary.error.errorClass).toBe('InvalidTenantId');
+  });
+
+  it('refuses invalid UTF-8 and caps a reason that would quote a huge field name', () => {
+    const good = Buffer.from(JSON.stringify(generateSpan(tenant, 9)));
+    const bad = Buffer.concat([good.subarray(0, 20), Buffer.from([0xc3, 0x28]), good.subarray(20)]);
+    const utf8 = decoder.decode({ value: bad });
+    expect(!utf8.ok && utf8.error.errorClass).toBe('InvalidUtf8');
+    const huge = decoder.decode({ value: encode({ ...generateSpan(tenant, 10), ['f'.repeat(200_000)]: 1 }) });
+    expect(!huge.ok && huge.error.errorClass).toBe('SchemaViolation');
+    expect(!huge.ok && huge.error.message.length).toBeLessThanOrEqual(1024);
+    const deep = decoder.decode({ value: Buffer.from('{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000)) });
+    expect(!deep.ok && deep.error.errorClass).toBe('SchemaViolation');
   });
 
   it('spanDay uses UTC', () => {
@@ -84,5 +120,7 @@ describe('SignalDecoder', () => {
     expect(!missing.ok && missing.error.errorClass).toBe('MissingTenantId');
     const badTenant = signals.decode({ value: encode({ ...s, tenantId: 'a/b' }) });
     expect(!badTenant.ok && badTenant.error.errorClass).toBe('InvalidTenantId');
+    const deep = signals.decode({ value: Buffer.from(JSON.stringify({ ...s, metadata: {} }).replace('"metadata":{}', `"metadata":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`)) });
+    expect(!deep.ok && deep.error.message).toMatch(/metadata: nested deeper/);
   });
 });
