@@ -1,4 +1,7 @@
-import { ConfigResourceTypes, Kafka, logLevel as KafkaLogLevel, type Admin, type LogEntry } from 'kafkajs';
+import kafkajs, { Kafka, logLevel as KafkaLogLevel, type Admin, type LogEntry } from 'kafkajs';
+
+// kafkajs is CommonJS and Node sees only some of its exports as named ones.
+const { ConfigResourceTypes } = kafkajs;
 import type { Logger } from 'pino';
 
 /** A kafkajs client whose own logs go through pino (warnings and errors only). */
