@@ -1,7 +1,8 @@
 import { Kafka, logLevel as KafkaLogLevel, type Admin, type LogEntry } from 'kafkajs';
 import type { Logger } from 'pino';
+import { kafkajsLogLevel } from './kafkajs-log.js';
 
-/** A kafkajs client whose own logs go through pino (warnings and errors only). */
+/** A kafkajs client whose own logs go through pino (warnings and errors only; retried start-up errors as warnings). */
 export function createKafka(options: { brokers: string[]; clientId: string; logger: Logger }): Kafka {
   const log = options.logger.child({ component: 'kafkajs' });
   return new Kafka({
@@ -13,9 +14,7 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
       () =>
       ({ level, log: entry }: LogEntry) => {
         const { message, ...rest } = entry;
-        if (level <= KafkaLogLevel.ERROR) log.error(rest, message);
-        else if (level === KafkaLogLevel.WARN) log.warn(rest, message);
-        else log.debug(rest, message);
+        log[kafkajsLogLevel(level, entry)](rest, message);
       },
   });
 }
