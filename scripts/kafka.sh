@@ -206,14 +206,28 @@ reconnect.backoff.max.ms=500
 EOF
 }
 
+# A Kafka Uuid: 16 bytes in unpadded base64url, 22 characters. Like Kafka's Uuid.randomUuid() (what
+# `kafka-storage.sh random-uuid` prints), never one that starts with '-': `format -t -X…` would read
+# it as an option. 1 random id in 64 does, so draw again until it does not.
+is_cluster_id() { [[ "$1" =~ ^[A-Za-z0-9_][A-Za-z0-9_-]{20}[AQgw]$ ]]; }
+
+random_cluster_id() {
+  local id
+  while :; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    is_cluster_id "$id" && break
+  done
+  printf '%s\n' "$id"
+}
+
 format_storage() {
   [[ -f "$DATA_DIR/meta.properties" ]] && return 0
-  local cluster_id
-  if [[ -s "$KAFKA_DIR/cluster.id" ]]; then
-    cluster_id="$(cat "$KAFKA_DIR/cluster.id")"
-  else
-    # A Kafka Uuid is 16 random bytes in unpadded base64url (what `kafka-storage.sh random-uuid` prints).
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  local cluster_id=""
+  [[ -s "$KAFKA_DIR/cluster.id" ]] && cluster_id="$(cat "$KAFKA_DIR/cluster.id")"
+  # An id cached by an earlier run whose format failed (e.g. one starting with '-') is replaced:
+  # the storage is not formatted yet, so nothing refers to it.
+  if ! is_cluster_id "$cluster_id"; then
+    cluster_id="$(random_cluster_id)"
     printf '%s\n' "$cluster_id" >"$KAFKA_DIR/cluster.id"
   fi
   say "formatting KRaft storage in $DATA_DIR (cluster id $cluster_id)…"

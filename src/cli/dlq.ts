@@ -1,33 +1,77 @@
 import { randomUUID } from 'node:crypto';
 import { makeTable } from './table.js';
-import type { Kafka, KafkaMessage } from 'kafkajs';
-import { DLQ_HEADERS } from '../kafka/dead-letter.js';
+import type { Kafka, KafkaMessage, Message } from 'kafkajs';
+import { DLQ_HEADERS, headersInOrder, orderedHeaders, type HeaderList } from '../kafka/dead-letter.js';
+import type { RecordHeaders } from '../model/headers.js';
+
+/** One record header as Kafka holds it: a name and its bytes, or null. */
+export interface RecordHeader {
+  name: string;
+  value: Buffer | null;
+}
+
+/** A record's key, value and headers exactly as the dead-letter topic holds them. */
+export interface RecordBytes {
+  key: Buffer | null;
+  value: Buffer | null;
+  /** In wire order (our kafkajs patch keeps it), repeated names and null values included. */
+  headers: RecordHeader[];
+}
 
 export interface DeadLetterRecord {
   partition: number;
   offset: string;
-  key: string | null;
   source: { topic: string; partition: number; offset: string };
   errorClass: string;
   message: string;
   stage: string;
   failedAt: string;
   worker: string;
+  /** The key as UTF-8 text (binary bytes come out mangled: `original` has them exactly). */
+  key: string | null;
+  /** The value as UTF-8 text (likewise). */
   value: string | null;
+  /** Each header's first value as UTF-8 text ('' for null). */
   headers: Record<string, string>;
+  /** The exact bytes: what `dlq replay` sends. */
+  original: RecordBytes;
 }
 
-function header(message: KafkaMessage, name: string): string {
-  const raw = message.headers?.[name];
-  const first = Array.isArray(raw) ? raw[0] : raw;
-  return first === undefined ? '' : first.toString();
+function headerList(headers: KafkaMessage['headers']): RecordHeader[] {
+  return orderedHeaders((headers ?? {}) as RecordHeaders).map(([name, value]) => ({ name, value: value === null ? null : Buffer.from(value) }));
+}
+
+function firstText(headers: RecordHeader[], name: string): string {
+  return headers.find((h) => h.name === name)?.value?.toString('utf8') ?? '';
+}
+
+/** A consumed dead-letter record: the fields of its dead-letter headers, text views, and its exact bytes. */
+export function deadLetterFromMessage(partition: number, message: KafkaMessage): DeadLetterRecord {
+  const original: RecordBytes = { key: message.key, value: message.value, headers: headerList(message.headers) };
+  const headers: Record<string, string> = {};
+  for (const h of original.headers) if (!(h.name in headers)) headers[h.name] = h.value?.toString('utf8') ?? '';
+  const text = (name: string) => firstText(original.headers, name);
+  return {
+    partition,
+    offset: message.offset,
+    source: { topic: text(DLQ_HEADERS.topic), partition: Number(text(DLQ_HEADERS.partition)), offset: text(DLQ_HEADERS.offset) },
+    errorClass: text(DLQ_HEADERS.errorClass),
+    message: text(DLQ_HEADERS.message),
+    stage: text(DLQ_HEADERS.stage),
+    failedAt: text(DLQ_HEADERS.failedAt),
+    worker: text(DLQ_HEADERS.worker),
+    key: original.key === null ? null : original.key.toString('utf8'),
+    value: original.value === null ? null : original.value.toString('utf8'),
+    headers,
+    original,
+  };
 }
 
 /**
  * Reads a dead-letter topic from the beginning up to its end offsets at the time of the call,
  * with a throwaway consumer group that is deleted afterwards.
  */
-export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, onProgress?: (n: number) => void): Promise<DeadLetterRecord[]> {
+export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, onProgress?: (read: number, total: number) => void): Promise<DeadLetterRecord[]> {
   const admin = kafka.admin();
   await admin.connect();
   const group = `spanledger-dlq-inspect-${randomUUID()}`;
@@ -37,8 +81,14 @@ export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, on
     if (!topics.includes(topic)) throw new Error(`topic ${topic} does not exist`);
     const ends = await admin.fetchTopicOffsets(topic);
     const remaining = new Map<number, bigint>();
-    for (const e of ends) if (BigInt(e.high) > BigInt(e.low)) remaining.set(e.partition, BigInt(e.high));
+    let total = 0n;
+    for (const e of ends) {
+      if (BigInt(e.high) <= BigInt(e.low)) continue;
+      remaining.set(e.partition, BigInt(e.high));
+      total += BigInt(e.high) - BigInt(e.low);
+    }
     if (remaining.size === 0) return out;
+    const expected = limit > 0 && BigInt(limit) < total ? limit : Number(total);
     const consumer = kafka.consumer({ groupId: group, maxWaitTimeInMs: 250 });
     await consumer.connect();
     try {
@@ -51,26 +101,8 @@ export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, on
             const end = remaining.get(partition);
             if (end === undefined) return;
             if (limit === 0 || out.length < limit) {
-              const headers: Record<string, string> = {};
-              for (const name of Object.keys(message.headers ?? {})) headers[name] = header(message, name);
-              out.push({
-                partition,
-                offset: message.offset,
-                key: message.key ? message.key.toString() : null,
-                source: {
-                  topic: header(message, DLQ_HEADERS.topic),
-                  partition: Number(header(message, DLQ_HEADERS.partition)),
-                  offset: header(message, DLQ_HEADERS.offset),
-                },
-                errorClass: header(message, DLQ_HEADERS.errorClass),
-                message: header(message, DLQ_HEADERS.message),
-                stage: header(message, DLQ_HEADERS.stage),
-                failedAt: header(message, DLQ_HEADERS.failedAt),
-                worker: header(message, DLQ_HEADERS.worker),
-                value: message.value ? message.value.toString('utf8') : null,
-                headers,
-              });
-              onProgress?.(out.length);
+              out.push(deadLetterFromMessage(partition, message));
+              onProgress?.(out.length, expected);
             }
             if (BigInt(message.offset) + 1n >= end) remaining.delete(partition);
             if (remaining.size === 0 || (limit > 0 && out.length >= limit)) resolve();
@@ -86,6 +118,40 @@ export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, on
   }
   out.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
   return out;
+}
+
+/**
+ * Bytes in `dlq inspect --json`: a string when they are valid UTF-8 (the string's UTF-8 encoding
+ * is exactly those bytes), else `{"base64": "…"}`; null stays null.
+ */
+export type JsonBytes = string | { base64: string } | null;
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+export function jsonBytes(bytes: Buffer | null): JsonBytes {
+  if (bytes === null) return null;
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return { base64: bytes.toString('base64') };
+  }
+}
+
+/** What `dlq inspect --json` prints for a record: headers as [name, value] pairs, repeats kept. */
+export function deadLetterJson(r: DeadLetterRecord): Record<string, unknown> {
+  return {
+    partition: r.partition,
+    offset: r.offset,
+    source: r.source,
+    errorClass: r.errorClass,
+    message: r.message,
+    stage: r.stage,
+    failedAt: r.failedAt,
+    worker: r.worker,
+    key: jsonBytes(r.original.key),
+    value: jsonBytes(r.original.value),
+    headers: r.original.headers.map((h) => [h.name, jsonBytes(h.value)]),
+  };
 }
 
 export function renderDeadLetterTable(records: DeadLetterRecord[]): string {
@@ -115,6 +181,16 @@ function isDeadLetterHeader(name: string): boolean {
 
 export const REPLAYED_FROM_HEADER = 'spanledger.replayed.from';
 
+/**
+ * The record to send again: the original key and value bytes, and its headers (bytes, nulls and
+ * repeats) minus the dead-letter headers and an earlier replay mark, plus `spanledger.replayed.from`.
+ */
+export function replayMessage(dlqTopic: string, r: DeadLetterRecord): Message {
+  const list: HeaderList = r.original.headers.filter(({ name }) => !isDeadLetterHeader(name) && name !== REPLAYED_FROM_HEADER).map(({ name, value }) => [name, value]);
+  list.push([REPLAYED_FROM_HEADER, Buffer.from(`${dlqTopic}/${r.partition}/${r.offset}`)]);
+  return { key: r.original.key, value: r.original.value, headers: headersInOrder(list) };
+}
+
 export interface ReplayOptions {
   topic: string;
   /** Only records with this reason (`__connect.errors.class.name`), or all. */
@@ -125,39 +201,43 @@ export interface ReplayOptions {
   dryRun: boolean;
 }
 
+/** Records per produce request: bounds a request's size when a dead-letter topic is large. */
+const REPLAY_BATCH = 500;
+
 /**
- * Sends dead-lettered records back to their source topic (or `to`) with their original key,
- * value and headers, minus the dead-letter headers, plus `spanledger.replayed.from` =
- * `<dlq topic>/<partition>/<offset>`. The worker validates them again: records that are still bad
- * land in the dead-letter topic again, carrying that header. The dead-letter topic is not changed.
+ * Sends dead-lettered records back to their source topic (or `to`), byte for byte: original key,
+ * value and headers (see replayMessage). The worker validates them again: records that are still
+ * bad land in the dead-letter topic again, carrying `spanledger.replayed.from`. The dead-letter
+ * topic is not changed.
  */
-export async function replayDeadLetters(kafka: Kafka, o: ReplayOptions): Promise<{ selected: DeadLetterRecord[]; sent: number }> {
-  const records = await readDeadLetters(kafka, o.topic, 0);
+export async function replayDeadLetters(
+  kafka: Kafka,
+  o: ReplayOptions,
+  progress?: { onRead?: (read: number, total: number) => void; onSent?: (sent: number, total: number) => void },
+): Promise<{ selected: DeadLetterRecord[]; sent: number }> {
+  const records = await readDeadLetters(kafka, o.topic, 0, progress?.onRead);
   const selected = records.filter((r) => o.reason === undefined || r.errorClass === o.reason).slice(0, o.limit > 0 ? o.limit : undefined);
   if (o.dryRun || selected.length === 0) return { selected, sent: 0 };
+  const targets = selected.map((r) => {
+    const target = o.to ?? r.source.topic;
+    if (!target) throw new Error(`dead letter ${r.partition}/${r.offset} has no source topic header; use --to`);
+    return target;
+  });
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 } });
   await producer.connect();
+  let sent = 0;
   try {
-    const byTopic = new Map<string, DeadLetterRecord[]>();
-    for (const r of selected) {
-      const target = o.to ?? r.source.topic;
-      if (!target) throw new Error(`dead letter ${r.partition}/${r.offset} has no source topic header; use --to`);
-      byTopic.set(target, [...(byTopic.get(target) ?? []), r]);
-    }
-    for (const [topic, list] of byTopic) {
-      await producer.send({
-        topic,
-        acks: -1,
-        messages: list.map((r) => {
-          const headers: Record<string, string> = {};
-          for (const [name, value] of Object.entries(r.headers)) if (!isDeadLetterHeader(name) && name !== REPLAYED_FROM_HEADER) headers[name] = value;
-          headers[REPLAYED_FROM_HEADER] = `${o.topic}/${r.partition}/${r.offset}`;
-          return { key: r.key, value: r.value, headers };
-        }),
-      });
+    // In dead-letter order, one topic's run at a time, so each source partition gets them in order.
+    for (let i = 0; i < selected.length; ) {
+      let j = i + 1;
+      while (j < selected.length && j - i < REPLAY_BATCH && targets[j] === targets[i]) j += 1;
+      await producer.send({ topic: targets[i]!, acks: -1, messages: selected.slice(i, j).map((r) => replayMessage(o.topic, r)) });
+      sent += j - i;
+      progress?.onSent?.(sent, selected.length);
+      i = j;
     }
   } finally {
     await producer.disconnect();
   }
-  return { selected, sent: selected.length };
+  return { selected, sent };
 }

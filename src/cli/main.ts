@@ -1,12 +1,11 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '../errors.js';
 import { kafkaSettings, spanSettings, workerSettings } from '../config/settings.js';
-import { createKafka } from '../kafka/client.js';
 import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { createSpanWorker } from '../workers/span-worker.js';
 import { runWorker } from './run-worker.js';
-import { readDeadLetters, renderDeadLetterTable, replayDeadLetters } from './dlq.js';
+import { addDlqCommands } from './dlq-command.js';
 import { addSettings, intArg, settingsOf } from './options.js';
 import { addProduceCommand } from './produce-command.js';
 import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
@@ -35,50 +34,7 @@ export function buildProgram(): Command {
   const produceCmd = program.command('produce').description('load generator: produce sample records (progress bar, final rate)');
   addProduceCommand(produceCmd, 'spans');
 
-  const dlq = program.command('dlq').description('dead-letter topics');
-  addSettings(
-    dlq
-      .command('inspect')
-      .description('print the dead-lettered records and why (a table, or JSON lines with --json)')
-      .option('--topic <name>', 'dead-letter topic to read', 'spans.dlq')
-      .option('--json', 'one JSON object per line instead of a table', false)
-      .option('--limit <n>', 'at most this many records (0 = all)', intArg('--limit', 0), 0),
-    kafkaSettings,
-  ).action(async (opts: { topic: string; json: boolean; limit: number }, cmd: Command) => {
-    const kafka = settingsOf(cmd, kafkaSettings);
-    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
-    if (!opts.json) process.stderr.write(`reading ${opts.topic} from the beginning...\n`);
-    const records = await readDeadLetters(client, opts.topic, opts.limit);
-    if (opts.json) {
-      for (const r of records) process.stdout.write(`${JSON.stringify(r)}\n`);
-    } else {
-      console.log(renderDeadLetterTable(records));
-      console.log(`${records.length} dead-lettered record(s) in ${opts.topic}`);
-    }
-  });
-
-  addSettings(
-    dlq
-      .command('replay')
-      .description('send dead-lettered records back to their source topic (original key, value and headers) to be processed again')
-      .option('--topic <name>', 'dead-letter topic to read', 'spans.dlq')
-      .option('--reason <class>', 'only records with this reason, e.g. InvalidTenantId (default: all)')
-      .option('--to <topic>', 'produce here instead of each record\'s source topic')
-      .option('--limit <n>', 'at most this many records (0 = all)', intArg('--limit', 0), 0)
-      .option('--dry-run', 'list what would be replayed, send nothing', false),
-    kafkaSettings,
-  ).action(async (opts: { topic: string; reason?: string; to?: string; limit: number; dryRun: boolean }, cmd: Command) => {
-    const kafka = settingsOf(cmd, kafkaSettings);
-    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
-    process.stderr.write(`reading ${opts.topic} from the beginning...\n`);
-    const { selected, sent } = await replayDeadLetters(client, opts);
-    if (opts.dryRun) {
-      console.log(renderDeadLetterTable(selected));
-      console.log(`${selected.length} record(s) would be replayed (dry run: nothing sent)`);
-    } else {
-      console.log(`replayed ${sent} record(s) from ${opts.topic}${opts.reason ? ` with reason ${opts.reason}` : ''}`);
-    }
-  });
+  addDlqCommands(program);
 
   registerSignalCommands(program);
 

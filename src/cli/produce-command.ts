@@ -1,5 +1,5 @@
-import { Option, type Command } from 'commander';
-import { kafkaSettings } from '../config/settings.js';
+import type { Command } from 'commander';
+import { kafkaSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
 import { createKafka } from '../kafka/client.js';
 import { createLogger } from '../observability/logger.js';
 import { addSettings, intArg, settingsOf } from './options.js';
@@ -11,12 +11,24 @@ interface ProduceFlags {
   rate: number;
   bad: number;
   batchSize: number;
-  topic: string;
-  maxMessageBytes: number;
+}
+
+/**
+ * The settings of `produce <kind>` that the workers share, from the same table: by default the
+ * load goes to the topic the workers read (SPANS_TOPIC / SIGNALS_TOPIC), and the oversized
+ * malformed record is sized from the workers' MAX_MESSAGE_BYTES.
+ */
+function produceSettings(kind: 'spans' | 'signals') {
+  const topic = kind === 'spans' ? spanSettings.topic : signalSettings.topic;
+  return {
+    topic: { ...topic, description: `topic to produce to (${topic.description})` },
+    maxMessageBytes: { ...workerSettings.maxMessageBytes, description: "the workers' MAX_MESSAGE_BYTES: the oversized malformed record is one byte larger" },
+  };
 }
 
 /** `spanledger produce spans|signals`: the load generator, with a progress bar and a final rate. */
 export function addProduceCommand(parent: Command, kind: 'spans' | 'signals'): void {
+  const settings = produceSettings(kind);
   const cmd = parent
     .command(kind)
     .description(`produce sample ${kind}, keyed by tenant id`)
@@ -24,13 +36,12 @@ export function addProduceCommand(parent: Command, kind: 'spans' | 'signals'): v
     .option('--tenants <n>', 'tenants to spread them over', intArg('--tenants', 1), 4)
     .option('--rate <n>', 'records per second (0 = as fast as possible)', intArg('--rate', 0), 0)
     .option('--bad <n>', 'malformed records to mix in (dead-letter demo)', intArg('--bad', 0), 0)
-    .option('--batch-size <n>', 'records per produce request', intArg('--batch-size', 1), 500)
-    .option('--topic <name>', 'topic to produce to', kind)
-    .addOption(new Option('--max-message-bytes <n>', "the worker's MAX_MESSAGE_BYTES: the oversized malformed record is one byte larger").argParser(intArg('--max-message-bytes', 1)).default(1000000));
-  addSettings(cmd, kafkaSettings).action(async (opts: ProduceFlags, command: Command) => {
+    .option('--batch-size <n>', 'records per produce request', intArg('--batch-size', 1), 500);
+  addSettings(addSettings(cmd, settings), kafkaSettings).action(async (opts: ProduceFlags, command: Command) => {
     const kafka = settingsOf(command, kafkaSettings);
+    const { topic, maxMessageBytes } = settingsOf(command, settings);
     const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('warn') });
-    const result = await produce(client, { kind, ...opts, topicPartitions: kafka.topicPartitions, progress: true });
-    console.log(`produced ${result.produced} ${kind} (+${result.bad} malformed) for ${opts.tenants} tenants to ${opts.topic} in ${result.seconds.toFixed(2)} s: ${result.rate} records/s`);
+    const result = await produce(client, { kind, ...opts, topic, maxMessageBytes, topicPartitions: kafka.topicPartitions, progress: true });
+    console.log(`produced ${result.produced} ${kind} (+${result.bad} malformed) for ${opts.tenants} tenants to ${topic} in ${result.seconds.toFixed(2)} s: ${result.rate} records/s`);
   });
 }

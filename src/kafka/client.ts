@@ -3,8 +3,9 @@ import kafkajs, { Kafka, logLevel as KafkaLogLevel, type Admin, type LogEntry } 
 // kafkajs is CommonJS and Node sees only some of its exports as named ones.
 const { ConfigResourceTypes } = kafkajs;
 import type { Logger } from 'pino';
+import { kafkajsLogLevel } from './kafkajs-log.js';
 
-/** A kafkajs client whose own logs go through pino (warnings and errors only). */
+/** A kafkajs client whose own logs go through pino (warnings and errors only; retried start-up errors as warnings). */
 export function createKafka(options: { brokers: string[]; clientId: string; logger: Logger }): Kafka {
   const log = options.logger.child({ component: 'kafkajs' });
   return new Kafka({
@@ -16,9 +17,7 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
       () =>
       ({ level, log: entry }: LogEntry) => {
         const { message, ...rest } = entry;
-        if (level <= KafkaLogLevel.ERROR) log.error(rest, message);
-        else if (level === KafkaLogLevel.WARN) log.warn(rest, message);
-        else log.debug(rest, message);
+        log[kafkajsLogLevel(level, entry)](rest, message);
       },
   });
 }
