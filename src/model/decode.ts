@@ -3,7 +3,7 @@ import type { ValidateFunction } from 'ajv';
 import { describeErrors } from './json-schema.js';
 import { isCanonicalUuid } from './tenant.js';
 import { spanDay, validateSpan, type Span } from './span.js';
-import { validateSignal, type Signal } from './signal.js';
+import { signalValueProblem, validateSignal, type Signal } from './signal.js';
 
 /** The parts of a Kafka message a decoder looks at. */
 export interface RawMessage {
@@ -129,7 +129,9 @@ export class SignalDecoder implements RecordDecoder<Signal> {
     const invalid = schemaRejection(validateSignal, json, bytes);
     if (invalid) return invalid;
     const signal = json as unknown as Signal;
-    if (Number.isNaN(Date.parse(signal.timestamp))) return reject(bytes, 'SchemaViolation', `timestamp: ${JSON.stringify(signal.timestamp)} is not a real date-time`);
+    // Everything either store would refuse is refused here, before the first store is written.
+    const problem = signalValueProblem(signal);
+    if (problem) return reject(bytes, problem.errorClass, problem.message);
     const mismatch = tenantMismatch(headerString(message.headers, TENANT_HEADER), signal.tenantId, bytes);
     if (mismatch) return mismatch;
     return { ok: true, tenantId: signal.tenantId, bytes, value: signal };

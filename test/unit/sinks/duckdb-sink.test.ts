@@ -120,6 +120,19 @@ describe('DuckDbSignalSink', () => {
     expect(await reader.countBySeverity(TENANT_C)).toEqual({ LOW: 0, MEDIUM: 0, HIGH: 0, CRITICAL: 0 });
   });
 
+  it('keys signals per tenant: the same id in two tenants is two rows, not a conflict', async () => {
+    makeSink();
+    await sink.start();
+    const id = randomUUID();
+    const mine = signal(TENANT_A, 1, { id, severity: 'LOW' });
+    const theirs = signal(TENANT_B, 2, { id, severity: 'CRITICAL', message: 'another tenant' });
+    expect((await sink.write(TENANT_A, records([mine]))).rejected.size).toBe(0);
+    expect((await sink.write(TENANT_B, records([theirs]))).rejected.size).toBe(0);
+    expect(await sink.countBySeverity(TENANT_A)).toEqual({ LOW: 1, MEDIUM: 0, HIGH: 0, CRITICAL: 0 });
+    expect(await sink.countBySeverity(TENANT_B)).toEqual({ LOW: 0, MEDIUM: 0, HIGH: 0, CRITICAL: 1 });
+    expect(await registryValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(2);
+  });
+
   it('stores the signal fields as written', async () => {
     makeSink();
     const s = signal(TENANT_A, 1, {
