@@ -295,6 +295,28 @@ describe('DuckDbSignalSink', () => {
     expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
   });
 
+  it('hands a database held for maxHoldMs over only when another process waits for it', async () => {
+    makeSink({ maxHoldMs: 200 });
+    await sink.start();
+    const marker = path.join(dir, `${TENANT_A}.duckdb.wait`);
+    fs.writeFileSync(marker, 'stale'); // written before the database was opened: nobody waits now
+    await sink.write(TENANT_A, records([signal(TENANT_A, 1)]));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await registryValue(registry, 'spanledger_duckdb_handovers_total')).toBe(0);
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
+
+    fs.writeFileSync(marker, String(process.pid + 1)); // a waiter refreshes it
+    await expect.poll(() => registryValue(registry, 'spanledger_duckdb_open_tenants'), { timeout: 2000 }).toBe(0);
+    expect(await registryValue(registry, 'spanledger_duckdb_handovers_total')).toBe(1);
+    // The lock is free for the waiter now.
+    expect(await openFromChildProcess(sink.tenantFile(TENANT_A))).toEqual({ ok: true, output: '1' });
+    // The next write reopens after the cool-down; nothing else waits, so it keeps the database.
+    fs.rmSync(marker);
+    await sink.write(TENANT_A, records([signal(TENANT_A, 2)]));
+    expect(await sink.countBySeverity(TENANT_A)).toMatchObject({ MEDIUM: 1, HIGH: 1 });
+    expect(await registryValue(registry, 'spanledger_duckdb_lock_waits_total')).toBe(0);
+  });
+
   it('throws RetriableError for store failures, not per-record rejections', async () => {
     makeSink();
     fs.mkdirSync(path.join(dir, `${TENANT_A}.duckdb`)); // "IO Error: ... Is a directory"
