@@ -130,7 +130,8 @@ export class SignalDecoder implements RecordDecoder<Signal> {
     if (invalid) return invalid;
     const signal = json as unknown as Signal;
     // Everything either store would refuse is refused here, before the first store is written.
-    const problem = signalValueProblem(signal);
+    // Only a \u escape makes a lone surrogate (decoding UTF-8 replaces bad bytes with U+FFFD).
+    const problem = signalValueProblem(signal, message.value!.includes('\\u'));
     if (problem) return reject(bytes, problem.errorClass, problem.message);
     const mismatch = tenantMismatch(headerString(message.headers, TENANT_HEADER), signal.tenantId, bytes);
     if (mismatch) return mismatch;

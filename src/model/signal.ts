@@ -74,23 +74,28 @@ function daysInMonth(year: number, month: number): number {
 export function parseSignalTime(timestamp: string): SignalTime {
   const m = SIGNAL_TIME_PATTERN.exec(timestamp);
   if (!m) return { ok: false, reason: 'is not an RFC 3339 date-time with an offset' };
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
   if (month < 1 || month > 12) return { ok: false, reason: `has month ${m[2]}` };
   if (day < 1 || day > daysInMonth(year, month)) return { ok: false, reason: `has day ${m[3]}, not a day of ${m[1]}-${m[2]}` };
-  if (hour > 23 || minute > 59 || second > 59) return { ok: false, reason: `has time of day ${m[4]}:${m[5]}:${m[6]} (hours 00-23, minutes and seconds 00-59)` };
+  if (Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6]) > 59) {
+    return { ok: false, reason: `has time of day ${m[4]}:${m[5]}:${m[6]} (hours 00-23, minutes and seconds 00-59)` };
+  }
   const offsetHours = m[9] === undefined ? 0 : Number(m[9]);
   const offsetMinutes = m[10] === undefined ? 0 : Number(m[10]);
   if (offsetHours > 23 || offsetMinutes > 59) return { ok: false, reason: `has offset ${m[8]}${m[9]}:${m[10]} (hours 00-23, minutes 00-59)` };
+  // Also keeps Date.UTC away from years 0-99, which it reads as 1900-1999.
+  if (year < 1969) return { ok: false, reason: BEFORE_1970 };
   const fractionMs = m[7] === undefined ? 0 : Number(m[7].slice(0, 3).padEnd(3, '0'));
-  const date = new Date(0);
-  date.setUTCFullYear(year, month - 1, day); // Date.UTC would read years 0-99 as 1900-1999
-  date.setUTCHours(hour, minute, second, fractionMs);
   const offsetMs = (m[8] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
-  const epochMs = date.getTime() - offsetMs;
-  if (epochMs < 0) return { ok: false, reason: 'is before 1970-01-01T00:00:00Z (TigerBeetle keeps the time as unsigned milliseconds)' };
+  const epochMs = Date.UTC(year, month - 1, day, Number(m[4]), Number(m[5]), Number(m[6]), fractionMs) - offsetMs;
+  if (epochMs < 0) return { ok: false, reason: BEFORE_1970 };
   if (epochMs > SIGNAL_TIME_MAX_MS) return { ok: false, reason: 'is after 9999-12-31T23:59:59.999Z' };
   return { ok: true, epochMs };
 }
+
+const BEFORE_1970 = 'is before 1970-01-01T00:00:00Z (TigerBeetle keeps the time as unsigned milliseconds)';
 
 /** Deepest metadata nesting accepted: serializing it again (JSON.stringify) recurses per level. */
 export const SIGNAL_METADATA_MAX_DEPTH = 64;
@@ -98,21 +103,21 @@ export const SIGNAL_METADATA_MAX_DEPTH = 64;
 /** A string holding a UTF-16 surrogate without its pair (`\ud800` in JSON): not Unicode text. */
 const LONE_SURROGATE = /\p{Cs}/u;
 
-/** Path of the first string (value or key) in `value` that is not valid Unicode, or why it is too deep. */
-function metadataProblem(value: unknown, path: string, depth: number): string | undefined {
-  if (typeof value === 'string') return LONE_SURROGATE.test(value) ? `${path}: contains a lone UTF-16 surrogate (not valid Unicode)` : undefined;
+/** Where `value` has a string (value or key) that is not valid Unicode, or is nested too deep. */
+function metadataProblem(value: unknown, path: string, depth: number, checkStrings: boolean): string | undefined {
+  if (typeof value === 'string') return checkStrings && LONE_SURROGATE.test(value) ? `${path}: contains a lone UTF-16 surrogate (not valid Unicode)` : undefined;
   if (typeof value !== 'object' || value === null) return undefined;
   if (depth > SIGNAL_METADATA_MAX_DEPTH) return `${path}: nested deeper than ${SIGNAL_METADATA_MAX_DEPTH} levels`;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const problem = metadataProblem(value[i], `${path}[${i}]`, depth + 1);
+      const problem = metadataProblem(value[i], `${path}[${i}]`, depth + 1, checkStrings);
       if (problem) return problem;
     }
     return undefined;
   }
-  for (const [key, v] of Object.entries(value)) {
-    if (LONE_SURROGATE.test(key)) return `${path}: a key contains a lone UTF-16 surrogate (not valid Unicode)`;
-    const problem = metadataProblem(v, `${path}.${key}`, depth + 1);
+  for (const key in value) {
+    if (checkStrings && LONE_SURROGATE.test(key)) return `${path}: a key contains a lone UTF-16 surrogate (not valid Unicode)`;
+    const problem = metadataProblem((value as Record<string, unknown>)[key], `${path}.${key}`, depth + 1, checkStrings);
     if (problem) return problem;
   }
   return undefined;
@@ -122,17 +127,20 @@ function metadataProblem(value: unknown, path: string, depth: number): string | 
  * Why a signal that passed the schema would still be refused, or stored differently, by one of
  * the two stores; undefined when both take it alike. Checked before either store is written, so
  * DuckDB and TigerBeetle never disagree because of a record's content. (Conflicts with what a
- * store already holds under the same id are the stores' own to find.)
+ * store already holds under the same id are the stores' own to find.) `mayHaveLoneSurrogates`
+ * false skips the Unicode checks: JSON text without a `\u` escape cannot produce a lone surrogate.
  */
-export function signalValueProblem(signal: Signal): { errorClass: string; message: string } | undefined {
+export function signalValueProblem(signal: Signal, mayHaveLoneSurrogates = true): { errorClass: string; message: string } | undefined {
   if (RESERVED_SIGNAL_IDS.has(signal.id)) return { errorClass: 'InvalidSignalId', message: `id: ${signal.id} is reserved (TigerBeetle forbids ids 0 and 2^128-1)` };
   const time = parseSignalTime(signal.timestamp);
   if (!time.ok) return { errorClass: 'InvalidTimestamp', message: `timestamp: ${JSON.stringify(signal.timestamp)} ${time.reason}` };
   // DuckDB's VARCHAR and JSON are UTF-8: a lone surrogate is refused (JSON) or silently replaced by U+FFFD (VARCHAR).
   for (const field of ['ruleId', 'message'] as const) {
-    if (LONE_SURROGATE.test(signal[field])) return { errorClass: 'SchemaViolation', message: `${field}: contains a lone UTF-16 surrogate (not valid Unicode)` };
+    if (mayHaveLoneSurrogates && LONE_SURROGATE.test(signal[field])) {
+      return { errorClass: 'SchemaViolation', message: `${field}: contains a lone UTF-16 surrogate (not valid Unicode)` };
+    }
   }
-  const problem = metadataProblem(signal.metadata, 'metadata', 1);
+  const problem = metadataProblem(signal.metadata, 'metadata', 1, mayHaveLoneSurrogates);
   if (problem) return { errorClass: 'SchemaViolation', message: problem };
   return undefined;
 }
