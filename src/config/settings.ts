@@ -67,6 +67,7 @@ export const signalSettings = {
   duckdbMaxRowsPerTxn: setting('DUCKDB_MAX_ROWS_PER_TXN', 'duckdb-max-rows-per-txn', '10000', 'most rows one DuckDB transaction writes', positiveInt),
   duckdbMaxOpenTenants: setting('DUCKDB_MAX_OPEN_TENANTS', 'duckdb-max-open-tenants', '64', 'most tenant databases open at once (least recently used is closed)', positiveInt),
   duckdbIdleTimeoutMs: setting('DUCKDB_IDLE_TIMEOUT_MS', 'duckdb-idle-timeout-ms', '60000', 'close a tenant database unused for this long (ms)', positiveInt),
+  duckdbMaxHoldMs: setting('DUCKDB_MAX_HOLD_MS', 'duckdb-max-hold-ms', '5000', 'hand a tenant database held this long over to another process waiting for its file lock (ms)', positiveInt),
   tbAddress: setting('TB_ADDRESS', 'tb-address', '3000', 'TigerBeetle replica addresses, comma-separated (port or host:port)', z.string().regex(/^[\w.:,\[\]-]+$/, 'comma-separated ports or host:port')),
   tbClusterId: setting('TB_CLUSTER_ID', 'tb-cluster-id', '0', 'TigerBeetle cluster id', z.string().regex(/^\d{1,39}$/, 'must be an unsigned integer').transform((s) => BigInt(s))),
   tbLedger: setting('TB_LEDGER', 'tb-ledger', '1', 'TigerBeetle ledger of the signal accounts', z.coerce.number().int().min(1).max(2 ** 32 - 1)),

@@ -5,7 +5,7 @@ import { isUtf8 } from 'node:buffer';
 import { canonicalTenantId } from './tenant.js';
 import { headerValues, type RecordHeaders } from './headers.js';
 import { spanDay, validateSpan, type Span } from './span.js';
-import { validateSignal, type Signal } from './signal.js';
+import { signalValueProblem, validateSignal, type Signal } from './signal.js';
 
 /** The parts of a Kafka message a decoder looks at. */
 export interface RawMessage {
@@ -141,26 +141,13 @@ export class SignalDecoder implements RecordDecoder<Signal> {
     const invalid = schemaRejection(validateSignal, json, bytes);
     if (invalid) return invalid;
     const signal = json as unknown as Signal;
-    if (Number.isNaN(Date.parse(signal.timestamp))) return reject(bytes, 'SchemaViolation', `timestamp: ${JSON.stringify(signal.timestamp)} is not a real date-time`);
-    // Both stores serialize metadata; JSON.parse takes any depth, JSON.stringify overflows the stack.
-    if (nestedDeeperThan(signal.metadata, MAX_METADATA_DEPTH)) return reject(bytes, 'SchemaViolation', `metadata: nested deeper than ${MAX_METADATA_DEPTH} levels`);
+    // Everything either store would refuse is refused here, before the first store is written.
+    // Only a \u escape makes a lone surrogate (decoding UTF-8 replaces bad bytes with U+FFFD).
+    const problem = signalValueProblem(signal, message.value!.includes('\\u'));
+    if (problem) return reject(bytes, problem.errorClass, problem.message);
     const tenant = resolveTenant(signal.tenantId, message.headers, bytes);
     if (!tenant.ok) return tenant;
     signal.tenantId = tenant.tenantId;
     return { ok: true, tenantId: tenant.tenantId, bytes, value: signal };
   }
-}
-
-const MAX_METADATA_DEPTH = 64;
-
-/** Whether a parsed JSON value nests objects or arrays deeper than `limit` (iterative: no stack). */
-function nestedDeeperThan(value: unknown, limit: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (typeof v !== 'object' || v === null) continue;
-    if (depth > limit) return true;
-    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
-  }
-  return false;
 }

@@ -29,6 +29,7 @@ export function createDuckDbSink(signals: SignalWorkerConfig['signals'], logger:
       maxRowsPerTransaction: signals.duckdbMaxRowsPerTxn,
       maxOpenTenants: signals.duckdbMaxOpenTenants,
       idleTimeoutMs: signals.duckdbIdleTimeoutMs,
+      maxHoldMs: signals.duckdbMaxHoldMs,
     },
     { logger, registry },
   );

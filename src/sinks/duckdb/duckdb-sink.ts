@@ -27,8 +27,16 @@ export interface DuckDbSinkConfig {
   threadsPerTenant?: number;
   /** DuckDB `memory_limit` per tenant database (each instance has its own buffer pool). */
   memoryLimitPerTenant?: string;
-  /** Waiting longer than this for a tenant's connection fails the write as retriable. */
+  /**
+   * Waiting longer than this for a tenant's connection, or for its file lock held by another
+   * process, fails the write as retriable.
+   */
   acquireTimeoutMs?: number;
+  /**
+   * A tenant database held open this long is handed over (closed, then not reopened for a short
+   * random cool-down) as soon as another process is waiting for its file lock.
+   */
+  maxHoldMs?: number;
 }
 
 export const DEFAULT_DUCKDB_SINK_CONFIG: Required<DuckDbSinkConfig> = {
@@ -41,7 +49,23 @@ export const DEFAULT_DUCKDB_SINK_CONFIG: Required<DuckDbSinkConfig> = {
   threadsPerTenant: 1,
   memoryLimitPerTenant: '256MB',
   acquireTimeoutMs: 60_000,
+  maxHoldMs: 5_000,
 };
+
+/** Longest pause between two attempts to open a file another process holds (capped, jittered). */
+const LOCK_RETRY_MAX_DELAY_MS = 100;
+/** A waiter refreshes its wait marker this often; a marker older than WAIT_MARKER_FRESH_MS is stale. */
+const WAIT_MARKER_REFRESH_MS = 250;
+const WAIT_MARKER_FRESH_MS = 2_000;
+/**
+ * After a handover the holder waits this long (plus up to as much again, at random) before it
+ * opens the file again: longer than a waiter's longest pause between attempts, so the waiter
+ * gets the lock.
+ */
+const HANDOVER_COOL_DOWN_MS = 250;
+
+/** DuckDB's error when another process holds the database file's lock. */
+const LOCK_CONFLICT = /could not set lock|conflicting lock/i;
 
 /** Errors DuckDB raises about the data of a row (a bad cast, a value out of range). */
 export type DuckDbErrorKind = 'row' | 'retriable';
@@ -179,6 +203,8 @@ interface WriteStats {
 interface OpenTenant {
   readonly tenantId: string;
   readonly file: string;
+  /** When this process took the file lock: the hold time counts from here. */
+  readonly openedAt: number;
   readonly instance: DuckDBInstance;
   readonly pool: Pool<DuckDBConnection>;
   /** Callers inside withTenant (waiting for or holding the connection). Never evicted while > 0. */
@@ -211,6 +237,8 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   private readonly logger: Logger;
   private readonly tenants = new Map<string, OpenTenant>();
   private readonly opening = new Map<string, Promise<OpenTenant>>();
+  /** Tenants handed over to another process: not reopened before this time (ms). */
+  private readonly coolDownUntil = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private dirReady: Promise<void> | undefined;
   private closed = false;
@@ -222,6 +250,9 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   private readonly rowsRejected: Counter<'reason'>;
   private readonly transactionDuration: Histogram;
   private readonly openTenants: Gauge;
+  private readonly lockWaits: Counter;
+  private readonly lockWaitDuration: Histogram;
+  private readonly handovers: Counter;
 
   constructor(config: Partial<DuckDbSinkConfig>, context: SinkContext) {
     this.config = resolveConfig(config);
@@ -261,13 +292,30 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       help: 'Tenant DuckDB databases currently open in this process',
       registers: [registry],
     }));
+    this.lockWaits = metric(registry, 'spanledger_duckdb_lock_waits_total', () => new Counter({
+      name: 'spanledger_duckdb_lock_waits_total',
+      help: 'Times a write found its tenant database locked by another process and waited for it',
+      registers: [registry],
+    }));
+    this.lockWaitDuration = metric(registry, 'spanledger_duckdb_lock_wait_seconds', () => new Histogram({
+      name: 'spanledger_duckdb_lock_wait_seconds',
+      help: 'How long each wait for a tenant database locked by another process lasted',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60],
+      registers: [registry],
+    }));
+    this.handovers = metric(registry, 'spanledger_duckdb_handovers_total', () => new Counter({
+      name: 'spanledger_duckdb_handovers_total',
+      help: 'Tenant databases closed after DUCKDB_MAX_HOLD_MS because another process was waiting for them',
+      registers: [registry],
+    }));
   }
 
   async start(): Promise<void> {
     this.closed = false;
     await this.ensureDir();
     if (!this.sweepTimer) {
-      const every = Math.min(30_000, Math.max(50, Math.floor(this.config.idleTimeoutMs / 2)));
+      // Often enough for idle closing and to hand a database over soon after maxHoldMs.
+      const every = Math.min(30_000, Math.max(50, Math.floor(Math.min(this.config.idleTimeoutMs / 2, this.config.maxHoldMs / 5))));
       this.sweepTimer = setInterval(() => {
         this.sweep().catch((err: unknown) => this.logger.warn({ err }, 'closing idle DuckDB tenant databases failed'));
       }, every);
@@ -577,10 +625,88 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   private open(tenantId: string): Promise<OpenTenant> {
     let opening = this.opening.get(tenantId);
     if (!opening) {
-      opening = this.doOpen(tenantId).finally(() => this.opening.delete(tenantId));
+      opening = this.openWhenFree(tenantId).finally(() => this.opening.delete(tenantId));
       this.opening.set(tenantId, opening);
     }
     return opening;
+  }
+
+  /**
+   * Opens the tenant's database, waiting while another process holds its file lock: retries every
+   * few tens of milliseconds (so it takes the lock as soon as the holder hands it over) and keeps a
+   * wait marker fresh beside the file, which tells the holder someone waits. Gives up as retriable
+   * after acquireTimeoutMs.
+   */
+  private async openWhenFree(tenantId: string): Promise<OpenTenant> {
+    const coolDown = (this.coolDownUntil.get(tenantId) ?? 0) - Date.now();
+    if (coolDown > 0) await sleep(coolDown);
+    this.coolDownUntil.delete(tenantId);
+    const marker = this.waitMarker(tenantId);
+    let waitStarted: number | undefined;
+    let markerTouched = 0;
+    let delay = 10;
+    for (;;) {
+      try {
+        const tenant = await this.doOpen(tenantId);
+        if (waitStarted !== undefined) {
+          const waitedMs = Date.now() - waitStarted;
+          this.lockWaitDuration.observe(waitedMs / 1000);
+          this.logger.info({ tenantId, waitedMs }, 'took over the tenant DuckDB database from another process');
+          // Ours is no longer a reason to hand it back; other waiters refresh theirs at once.
+          await fsp.rm(marker, { force: true }).catch(() => undefined);
+        }
+        return tenant;
+      } catch (err) {
+        const lockConflict = err instanceof RetriableError && LOCK_CONFLICT.test(duckDbMessage(err.cause));
+        if (!lockConflict || this.closed || (waitStarted !== undefined && Date.now() - waitStarted >= this.config.acquireTimeoutMs)) {
+          if (waitStarted !== undefined) {
+            this.lockWaitDuration.observe((Date.now() - waitStarted) / 1000);
+            this.logger.warn({ tenantId, waitedMs: Date.now() - waitStarted, err: duckDbMessage(err) }, 'gave up waiting for the tenant DuckDB database held by another process');
+          }
+          throw err;
+        }
+        if (waitStarted === undefined) {
+          waitStarted = Date.now();
+          this.lockWaits.inc();
+          this.logger.info({ tenantId, holder: duckDbMessage(err.cause) }, 'tenant DuckDB database is locked by another process; waiting for it to be handed over');
+        }
+        if (Date.now() - markerTouched >= WAIT_MARKER_REFRESH_MS) {
+          markerTouched = Date.now();
+          await fsp.writeFile(marker, `${process.pid}\n`).catch((e: unknown) => this.logger.warn({ err: e, marker }, 'cannot write the DuckDB wait marker'));
+        }
+        await sleep(Math.random() * delay);
+        delay = Math.min(LOCK_RETRY_MAX_DELAY_MS, delay * 2);
+      }
+    }
+  }
+
+  /** `<dir>/<tenantId>.duckdb.wait`: a process waiting for the file lock keeps it fresh. */
+  private waitMarker(tenantId: string): string {
+    return `${this.tenantFile(tenantId)}.wait`;
+  }
+
+  /** True when another process has been waiting for this tenant's file lock in the last moments. */
+  private async isWanted(tenant: OpenTenant): Promise<boolean> {
+    try {
+      const { mtimeMs } = await fsp.stat(this.waitMarker(tenant.tenantId));
+      return mtimeMs > tenant.openedAt && Date.now() - mtimeMs < WAIT_MARKER_FRESH_MS;
+    } catch {
+      return false; // no marker: nobody waits
+    }
+  }
+
+  /**
+   * Closes a database held for maxHoldMs or longer if another process waits for it (after the
+   * write in flight), and keeps it closed for a random cool-down so that process gets the lock.
+   */
+  private async handOverIfWanted(tenant: OpenTenant): Promise<void> {
+    const heldMs = Date.now() - tenant.openedAt;
+    if (tenant.closing || heldMs < this.config.maxHoldMs || !(await this.isWanted(tenant))) return;
+    if (tenant.closing) return;
+    this.coolDownUntil.set(tenant.tenantId, Date.now() + HANDOVER_COOL_DOWN_MS * (1 + Math.random()));
+    this.handovers.inc();
+    this.logger.info({ tenantId: tenant.tenantId, heldMs }, 'another process waits for this tenant DuckDB database: handing it over');
+    await this.closeTenant(tenant, 'handed over');
   }
 
   private async doOpen(tenantId: string): Promise<OpenTenant> {
@@ -613,6 +739,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     const tenant: OpenTenant = {
       tenantId,
       file,
+      openedAt: Date.now(),
       instance,
       users: 0,
       lastUsedAt: Date.now(),
@@ -670,6 +797,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     const now = Date.now();
     const idle = this.openList().filter((t) => t.users === 0 && now - t.lastUsedAt >= this.config.idleTimeoutMs);
     await Promise.all(idle.map((t) => this.closeTenant(t, 'idle')));
+    await Promise.all(this.openList().map((t) => this.handOverIfWanted(t)));
     await this.enforceCapacity();
   }
 
@@ -732,7 +860,7 @@ function sameContent(a: StagedRow, b: StagedRow): boolean {
 function resolveConfig(partial: Partial<DuckDbSinkConfig>): Required<DuckDbSinkConfig> {
   const defined = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
   const config = { ...DEFAULT_DUCKDB_SINK_CONFIG, ...defined } as Required<DuckDbSinkConfig>;
-  for (const key of ['maxRowsPerTransaction', 'maxOpenTenants', 'idleTimeoutMs', 'threadsPerTenant', 'acquireTimeoutMs'] as const) {
+  for (const key of ['maxRowsPerTransaction', 'maxOpenTenants', 'idleTimeoutMs', 'threadsPerTenant', 'acquireTimeoutMs', 'maxHoldMs'] as const) {
     if (!Number.isInteger(config[key]) || config[key] <= 0) throw new ConfigError(`DuckDB sink: ${key} must be a positive integer, got ${config[key]}`);
   }
   if (typeof config.dir !== 'string' || config.dir.length === 0) throw new ConfigError('DuckDB sink: dir must be a non-empty path');
@@ -740,6 +868,10 @@ function resolveConfig(partial: Partial<DuckDbSinkConfig>): Required<DuckDbSinkC
     throw new ConfigError(`DuckDB sink: memoryLimitPerTenant must look like 256MB, got ${config.memoryLimitPerTenant}`);
   }
   return config;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Returns the metric already registered under `name` (several sinks may share a registry). */

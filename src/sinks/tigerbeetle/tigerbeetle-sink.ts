@@ -3,7 +3,7 @@
  * (debited) to the tenant's signals account (credited). The README beside this file documents the
  * id derivations, the ledger/code/user_data mapping and the failure handling.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import {
   AccountFlags,
   CreateAccountStatus,
@@ -19,7 +19,7 @@ import {
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { ConfigError, RecordRejectedError, RetriableError } from '../../errors.js';
-import { SEVERITIES, type Severity, type Signal } from '../../model/signal.js';
+import { SEVERITIES, parseSignalTime, type Severity, type Signal } from '../../model/signal.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
 import type { BatchWriteResult, SinkContext, SourcePosition, TenantBatchSink } from '../types.js';
 
@@ -31,7 +31,6 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_ABANDONED_REQUESTS = 8;
 
 const U128_MAX = (1n << 128n) - 1n;
-const U64_MAX = (1n << 64n) - 1n;
 
 /** Transfer `code` (and nothing else) carries the severity: TigerBeetle requires code != 0. */
 export const SEVERITY_CODES: Readonly<Record<Severity, number>> = {
@@ -102,9 +101,34 @@ export function uuidToU128(uuid: string): bigint {
   return BigInt(`0x${uuid.replace(/-/g, '')}`);
 }
 
-/** Transfer id = the signal id's 128 bits. A replay of the same signal yields the same id. */
-export function transferIdForSignal(signalId: string): bigint {
-  return uuidToU128(signalId);
+const TRANSFER_ID_DOMAIN = 'spanledger/tigerbeetle/transfer/v2\0';
+/** transferIdFor's input (domain, tenant bytes, signal bytes, counter byte), reused: ~2x faster. */
+const transferIdInput = Buffer.alloc(TRANSFER_ID_DOMAIN.length + 33);
+transferIdInput.write(TRANSFER_ID_DOMAIN, 0, 'latin1');
+const transferIdInputNoCounter = transferIdInput.subarray(0, TRANSFER_ID_DOMAIN.length + 32);
+
+/**
+ * Transfer id = the first 16 bytes (big-endian) of
+ * SHA-256("spanledger/tigerbeetle/transfer/v2" NUL, tenant UUID's 16 bytes, signal UUID's 16 bytes),
+ * with one counter byte (1, 2, …) appended only if that is 0 or 2^128-1 (ids TigerBeetle forbids).
+ * Scoped by tenant, so one tenant's signal ids cannot take another tenant's transfer ids; the
+ * same (tenant, signal) always maps to the same id, so a replay answers `exists`. A hash, not a
+ * cheaper keyed permutation: the inputs are public, so only a preimage-resistant function keeps
+ * a tenant from choosing a signal id that lands on another tenant's transfer id.
+ */
+export function transferIdFor(tenantId: string, signalId: string): bigint {
+  const at = TRANSFER_ID_DOMAIN.length;
+  if (!isCanonicalUuid(tenantId) || !isCanonicalUuid(signalId)) {
+    throw new ConfigError(`transferIdFor: ${JSON.stringify(tenantId)} and ${JSON.stringify(signalId)} must be canonical UUIDs`);
+  }
+  transferIdInput.write(tenantId.replace(/-/g, ''), at, 'hex');
+  transferIdInput.write(signalId.replace(/-/g, ''), at + 16, 'hex');
+  for (let counter = 0; ; counter += 1) {
+    transferIdInput[at + 32] = counter;
+    const digest = hash('sha256', counter === 0 ? transferIdInputNoCounter : transferIdInput, 'hex');
+    const id = BigInt(`0x${digest.slice(0, 32)}`);
+    if (id !== 0n && id !== U128_MAX) return id;
+  }
 }
 
 /**
@@ -135,12 +159,13 @@ export function ruleTag(ruleId: string): number {
 }
 const ruleTags = new Map<string, number>();
 
-/** Transfer user_data_64 = signal time in whole milliseconds since the Unix epoch (UTC). */
+/**
+ * Transfer user_data_64 = signal time in whole milliseconds since the Unix epoch (UTC), read by
+ * the same strict parser as the decoder's, so the ledger and DuckDB hold the same instant.
+ */
 export function signalTimeMs(timestamp: string): bigint | null {
-  const ms = Date.parse(timestamp);
-  if (!Number.isFinite(ms) || ms < 0) return null;
-  const value = BigInt(ms);
-  return value <= U64_MAX ? value : null;
+  const time = parseSignalTime(timestamp);
+  return time.ok ? BigInt(time.epochMs) : null;
 }
 
 export function tenantAccount(tenantId: string, role: AccountRole, ledger: number): Account {
@@ -194,12 +219,12 @@ export function signalToTransfer(
   const timeMs = signalTimeMs(signal.timestamp);
   if (timeMs === null) {
     return new RecordRejectedError(
-      'SchemaViolation',
-      `signal ${signal.id}: timestamp ${JSON.stringify(signal.timestamp)} is not a time at or after 1970-01-01T00:00:00Z`,
+      'InvalidTimestamp',
+      `signal ${signal.id}: timestamp ${JSON.stringify(signal.timestamp)} is not a valid time in 1970-01-01T00:00:00Z..9999-12-31T23:59:59.999Z`,
     );
   }
   return {
-    id: transferIdForSignal(signal.id),
+    id: transferIdFor(tenantId, signal.id),
     debit_account_id: accounts.debit,
     credit_account_id: accounts.credit,
     amount: 1n,

@@ -120,6 +120,19 @@ describe('DuckDbSignalSink', () => {
     expect(await reader.countBySeverity(TENANT_C)).toEqual({ LOW: 0, MEDIUM: 0, HIGH: 0, CRITICAL: 0 });
   });
 
+  it('keys signals per tenant: the same id in two tenants is two rows, not a conflict', async () => {
+    makeSink();
+    await sink.start();
+    const id = randomUUID();
+    const mine = signal(TENANT_A, 1, { id, severity: 'LOW' });
+    const theirs = signal(TENANT_B, 2, { id, severity: 'CRITICAL', message: 'another tenant' });
+    expect((await sink.write(TENANT_A, records([mine]))).rejected.size).toBe(0);
+    expect((await sink.write(TENANT_B, records([theirs]))).rejected.size).toBe(0);
+    expect(await sink.countBySeverity(TENANT_A)).toEqual({ LOW: 1, MEDIUM: 0, HIGH: 0, CRITICAL: 0 });
+    expect(await sink.countBySeverity(TENANT_B)).toEqual({ LOW: 0, MEDIUM: 0, HIGH: 0, CRITICAL: 1 });
+    expect(await registryValue(registry, 'spanledger_duckdb_rows_written_total')).toBe(2);
+  });
+
   it('stores the signal fields as written', async () => {
     makeSink();
     const s = signal(TENANT_A, 1, {
@@ -280,6 +293,28 @@ describe('DuckDbSignalSink', () => {
     await sink.write(TENANT_B, [{ value: signal(TENANT_B, 0), source: { topic: 'signals', partition: 7, offset: '0' } }]);
     await sink.releasePartition('signals', 2);
     expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
+  });
+
+  it('hands a database held for maxHoldMs over only when another process waits for it', async () => {
+    makeSink({ maxHoldMs: 200 });
+    await sink.start();
+    const marker = path.join(dir, `${TENANT_A}.duckdb.wait`);
+    fs.writeFileSync(marker, 'stale'); // written before the database was opened: nobody waits now
+    await sink.write(TENANT_A, records([signal(TENANT_A, 1)]));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await registryValue(registry, 'spanledger_duckdb_handovers_total')).toBe(0);
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(1);
+
+    fs.writeFileSync(marker, String(process.pid + 1)); // a waiter refreshes it
+    await expect.poll(() => registryValue(registry, 'spanledger_duckdb_open_tenants'), { timeout: 2000 }).toBe(0);
+    expect(await registryValue(registry, 'spanledger_duckdb_handovers_total')).toBe(1);
+    // The lock is free for the waiter now.
+    expect(await openFromChildProcess(sink.tenantFile(TENANT_A))).toEqual({ ok: true, output: '1' });
+    // The next write reopens after the cool-down; nothing else waits, so it keeps the database.
+    fs.rmSync(marker);
+    await sink.write(TENANT_A, records([signal(TENANT_A, 2)]));
+    expect(await sink.countBySeverity(TENANT_A)).toMatchObject({ MEDIUM: 1, HIGH: 1 });
+    expect(await registryValue(registry, 'spanledger_duckdb_lock_waits_total')).toBe(0);
   });
 
   it('throws RetriableError for store failures, not per-record rejections', async () => {

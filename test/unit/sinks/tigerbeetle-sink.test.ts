@@ -10,7 +10,8 @@ import {
   accountIdFor,
   ruleTag,
   signalToTransfer,
-  transferIdForSignal,
+  transferIdFor,
+  uuidToU128,
   type TigerBeetleSinkConfig,
 } from '../../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
 import type { SourcePosition } from '../../../src/sinks/types.js';
@@ -55,9 +56,23 @@ function setup(config: Partial<TigerBeetleSinkConfig> = {}, cluster = new StandI
 
 
 describe('id and field derivations', () => {
-  it('transfer id is the signal UUID read as a 128-bit big-endian integer', () => {
-    expect(transferIdForSignal('00000000-0000-0000-0000-000000000001')).toBe(1n);
-    expect(transferIdForSignal('0123abcd-0000-4000-8000-00000000ffff')).toBe(0x0123abcd000040008000_00000000ffffn);
+  it('transfer id is derived from (tenant, signal id): stable, per tenant, never 0 or 2^128-1', () => {
+    const id = randomUUID();
+    const a = transferIdFor(TENANT, id);
+    expect(transferIdFor(TENANT, id)).toBe(a);
+    expect(transferIdFor(OTHER_TENANT, id)).not.toBe(a);
+    expect(transferIdFor(TENANT, randomUUID())).not.toBe(a);
+    expect(a).not.toBe(uuidToU128(id));
+    // TigerBeetle's reserved ids as signal ids still give usable transfer ids.
+    for (const reserved of ['00000000-0000-0000-0000-000000000000', 'ffffffff-ffff-ffff-ffff-ffffffffffff']) {
+      const derived = transferIdFor(TENANT, reserved);
+      expect(derived > 0n && derived < (1n << 128n) - 1n).toBe(true);
+    }
+    // Golden value (also computed with Python's hashlib): changing the derivation would make
+    // replays of stored signals count twice.
+    expect(transferIdFor('00000000-0000-4000-8000-000000000000', '00000000-0000-4000-8000-000000000001').toString(16)).toBe(
+      '6760beff40eee6f8ff8c3f1821eacaee',
+    );
   });
 
   it('account ids are stable, per tenant and role, never 0 or 2^128-1', () => {
@@ -153,8 +168,8 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     expect(codeConflict.message).toContain('exists_with_different_code');
     expect(result.rejected.get(3)!.errorClass).toBe('exists_with_different_user_data_128');
     expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'rejected' })).toBe(2);
-    expect(cluster.transfers.has(transferIdForSignal(batch[0]!.id))).toBe(true);
-    expect(cluster.transfers.has(transferIdForSignal(batch[2]!.id))).toBe(true);
+    expect(cluster.transfers.has(transferIdFor(TENANT, batch[0]!.id))).toBe(true);
+    expect(cluster.transfers.has(transferIdFor(TENANT, batch[2]!.id))).toBe(true);
     expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(4n);
   });
 
@@ -164,8 +179,27 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const batch = [signal(), signal({ tenantId: OTHER_TENANT }), signal({ timestamp: '1969-12-31T23:59:59Z' })];
     const result = await sink.write(TENANT, records(batch));
     expect(result.rejected.get(1)?.errorClass).toBe('TenantMismatch');
-    expect(result.rejected.get(2)?.errorClass).toBe('SchemaViolation');
+    expect(result.rejected.get(2)?.errorClass).toBe('InvalidTimestamp');
     expect(cluster.callsOf('create_transfers')).toEqual([1]);
+  });
+
+  it('lets two tenants use the same signal id: each gets its own transfer, replays still answer exists', async () => {
+    const { sink, cluster, registry } = setup();
+    await sink.start();
+    const id = randomUUID();
+    const mine = signal({ id, severity: 'LOW' });
+    const theirs = signal({ id, tenantId: OTHER_TENANT, severity: 'CRITICAL', traceId: 'ffffffffffffffffffffffffffffffff' });
+    expect((await sink.write(TENANT, records([mine]))).rejected.size).toBe(0);
+    expect((await sink.write(OTHER_TENANT, records([theirs]))).rejected.size).toBe(0);
+    expect(cluster.transfers.get(transferIdFor(TENANT, id))?.code).toBe(1);
+    expect(cluster.transfers.get(transferIdFor(OTHER_TENANT, id))?.code).toBe(4);
+    // Replays of both, in the other order: exists, nothing counted twice.
+    expect((await sink.write(OTHER_TENANT, records([theirs]))).rejected.size).toBe(0);
+    expect((await sink.write(TENANT, records([mine]))).rejected.size).toBe(0);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(2);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(2);
+    expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(1n);
+    expect((await sink.lookupTenantBalances(OTHER_TENANT)).signals?.creditsPosted).toBe(1n);
   });
 
   it('creates a tenant\'s accounts once per process, also under concurrent writes', async () => {
