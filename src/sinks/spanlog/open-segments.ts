@@ -127,16 +127,22 @@ export class OpenSegments {
         this.used += 1;
         return;
       }
-      const idle = [...this.open].find(([, file]) => file.pins === 0);
+      const idle = this.leastRecentlyUsedIdle();
       if (idle !== undefined) {
-        await this.evict(idle[0], idle[1]);
+        await this.evict(idle);
         continue;
       }
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
   }
 
-  private async evict(segment: Segment, file: OpenFile): Promise<void> {
+  private leastRecentlyUsedIdle(): Segment | undefined {
+    for (const [segment, file] of this.open) if (file.pins === 0) return segment;
+    return undefined;
+  }
+
+  private async evict(segment: Segment): Promise<void> {
+    const file = this.open.get(segment)!;
     this.open.delete(segment);
     const handle = await file.handle.catch(() => undefined);
     if (handle === undefined) return;
