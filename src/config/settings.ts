@@ -57,6 +57,7 @@ export const spanSettings = {
   group: setting('SPANS_GROUP', 'group', 'spanledger-spans', 'consumer group of the span workers', nonEmpty),
   spanlogDir: setting('SPANLOG_DIR', 'spanlog-dir', './data/spanlog', 'folder of the span log (per tenant, per UTC day)', nonEmpty),
   lockStaleMs: setting('SPANLOG_LOCK_STALE_MS', 'lock-stale-ms', '10000', 'a partition lock not refreshed for this long is taken over (ms, >= 2000)', z.coerce.number().int().min(2000)),
+  maxOpenFiles: setting('SPANLOG_MAX_OPEN_FILES', 'spanlog-max-open-files', '512', 'file descriptors the span log holds at most (least recently used segments are fdatasynced and closed first)', positiveInt),
 };
 
 export const signalSettings = {

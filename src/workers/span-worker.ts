@@ -13,7 +13,7 @@ export interface SpanWorkerConfig {
 
 /** Span worker: `spans` topic → per-tenant, per-day JSONL span log. */
 export function createSpanWorker(config: SpanWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
-  const sink = new SpanLogSink({ dir: config.spans.spanlogDir, lockStaleMs: config.spans.lockStaleMs }, { logger, registry });
+  const sink = new SpanLogSink({ dir: config.spans.spanlogDir, lockStaleMs: config.spans.lockStaleMs, maxOpenFiles: config.spans.maxOpenFiles }, { logger, registry });
   return new Worker<DecodedSpan>({
     kafka: config.kafka,
     worker: config.worker,

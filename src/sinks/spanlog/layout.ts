@@ -1,5 +1,6 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import type { FileHandleLike } from './files.js';
 
 /** Folder under SPANLOG_DIR that holds the partition lock files. */
 export const LOCKS_DIR = '.locks';
@@ -35,29 +36,24 @@ function offsetOf(line: string): bigint | undefined {
  * Reads a segment from its end until it finds the last complete line that parses and carries
  * an offset. Anything after that line is a torn (or, after a power loss, garbled) tail.
  */
-export async function readTail(file: string): Promise<Tail> {
-  const handle = await fsp.open(file, 'r');
-  try {
-    const { size } = await handle.stat();
-    let window = Math.min(size, 64 * 1024);
-    for (;;) {
-      const start = size - window;
-      const buffer = Buffer.alloc(window);
-      await handle.read(buffer, 0, window, start);
-      // Walk complete lines backwards: a line ends at a '\n'.
-      let end = buffer.lastIndexOf(0x0a);
-      while (end >= 0) {
-        const prev = end === 0 ? -1 : buffer.lastIndexOf(0x0a, end - 1);
-        if (prev < 0 && start > 0) break; // the line may begin before this window
-        const offset = offsetOf(buffer.subarray(prev + 1, end).toString('utf8'));
-        if (offset !== undefined) return { size, validLength: start + end + 1, lastOffset: offset };
-        end = prev;
-      }
-      if (start === 0) return { size, validLength: 0, lastOffset: undefined };
-      window = Math.min(size, window * 4);
+export async function readTail(handle: FileHandleLike): Promise<Tail> {
+  const { size } = await handle.stat();
+  let window = Math.min(size, 64 * 1024);
+  for (;;) {
+    const start = size - window;
+    const buffer = Buffer.alloc(window);
+    await handle.read(buffer, 0, window, start);
+    // Walk complete lines backwards: a line ends at a '\n'.
+    let end = buffer.lastIndexOf(0x0a);
+    while (end >= 0) {
+      const prev = end === 0 ? -1 : buffer.lastIndexOf(0x0a, end - 1);
+      if (prev < 0 && start > 0) break; // the line may begin before this window
+      const offset = offsetOf(buffer.subarray(prev + 1, end).toString('utf8'));
+      if (offset !== undefined) return { size, validLength: start + end + 1, lastOffset: offset };
+      end = prev;
     }
-  } finally {
-    await handle.close();
+    if (start === 0) return { size, validLength: 0, lastOffset: undefined };
+    window = Math.min(size, window * 4);
   }
 }
 

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -7,34 +6,41 @@ import { RetriableError, SpanledgerError } from '../../errors.js';
 import type { DecodedSpan } from '../../model/decode.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
 import type { BatchWriteResult, SinkContext, SourcePosition, TenantBatchSink } from '../types.js';
+import { nodeFiles, type SpanLogFiles } from './files.js';
 import { LOCKS_DIR, readTail, segmentName, segmentPattern } from './layout.js';
+import { OpenSegments, Segment } from './open-segments.js';
 
 export interface SpanLogConfig {
   /** SPANLOG_DIR: nothing is written outside it. */
   dir: string;
   /** A partition lock whose owner stopped refreshing it for this long may be taken over. */
   lockStaleMs: number;
-  /** Open segment files above this are closed after a sync (and reopened on demand). */
+  /** SPANLOG_MAX_OPEN_FILES: file descriptors the sink holds at most (default 512). */
   maxOpenFiles?: number;
+  /** The file system; node:fs/promises unless a test injects faults. */
+  files?: SpanLogFiles;
 }
 
-interface Segment {
-  path: string;
-  handle: fsp.FileHandle | undefined;
-  dirty: boolean;
-  lastUsed: number;
+/** One tenant-day of a partition, as this worker knows it in its current ownership session. */
+interface TenantDay {
+  /** Highest offset of the partition found there by recovery (-1n: none). */
+  inherited: bigint;
+  /** The segment this session appends to, once it wrote there. */
+  segment: Segment | undefined;
 }
 
 /** What this worker knows about one partition while it holds the partition's lock. */
 interface PartitionState {
   release: () => Promise<void>;
   compromised: boolean;
-  /** `<tenant>/<day>` → highest offset of this partition already in the span log (-1n: none). */
-  watermarks: Map<string, bigint>;
-  /** `<tenant>/<day>` → the segment this worker appends to. */
-  segments: Map<string, Segment>;
+  /** `<tenant>/<day>` → that tenant-day (recovered before its first write). */
+  days: Map<string, TenantDay>;
+  /** Segments written since the last sync that succeeded, whatever became of their handles. */
+  unsynced: Set<Segment>;
   /** Folders created since the last sync: their parents must be fsynced too. */
   newDirs: Set<string>;
+  /** Folders fsynced by recovery in this session (a tenant's folder serves all its days). */
+  recoveredDirs: Set<string>;
 }
 
 const EMPTY: BatchWriteResult = { rejected: new Map() };
@@ -47,28 +53,33 @@ const EMPTY: BatchWriteResult = { rejected: new Map() };
  *
  * Each line is the span plus `_kafka: {topic, partition, offset}`.
  *
- * Effectively once, without a transaction log:
+ * Effectively once, without a transaction log (docs/spanlog.md has the reasoning):
  * - a partition's segments are written only by the worker holding the partition's lock file
  *   (`<dir>/.locks/<topic>+<partition>.lock`), taken on first write and released when the
  *   partition is revoked; a worker that dies leaves a stale lock that is taken over after
  *   `lockStaleMs`. A segment is created with O_EXCL and appended to only by the session that
  *   created it, so two workers never append to the same file;
- * - before writing a tenant-day for the first time, the worker reads the tail of that
- *   tenant-day's segments of the partition: it truncates a torn last line, removes empty
- *   segments, and learns the highest offset already on disk (the watermark). Records at or
- *   below it were written before a crash or rebalance and are skipped; within one tenant-day of
+ * - before writing a tenant-day for the first time, the worker fsyncs that tenant-day's segments
+ *   of the partition and their folders (the previous owner may have died before its fsync), reads
+ *   their tails, truncates a torn last line, removes empty segments, and learns the highest offset
+ *   already on disk (the watermark). Records at or below it are skipped; within one tenant-day of
  *   a partition, records are appended in offset order, so everything up to the watermark is there;
- * - `sync` fdatasyncs every segment the flush touched (and new folders) once per flush, before
- *   the worker commits the offset.
+ * - a write that fails or comes up short is cut back to the segment's last complete line;
+ * - `sync` fdatasyncs every segment written since the last good sync (and new folders) once per
+ *   flush. If that fails, every such segment is cut back to its last synced length, so the
+ *   repeated flush writes those records again from memory, never trusting the page cache.
  */
 export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
   readonly name = 'spanlog';
   private readonly root: string;
+  private readonly files: SpanLogFiles;
+  private readonly handles: OpenSegments;
   private readonly partitions = new Map<string, PartitionState>();
   private readonly acquiring = new Map<string, Promise<PartitionState>>();
   private readonly bytesWritten: Counter<'topic'>;
   private readonly syncDuration: Histogram;
   private readonly recoveries: Counter<'kind'>;
+  private readonly faults: Counter<'kind'>;
   private readonly skipped: Counter<'topic'>;
 
   constructor(
@@ -76,10 +87,18 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     private readonly context: SinkContext,
   ) {
     this.root = path.resolve(config.dir);
+    this.files = config.files ?? nodeFiles;
+    this.handles = new OpenSegments(this.files, config.maxOpenFiles ?? 512);
     const registers = [context.registry];
     this.bytesWritten = new Counter({ name: 'spanledger_spanlog_bytes_written_total', help: 'Bytes appended to span log segments', labelNames: ['topic'], registers });
     this.syncDuration = new Histogram({ name: 'spanledger_spanlog_sync_duration_seconds', help: 'Time to fdatasync the segments of one flush', buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers });
     this.recoveries = new Counter({ name: 'spanledger_spanlog_recoveries_total', help: 'Torn tails truncated and empty segments removed during recovery', labelNames: ['kind'], registers });
+    this.faults = new Counter({
+      name: 'spanledger_spanlog_faults_total',
+      help: 'Disk faults: write (failed or short append, cut back), fsync (failed fsync, flush cut back to the last sync), cut_back (truncating after a fault failed: nothing is committed until it succeeds)',
+      labelNames: ['kind'],
+      registers,
+    });
     this.skipped = new Counter({ name: 'spanledger_spanlog_records_already_present_total', help: 'Records skipped because the span log already held them (replays)', labelNames: ['topic'], registers });
   }
 
@@ -101,15 +120,17 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
       else byDay.set(r.value.day, [r]);
     }
 
-    for (const [day, group] of byDay) {
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new SpanledgerError(`invalid day folder ${day}`, { retriable: false });
-      const key = `${tenantId}/${day}`;
-      const folder = path.join(this.root, tenantId, day);
-      let watermark = state.watermarks.get(key);
-      if (watermark === undefined) {
-        watermark = await this.recover(folder, topic, partition);
-        state.watermarks.set(key, watermark);
+    for (const [dayName, group] of byDay) {
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(dayName)) throw new SpanledgerError(`invalid day folder ${dayName}`, { retriable: false });
+      const key = `${tenantId}/${dayName}`;
+      const folder = path.join(this.root, tenantId, dayName);
+      let day = state.days.get(key);
+      if (day === undefined) {
+        day = { inherited: await this.recover(state, folder, topic, partition), segment: undefined };
+        state.days.set(key, day);
       }
+      if (day.segment?.damaged) await this.cutBack(day.segment, 'repair');
+      const watermark = day.segment?.end.lastOffset ?? day.inherited;
       const chunks: Buffer[] = [];
       let first: bigint | undefined;
       let last: bigint | undefined;
@@ -128,17 +149,9 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
       if (skipped > 0) this.skipped.inc({ topic }, skipped);
       if (first === undefined || last === undefined) continue;
       if (state.compromised) throw new RetriableError(`lost the lock of ${topic}+${partition}; not writing`);
-      const segment = await this.segment(state, key, folder, topic, partition, first);
+      day.segment ??= await this.createSegment(state, key, day.inherited, folder, topic, partition, first);
       const buffer = Buffer.concat(chunks);
-      try {
-        await segment.handle!.write(buffer, 0, buffer.length);
-      } catch (e) {
-        await this.forget(state);
-        throw new RetriableError(`appending to ${segment.path} failed: ${(e as Error).message}`, e);
-      }
-      segment.dirty = true;
-      segment.lastUsed = Date.now();
-      state.watermarks.set(key, last);
+      await this.append(state, day.segment, buffer, last);
       this.bytesWritten.inc({ topic }, buffer.length);
     }
     return EMPTY;
@@ -148,20 +161,29 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     const state = this.partitions.get(`${topic}+${partition}`);
     if (state === undefined) return;
     const end = this.syncDuration.startTimer();
-    const dirty = [...state.segments.values()].filter((s) => s.dirty && s.handle);
-    try {
-      await Promise.all(dirty.map((s) => s.handle!.datasync()));
-      for (const dir of state.newDirs) await fsyncDir(dir);
-    } catch (e) {
-      // After a failed fsync the kernel may have dropped the pages: nothing written since the
-      // last good sync can be trusted. Forget it all; the repeated flush re-reads the tails.
-      await this.forget(state);
-      throw new RetriableError(`fsync of span log segments failed: ${(e as Error).message}`, e);
+    const touched = [...state.unsynced];
+    const outcomes = await Promise.allSettled(touched.map((s) => this.syncSegment(s)));
+    let failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')?.reason as unknown;
+    if (failure === undefined) {
+      try {
+        for (const dir of state.newDirs) await this.handles.once(dir, 'r', (handle) => handle.sync());
+      } catch (e) {
+        failure = e;
+      }
     }
-    for (const s of dirty) s.dirty = false;
+    if (failure !== undefined) {
+      // After a failed fsync the kernel may have dropped the dirty pages and marked them clean:
+      // a later fsync could succeed without them, and reading the file back would show bytes
+      // the disk does not have. So nothing written since the last good sync is trusted: each
+      // such segment is cut back to its synced length and the repeated flush writes it again.
+      this.faults.inc({ kind: 'fsync' });
+      this.context.logger.error({ err: failure, partition: `${topic}+${partition}` }, 'fsync of span log segments failed; cutting them back to their last synced length');
+      await Promise.all(touched.filter((s) => s.unsynced).map((s) => this.cutBack(s, 'rollback').catch(() => undefined)));
+      throw new RetriableError(`fsync of span log segments failed: ${(failure as Error).message}`, failure);
+    }
+    state.unsynced.clear();
     state.newDirs.clear();
     end();
-    await this.closeIdleSegments(state);
   }
 
   async releasePartition(topic: string, partition: number): Promise<void> {
@@ -170,7 +192,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     const state = this.partitions.get(id);
     if (state === undefined) return;
     this.partitions.delete(id);
-    await closeSegments(state);
+    await this.closeSegments(state);
     await state.release().catch(() => undefined);
   }
 
@@ -198,7 +220,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     const stale = this.partitions.get(id);
     if (stale !== undefined) {
       this.partitions.delete(id);
-      await closeSegments(stale);
+      await this.closeSegments(stale);
     }
     // proper-lockfile makes the lock as the folder `<path>.lock` (mkdir is atomic, also on NFS).
     const lockPath = path.join(this.root, LOCKS_DIR, id);
@@ -206,9 +228,10 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     const state: PartitionState = {
       release: async () => undefined,
       compromised: false,
-      watermarks: new Map(),
-      segments: new Map(),
+      days: new Map(),
+      unsynced: new Set(),
       newDirs: new Set(),
+      recoveredDirs: new Set(),
     };
     try {
       state.release = await lockfile.lock(lockPath, {
@@ -231,43 +254,62 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     return state;
   }
 
-  /** Repairs a tenant-day folder's segments of one partition and returns its watermark. */
-  private async recover(folder: string, topic: string, partition: number): Promise<bigint> {
-    let names: string[];
+  /**
+   * Repairs a tenant-day folder's segments of one partition and returns its watermark. The
+   * segments were written by an earlier session, maybe one that died between its write and its
+   * fsync: they are fsynced (with their folders) before their tails are trusted, or the worker
+   * could commit offsets whose records are only in the page cache.
+   */
+  private async recover(state: PartitionState, folder: string, topic: string, partition: number): Promise<bigint> {
     try {
-      names = await fsp.readdir(folder);
+      let names: string[];
+      try {
+        names = await this.files.readdir(folder);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return -1n;
+        throw e;
+      }
+      const pattern = segmentPattern(topic, partition);
+      let watermark = -1n;
+      let inherited = false;
+      for (const name of names) {
+        if (!pattern.test(name)) continue;
+        inherited = true;
+        const file = path.join(folder, name);
+        const tail = await this.handles.once(file, 'r+', async (handle) => {
+          await handle.sync();
+          const found = await readTail(handle);
+          if (found.validLength < found.size) {
+            await handle.truncate(found.validLength);
+            await handle.sync();
+            this.recoveries.inc({ kind: 'torn_tail' });
+            this.context.logger.warn({ file, removedBytes: found.size - found.validLength }, 'truncated a torn tail of a span log segment');
+          }
+          return found;
+        });
+        if (tail.validLength === 0) {
+          await this.files.rm(file);
+          this.recoveries.inc({ kind: 'empty_segment' });
+          continue;
+        }
+        if (tail.lastOffset !== undefined && tail.lastOffset > watermark) watermark = tail.lastOffset;
+      }
+      // The day folder holds the segments' names, the tenant folder the day's, the root the tenant's.
+      if (inherited) {
+        for (const dir of [folder, path.dirname(folder), this.root]) {
+          if (state.recoveredDirs.has(dir)) continue;
+          await this.handles.once(dir, 'r', (handle) => handle.sync());
+          state.recoveredDirs.add(dir);
+        }
+      }
+      return watermark;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return -1n;
-      throw new RetriableError(`cannot list ${folder}: ${(e as Error).message}`, e);
+      throw new RetriableError(`cannot recover span log folder ${folder}: ${(e as Error).message}`, e);
     }
-    const pattern = segmentPattern(topic, partition);
-    let watermark = -1n;
-    for (const name of names) {
-      if (!pattern.test(name)) continue;
-      const file = path.join(folder, name);
-      const tail = await readTail(file);
-      if (tail.validLength < tail.size) {
-        await fsp.truncate(file, tail.validLength);
-        this.recoveries.inc({ kind: 'torn_tail' });
-        this.context.logger.warn({ file, removedBytes: tail.size - tail.validLength }, 'truncated a torn tail of a span log segment');
-      }
-      if (tail.validLength === 0) {
-        await fsp.rm(file);
-        this.recoveries.inc({ kind: 'empty_segment' });
-        continue;
-      }
-      if (tail.lastOffset !== undefined && tail.lastOffset > watermark) watermark = tail.lastOffset;
-    }
-    return watermark;
   }
 
-  private async segment(state: PartitionState, key: string, folder: string, topic: string, partition: number, firstOffset: bigint): Promise<Segment> {
-    const existing = state.segments.get(key);
-    if (existing !== undefined) {
-      if (existing.handle === undefined) existing.handle = await fsp.open(existing.path, 'a');
-      return existing;
-    }
-    const created = await fsp.mkdir(folder, { recursive: true });
+  private async createSegment(state: PartitionState, key: string, inherited: bigint, folder: string, topic: string, partition: number, firstOffset: bigint): Promise<Segment> {
+    const created = await this.files.mkdir(folder);
     if (created !== undefined) {
       // Every folder from the first one created down to `folder` is new: fsync each parent.
       let dir = folder;
@@ -276,41 +318,81 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
         dir = path.dirname(dir);
       }
     }
-    const file = path.join(folder, segmentName(topic, partition, firstOffset));
-    let handle: fsp.FileHandle;
+    const segment = new Segment(path.join(folder, segmentName(topic, partition, firstOffset)), { length: 0, lastOffset: inherited });
     try {
-      handle = await fsp.open(file, 'ax');
+      await this.handles.create(segment);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
         // Someone wrote this tenant-day since we read its tail: read it again before writing.
-        state.watermarks.delete(key);
-        throw new RetriableError(`segment ${file} already exists; re-reading the tenant-day`, e);
+        state.days.delete(key);
+        throw new RetriableError(`segment ${segment.path} already exists; re-reading the tenant-day`, e);
       }
-      throw new RetriableError(`cannot create ${file}: ${(e as Error).message}`, e);
+      throw new RetriableError(`cannot create ${segment.path}: ${(e as Error).message}`, e);
     }
     state.newDirs.add(folder);
-    const segment: Segment = { path: file, handle, dirty: false, lastUsed: Date.now() };
-    state.segments.set(key, segment);
     return segment;
   }
 
-  private async closeIdleSegments(state: PartitionState): Promise<void> {
-    const max = this.config.maxOpenFiles ?? 512;
-    const open = [...state.segments.values()].filter((s) => s.handle);
-    if (open.length <= max) return;
-    open.sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const s of open.slice(0, open.length - max)) {
-      const handle = s.handle!;
-      s.handle = undefined;
-      await handle.close();
+  /** One write per segment per flush. A failed or short write leaves no torn line behind. */
+  private async append(state: PartitionState, segment: Segment, buffer: Buffer, lastOffset: bigint): Promise<void> {
+    const before = segment.end;
+    state.unsynced.add(segment);
+    try {
+      await this.handles.use(segment, async (handle) => {
+        const { bytesWritten } = await handle.write(buffer, 0, buffer.length, before.length);
+        if (bytesWritten !== buffer.length) throw new Error(`short write: ${bytesWritten} of ${buffer.length} bytes`);
+      });
+    } catch (e) {
+      this.faults.inc({ kind: 'write' });
+      try {
+        await this.handles.use(segment, (handle) => handle.truncate(before.length));
+      } catch (cut) {
+        // Unknown bytes may follow the last complete line: the next write or sync cuts back first.
+        segment.damaged = true;
+        this.faults.inc({ kind: 'cut_back' });
+        this.context.logger.error({ err: cut, file: segment.path }, 'cannot cut a failed append back; retrying');
+      }
+      throw new RetriableError(`appending to ${segment.path} failed: ${(e as Error).message}`, e);
     }
+    segment.end = { length: before.length + buffer.length, lastOffset };
   }
 
-  /** Drops every cached fact about a partition so that the next write re-reads the disk. */
-  private async forget(state: PartitionState): Promise<void> {
-    await closeSegments(state);
-    state.segments.clear();
-    state.watermarks.clear();
+  /** fdatasyncs a segment if it holds unsynced bytes; a damaged segment fails the sync. */
+  private async syncSegment(segment: Segment): Promise<void> {
+    if (!segment.unsynced) return;
+    if (segment.damaged) throw new Error(`${segment.path} must be cut back to its last synced length first`);
+    const target = segment.end;
+    await this.handles.use(segment, (handle) => handle.datasync());
+    // An eviction's fdatasync of the same segment may have failed meanwhile.
+    if (segment.damaged) throw new Error(`fdatasync of ${segment.path} failed`);
+    if (target.length > segment.synced.length) segment.synced = target;
+  }
+
+  /**
+   * Cuts a segment back to its last synced length and fsyncs that, so that what the file holds is
+   * exactly what the disk holds; its watermark goes back with it, so the records after it are
+   * written again. If this fails the segment stays damaged and nothing of it is committed: every
+   * retry tries again, forever if the disk stays broken (visible in logs and metrics).
+   */
+  private async cutBack(segment: Segment, why: 'rollback' | 'repair'): Promise<void> {
+    segment.damaged = true;
+    try {
+      await this.handles.use(segment, async (handle) => {
+        await handle.truncate(segment.synced.length);
+        await handle.sync();
+      });
+    } catch (e) {
+      this.faults.inc({ kind: 'cut_back' });
+      this.context.logger.error({ err: e, file: segment.path, why }, 'cannot cut a span log segment back to its last synced length; nothing is committed until this succeeds');
+      throw new RetriableError(`cannot cut ${segment.path} back to ${segment.synced.length} bytes: ${(e as Error).message}`, e);
+    }
+    segment.end = segment.synced;
+    segment.damaged = false;
+  }
+
+  private async closeSegments(state: PartitionState): Promise<void> {
+    const segments = [...state.days.values()].flatMap((d) => (d.segment ? [d.segment] : []));
+    await Promise.all(segments.map((s) => this.handles.close(s)));
   }
 }
 
@@ -326,25 +408,6 @@ function spanLine(value: DecodedSpan, bookkeeping: string, offset: string): Buff
   }
   const json = JSON.stringify(value.span);
   return Buffer.from(`${json.slice(0, -1)},${bookkeeping}${offset}"}}\n`);
-}
-
-async function closeSegments(state: PartitionState): Promise<void> {
-  await Promise.all(
-    [...state.segments.values()].map(async (s) => {
-      const handle = s.handle;
-      s.handle = undefined;
-      await handle?.close().catch(() => undefined);
-    }),
-  );
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fd = await fsp.open(dir, fs.constants.O_RDONLY);
-  try {
-    await fd.sync();
-  } finally {
-    await fd.close();
-  }
 }
 
 function splitId(id: string): [string, number] {
