@@ -28,6 +28,8 @@ export interface ConsumerRunnerOptions<T> {
   rebalanceTimeoutMs: number;
   heartbeatIntervalMs: number;
   retryMaxDelayMs: number;
+  /** A revoked partition's flush under way gets this long before the partition is released anyway. */
+  shutdownTimeoutMs: number;
   /** Where dead letters the dead-letter topic refuses for good are kept (see Quarantine). */
   quarantineDir: string;
   logger: Logger;
@@ -169,7 +171,9 @@ export class ConsumerRunner<T> {
       for (const pipe of this.pipelines.values()) this.scheduleFlush(pipe, 'age');
     });
     consumer.on(consumer.events.CRASH, (event) => {
-      logger.error({ err: event.payload.error, restart: event.payload.restart }, 'kafka consumer crashed');
+      // kafkajs restarts the consumer after a retriable crash (e.g. a coordinator that moved).
+      const log = event.payload.restart ? logger.warn.bind(logger) : logger.error.bind(logger);
+      log({ err: event.payload.error, restart: event.payload.restart }, event.payload.restart ? 'kafka consumer crashed; kafkajs restarts it' : 'kafka consumer crashed');
       if (!event.payload.restart) {
         this.crashed = true;
         options.onFatal(event.payload.error);
@@ -219,7 +223,10 @@ export class ConsumerRunner<T> {
       this.release(undecoded.length, undecoded.reduce((n, r) => n + r.bytes, 0));
       const dropped = pipe.batch.drain();
       if (dropped) this.release(dropped.records, dropped.bytes);
-      await this.settle(pipe);
+      // Bounded: a store or dead-letter topic that does not answer must not hold the partition
+      // (and its span log lock) forever. Nothing is committed after this (the pipe is closed).
+      const settled = await Promise.race([this.settle(pipe).then(() => true), delay(this.options.shutdownTimeoutMs, false)]);
+      if (!settled) this.options.logger.warn({ partition, timeoutMs: this.options.shutdownTimeoutMs }, 'revoked partition still had a flush under way; releasing it anyway (its records will be read again)');
     }
     for (const sink of this.options.sinks) {
       try {
@@ -656,3 +663,6 @@ export class ConsumerRunner<T> {
   }
 }
 
+function delay<T>(ms: number, value: T): Promise<T> {
+  return new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
+}

@@ -55,6 +55,7 @@ export class Worker<T> {
       rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
       heartbeatIntervalMs: worker.heartbeatIntervalMs,
       retryMaxDelayMs: worker.retryMaxDelayMs,
+      shutdownTimeoutMs: worker.shutdownTimeoutMs,
       quarantineDir: worker.quarantineDir,
       logger,
       metrics: new WorkerMetrics(registry),
