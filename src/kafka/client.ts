@@ -1,5 +1,7 @@
 import { Kafka, logLevel as KafkaLogLevel, type Admin, type LogEntry } from 'kafkajs';
 import type { Logger } from 'pino';
+// Registers the snappy, lz4 and zstd codecs with kafkajs before any client exists.
+import './codecs.js';
 
 /** A kafkajs client whose own logs go through pino (warnings and errors only). */
 export function createKafka(options: { brokers: string[]; clientId: string; logger: Logger }): Kafka {

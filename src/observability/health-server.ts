@@ -7,6 +7,8 @@ export interface HealthSource {
   healthy(): boolean;
   /** Ready: joined the consumer group and consuming. */
   ready(): boolean;
+  /** Problems that make a running worker not ready, one line each (e.g. a stuck partition). */
+  problems?(): string[];
 }
 
 /** Serves /metrics (Prometheus text), /healthz and /readyz on one port. */
@@ -40,8 +42,10 @@ export class HealthServer {
       const ok = this.health.healthy();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'unhealthy\n');
     } else if (path === '/readyz') {
-      const ok = this.health.ready();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+      const problems = this.health.problems?.() ?? [];
+      const ok = this.health.ready() && problems.length === 0;
+      const body = (ok ? 'ready\n' : 'not ready\n') + problems.map((p) => `${p}\n`).join('');
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(body);
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
     }

@@ -62,6 +62,7 @@ export class Worker<T> {
     this.health = new HealthServer(worker.metricsPort, registry, {
       healthy: () => this.runner.healthy(),
       ready: () => this.runner.ready(),
+      problems: () => this.runner.stuckPartitions(),
     });
   }
 
