@@ -20,11 +20,15 @@
  * (see `undecodableBatchRecords`); the consumer runner pauses that partition and reports it.
  */
 import { randomBytes } from 'node:crypto';
-import { CompressionCodecs, CompressionTypes } from 'kafkajs';
+import kafkajs from 'kafkajs';
 import { decompress as zstdDecompress } from 'fzstd';
 import snappyCodec from 'kafkajs-snappy';
-import { compressFrame, decompressFrame } from 'lz4-napi';
+import lz4 from 'lz4-napi';
 import { SpanledgerError } from '../errors.js';
+
+// CommonJS packages: named imports do not resolve under Node's ESM loader.
+const { CompressionCodecs, CompressionTypes } = kafkajs;
+const { compressFrame, decompressFrame } = lz4;
 
 /** Header of a marker record; its value says why the batch could not be decompressed. */
 export const CODEC_ERROR_HEADER = 'spanledger.codec.error';
