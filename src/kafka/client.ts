@@ -1,4 +1,6 @@
 import kafkajs, { Kafka, logLevel as KafkaLogLevel, type Admin, type LogEntry } from 'kafkajs';
+// Registers the snappy, lz4 and zstd codecs with kafkajs before any client exists.
+import './codecs.js';
 
 // kafkajs is CommonJS and Node sees only some of its exports as named ones.
 const { ConfigResourceTypes } = kafkajs;

@@ -5,6 +5,7 @@ import type { RecordDecoder } from '../model/decode.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
 import type { TenantBatchSink } from '../sinks/types.js';
 import { recordFootprint } from '../model/headers.js';
+import { undecodableBatchReason } from './codecs.js';
 import { DeadLetterProducer, type DeadLetter } from './dead-letter.js';
 import { Quarantine } from './quarantine.js';
 import { PartitionOffsets } from './offset-tracker.js';
@@ -113,6 +114,8 @@ export class ConsumerRunner<T> {
   private assignment = new Set<number>();
   /** Partitions being released; if one comes back, its new pipeline waits for the release. */
   private readonly revoking = new Map<number, Promise<void>>();
+  /** Partitions paused at a batch that cannot be decompressed: partition → what and why. */
+  private readonly stuck = new Map<number, string>();
 
   constructor(private readonly options: ConsumerRunnerOptions<T>) {
     this.consumer = options.kafka.consumer({
@@ -209,11 +212,48 @@ export class ConsumerRunner<T> {
     metrics.assignedPartitions.set({ topic }, assigned.size);
   }
 
+  /**
+   * A batch of this partition cannot be decompressed (codec missing or data corrupt). Skipping it
+   * would lose records and crashing would loop, so only this partition is paused, at the batch:
+   * nothing at or past it is taken or committed, the other partitions go on, and the partition
+   * stays visible (log, spanledger_partition_stuck, /readyz) until a worker that can read it
+   * takes over. kafkajs delivers the batch again after any resume, which pauses it again.
+   */
+  private stopAtUndecodableBatch(partition: number, reason: string): void {
+    const { consumer, options } = this;
+    const { topic } = options;
+    consumer.pause([{ topic, partitions: [partition] }]);
+    if (this.stuck.get(partition) === reason) return;
+    this.stuck.set(partition, reason);
+    options.metrics.partitionStuck.set(this.stuckLabels(partition, reason), 1);
+    options.logger.error({ partition, reason }, 'partition paused: a batch cannot be decompressed; its records stay uncommitted until a worker that can read them takes over');
+  }
+
+  /** The reason label is short and stable (the codec), the full reason is in the log and /readyz. */
+  private stuckLabels(partition: number, reason: string) {
+    return { topic: this.options.topic, partition: String(partition), reason: `undecodable_batch:${reason.split(' ')[0]}` };
+  }
+
+  /** The partition went elsewhere; kafkajs keeps it paused across assignments, so if it comes back, read it again. */
+  private forgetStuck(partition: number): void {
+    const reason = this.stuck.get(partition);
+    if (reason === undefined) return;
+    this.stuck.delete(partition);
+    this.options.metrics.partitionStuck.remove(this.stuckLabels(partition, reason));
+    if (!this.paused) this.consumer.resume([{ topic: this.options.topic, partitions: [partition] }]);
+  }
+
+  /** One line per stuck partition, for /readyz. */
+  stuckPartitions(): string[] {
+    return [...this.stuck].map(([partition, reason]) => `partition ${this.options.topic}/${partition} stuck: ${reason}`);
+  }
+
   /** The partition went to another worker: drop its buffer (the new owner re-reads it), then release it. */
   private async revoke(partition: number): Promise<void> {
     const pipe = this.pipelines.get(partition);
     this.pipelines.delete(partition);
     this.options.metrics.lag.remove({ topic: this.options.topic, partition: String(partition) });
+    this.forgetStuck(partition);
     if (pipe !== undefined) {
       pipe.closed = true;
       if (pipe.timer) clearTimeout(pipe.timer);
@@ -265,6 +305,11 @@ export class ConsumerRunner<T> {
       let skipped = 0;
       for (const message of batch.messages) {
         if (this.stopping || pipe.closed || !isRunning() || isStale()) break;
+        const undecodable = undecodableBatchReason(message);
+        if (undecodable !== undefined) {
+          this.stopAtUndecodableBatch(batch.partition, undecodable);
+          break;
+        }
         const offset = BigInt(message.offset);
         if (!pipe.offsets.accept(offset)) {
           skipped += 1;

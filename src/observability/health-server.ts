@@ -9,6 +9,8 @@ export interface HealthSource {
   ready(): boolean;
   /** Lines /readyz shows after its verdict: conditions to look at (quarantined dead letters, stuck partitions). */
   details?(): string[];
+  /** Problems that make a running worker not ready, one line each (e.g. a stuck partition). */
+  problems?(): string[];
 }
 
 /** Serves /metrics (Prometheus text), /healthz and /readyz on one port. */
@@ -42,9 +44,10 @@ export class HealthServer {
       const ok = this.health.healthy();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'unhealthy\n');
     } else if (path === '/readyz') {
-      const ok = this.health.ready();
+      const problems = this.health.problems?.() ?? [];
+      const ok = this.health.ready() && problems.length === 0;
       const details = this.health.details?.() ?? [];
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end([ok ? 'ready' : 'not ready', ...details].join('\n') + '\n');
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end([ok ? 'ready' : 'not ready', ...problems, ...details].join('\n') + '\n');
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
     }

@@ -27,6 +27,7 @@ export class WorkerMetrics {
   readonly inFlightBytesMax: Gauge<'topic'>;
   readonly lag: Gauge<'topic' | 'partition'>;
   readonly assignedPartitions: Gauge<'topic'>;
+  readonly partitionStuck: Gauge<'topic' | 'partition' | 'reason'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -48,6 +49,7 @@ export class WorkerMetrics {
     this.fetchPauses = new Counter({ name: 'spanledger_fetch_pauses_total', help: 'Times fetching paused because too much was in flight', labelNames: ['topic'], registers });
     this.inFlightBytesMax = new Gauge({ name: 'spanledger_bytes_in_flight_max', help: 'Most bytes of records buffered or being flushed at once since start', labelNames: ['topic'], registers });
     this.lag = new Gauge({ name: 'spanledger_consumer_lag', help: 'High watermark minus the committed offset, per partition', labelNames: ['topic', 'partition'], registers });
+    this.partitionStuck = new Gauge({ name: 'spanledger_partition_stuck', help: '1 while a partition is paused at a batch that cannot be decompressed', labelNames: ['topic', 'partition', 'reason'], registers });
     this.assignedPartitions = new Gauge({ name: 'spanledger_assigned_partitions', help: 'Partitions assigned to this worker', labelNames: ['topic'], registers });
   }
 }

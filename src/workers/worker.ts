@@ -68,6 +68,7 @@ export class Worker<T> {
       healthy: () => this.runner.healthy(),
       ready: () => this.runner.ready(),
       details: () => this.runner.details(),
+      problems: () => this.runner.stuckPartitions(),
     });
   }
 

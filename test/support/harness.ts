@@ -5,6 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { groupLag } from '../../src/kafka/client.js';
+// So that tests can read topics written in any codec.
+import '../../src/kafka/codecs.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const CLI = path.join(ROOT, 'bin', 'spanledger.js');
