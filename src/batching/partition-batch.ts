@@ -17,20 +17,20 @@ export interface SourceMessage {
   timestamp: string;
 }
 
+/** One item (a span, a signal) of a valid record: a record may hold several (an OTLP request). */
 export interface ValidEntry<T> {
-  kind: 'valid';
   offset: bigint;
+  /** Position of the item within its record (0 for single-item records). */
+  index: number;
   tenantId: string;
   value: T;
-  bytes: number;
   source: SourceMessage;
 }
 
+/** A record that failed decoding: it is dead-lettered whole. */
 export interface RejectedEntry {
-  kind: 'rejected';
   offset: bigint;
   error: RecordRejectedError;
-  bytes: number;
   source: SourceMessage;
 }
 
@@ -42,7 +42,11 @@ export interface FlushPlan<T> {
   rejected: RejectedEntry[];
   firstOffset: bigint;
   lastOffset: bigint;
+  /** Kafka records (the unit of custody and commit). */
   records: number;
+  /** Items of the valid records plus rejected records: what BATCH_MAX_RECORDS counts. */
+  items: number;
+  /** In-flight bytes the records are counted with. */
   bytes: number;
   /** When the oldest record entered the buffer (ms, monotonic clock of the caller). */
   openedAt: number;
@@ -62,6 +66,7 @@ export class PartitionBatch<T> {
   private firstOffset: bigint | undefined;
   private lastOffset: bigint | undefined;
   private count = 0;
+  private itemCount = 0;
   private byteCount = 0;
   private openedAt = 0;
 
@@ -77,30 +82,41 @@ export class PartitionBatch<T> {
     return this.count === 0;
   }
 
-  add(entry: ValidEntry<T> | RejectedEntry, now: number): void {
-    if (this.lastOffset !== undefined && entry.offset <= this.lastOffset) {
-      throw new Error(`offsets must increase within a partition: ${entry.offset} after ${this.lastOffset}`);
+  /** A decoded record and its items, each to its tenant's group (in offset, then item order). */
+  addValid(offset: bigint, items: ReadonlyArray<{ tenantId: string; value: T }>, bytes: number, source: SourceMessage, now: number): void {
+    this.admit(offset, bytes, now);
+    this.itemCount += items.length;
+    items.forEach((item, index) => {
+      const entry: ValidEntry<T> = { offset, index, tenantId: item.tenantId, value: item.value, source };
+      const group = this.tenants.get(item.tenantId);
+      if (group === undefined) this.tenants.set(item.tenantId, [entry]);
+      else group.push(entry);
+    });
+  }
+
+  addRejected(offset: bigint, error: RecordRejectedError, bytes: number, source: SourceMessage, now: number): void {
+    this.admit(offset, bytes, now);
+    this.itemCount += 1;
+    this.rejected.push({ offset, error, source });
+  }
+
+  private admit(offset: bigint, bytes: number, now: number): void {
+    if (this.lastOffset !== undefined && offset <= this.lastOffset) {
+      throw new Error(`offsets must increase within a partition: ${offset} after ${this.lastOffset}`);
     }
     if (this.count === 0) {
-      this.firstOffset = entry.offset;
+      this.firstOffset = offset;
       this.openedAt = now;
     }
-    this.lastOffset = entry.offset;
+    this.lastOffset = offset;
     this.count += 1;
-    this.byteCount += entry.bytes;
-    if (entry.kind === 'rejected') {
-      this.rejected.push(entry);
-      return;
-    }
-    const group = this.tenants.get(entry.tenantId);
-    if (group === undefined) this.tenants.set(entry.tenantId, [entry]);
-    else group.push(entry);
+    this.byteCount += bytes;
   }
 
   /** Which limit, if any, says the buffer must be flushed now. */
   flushReason(limits: FlushLimits, now: number): FlushReason | undefined {
     if (this.count === 0) return undefined;
-    if (this.count >= limits.maxRecords) return 'records';
+    if (this.itemCount >= limits.maxRecords) return 'records';
     if (this.byteCount >= limits.maxBytes) return 'bytes';
     if (now - this.openedAt >= limits.maxAgeMs) return 'age';
     return undefined;
@@ -121,6 +137,7 @@ export class PartitionBatch<T> {
       firstOffset: this.firstOffset,
       lastOffset: this.lastOffset,
       records: this.count,
+      items: this.itemCount,
       bytes: this.byteCount,
       openedAt: this.openedAt,
     };
@@ -129,6 +146,7 @@ export class PartitionBatch<T> {
     this.firstOffset = undefined;
     this.lastOffset = undefined;
     this.count = 0;
+    this.itemCount = 0;
     this.byteCount = 0;
     return plan;
   }
@@ -147,5 +165,6 @@ export function mergePlans<T>(plan: FlushPlan<T>, later: FlushPlan<T>): void {
   for (const r of later.rejected) plan.rejected.push(r);
   plan.lastOffset = later.lastOffset;
   plan.records += later.records;
+  plan.items += later.items;
   plan.bytes += later.bytes;
 }

@@ -39,6 +39,9 @@ export interface ConsumerRunnerOptions<T> {
   onFatal: (error: Error) => void;
 }
 
+/** In-flight bytes each decoded item of a many-item record adds to the record's own bytes. */
+const DECODED_ITEM_BYTES = 512;
+
 /** Longest stretch of decoding before the event loop gets a turn. */
 const PROCESS_SLICE_MS = 20;
 
@@ -392,9 +395,12 @@ export class ConsumerRunner<T> {
     const decoded = this.options.decoder.decode({ value: message.value, headers: source.headers });
     const now = Date.now();
     if (decoded.ok) {
-      pipe.batch.add({ kind: 'valid', offset, tenantId: decoded.tenantId, value: decoded.value, bytes, source }, now);
+      // A record of many items (an OTLP request) takes more memory decoded than on the wire.
+      const expansion = decoded.items.length > 1 ? decoded.items.length * DECODED_ITEM_BYTES : 0;
+      if (expansion > 0) this.account(0, expansion);
+      pipe.batch.addValid(offset, decoded.items, bytes + expansion, source, now);
     } else {
-      pipe.batch.add({ kind: 'rejected', offset, error: decoded.error, bytes, source }, now);
+      pipe.batch.addRejected(offset, decoded.error, bytes, source, now);
     }
   }
 
@@ -567,7 +573,7 @@ export class ConsumerRunner<T> {
       await Promise.all(
         [...flush.current].map(async ([tenantId, entries]) => {
           if (entries.length === 0) return;
-          const records = entries.map((e) => ({ value: e.value, source: { topic, partition: pipe.partition, offset: e.offset.toString() } }));
+          const records = entries.map((e) => ({ value: e.value, source: { topic, partition: pipe.partition, offset: e.offset.toString(), index: e.index } }));
           const result = await retrying(() => sink.write(tenantId, records), this.retryOptions(pipe, sink.name));
           if (result.rejected.size === 0) {
             kept.set(tenantId, entries);
@@ -577,7 +583,8 @@ export class ConsumerRunner<T> {
           entries.forEach((entry, i) => {
             const error = result.rejected.get(i);
             if (error === undefined) stored.push(entry);
-            else refused.push({ topic, partition: pipe.partition, source: entry.source, error, stage: sink.name });
+            // A record is dead-lettered once, even when a store refuses several of its items.
+            else if (!refused.some((l) => l.source === entry.source)) refused.push({ topic, partition: pipe.partition, source: entry.source, error, stage: sink.name });
           });
           kept.set(tenantId, stored);
         }),

@@ -14,6 +14,8 @@ export interface SourcePosition {
   partition: number;
   /** Kafka offset as a decimal string (int64). */
   offset: string;
+  /** The item's position within its record when a record holds several (OTLP); absent: 0. */
+  index?: number;
 }
 
 /**

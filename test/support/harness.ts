@@ -27,9 +27,26 @@ export async function createTopic(kafka: Kafka, topic: string, numPartitions: nu
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true });
+    // A broker that just started may still answer "does not host this topic-partition" while
+    // the new topic's leaders settle; that passes.
+    await retryWhileTransient(() => admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true }), (e) => /already exists/.test(String(e)));
   } finally {
     await admin.disconnect();
+  }
+}
+
+/** Retries what a freshly started broker refuses for a moment (kafkajs marks those retriable). */
+async function retryWhileTransient<T>(fn: () => Promise<T>, done: (e: unknown) => boolean = () => false, timeoutMs = 30_000): Promise<T | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (done(e)) return undefined;
+      const retriable = (e as { retriable?: boolean }).retriable === true || /not the correct coordinator|does not host this topic-partition|coordinator is loading/i.test(String(e));
+      if (!retriable || Date.now() > deadline) throw e;
+      await sleep(250);
+    }
   }
 }
 
@@ -87,7 +104,7 @@ export async function waitForCommitted(kafka: Kafka, group: string, topic: strin
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const lag = await groupLag(admin, group, topic);
+      const lag = (await retryWhileTransient(() => groupLag(admin, group, topic)))!;
       if (lag.every((p) => p.lag === 0n)) return;
       if (Date.now() > deadline) throw new Error(`group ${group} still lags on ${topic}: ${lag.map((p) => `${p.partition}:${p.lag}`).join(' ')}`);
       await sleep(250);
@@ -101,7 +118,7 @@ export async function committedTotal(kafka: Kafka, group: string, topic: string)
   const admin = kafka.admin();
   await admin.connect();
   try {
-    return (await groupLag(admin, group, topic)).reduce((n, p) => n + p.committed, 0n);
+    return (await retryWhileTransient(() => groupLag(admin, group, topic)))!.reduce((n, p) => n + p.committed, 0n);
   } finally {
     await admin.disconnect();
   }

@@ -5,28 +5,53 @@ import type { FileHandleLike } from './files.js';
 /** Folder under SPANLOG_DIR that holds the partition lock files. */
 export const LOCKS_DIR = '.locks';
 
-export function segmentName(topic: string, partition: number, firstOffset: bigint): string {
-  return `${topic}+${partition}+${firstOffset}.jsonl`;
+/**
+ * Where a span stands in its partition: its record's offset, then its index within the record
+ * (an OTLP record holds many spans). One bigint, so that watermarks compare as numbers.
+ */
+export type SpanPosition = bigint;
+const INDEX_BITS = 24n;
+/** Most spans one record may hold (the decoder refuses more). */
+export const MAX_SPANS_PER_RECORD = 1 << 24;
+
+export function spanPosition(offset: bigint, index = 0): SpanPosition {
+  return (offset << INDEX_BITS) | BigInt(index);
+}
+
+export function positionOffset(position: SpanPosition): bigint {
+  return position >> INDEX_BITS;
+}
+
+export function positionIndex(position: SpanPosition): number {
+  return Number(position & ((1n << INDEX_BITS) - 1n));
+}
+
+/** `<topic>+<partition>+<offset>.jsonl`, or `…+<offset>_<index>.jsonl` when it starts inside a record. */
+export function segmentName(topic: string, partition: number, first: SpanPosition): string {
+  const index = positionIndex(first);
+  return `${topic}+${partition}+${positionOffset(first)}${index === 0 ? '' : `_${index}`}.jsonl`;
 }
 
 export function segmentPattern(topic: string, partition: number): RegExp {
   const escaped = topic.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&');
-  return new RegExp(`^${escaped}\\+${partition}\\+\\d+\\.jsonl$`);
+  return new RegExp(`^${escaped}\\+${partition}\\+\\d+(?:_\\d+)?\\.jsonl$`);
 }
 
 export interface Tail {
   size: number;
   /** Length of the file up to and including its last complete, parseable line. */
   validLength: number;
-  /** Kafka offset in that last line's `_kafka` bookkeeping. */
-  lastOffset: bigint | undefined;
+  /** Position (offset and index) in that last line's `_kafka` bookkeeping. */
+  lastPosition: SpanPosition | undefined;
 }
 
-function offsetOf(line: string): bigint | undefined {
+function positionOf(line: string): SpanPosition | undefined {
   try {
-    const parsed = JSON.parse(line) as { _kafka?: { offset?: unknown } };
+    const parsed = JSON.parse(line) as { _kafka?: { offset?: unknown; index?: unknown } };
     const offset = parsed._kafka?.offset;
-    return typeof offset === 'string' && /^\d+$/.test(offset) ? BigInt(offset) : undefined;
+    const index = parsed._kafka?.index ?? 0;
+    if (typeof offset !== 'string' || !/^\d+$/.test(offset) || typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= MAX_SPANS_PER_RECORD) return undefined;
+    return spanPosition(BigInt(offset), index);
   } catch {
     return undefined;
   }
@@ -48,11 +73,11 @@ export async function readTail(handle: FileHandleLike): Promise<Tail> {
     while (end >= 0) {
       const prev = end === 0 ? -1 : buffer.lastIndexOf(0x0a, end - 1);
       if (prev < 0 && start > 0) break; // the line may begin before this window
-      const offset = offsetOf(buffer.subarray(prev + 1, end).toString('utf8'));
-      if (offset !== undefined) return { size, validLength: start + end + 1, lastOffset: offset };
+      const position = positionOf(buffer.subarray(prev + 1, end).toString('utf8'));
+      if (position !== undefined) return { size, validLength: start + end + 1, lastPosition: position };
       end = prev;
     }
-    if (start === 0) return { size, validLength: 0, lastOffset: undefined };
+    if (start === 0) return { size, validLength: 0, lastPosition: undefined };
     window = Math.min(size, window * 4);
   }
 }

@@ -1,9 +1,10 @@
 import type { FileHandleLike, SpanLogFiles } from './files.js';
+import type { SpanPosition } from './layout.js';
 
-/** A point in a segment: its length (complete lines only) and the offset of its last line. */
+/** A point in a segment: its length (complete lines only) and the position of its last line. */
 export interface Mark {
   length: number;
-  lastOffset: bigint;
+  lastPosition: SpanPosition;
 }
 
 /** One segment file this worker appends to, and what it knows about its bytes. */

@@ -7,7 +7,7 @@ import type { DecodedSpan } from '../../model/decode.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
 import type { BatchWriteResult, SinkContext, SourcePosition, TenantBatchSink } from '../types.js';
 import { nodeFiles, type SpanLogFiles } from './files.js';
-import { LOCKS_DIR, readTail, segmentName, segmentPattern } from './layout.js';
+import { LOCKS_DIR, readTail, segmentName, segmentPattern, spanPosition, type SpanPosition } from './layout.js';
 import { OpenSegments, Segment } from './open-segments.js';
 
 export interface SpanLogConfig {
@@ -24,7 +24,7 @@ export interface SpanLogConfig {
 /** One tenant-day of a partition, as this worker knows it in its current ownership session. */
 interface TenantDay {
   /** Highest offset of the partition found there by recovery (-1n: none). */
-  inherited: bigint;
+  inherited: SpanPosition;
   /** The segment this session appends to, once it wrote there. */
   segment: Segment | undefined;
 }
@@ -49,9 +49,11 @@ const EMPTY: BatchWriteResult = { rejected: new Map() };
  * The span log: JSONL, one folder per tenant and UTC day, one segment file per writer session of
  * a partition:
  *
- *   <dir>/<tenantId>/<YYYY-MM-DD>/<topic>+<partition>+<firstOffset>.jsonl
+ *   <dir>/<tenantId>/<YYYY-MM-DD>/<topic>+<partition>+<firstOffset>[_<firstIndex>].jsonl
  *
- * Each line is the span plus `_kafka: {topic, partition, offset}`.
+ * Each line is the span in its stored shape (src/model/span-line.ts) plus
+ * `_kafka: {topic, partition, offset[, index]}`; `index` (the span's place in its record) is
+ * there when it is not 0, i.e. for the second and later spans of an OTLP record.
  *
  * Effectively once, without a transaction log (docs/spanlog.md has the reasoning):
  * - a partition's segments are written only by the worker holding the partition's lock file
@@ -62,8 +64,9 @@ const EMPTY: BatchWriteResult = { rejected: new Map() };
  * - before writing a tenant-day for the first time, the worker fsyncs that tenant-day's segments
  *   of the partition and their folders (the previous owner may have died before its fsync), reads
  *   their tails, truncates a torn last line, removes empty segments, and learns the highest offset
- *   already on disk (the watermark). Records at or below it are skipped; within one tenant-day of
- *   a partition, records are appended in offset order, so everything up to the watermark is there;
+ *   already on disk (the watermark, a position: offset then index). Spans at or below it are
+ *   skipped; within one tenant-day of a partition, spans are appended in position order, so
+ *   everything up to the watermark is there, also when a crash tore a record's spans apart;
  * - a write that fails or comes up short is cut back to the segment's last complete line;
  * - `sync` fdatasyncs every segment written since the last good sync (and new folders) once per
  *   flush. If that fails, every such segment is cut back to its last synced length, so the
@@ -130,21 +133,21 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
         state.days.set(key, day);
       }
       if (day.segment?.damaged) await this.cutBack(day.segment, 'repair');
-      const watermark = day.segment?.end.lastOffset ?? day.inherited;
+      const watermark = day.segment?.end.lastPosition ?? day.inherited;
       const chunks: Buffer[] = [];
-      let first: bigint | undefined;
-      let last: bigint | undefined;
+      let first: SpanPosition | undefined;
+      let last: SpanPosition | undefined;
       let skipped = 0;
       const bookkeeping = `"_kafka":{"topic":${JSON.stringify(topic)},"partition":${partition},"offset":"`;
       for (const r of group) {
-        const offset = BigInt(r.source.offset);
-        if (offset <= watermark) {
+        const position = spanPosition(BigInt(r.source.offset), r.source.index);
+        if (position <= watermark) {
           skipped += 1;
           continue;
         }
-        first ??= offset;
-        last = offset;
-        chunks.push(spanLine(r.value, bookkeeping, r.source.offset));
+        first ??= position;
+        last = position;
+        chunks.push(spanLine(r.value, bookkeeping, r.source.offset, r.source.index));
       }
       if (skipped > 0) this.skipped.inc({ topic }, skipped);
       if (first === undefined || last === undefined) continue;
@@ -260,7 +263,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
    * fsync: they are fsynced (with their folders) before their tails are trusted, or the worker
    * could commit offsets whose records are only in the page cache.
    */
-  private async recover(state: PartitionState, folder: string, topic: string, partition: number): Promise<bigint> {
+  private async recover(state: PartitionState, folder: string, topic: string, partition: number): Promise<SpanPosition> {
     try {
       let names: string[];
       try {
@@ -292,7 +295,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
           this.recoveries.inc({ kind: 'empty_segment' });
           continue;
         }
-        if (tail.lastOffset !== undefined && tail.lastOffset > watermark) watermark = tail.lastOffset;
+        if (tail.lastPosition !== undefined && tail.lastPosition > watermark) watermark = tail.lastPosition;
       }
       // The day folder holds the segments' names, the tenant folder the day's, the root the tenant's.
       if (inherited) {
@@ -308,7 +311,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     }
   }
 
-  private async createSegment(state: PartitionState, key: string, inherited: bigint, folder: string, topic: string, partition: number, firstOffset: bigint): Promise<Segment> {
+  private async createSegment(state: PartitionState, key: string, inherited: SpanPosition, folder: string, topic: string, partition: number, first: SpanPosition): Promise<Segment> {
     const created = await this.files.mkdir(folder);
     if (created !== undefined) {
       // Every folder from the first one created down to `folder` is new: fsync each parent.
@@ -318,7 +321,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
         dir = path.dirname(dir);
       }
     }
-    const segment = new Segment(path.join(folder, segmentName(topic, partition, firstOffset)), { length: 0, lastOffset: inherited });
+    const segment = new Segment(path.join(folder, segmentName(topic, partition, first)), { length: 0, lastPosition: inherited });
     try {
       await this.handles.create(segment);
     } catch (e) {
@@ -334,7 +337,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
   }
 
   /** One write per segment per flush. A failed or short write leaves no torn line behind. */
-  private async append(state: PartitionState, segment: Segment, buffer: Buffer, lastOffset: bigint): Promise<void> {
+  private async append(state: PartitionState, segment: Segment, buffer: Buffer, lastPosition: SpanPosition): Promise<void> {
     const before = segment.end;
     state.unsynced.add(segment);
     try {
@@ -354,7 +357,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
       }
       throw new RetriableError(`appending to ${segment.path} failed: ${(e as Error).message}`, e);
     }
-    segment.end = { length: before.length + buffer.length, lastOffset };
+    segment.end = { length: before.length + buffer.length, lastPosition };
   }
 
   /** fdatasyncs a segment if it holds unsynced bytes; a damaged segment fails the sync. */
@@ -396,18 +399,10 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
   }
 }
 
-/**
- * One span log line. The record's own bytes are kept when they are a single-line JSON object
- * (the common case): the bookkeeping is spliced in before the closing brace, which spares a
- * JSON.stringify per span and keeps the span byte for byte as the producer wrote it.
- */
-function spanLine(value: DecodedSpan, bookkeeping: string, offset: string): Buffer {
-  if (value.raw !== undefined) {
-    const tenant = value.tenantFromHeader ? `,"tenantId":"${value.span.tenantId}"` : '';
-    return Buffer.concat([value.raw.subarray(0, value.raw.length - 1), Buffer.from(`${tenant},${bookkeeping}${offset}"}}\n`)]);
-  }
+/** One span log line: the stored span, with the Kafka bookkeeping as its last field. */
+function spanLine(value: DecodedSpan, bookkeeping: string, offset: string, index = 0): Buffer {
   const json = JSON.stringify(value.span);
-  return Buffer.from(`${json.slice(0, -1)},${bookkeeping}${offset}"}}\n`);
+  return Buffer.from(`${json.slice(0, -1)},${bookkeeping}${offset}"${index === 0 ? '' : `,"index":${index}`}}}\n`);
 }
 
 function splitId(id: string): [string, number] {

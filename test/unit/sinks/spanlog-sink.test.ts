@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RetriableError } from '../../../src/errors.js';
 import { SpanDecoder, type DecodedSpan } from '../../../src/model/decode.js';
 import { generateSpan, tenantIdFor } from '../../../src/model/generate.js';
+import { storedSpan } from '../../../src/model/span-line.js';
 import { spanDay } from '../../../src/model/span.js';
 import { SpanLogSink } from '../../../src/sinks/spanlog/spanlog-sink.js';
 import { summarizeSpanLog } from '../../../src/sinks/spanlog/summary.js';
@@ -19,18 +20,18 @@ function records(tenantId: string, from: number, to: number, partition = 0, nowM
   const out: Array<{ value: DecodedSpan; source: { topic: string; partition: number; offset: string } }> = [];
   for (let o = from; o <= to; o += 1) {
     const span = generateSpan(tenantId, o, nowMs);
-    out.push({ value: { span, day: spanDay(span)!, tenantFromHeader: false }, source: { topic: 'spans', partition, offset: String(o) } });
+    out.push({ value: { span: storedSpan(span, tenantId), day: spanDay(span)! }, source: { topic: 'spans', partition, offset: String(o) } });
   }
   return out;
 }
 
-function readLines(dir: string, tenantId: string, day: string): Array<{ _kafka: { offset: string; partition: number } }> {
+function readLines(dir: string, tenantId: string, day: string): Array<{ spanId: string; _kafka: { offset: string; partition: number; index?: number } }> {
   const folder = path.join(dir, tenantId, day);
   return fs
     .readdirSync(folder)
     .sort()
     .flatMap((f) => fs.readFileSync(path.join(folder, f), 'utf8').split('\n').filter(Boolean))
-    .map((l) => JSON.parse(l) as { _kafka: { offset: string; partition: number } });
+    .map((l) => JSON.parse(l) as { spanId: string; _kafka: { offset: string; partition: number; index?: number } });
 }
 
 describe('SpanLogSink', () => {
@@ -130,27 +131,51 @@ describe('SpanLogSink', () => {
     expect(readLines(dir, A, '2026-11-24').map((l) => l._kafka.offset)).toEqual(['0', '1', '2', '3']);
   });
 
-  it('keeps the producer\'s bytes and adds the tenant from the header and the bookkeeping', async () => {
+  it('writes one shape whatever the span looked like on the wire: same span, same line', async () => {
     const decoder = new SpanDecoder(1_000_000);
-    const { tenantId: _t, ...body } = generateSpan(A, 1, DAY_MS);
-    const raw = Buffer.from(JSON.stringify(body));
-    const fromHeader = decoder.decode({ value: raw, headers: { 'tenant-id': A } });
-    const pretty = decoder.decode({ value: Buffer.from(JSON.stringify({ ...generateSpan(A, 2, DAY_MS) }, null, 2)) });
-    if (!fromHeader.ok || !pretty.ok) throw new Error('decoding failed');
-    expect(fromHeader.value.raw).toBeDefined();
-    expect(pretty.value.raw).toBeUndefined();
+    const span = generateSpan(A, 1, DAY_MS);
+    const { tenantId: _t, ...body } = span;
+    // The same span: tenant from the header; pretty-printed with fields in another order and
+    // enums as names.
+    const fromHeader = decoder.decode({ value: Buffer.from(JSON.stringify(body)), headers: { 'tenant-id': A } });
+    const canonical = { ...span, kind: 2, status: { code: 1 } };
+    const { traceId, ...rest } = canonical;
+    const loose = { ...rest, kind: 'SPAN_KIND_SERVER', status: { code: 'STATUS_CODE_OK' }, traceId };
+    const a = decoder.decode({ value: Buffer.from(JSON.stringify(canonical)) });
+    const b = decoder.decode({ value: Buffer.from(JSON.stringify(loose, null, 2)) });
+    if (!fromHeader.ok || !a.ok || !b.ok) throw new Error('decoding failed');
     const sink = make();
     await sink.write(A, [
-      { value: fromHeader.value, source: { topic: 'spans', partition: 0, offset: '0' } },
-      { value: pretty.value, source: { topic: 'spans', partition: 0, offset: '1' } },
+      { value: fromHeader.items[0]!.value, source: { topic: 'spans', partition: 0, offset: '0' } },
+      { value: a.items[0]!.value, source: { topic: 'spans', partition: 0, offset: '1' } },
+      { value: b.items[0]!.value, source: { topic: 'spans', partition: 0, offset: '1', index: 1 } },
     ]);
     await sink.sync('spans', 0);
-    const text = fs.readFileSync(path.join(dir, A, '2026-11-24', 'spans+0+0.jsonl'), 'utf8');
-    const lines = text.trimEnd().split('\n');
-    expect(lines).toHaveLength(2);
-    expect(lines[0]!.startsWith(raw.toString().slice(0, -1))).toBe(true);
-    expect(JSON.parse(lines[0]!)).toEqual({ ...body, tenantId: A, _kafka: { topic: 'spans', partition: 0, offset: '0' } });
-    expect(JSON.parse(lines[1]!)._kafka.offset).toBe('1');
+    const lines = fs.readFileSync(path.join(dir, A, '2026-11-24', 'spans+0+0.jsonl'), 'utf8').trimEnd().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(JSON.parse(lines[0]!)).toEqual({ ...span, kind: span.kind, _kafka: { topic: 'spans', partition: 0, offset: '0' } });
+    const strip = (line: string) => line.replace(/,"_kafka":.*$/, '');
+    expect(strip(lines[2]!)).toBe(strip(lines[1]!));
+    expect(JSON.parse(lines[1]!)).toMatchObject({ tenantId: A, kind: 2, status: { code: 1 } });
+    expect(JSON.parse(lines[2]!)._kafka).toEqual({ topic: 'spans', partition: 0, offset: '1', index: 1 });
+  });
+
+  it('resumes inside a record whose spans a crash tore apart (position = offset, then index)', async () => {
+    const spans = [0, 1, 2, 3].map((i) => generateSpan(A, 10 + i, DAY_MS));
+    const entries = spans.map((span, index) => ({ value: { span: storedSpan(span, A), day: spanDay(span)! }, source: { topic: 'spans', partition: 0, offset: '7', index } }));
+    const first = make();
+    await first.write(A, entries.slice(0, 2));
+    await first.sync('spans', 0);
+    await first.releasePartition('spans', 0);
+    // A new owner gets the whole record again: it writes only the spans not on disk yet.
+    const second = make();
+    await second.write(A, entries);
+    await second.sync('spans', 0);
+    const folder = path.join(dir, A, '2026-11-24');
+    expect(fs.readdirSync(folder).sort()).toEqual(['spans+0+7.jsonl', 'spans+0+7_2.jsonl']);
+    const lines = readLines(dir, A, "2026-11-24");
+    expect(lines.map((l) => [l._kafka.offset, l._kafka.index ?? 0])).toEqual([['7', 0], ['7', 1], ['7', 2], ['7', 3]]);
+    expect(lines.map((l) => l.spanId)).toEqual(spans.map((s) => s.spanId));
   });
 
   it('refuses a tenant id that is not a canonical UUID', async () => {

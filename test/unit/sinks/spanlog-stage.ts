@@ -4,6 +4,7 @@ import { expect } from 'vitest';
 import { RetriableError } from '../../../src/errors.js';
 import type { DecodedSpan } from '../../../src/model/decode.js';
 import { generateSpan, tenantIdFor } from '../../../src/model/generate.js';
+import { storedSpan } from '../../../src/model/span-line.js';
 import { spanDay } from '../../../src/model/span.js';
 import { listSegments } from '../../../src/sinks/spanlog/layout.js';
 import type { SpanLogSink } from '../../../src/sinks/spanlog/spanlog-sink.js';
@@ -24,7 +25,7 @@ export function flushOf(from: number, to: number, tenants: number, days = 1): Fl
   for (let o = from; o <= to; o += 1) {
     const tenantId = tenantIdFor(o % tenants);
     const span = generateSpan(tenantId, o, DAY_MS + (Math.floor(o / tenants) % days) * 86_400_000);
-    const entry: Entry = { value: { span, day: spanDay(span)!, tenantFromHeader: false }, source: { topic: 'spans', partition: 0, offset: String(o) } };
+    const entry: Entry = { value: { span: storedSpan(span, tenantId), day: spanDay(span)! }, source: { topic: 'spans', partition: 0, offset: String(o) } };
     const list = flush.get(tenantId);
     if (list) list.push(entry);
     else flush.set(tenantId, [entry]);
