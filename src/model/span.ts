@@ -20,6 +20,30 @@ export interface Span {
   attributes?: Record<string, AttributeValue>;
   status?: { code?: number | string; message?: string };
   resource?: { attributes: Record<string, AttributeValue> };
+  /** From OTLP: the instrumentation scope, the W3C tracestate, span events and links. */
+  scope?: InstrumentationScope;
+  traceState?: string;
+  events?: SpanEvent[];
+  links?: SpanLink[];
+}
+
+export interface InstrumentationScope {
+  name: string;
+  version?: string;
+  attributes?: Record<string, AttributeValue>;
+}
+
+export interface SpanEvent {
+  timeUnixNano: string | number;
+  name: string;
+  attributes?: Record<string, AttributeValue>;
+}
+
+export interface SpanLink {
+  traceId: string;
+  spanId: string;
+  traceState?: string;
+  attributes?: Record<string, AttributeValue>;
 }
 
 /** OTLP span kinds, as integers (OTLP/JSON) or as their names. */
@@ -53,6 +77,7 @@ const unixNano = {
   ],
   description: 'must be nanoseconds since the epoch: a decimal string or a safe integer',
 };
+const traceState = { type: 'string', maxLength: 8192 };
 
 export const SPAN_JSON_SCHEMA = {
   type: 'object',
@@ -83,6 +108,31 @@ export const SPAN_JSON_SCHEMA = {
       },
     },
     resource: { type: 'object', additionalProperties: false, required: ['attributes'], properties: { attributes } },
+    scope: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['name'],
+      properties: { name: { type: 'string', maxLength: 1024 }, version: { type: 'string', maxLength: 1024 }, attributes },
+    },
+    traceState,
+    events: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['timeUnixNano', 'name'],
+        properties: { timeUnixNano: unixNano, name: { type: 'string', maxLength: 1024 }, attributes },
+      },
+    },
+    links: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['traceId', 'spanId'],
+        properties: { traceId: hexId(32), spanId: hexId(16), traceState, attributes },
+      },
+    },
   },
 } as const;
 
