@@ -19,14 +19,14 @@ export function decodeJsonTraces(value: Buffer): Span[] {
     throw new RecordRejectedError('InvalidOtlp', `value is not JSON: ${(e as Error).message}`);
   }
   const spans: Span[] = [];
-  let r = 0;
+  let r = -1;
   let s = -1;
   let i = -1;
   try {
     const request = object(json, '');
     if (request === undefined) throw new OtlpProblem('', 'must be a JSON object');
     const resourceSpansList = list(request.resourceSpans, 'resourceSpans');
-    for (; r < resourceSpansList.length; r += 1) {
+    for (r = 0; r < resourceSpansList.length; r += 1) {
       s = -1;
       i = -1;
       const resourceSpans = object(resourceSpansList[r], '') ?? {};
@@ -42,7 +42,7 @@ export function decodeJsonTraces(value: Buffer): Span[] {
     }
   } catch (e) {
     if (!(e instanceof OtlpProblem)) throw e;
-    throw new RecordRejectedError('InvalidOtlp', r === 0 && s === -1 && e.path === '' ? `OTLP/JSON request: ${e.message}` : location(r, s, i, e));
+    throw new RecordRejectedError('InvalidOtlp', location(r, s, i, e));
   }
   return spans;
 }

@@ -74,10 +74,11 @@ export function idHex(bytes: Uint8Array, length: number, field: string): string 
   return hex;
 }
 
-/** Where in the request a problem is, for the reason text. */
+/** Where in the request a problem is, for the reason text; resource -1 means the request itself. */
 export function location(resource: number, scope: number, span: number, problem: OtlpProblem): string {
-  let at = `resourceSpans[${resource}]`;
+  let at = resource < 0 ? '' : `resourceSpans[${resource}]`;
   if (scope >= 0) at += `.scopeSpans[${scope}]`;
   if (span >= 0) at += `.spans[${span}]`;
-  return `${at}${problem.path ? `.${problem.path}` : ''}: ${problem.message}`;
+  if (problem.path) at += at === '' ? problem.path : `.${problem.path}`;
+  return `${at || 'request'}: ${problem.message}`;
 }
