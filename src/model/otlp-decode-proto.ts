@@ -91,8 +91,14 @@ function statusOf(status: { message: string; code: number }): NonNullable<Span['
 
 /** A root span has no parent id; some producers send 8 zero bytes for it. */
 function parentId(bytes: Uint8Array): string {
-  if (bytes.length === 0 || (bytes.length === 8 && bytes.every((b) => b === 0))) return '';
+  if (bytes.length === 0) return '';
+  if (bytes.length === 8 && isAllZeros(bytes)) return '';
   return idHex(bytes, 8, 'parentSpanId');
+}
+
+function isAllZeros(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0) return false;
+  return true;
 }
 
 const TWO_TO_32 = 4294967296;
@@ -123,26 +129,20 @@ function keyValues(list: ProtoKeyValue[]): Record<string, AttributeValue> {
   return map;
 }
 
+const has = (v: ProtoAnyValue, field: keyof ProtoAnyValue) => Object.prototype.hasOwnProperty.call(v, field);
+
+/** The set field of an AnyValue, checked in field order (see ANY_VALUE_PROTO in otlp-proto.ts). */
 function anyValue(v: ProtoAnyValue): PlainValue {
-  switch (v.value) {
-    case 'stringValue':
-      return v.stringValue;
-    case 'boolValue':
-      return v.boolValue;
-    case 'intValue':
-      return signed(v.intValue);
-    case 'doubleValue':
-      return doubleValue(v.doubleValue);
-    case 'bytesValue':
-      return Buffer.from(v.bytesValue.buffer, v.bytesValue.byteOffset, v.bytesValue.byteLength).toString('base64');
-    case 'arrayValue':
-      return v.arrayValue.values.map(anyValue);
-    case 'kvlistValue': {
-      const object: { [key: string]: PlainValue } = {};
-      for (const kv of v.kvlistValue.values) setEntry(object, kv.key, kv.value ? anyValue(kv.value) : null);
-      return object;
-    }
-    default:
-      return null;
+  if (has(v, 'stringValue')) return v.stringValue;
+  if (has(v, 'boolValue')) return v.boolValue;
+  if (has(v, 'intValue')) return signed(v.intValue);
+  if (has(v, 'doubleValue')) return doubleValue(v.doubleValue);
+  if (has(v, 'arrayValue')) return v.arrayValue.values.map(anyValue);
+  if (has(v, 'kvlistValue')) {
+    const object: { [key: string]: PlainValue } = {};
+    for (const kv of v.kvlistValue.values) setEntry(object, kv.key, kv.value ? anyValue(kv.value) : null);
+    return object;
   }
+  if (has(v, 'bytesValue')) return Buffer.from(v.bytesValue.buffer, v.bytesValue.byteOffset, v.bytesValue.byteLength).toString('base64');
+  return null;
 }
