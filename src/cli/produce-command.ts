@@ -1,8 +1,9 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { kafkaSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
 import { createKafka } from '../kafka/client.js';
 import { createLogger } from '../observability/logger.js';
 import { addSettings, intArg, settingsOf } from './options.js';
+import type { SpanEncoding } from '../model/otlp.js';
 import { produce } from './produce.js';
 
 interface ProduceFlags {
@@ -11,7 +12,12 @@ interface ProduceFlags {
   rate: number;
   bad: number;
   batchSize: number;
+  encoding?: SpanEncoding;
+  spansPerMessage?: number;
+  tenantHeader?: boolean;
 }
+
+const SPAN_ENCODINGS: SpanEncoding[] = ['json', 'otlp_proto', 'otlp_json'];
 
 /**
  * The settings of `produce <kind>` that the workers share, from the same table: by default the
@@ -36,12 +42,23 @@ export function addProduceCommand(parent: Command, kind: 'spans' | 'signals'): v
     .option('--tenants <n>', 'tenants to spread them over', intArg('--tenants', 1), 4)
     .option('--rate <n>', 'records per second (0 = as fast as possible)', intArg('--rate', 0), 0)
     .option('--bad <n>', 'malformed records to mix in (dead-letter demo)', intArg('--bad', 0), 0)
-    .option('--batch-size <n>', 'records per produce request', intArg('--batch-size', 1), 500);
+    .option('--batch-size <n>', 'messages per produce request', intArg('--batch-size', 1), 500);
+  if (kind === 'spans') {
+    cmd
+      .addOption(
+        new Option('--encoding <encoding>', 'json: one span per message (spanledger JSON); otlp_proto / otlp_json: OTLP ExportTraceServiceRequests as the Collector\'s Kafka exporter writes them, keyed by tenant id, tenant in the resource attribute tenant.id')
+          .choices(SPAN_ENCODINGS)
+          .default('json'),
+      )
+      .option('--spans-per-message <n>', 'OTLP encodings: spans per message (--count counts spans)', intArg('--spans-per-message', 1), 100)
+      .option('--tenant-header', "OTLP encodings: also set the tenant-id header (every message holds one tenant's spans)", false);
+  }
   addSettings(addSettings(cmd, settings), kafkaSettings).action(async (opts: ProduceFlags, command: Command) => {
     const kafka = settingsOf(command, kafkaSettings);
     const { topic, maxMessageBytes } = settingsOf(command, settings);
     const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('warn') });
     const result = await produce(client, { kind, ...opts, topic, maxMessageBytes, topicPartitions: kafka.topicPartitions, progress: true });
-    console.log(`produced ${result.produced} ${kind} (+${result.bad} malformed) for ${opts.tenants} tenants to ${topic} in ${result.seconds.toFixed(2)} s: ${result.rate} records/s`);
+    const inMessages = opts.encoding === undefined || opts.encoding === 'json' ? '' : ` in ${result.messages} ${opts.encoding} messages`;
+    console.log(`produced ${result.produced} ${kind}${inMessages} (+${result.bad} malformed) for ${opts.tenants} tenants to ${topic} in ${result.seconds.toFixed(2)} s: ${result.rate} records/s`);
   });
 }

@@ -3,6 +3,8 @@ import type { Kafka, Message } from 'kafkajs';
 import { ensureTopics } from '../kafka/client.js';
 import { TENANT_HEADER } from '../model/decode.js';
 import { generateSignal, generateSpan, malformedRecords, tenantIdFor } from '../model/generate.js';
+import { generateOtlpRequest } from '../model/generate-otlp.js';
+import type { SpanEncoding } from '../model/otlp.js';
 
 export interface ProduceOptions {
   kind: 'spans' | 'signals';
@@ -20,14 +22,62 @@ export interface ProduceOptions {
   tenantBase?: number;
   /** Write progress to stderr (a bar on a terminal, a line every 2 s otherwise). */
   progress: boolean;
+  /** Spans only: one span per message as spanledger JSON (default), or OTLP ExportTraceServiceRequests. */
+  encoding?: SpanEncoding;
+  /** OTLP only: spans per message (default 100). */
+  spansPerMessage?: number;
+  /** OTLP only: also set the tenant-id header (every span of a generated request has one tenant). */
+  tenantHeader?: boolean;
 }
 
 export interface ProduceResult {
+  /** Valid records (spans or signals), not counting malformed ones. */
   produced: number;
+  /** Kafka messages they took (as many as records, except OTLP: several spans a message). */
+  messages: number;
   bad: number;
   seconds: number;
   rate: number;
 }
+
+/** One valid message and the records (spans or signals) it carries. */
+type MakeMessage = (seq: number, remaining: number) => { message: Message; records: number };
+
+/** Messages of spanledger JSON: one record each; every fifth span carries its tenant in the header only, as some producers do. */
+function jsonMessages(o: ProduceOptions): MakeMessage {
+  return (seq) => {
+    const tenantId = tenantIdFor((o.tenantBase ?? 0) + (seq % o.tenants));
+    const record = o.kind === 'spans' ? generateSpan(tenantId, seq) : generateSignal(tenantId, seq);
+    let value: unknown = record;
+    const headers: Record<string, string> = {};
+    if (o.kind === 'spans' && seq % 5 === 4) {
+      const { tenantId: _omit, ...rest } = record as { tenantId: string };
+      value = rest;
+      headers[TENANT_HEADER] = tenantId;
+    }
+    return { message: { key: tenantId, value: JSON.stringify(value), headers, timestamp: String(Date.now()) }, records: 1 };
+  };
+}
+
+/**
+ * Messages of OTLP ExportTraceServiceRequests, as the Collector's Kafka exporter writes them, of
+ * one tenant each (round-robin): keyed by tenant id, so a tenant stays on one partition, and
+ * the tenant travels in the resource attribute tenant.id (plus the header if asked).
+ */
+function otlpMessages(o: ProduceOptions, encoding: Exclude<SpanEncoding, 'json'>): MakeMessage {
+  const spansPerMessage = o.spansPerMessage ?? 100;
+  let message = 0;
+  return (seq, remaining) => {
+    const tenantId = tenantIdFor((o.tenantBase ?? 0) + (message % o.tenants));
+    message += 1;
+    const request = generateOtlpRequest(tenantId, Math.min(spansPerMessage, remaining), encoding, seq);
+    const headers: Record<string, string> = o.tenantHeader ? { [TENANT_HEADER]: tenantId } : {};
+    return { message: { key: request.key, value: request.value, headers, timestamp: String(Date.now()) }, records: request.spans.length };
+  };
+}
+
+/** Bytes of one produce request at most: the broker limits a record batch (message.max.bytes, 1 MiB by default). */
+const MAX_BATCH_BYTES = 512 * 1024;
 
 /**
  * Load generator: sends `count` records spread round-robin over `tenants` tenants, keyed by
@@ -43,11 +93,14 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceR
   }
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
+  const encoding = o.kind === 'spans' ? (o.encoding ?? 'json') : 'json';
+  const makeMessage = encoding === 'json' ? jsonMessages(o) : otlpMessages(o, encoding);
+  // Progress and --rate count records (spans), whatever number of messages they take.
   const total = o.count + o.bad;
   const bar = o.progress
     ? new cliProgress.SingleBar(
         {
-          format: `producing ${o.kind} [{bar}] {percentage}% | {value}/{total} | {rate}/s | eta {eta}s`,
+          format: `producing ${o.kind}${encoding === 'json' ? '' : ` (${encoding})`} [{bar}] {percentage}% | {value}/{total} | {rate}/s | eta {eta}s`,
           stream: process.stderr,
           noTTYOutput: true,
           notTTYSchedule: 2000,
@@ -59,10 +112,11 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceR
   bar?.start(total, 0, { rate: 0 });
   const started = Date.now();
   let sent = 0;
+  let messagesSent = 0;
   const bad = o.bad > 0 ? malformedRecords(tenantIdFor(0), o.maxMessageBytes) : [];
-  // Malformed records sit at evenly spread positions of the stream.
-  const badAt = new Set<number>();
-  for (let j = 0; j < o.bad; j += 1) badAt.add(Math.floor(((j + 1) * total) / (o.bad + 1)));
+  // Malformed records sit at evenly spread positions of the stream (counted in records).
+  const badAt: number[] = [];
+  for (let j = 0; j < o.bad; j += 1) badAt.push(Math.floor(((j + 1) * total) / (o.bad + 1)));
   let badSent = 0;
   let seq = 0;
   let queued = 0;
@@ -70,35 +124,33 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceR
   try {
     while (queued < total) {
       const messages: Message[] = [];
-      while (messages.length < o.batchSize && queued + messages.length < total) {
-        if (badAt.has(queued + messages.length)) {
+      let records = 0;
+      let bytes = 0;
+      while (messages.length < o.batchSize && queued + records < total && bytes < MAX_BATCH_BYTES) {
+        if (badSent < o.bad && (badAt[badSent]! <= queued + records || seq === o.count)) {
           const b = bad[badSent % bad.length]!;
           // A large record travels alone: the broker limits the size of a whole record batch.
           if (b.value.length > 65536 && messages.length > 0) break;
           messages.push({ key: tenantIdFor(0), value: b.value, headers: b.headers });
           badSent += 1;
+          records += 1;
+          bytes += b.value.length;
           if (b.value.length > 65536) break;
           continue;
         }
-        const tenantId = tenantIdFor((o.tenantBase ?? 0) + (seq % o.tenants));
-        const record = o.kind === 'spans' ? generateSpan(tenantId, seq) : generateSignal(tenantId, seq);
-        // Every fifth span carries its tenant in the header only, as some producers do.
-        let value: unknown = record;
-        const headers: Record<string, string> = {};
-        if (o.kind === 'spans' && seq % 5 === 4) {
-          const { tenantId: _omit, ...rest } = record as { tenantId: string };
-          value = rest;
-          headers[TENANT_HEADER] = tenantId;
-        }
-        messages.push({ key: tenantId, value: JSON.stringify(value), headers, timestamp: String(Date.now()) });
-        seq += 1;
+        const next = makeMessage(seq, o.count - seq);
+        messages.push(next.message);
+        seq += next.records;
+        records += next.records;
+        bytes += (next.message.value as Buffer | string).length;
       }
       // Several requests in flight: one at a time leaves the broker idle between round trips.
       const count = messages.length;
-      queued += count;
+      queued += records;
       inFlight.push(
         producer.send({ topic: o.topic, messages, acks: -1 }).then(() => {
-          sent += count;
+          sent += records;
+          messagesSent += count;
           bar?.update(sent, { rate: Math.round(sent / Math.max((Date.now() - started) / 1000, 0.001)) });
         }),
       );
@@ -114,5 +166,5 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceR
     await producer.disconnect();
   }
   const seconds = (Date.now() - started) / 1000;
-  return { produced: sent - badSent, bad: badSent, seconds, rate: Math.round(sent / Math.max(seconds, 0.001)) };
+  return { produced: sent - badSent, messages: messagesSent - badSent, bad: badSent, seconds, rate: Math.round(sent / Math.max(seconds, 0.001)) };
 }
