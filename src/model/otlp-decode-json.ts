@@ -230,11 +230,19 @@ function keyValues(v: unknown, path: string): Record<string, AttributeValue> {
   return map;
 }
 
+/**
+ * Deepest nesting of AnyValues in an attribute, as protobuf allows it (recursion limit 100: a
+ * span attribute's value is the 6th message down, and each level adds an AnyValue and an
+ * ArrayValue or KeyValueList). Without a limit a hostile record would overflow the stack.
+ */
+const MAX_VALUE_DEPTH = 47;
+
 const ANY_VALUE_FIELDS = ['stringValue', 'boolValue', 'intValue', 'doubleValue', 'arrayValue', 'kvlistValue', 'bytesValue'] as const;
 
-function anyValue(v: unknown): PlainValue {
+function anyValue(v: unknown, depth = 0): PlainValue {
   const o = object(v, '');
   if (o === undefined) return null;
+  if (depth > MAX_VALUE_DEPTH) throw new OtlpProblem('', `values nested more than ${MAX_VALUE_DEPTH} levels deep`);
   let field: (typeof ANY_VALUE_FIELDS)[number] | undefined;
   for (const name of ANY_VALUE_FIELDS) {
     if (o[name] === undefined || o[name] === null) continue;
@@ -256,7 +264,7 @@ function anyValue(v: unknown): PlainValue {
     case 'arrayValue':
       return list(object(o.arrayValue, field)?.values, 'arrayValue.values').map((item, k) => {
         try {
-          return anyValue(item);
+          return anyValue(item, depth + 1);
         } catch (e) {
           throw below(`arrayValue.values[${k}]`, e);
         }
@@ -269,7 +277,7 @@ function anyValue(v: unknown): PlainValue {
         try {
           const kv = object(entries[k], '') ?? {};
           key = string(kv.key, 'key');
-          setEntry(result, key, anyValue(kv.value));
+          setEntry(result, key, anyValue(kv.value, depth + 1));
         } catch (e) {
           throw below(`kvlistValue[${key === undefined ? k : JSON.stringify(key)}]`, e);
         }

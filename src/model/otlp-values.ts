@@ -74,11 +74,16 @@ export function idHex(bytes: Uint8Array, length: number, field: string): string 
   return hex;
 }
 
+const MAX_PATH_LENGTH = 400;
+
 /** Where in the request a problem is, for the reason text; resource -1 means the request itself. */
 export function location(resource: number, scope: number, span: number, problem: OtlpProblem): string {
   let at = resource < 0 ? '' : `resourceSpans[${resource}]`;
   if (scope >= 0) at += `.scopeSpans[${scope}]`;
   if (span >= 0) at += `.spans[${span}]`;
   if (problem.path) at += at === '' ? problem.path : `.${problem.path}`;
+  // Deeply nested values make long paths; the reason must still fit (capReason) and end with the problem.
+  // Never cut a surrogate pair in half: the reason travels in a UTF-8 header.
+  if (at.length > MAX_PATH_LENGTH) at = `${at.slice(0, MAX_PATH_LENGTH / 2).replace(/[\uD800-\uDBFF]$/, '')}…${at.slice(-MAX_PATH_LENGTH / 2).replace(/^[\uDC00-\uDFFF]/, '')}`;
   return `${at || 'request'}: ${problem.message}`;
 }

@@ -149,6 +149,21 @@ describe('decodeOtlpTraces: OTLP/JSON specifics', () => {
     expect(decodeOtlpTraces(proto(oneSpan(protoSpan({ parentSpanId: Buffer.alloc(8) }))), 'otlp_proto')[0]!.parentSpanId).toBe('');
   });
 
+  it('takes values nested as deep as protobuf allows and rejects deeper ones without overflowing the stack', () => {
+    const nested = (levels: number) => {
+      let value: object = { stringValue: 'leaf' };
+      for (let depth = 0; depth < levels; depth += 1) value = depth % 2 ? { arrayValue: { values: [value] } } : { kvlistValue: { values: [{ key: 'k', value }] } };
+      return json(oneSpan(jsonSpan({ attributes: [{ key: 'deep', value }] })));
+    };
+    expect(decodeOtlpTraces(nested(47), 'otlp_json')[0]!.attributes!.deep).toMatch(/^\{"k":\[\{"k":/);
+    expect(rejection(nested(48), 'otlp_json')).toMatch(/^resourceSpans\[0\]\.scopeSpans\[0\]\.spans\[0\]\.attributes\["deep"\]\.arrayValue\.values\[0\]\.kvlistValue\["k"\]\..*: values nested more than 47 levels deep$/);
+    // Written as text: JSON.stringify itself would overflow the stack here (JSON.parse does not).
+    const levels = 100_000;
+    const deep = `{"arrayValue":{"values":[`.repeat(levels) + '{"stringValue":"leaf"}' + ']}}'.repeat(levels);
+    const text = JSON.stringify(oneSpan(jsonSpan({ attributes: [{ key: 'deep', value: 'DEEP' }] }))).replace('"DEEP"', deep);
+    expect(rejection(Buffer.from(text), 'otlp_json')).toMatch(/values nested more than 47 levels deep$/);
+  });
+
   it('gives [] for a request without spans', () => {
     expect(decodeOtlpTraces(json({ resourceSpans: [] }), 'otlp_json')).toEqual([]);
     expect(decodeOtlpTraces(json({}), 'otlp_json')).toEqual([]);
