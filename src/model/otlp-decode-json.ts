@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { RecordRejectedError } from '../errors.js';
-import { SPAN_KINDS, type AttributeValue, type InstrumentationScope, type Span, type SpanEvent, type SpanLink } from './span.js';
+import { SPAN_KINDS, STATUS_CODES, type AttributeValue, type InstrumentationScope, type Span, type SpanEvent, type SpanLink } from './span.js';
 import { attributeValue, doubleValue, location, OtlpProblem, setEntry, type PlainValue } from './otlp-values.js';
 
 /**
@@ -101,8 +101,6 @@ function span(o: JsonObject, resource: Span['resource'], scope: InstrumentationS
   }
   return result;
 }
-
-const STATUS_CODES = ['STATUS_CODE_UNSET', 'STATUS_CODE_OK', 'STATUS_CODE_ERROR'] as const;
 
 function statusOf(status: JsonObject | undefined): NonNullable<Span['status']> {
   if (status === undefined) return { code: 0 };

@@ -4,6 +4,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it } from 'vitest';
 import { decodeOtlpTraces, detectEncoding } from '../../../src/model/otlp.js';
+import { storedSpan } from '../../../src/model/span-line.js';
 import { validateSpan, type AttributeValue, type Span } from '../../../src/model/span.js';
 
 const TENANT_A = '00000000-0000-4000-8000-00000000000a';
@@ -152,8 +153,11 @@ describe.each([
     expect(root.resource!.attributes['tenant.id']).toBe(TENANT_A);
   });
 
-  it("gives spans that spanledger's span schema accepts", () => {
-    for (const span of decodeOtlpTraces(value, encoding)) expect(validateSpan(span), JSON.stringify(validateSpan.errors)).toBe(true);
+  it("gives spans that spanledger's span schema accepts, already in the span log's canonical shape", () => {
+    for (const span of decodeOtlpTraces(value, encoding)) {
+      expect(validateSpan(span), JSON.stringify(validateSpan.errors)).toBe(true);
+      expect(storedSpan(span, TENANT_A)).toEqual({ tenantId: TENANT_A, ...span });
+    }
   });
 
   it('is detected as ' + encoding, () => {
