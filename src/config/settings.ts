@@ -55,6 +55,8 @@ export const spanSettings = {
   topic: setting('SPANS_TOPIC', 'topic', 'spans', 'topic the span workers read', topicName),
   dlqTopic: setting('SPANS_DLQ_TOPIC', 'dlq-topic', 'spans.dlq', 'dead-letter topic for spans', topicName),
   group: setting('SPANS_GROUP', 'group', 'spanledger-spans', 'consumer group of the span workers', nonEmpty),
+  encoding: setting('SPANS_ENCODING', 'spans-encoding', 'auto', 'what span records hold: json (one spanledger span), otlp_proto or otlp_json (an OTLP ExportTraceServiceRequest, as the OpenTelemetry Collector\'s Kafka exporter writes), or auto (told apart per record)', z.enum(['auto', 'json', 'otlp_proto', 'otlp_json'])),
+  tenantAttribute: setting('TENANT_ATTRIBUTE', 'tenant-attribute', 'tenant.id', 'resource attribute naming an OTLP span\'s tenant when the record has no tenant-id header', nonEmpty),
   spanlogDir: setting('SPANLOG_DIR', 'spanlog-dir', './data/spanlog', 'folder of the span log (per tenant, per UTC day)', nonEmpty),
   lockStaleMs: setting('SPANLOG_LOCK_STALE_MS', 'lock-stale-ms', '10000', 'a partition lock not refreshed for this long is taken over (ms, >= 2000)', z.coerce.number().int().min(2000)),
   maxOpenFiles: setting('SPANLOG_MAX_OPEN_FILES', 'spanlog-max-open-files', '512', 'file descriptors the span log holds at most (least recently used segments are fdatasynced and closed first)', positiveInt),

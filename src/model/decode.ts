@@ -5,7 +5,8 @@ import { isUtf8 } from 'node:buffer';
 import { canonicalTenantId } from './tenant.js';
 import { headerValues, type RecordHeaders } from './headers.js';
 import { spanDay, validateSpan, type Span } from './span.js';
-import { storedSpan, type StoredSpan } from './span-line.js';
+import { MAX_SPANS_PER_RECORD, storedSpan, type StoredSpan } from './span-line.js';
+import { decodeOtlpTraces, detectEncoding, type OtlpEncoding, type SpanEncoding } from './otlp.js';
 import { signalValueProblem, validateSignal, type Signal } from './signal.js';
 
 /** The parts of a Kafka message a decoder looks at. */
@@ -96,10 +97,27 @@ export interface DecodedSpan {
   day: string;
 }
 
+export interface SpanDecoderOptions {
+  /** SPANS_ENCODING: what records hold; `auto` tells them apart per record (detectEncoding). */
+  encoding: SpanEncoding | 'auto';
+  /** TENANT_ATTRIBUTE: the resource attribute naming an OTLP span's tenant (without a header). */
+  tenantAttribute: string;
+}
+
 export class SpanDecoder implements RecordDecoder<DecodedSpan> {
-  constructor(private readonly maxMessageBytes: number) {}
+  private readonly options: SpanDecoderOptions;
+
+  constructor(
+    private readonly maxMessageBytes: number,
+    options: Partial<SpanDecoderOptions> = {},
+  ) {
+    this.options = { encoding: 'auto', tenantAttribute: 'tenant.id', ...options };
+  }
 
   decode(message: RawMessage): Decoded<DecodedSpan> {
+    const { value } = message;
+    const encoding = this.options.encoding === 'auto' && value !== null ? detectEncoding(value) : this.options.encoding;
+    if (encoding === 'otlp_proto' || encoding === 'otlp_json') return this.decodeOtlp(message, encoding);
     const parsed = parseJson(message, this.maxMessageBytes);
     if (!parsed.ok) return parsed;
     const { json } = parsed;
@@ -110,6 +128,46 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     if (!tenant.ok) return tenant;
     const item = spanItem(span, tenant.tenantId);
     return 'error' in item ? item : { ok: true, items: [item] };
+  }
+
+  /**
+   * A whole ExportTraceServiceRequest: valid as a whole or dead-lettered as a whole (the simplest
+   * faithful choice: the dead letter is the Collector's message as it was). Each span's tenant is
+   * the `tenant-id` header when there is one, else its resource's TENANT_ATTRIBUTE.
+   */
+  private decodeOtlp(message: RawMessage, encoding: OtlpEncoding): Decoded<DecodedSpan> {
+    const { value } = message;
+    const bytes = value?.length ?? 0;
+    if (value === null || bytes === 0) return reject('EmptyRecord', 'record has no value (null or empty)');
+    if (bytes > this.maxMessageBytes) return reject('RecordTooLarge', `record is ${bytes} bytes, more than the maximum of ${this.maxMessageBytes}`);
+    let spans: Span[];
+    try {
+      spans = decodeOtlpTraces(value, encoding);
+    } catch (e) {
+      if (e instanceof RecordRejectedError) return { ok: false, error: e };
+      throw e;
+    }
+    if (spans.length > MAX_SPANS_PER_RECORD) return reject('RecordTooLarge', `an OTLP request holds ${spans.length} spans, more than ${MAX_SPANS_PER_RECORD}`);
+    const header = resolveTenant(undefined, message.headers);
+    const items: Array<DecodedItem<DecodedSpan>> = [];
+    for (const [i, span] of spans.entries()) {
+      const invalid = schemaRejection(validateSpan, span as unknown as Record<string, unknown>);
+      if (invalid) return reject(invalid.error.errorClass, `span ${i}: ${invalid.error.message}`);
+      let tenantId: string;
+      if (header.ok) tenantId = header.tenantId;
+      else if (header.error.errorClass !== 'MissingTenantId') return header;
+      else {
+        const attribute = span.resource?.attributes[this.options.tenantAttribute];
+        if (attribute === undefined) return reject('MissingTenantId', `span ${i}: no '${TENANT_HEADER}' header and no resource attribute '${this.options.tenantAttribute}'`);
+        const canonical = typeof attribute === 'string' ? canonicalTenantId(attribute) : undefined;
+        if (canonical === undefined) return reject('InvalidTenantId', `span ${i}: resource attribute '${this.options.tenantAttribute}' ${JSON.stringify(attribute).slice(0, 64)} is not a UUID`);
+        tenantId = canonical;
+      }
+      const item = spanItem(span, tenantId);
+      if ('error' in item) return reject(item.error.errorClass, `span ${i}: ${item.error.message}`);
+      items.push(item);
+    }
+    return { ok: true, items };
   }
 }
 

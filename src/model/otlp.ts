@@ -23,20 +23,18 @@ function skipWhitespace(value: Buffer, from: number): number {
 
 /**
  * A cheap per-record guess, for SPANS_ENCODING=auto, from the first bytes only:
- * - a value that does not start with '{' (after optional JSON whitespace) is protobuf;
- *   except that a protobuf request starts with 0x0A (the tag of field 1, resource_spans), which is
- *   also a newline: "\n{" is taken as JSON only when the value is valid UTF-8 (the random bytes of
- *   protobuf trace and span ids practically never are);
- * - a JSON object whose first key is "resourceSpans" (the only field of an
- *   ExportTraceServiceRequest) is OTLP/JSON;
- * - anything else, including an empty value, is spanledger JSON (whose decoder says what is wrong).
+ * - an ExportTraceServiceRequest in protobuf starts with 0x0A (the tag of field 1,
+ *   resource_spans), which is also a newline: a value starting with 0x0A is protobuf unless it is
+ *   valid UTF-8 text whose first non-blank character is '{' (the random bytes of protobuf trace
+ *   and span ids practically never are valid UTF-8);
+ * - anything else is JSON: OTLP/JSON when the object's first key is "resourceSpans" (the only
+ *   field of an ExportTraceServiceRequest), else spanledger JSON, whose decoder says what is
+ *   wrong with a value that is neither (empty, binary, not JSON).
  */
 export function detectEncoding(value: Buffer): SpanEncoding {
-  if (value.length === 0) return 'json';
   const start = skipWhitespace(value, 0);
-  if (start === value.length) return 'json';
-  if (value[start] !== OPEN_BRACE) return 'otlp_proto';
-  if (value[0] === NEWLINE && !isUtf8(value)) return 'otlp_proto';
+  if (value[0] === NEWLINE && (value[start] !== OPEN_BRACE || !isUtf8(value))) return 'otlp_proto';
+  if (value[start] !== OPEN_BRACE) return 'json';
   const key = skipWhitespace(value, start + 1);
   return value.compare(RESOURCE_SPANS_KEY, 0, RESOURCE_SPANS_KEY.length, key, key + RESOURCE_SPANS_KEY.length) === 0 ? 'otlp_json' : 'json';
 }

@@ -1,5 +1,8 @@
 import { SPAN_KINDS, STATUS_CODES, type Span } from './span.js';
 
+/** Most spans one record may hold: a span's position keeps its index in 24 bits. */
+export const MAX_SPANS_PER_RECORD = 1 << 24;
+
 /**
  * The one shape a span has in the span log, whatever encoding it came in (spanledger JSON,
  * OTLP protobuf, OTLP/JSON): the same span gives the same line. Fields in this order:
@@ -12,17 +15,9 @@ import { SPAN_KINDS, STATUS_CODES, type Span } from './span.js';
  * Ids are lower-case hex (the schema admits nothing else), enums are numbers, 64-bit times are
  * strings so that no reader loses precision.
  */
-/** Fields OTLP spans carry beyond spanledger JSON (kept when present). */
-interface OtlpFields {
-  scope?: unknown;
-  traceState?: string;
-  events?: unknown[];
-  links?: unknown[];
-}
+export type StoredSpan = Span & { tenantId: string; parentSpanId: string; kind: number; startTimeUnixNano: string; endTimeUnixNano: string };
 
-export type StoredSpan = Span & OtlpFields & { tenantId: string; parentSpanId: string; kind: number; startTimeUnixNano: string; endTimeUnixNano: string };
-
-export function storedSpan(span: Span & OtlpFields, tenantId: string): StoredSpan {
+export function storedSpan(span: Span, tenantId: string): StoredSpan {
   const status: { code: number; message?: string } = { code: enumNumber(span.status?.code, STATUS_CODES) };
   if (span.status?.message) status.message = span.status.message;
   const out: StoredSpan = {

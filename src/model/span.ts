@@ -88,7 +88,8 @@ export const SPAN_JSON_SCHEMA = {
     traceId: hexId(32),
     spanId: hexId(16),
     parentSpanId: { anyOf: [hexId(16), { const: '' }], description: 'must be 16 lower-case hex characters or empty' },
-    name: { type: 'string', minLength: 1, maxLength: 1024, description: 'must be 1 to 1024 characters' },
+    // OTLP allows an empty name; refusing it would dead-letter a whole Collector batch.
+    name: { type: 'string', maxLength: 1024, description: 'must be at most 1024 characters' },
     kind: {
       anyOf: [
         { type: 'integer', minimum: 0, maximum: 5 },

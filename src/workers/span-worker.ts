@@ -20,7 +20,7 @@ export function createSpanWorker(config: SpanWorkerConfig, logger: Logger, regis
     topic: config.spans.topic,
     dlqTopic: config.spans.dlqTopic,
     group: config.spans.group,
-    decoder: new SpanDecoder(config.worker.maxMessageBytes),
+    decoder: new SpanDecoder(config.worker.maxMessageBytes, { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute }),
     sinks: [sink],
     logger,
     registry,

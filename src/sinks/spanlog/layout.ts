@@ -1,6 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { FileHandleLike } from './files.js';
+import { MAX_SPANS_PER_RECORD } from '../../model/span-line.js';
 
 /** Folder under SPANLOG_DIR that holds the partition lock files. */
 export const LOCKS_DIR = '.locks';
@@ -10,9 +11,8 @@ export const LOCKS_DIR = '.locks';
  * (an OTLP record holds many spans). One bigint, so that watermarks compare as numbers.
  */
 export type SpanPosition = bigint;
+/** Bits of a position that hold the index: MAX_SPANS_PER_RECORD = 2^24. */
 const INDEX_BITS = 24n;
-/** Most spans one record may hold (the decoder refuses more). */
-export const MAX_SPANS_PER_RECORD = 1 << 24;
 
 export function spanPosition(offset: bigint, index = 0): SpanPosition {
   return (offset << INDEX_BITS) | BigInt(index);

@@ -50,7 +50,9 @@ describe('detectEncoding', () => {
     expect(detectEncoding(generateOtlpRequest(TENANT, 10, 'otlp_proto').value)).toBe('otlp_proto');
     expect(detectEncoding(Buffer.from(' \r\n\t{ "resourceSpans": []}'))).toBe('otlp_json');
     expect(detectEncoding(Buffer.from('{"traceId":"x","resourceSpans":[]}'))).toBe('json');
-    expect(detectEncoding(Buffer.from('not json'))).toBe('otlp_proto');
+    // Neither JSON nor a protobuf request (which starts with 0x0A): the JSON decoder names the problem.
+    expect(detectEncoding(Buffer.from('not json'))).toBe('json');
+    expect(detectEncoding(Buffer.from([0xff, 0xfe, 0x00]))).toBe('json');
   });
 
   it('leaves empty and whitespace-only values to the JSON decoder, which names the problem', () => {
