@@ -93,6 +93,14 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     console.log(`demo: span worker started (metrics on http://127.0.0.1:${spanWorker.metricsPort}/metrics)`);
     const sent = await produce(client, { kind: 'spans', topic: spans.topic, count: o.count, tenants: o.tenants, rate: 0, bad: o.bad, batchSize: 500, topicPartitions: 3, maxMessageBytes: worker.maxMessageBytes, progress: true });
     console.log(`demo: produced ${sent.produced} spans (+${sent.bad} malformed) for ${o.tenants} tenants in ${sent.seconds.toFixed(2)} s (${sent.rate}/s)`);
+    // The same topic also gets what the OpenTelemetry Collector writes: OTLP requests of 100
+    // spans, in protobuf and in OTLP/JSON (SPANS_ENCODING=auto tells them apart per record).
+    let otlpSpans = 0;
+    for (const encoding of ['otlp_proto', 'otlp_json'] as const) {
+      const otlp = await produce(client, { kind: 'spans', encoding, spansPerMessage: 100, topic: spans.topic, count: Math.ceil(o.count / 4), tenants: o.tenants, rate: 0, bad: 0, batchSize: 500, topicPartitions: 3, maxMessageBytes: worker.maxMessageBytes, progress: true });
+      otlpSpans += otlp.produced;
+      console.log(`demo: produced ${otlp.produced} spans as ${otlp.messages} ${encoding} requests (tenant in the resource attribute tenant.id)`);
+    }
     const spansDrained = await waitForLag(admin, spans.group, spans.topic, 120_000);
     const spansClean = await spanWorker.stop();
     stoppers.shift();
@@ -101,8 +109,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     console.log(renderSpanLogSummary(spans.spanlogDir, rows));
     const spanLetters = await readDeadLetters(client, spans.dlqTopic);
     console.log(renderDeadLetterTable(spanLetters));
-    const spansOk = spansDrained && spansClean && written === o.count && spanLetters.length === o.bad;
-    console.log(`demo: spans: ${written} in the span log (${o.count} produced), ${spanLetters.length} in ${spans.dlqTopic} (${o.bad} malformed produced): ${spansOk ? 'OK' : 'FAILED'}`);
+    const spansOk = spansDrained && spansClean && written === o.count + otlpSpans && spanLetters.length === o.bad;
+    console.log(`demo: spans: ${written} in the span log (${o.count} produced as JSON + ${otlpSpans} as OTLP), ${spanLetters.length} in ${spans.dlqTopic} (${o.bad} malformed produced): ${spansOk ? 'OK' : 'FAILED'}`);
     ok &&= spansOk;
 
     // Signal path.

@@ -34,7 +34,7 @@ export const kafkaSettings = {
 
 export const workerSettings = {
   metricsPort: setting('METRICS_PORT', 'metrics-port', '9464', 'port of /metrics, /healthz and /readyz (0 = any free port)', z.coerce.number().int().min(0).max(65535)),
-  batchMaxRecords: setting('BATCH_MAX_RECORDS', 'batch-max-records', '1000', 'flush a partition buffer at this many records', positiveInt),
+  batchMaxRecords: setting('BATCH_MAX_RECORDS', 'batch-max-records', '1000', 'flush a partition buffer at this many records (an OTLP record counts its spans)', positiveInt),
   batchMaxBytes: setting('BATCH_MAX_BYTES', 'batch-max-bytes', '4194304', 'flush a partition buffer at this many bytes of record values', positiveInt),
   batchMaxAgeMs: setting('BATCH_MAX_AGE_MS', 'batch-max-age-ms', '1000', 'flush a partition buffer when its oldest record is this old (ms)', positiveInt),
   flushWhenCaughtUp: setting('BATCH_FLUSH_WHEN_CAUGHT_UP', 'batch-flush-when-caught-up', 'true', 'also flush a partition as soon as nothing more is waiting in Kafka for it (low latency when not under backlog)', z.enum(['true', 'false']).transform((v) => v === 'true')),
