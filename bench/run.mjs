@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// spanledger end-to-end benchmark: throughput of span and signal workers draining a backlog, and
+// spanledger end-to-end benchmark: throughput of span and signal workers draining a backlog (span
+// JSON and OTLP protobuf requests), and
 // end-to-end latency under a steady load, printed side by side with a baseline (a kafkajs
 // consumer that does nothing with the records: the ceiling of the client library on this
 // machine) and the targets. Workers run as real child processes, as in production.
@@ -57,11 +58,12 @@ const kafka = new Kafka({ clientId: 'spanledger-bench', brokers: brokers.split('
 const admin = kafka.admin();
 await admin.connect();
 
-async function preload(kind, topic, count, tenants) {
+async function preload(kind, topic, count, tenants, extra = {}) {
   await admin.createTopics({ topics: [{ topic, numPartitions: 6 }], waitForLeaders: true });
-  say(`producing ${count} ${kind} to ${topic}`);
-  const r = await produce(kafka, { kind, topic, count, tenants, rate: 0, bad: 0, batchSize: 1000, topicPartitions: 6, maxMessageBytes: 1_000_000, progress: true });
+  say(`producing ${count} ${kind} to ${topic}${extra.encoding ? ` as ${extra.encoding}` : ''}`);
+  const r = await produce(kafka, { kind, topic, count, tenants, rate: 0, bad: 0, batchSize: 1000, topicPartitions: 6, maxMessageBytes: 1_000_000, progress: true, ...extra });
   say(`produced at ${r.rate}/s`);
+  return r;
 }
 
 /** Time from the first committed record to the group's lag reaching zero. */
@@ -163,6 +165,21 @@ try {
     const flushes = quantiles(m, 'spanledger_flush_duration_seconds');
     rows.push(['span worker: backlog drain (spans/s)', fmt(rate), fmt(base), fmt(TARGETS.spans), rate >= TARGETS.spans ? 'met' : 'NOT met']);
     rows.push(['  flushes / p50 flush (s)', `${flushes.count} / ${flushes.p50}`, '', '', '']);
+  }
+
+  // Spans as the OpenTelemetry Collector writes them: the same number of spans, 100 per
+  // otlp_proto request. Drained records are requests; rates are in spans.
+  {
+    const topic = `bench-${run}.otlp`;
+    const sent = await preload('spans', topic, SPANS, 20, { encoding: 'otlp_proto', spansPerMessage: 100 });
+    const perMessage = sent.produced / sent.messages;
+    const base = (await baseline(topic, sent.messages)) * perMessage;
+    const metricsPort = await freePort();
+    const group = `bench-${run}-otlp`;
+    const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, 'spanlog-otlp'), METRICS_PORT: String(metricsPort) });
+    const rate = (await drain(group, topic, sent.messages, w)) * perMessage;
+    await stopWorker(w);
+    rows.push(['span worker: otlp_proto backlog drain (spans/s, 100 a message)', fmt(rate), fmt(base), fmt(TARGETS.spans), rate >= TARGETS.spans ? 'met' : 'NOT met']);
   }
 
   // Span latency: a steady load below capacity.
