@@ -17,7 +17,7 @@ import { generateOtlpRequest } from '../../src/model/generate-otlp.js';
 import { tenantIdFor } from '../../src/model/generate.js';
 import type { RecordHeaders } from '../../src/model/headers.js';
 import { kcatSkipReason } from '../support/kcat.js';
-import { createTopic, kafkaClient, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { createTopic, kafkaClient, readSpanLog, sleep, spanLogLineCount, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
 
 const brokers = inject('kafkaBrokers');
 let kafka: Kafka;
@@ -180,7 +180,7 @@ describe('OTLP on Kafka, as the OpenTelemetry Collector sends it', () => {
       workers.push(w);
       await w.waitForLog('worker started');
       const deadline = Date.now() + 30_000;
-      while (readSpanLog(s.dir).length < 3_000 * (kill + 1) && Date.now() < deadline) await sleep(50);
+      while (spanLogLineCount(s.dir) < 3_000 * (kill + 1) && Date.now() < deadline) await sleep(50);
       w.kill('SIGKILL');
       await w.exited;
     }

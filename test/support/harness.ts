@@ -124,6 +124,22 @@ export async function committedTotal(kafka: Kafka, group: string, topic: string)
   }
 }
 
+/** Complete lines in the span log so far: safe to call while a worker is writing (a line being written is not counted). */
+export function spanLogLineCount(dir: string): number {
+  let n = 0;
+  if (!fs.existsSync(dir)) return 0;
+  for (const tenantId of fs.readdirSync(dir)) {
+    if (tenantId === '.locks') continue;
+    for (const day of fs.readdirSync(path.join(dir, tenantId))) {
+      for (const file of fs.readdirSync(path.join(dir, tenantId, day))) {
+        const bytes = fs.readFileSync(path.join(dir, tenantId, day, file));
+        for (let i = bytes.indexOf(0x0a); i !== -1; i = bytes.indexOf(0x0a, i + 1)) n += 1;
+      }
+    }
+  }
+  return n;
+}
+
 /** Every line of every span log segment, parsed, with the tenant and day of its folder. */
 export function readSpanLog(dir: string): Array<{ tenantId: string; day: string; file: string; line: Record<string, unknown> & { spanId: string; tenantId: string } }> {
   const out: Array<{ tenantId: string; day: string; file: string; line: Record<string, unknown> & { spanId: string; tenantId: string } }> = [];
