@@ -62,7 +62,8 @@ function setup(partitions: number) {
   const group = uniqueName('group');
   const dir = tempDir('spanlog');
   dirs.push(dir);
-  const env = { KAFKA_BROKERS: brokers, SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: dir, BATCH_MAX_AGE_MS: '200', SPANLOG_LOCK_STALE_MS: '3000' };
+  // A short session: a member killed with SIGKILL leaves the group in seconds, not 30 s.
+  const env = { KAFKA_BROKERS: brokers, SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: dir, BATCH_MAX_AGE_MS: '200', SPANLOG_LOCK_STALE_MS: '3000', KAFKA_SESSION_TIMEOUT_MS: '8000', KAFKA_REBALANCE_TIMEOUT_MS: '10000', KAFKA_HEARTBEAT_INTERVAL_MS: '1000' };
   return { topic, group, dir, env, partitions };
 }
 
