@@ -51,20 +51,22 @@ export function parseRuleFile(text: string, file: string): RuleDefinition[] {
   const seen = new Set<string>();
   top.data.rules.forEach((raw, index) => {
     const parsed = ruleSchema.safeParse(raw);
-    const label = `rules[${index}]${typeof (raw as { id?: unknown })?.id === 'string' ? ` (${(raw as { id: string }).id})` : ''}`;
-    if (!parsed.success) {
-      for (const issue of parsed.error.issues) problems.push(`${label}: ${issue.path.join('.') || 'rule'}: ${issue.message}`);
-      return;
+    const fields = (typeof raw === 'object' && raw !== null ? raw : {}) as { id?: unknown; condition?: unknown };
+    const label = `rules[${index}]${typeof fields.id === 'string' ? ` (${fields.id})` : ''}`;
+    if (!parsed.success) for (const issue of parsed.error.issues) problems.push(`${label}: ${issue.path.join('.') || 'rule'}: ${issue.message}`);
+    // The condition is checked even when another field is wrong: every error is listed at once.
+    if (typeof fields.condition === 'string') {
+      try {
+        parseRule(fields.condition);
+      } catch (e) {
+        if (!(e instanceof RuleSyntaxError)) throw e;
+        problems.push(typeof fields.id === 'string' ? e.inRule(fields.id).message : `${label}: ${e.message}`);
+      }
     }
+    if (!parsed.success) return;
     const r = parsed.data;
     if (seen.has(r.id)) problems.push(`${label}: id ${r.id} is used by an earlier rule`);
     seen.add(r.id);
-    try {
-      parseRule(r.condition);
-    } catch (e) {
-      if (!(e instanceof RuleSyntaxError)) throw e;
-      problems.push(e.inRule(r.id).message);
-    }
     const rule: RuleDefinition = { id: r.id, name: r.name ?? r.id, severity: r.severity as Severity, condition: r.condition, enabled: r.enabled };
     if (r.description !== undefined) rule.description = r.description;
     if (r.version !== undefined) rule.version = r.version;

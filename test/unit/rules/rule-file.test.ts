@@ -61,7 +61,7 @@ describe('rule files', () => {
         payment.where(amount > 1000 { x }
   - id: ok
     severity: urgent
-    condition: x
+    condition: x y
   - id: ok
     severity: low
     condition: y
@@ -71,6 +71,7 @@ describe('rule files', () => {
     ).toEqual([
       'rule high-value-payment: 2:31: expected ")" but found "{"',
       'rules[1] (ok): severity: must be one of LOW, MEDIUM, HIGH, CRITICAL (any letter case)',
+      'rule ok: 1:3: expected ".", "and", "or" or end of input but found "y"',
       'rules[2] (ok): rule: Unrecognized key: "serverity"',
       'rules[3]: id: Invalid input: expected string, received undefined',
     ]);
