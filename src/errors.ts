@@ -52,3 +52,39 @@ export function capReason(message: string): string {
   // Never end on half of a surrogate pair: the header must stay valid UTF-8.
   return `${/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut}…`;
 }
+
+/**
+ * A trace rule's condition does not parse (or compares what can never match). `line` and
+ * `column` (1-based) are positions in the condition text; `expected` lists what would have been
+ * accepted there (empty when the text parsed but says something impossible, e.g. `amount > USD`).
+ * The message reads `rule high-value-payment: 2:31: expected ")" but found "{"`.
+ */
+export class RuleSyntaxError extends SpanledgerError {
+  readonly reason: string;
+  readonly line: number;
+  readonly column: number;
+  readonly expected: readonly string[];
+  readonly ruleId: string | undefined;
+  constructor(reason: string, position: { line: number; column: number; expected?: readonly string[]; ruleId?: string }) {
+    super(`${position.ruleId === undefined ? '' : `rule ${position.ruleId}: `}${position.line}:${position.column}: ${reason}`, { retriable: false });
+    this.reason = reason;
+    this.line = position.line;
+    this.column = position.column;
+    this.expected = position.expected ?? [];
+    this.ruleId = position.ruleId;
+  }
+
+  /** The same error, named after the rule whose condition it is in. */
+  inRule(ruleId: string): RuleSyntaxError {
+    return new RuleSyntaxError(this.reason, { line: this.line, column: this.column, expected: this.expected, ruleId });
+  }
+}
+
+/** A rule file is refused as a whole; `problems` lists every error found in it, one line each. */
+export class RuleFileError extends SpanledgerError {
+  readonly problems: readonly string[];
+  constructor(file: string, problems: readonly string[]) {
+    super(`${file}: ${problems.length} error${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  ${p}`).join('\n')}`, { retriable: false });
+    this.problems = problems;
+  }
+}

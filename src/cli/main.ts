@@ -12,6 +12,7 @@ import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
 import { renderSpanLogSummary } from './spanlog.js';
 import { runDemo } from './demo.js';
 import { registerSignalCommands } from './signals.js';
+import { registerRuleCommands } from './rules.js';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 
@@ -37,6 +38,8 @@ export function buildProgram(): Command {
   addDlqCommands(program);
 
   registerSignalCommands(program);
+
+  registerRuleCommands(program);
 
   program
     .command('spanlog')

@@ -1,0 +1,10 @@
+/**
+ * The rule engine's public API: parse and compile tenant rules once, then evaluate traces span by
+ * span with state bounded by the rules, not by the trace (see README, "Trace rules").
+ */
+export { parseRule } from './parser.js';
+export { compileRuleSet, type CompiledRuleSet, type RuleDefinition, type RuleSpan } from './compile.js';
+export { TraceEvaluation, EVIDENCE_SPAN_IDS, type RuleHit, type TraceState } from './evaluate.js';
+export { RuleSetCache, type RuleCacheStats } from './cache.js';
+export { parseRuleFile, loadRuleFile } from './rule-file.js';
+export type { RuleAst } from './ast.js';
