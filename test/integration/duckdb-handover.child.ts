@@ -9,10 +9,10 @@
  */
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { RetriableError } from '../../../src/errors.js';
-import { SEVERITIES, type Signal } from '../../../src/model/signal.js';
-import { DuckDbSignalSink } from '../../../src/sinks/duckdb/duckdb-sink.js';
-import { registryValue } from '../../support/metrics.js';
+import { RetriableError } from '../../src/errors.js';
+import { SEVERITIES, type Signal } from '../../src/model/signal.js';
+import { DuckDbSignalSink } from '../../src/sinks/duckdb/duckdb-sink.js';
+import { registryValue } from '../support/metrics.js';
 
 const OWN_PER_WRITE = 180;
 const SHARED_PER_WRITE = 20;

@@ -7,7 +7,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
-const repoRoot = path.resolve(import.meta.dirname, '../../..');
+const repoRoot = path.resolve(import.meta.dirname, '../..');
 const child = path.join(import.meta.dirname, 'duckdb-handover.child.ts');
 const viteNode = path.join(repoRoot, 'node_modules', '.bin', 'vite-node');
 
