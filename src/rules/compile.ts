@@ -3,6 +3,7 @@ import type { AttributeValue, Span } from '../model/span.js';
 import type { Severity } from '../model/signal.js';
 import { checkText, conditionText, type Condition, type CountOp, type RuleAst, type Scalar, type SpanCheck, type WherePredicate } from './ast.js';
 import { parseRule } from './parser.js';
+import { compileRegex } from './regex.js';
 
 /** What a rule engine needs of a span: its name, id and attributes. */
 export type RuleSpan = Pick<Span, 'name' | 'spanId' | 'attributes' | 'resource'>;
@@ -219,7 +220,7 @@ function scalarTest(where: WherePredicate): (value: ScalarValue) => boolean {
       return (v) => tests.some((t) => t(v));
     }
     case 'matches': {
-      const regex = new RegExp((value as Scalar).value as string, 'u');
+      const regex = compileRegex((value as Scalar).value as string);
       return (v) => regex.test(String(v));
     }
     default: {

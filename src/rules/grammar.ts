@@ -67,7 +67,8 @@ WherePredicate
       if (op !== 'in' && value.type === 'list') error('"' + op + '" cannot compare with a list (use "in")');
       if (op === 'matches') {
         if (value.type !== 'string' || !value.quoted) error('"matches" needs a quoted regular expression, not ' + describe(value));
-        try { new RegExp(value.value, 'u'); } catch (e) { error('invalid regular expression: ' + e.message); }
+        const problem = options.regexProblem(value.value);
+        if (problem !== undefined) error('invalid regular expression: ' + problem);
       }
       return { attribute, op, value };
     }

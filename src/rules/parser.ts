@@ -1,9 +1,20 @@
 import peggy from 'peggy';
+import { compileRegex } from './regex.js';
 import { RuleSyntaxError } from '../errors.js';
 import type { RuleAst } from './ast.js';
 import { RULE_GRAMMAR } from './grammar.js';
 
 let generated: peggy.Parser | undefined;
+
+/** Why a `matches` pattern is not one the engine runs (RE2 syntax), for the grammar's error. */
+function regexProblem(pattern: string): string | undefined {
+  try {
+    compileRegex(pattern);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
 
 /** The peggy parser, generated from the grammar on first use (a few ms, once per process). */
 function ruleParser(): peggy.Parser {
@@ -18,7 +29,7 @@ function ruleParser(): peggy.Parser {
 export function parseRule(text: string): RuleAst {
   const parser = ruleParser();
   try {
-    return parser.parse(text) as RuleAst;
+    return parser.parse(text, { regexProblem }) as RuleAst;
   } catch (e) {
     if (!(e instanceof parser.SyntaxError)) throw e;
     const { line, column } = e.location.start;

@@ -54,6 +54,15 @@ describe('span checks and attribute lookup', () => {
     expect(fired('s.where(code == "200")', [span('s', { code: 200 })])).toBe(true);
   });
 
+  it('matches in linear time: a pattern that makes a backtracking engine run for ages returns', () => {
+    // With JavaScript's RegExp, (a+)+$ against 50,000 "a"s and a "!" does not finish in any
+    // useful time (exponential backtracking); RE2 answers at once. No timing is asserted: the
+    // test would simply not return with a backtracking engine.
+    const hostile = `${'a'.repeat(50_000)}!`;
+    expect(fired('s.where(e matches "(a+)+$")', [span('s', { e: hostile })])).toBe(false);
+    expect(fired('s.where(e matches "(a+)+!$")', [span('s', { e: hostile })])).toBe(true);
+  });
+
   it('supports in, matches (unanchored, as Go regexp) and array attributes', () => {
     expect(fired('s.where(p in [stripe, square])', [span('s', { p: 'square' })])).toBe(true);
     expect(fired('s.where(p in [stripe, square])', [span('s', { p: 'adyen' })])).toBe(false);

@@ -134,6 +134,11 @@ describe('parseRule: errors carry line, column and what was expected', () => {
     expect(error('a b').message).toMatch(/^1:3: expected .*"and".* but found "b"$/);
   });
 
+  it('refuses a pattern RE2 cannot run (lookaround, backreferences), pointing at the predicate', () => {
+    expect(error('a.where(p matches "(?<=x)y")').message).toMatch(/^1:9: invalid regular expression: /);
+    expect(error('a.where(p matches "(a)\\1")').message).toMatch(/^1:9: invalid regular expression: /);
+  });
+
   it('refuses comparisons that can never hold, pointing at the predicate', () => {
     expect(error('a.where(amount > USD)').message).toBe('1:9: ">" compares numbers, not USD');
     expect(error('a.where(p in stripe)').message).toBe('1:9: "in" needs a list such as [a, b], not stripe');
