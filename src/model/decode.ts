@@ -37,16 +37,22 @@ function reject(errorClass: string, message: string): Rejected {
   return { ok: false, error: new RecordRejectedError(errorClass, message) };
 }
 
+/** A record's value, or why it cannot be decoded whatever its encoding: none, or too large. */
+function usableValue(value: Buffer | null, maxBytes: number): Buffer | Rejected {
+  if (value === null || value.length === 0) return reject('EmptyRecord', 'record has no value (null or empty)');
+  if (value.length > maxBytes) return reject('RecordTooLarge', `record is ${value.length} bytes, more than the maximum of ${maxBytes}`);
+  return value;
+}
+
 function parseJson(message: RawMessage, maxBytes: number): { ok: true; json: Record<string, unknown> } | Rejected {
-  const bytes = message.value?.length ?? 0;
-  if (message.value === null || bytes === 0) return reject('EmptyRecord', 'record has no value (null or empty)');
-  if (bytes > maxBytes) return reject('RecordTooLarge', `record is ${bytes} bytes, more than the maximum of ${maxBytes}`);
+  const value = usableValue(message.value, maxBytes);
+  if (!Buffer.isBuffer(value)) return value;
   // JSON is UTF-8 (RFC 8259); decoding would silently turn bad bytes into U+FFFD and the span
   // log would keep bytes that are not the record's text.
-  if (!isUtf8(message.value)) return reject('InvalidUtf8', 'value is not valid UTF-8');
+  if (!isUtf8(value)) return reject('InvalidUtf8', 'value is not valid UTF-8');
   let json: unknown;
   try {
-    json = JSON.parse(message.value.toString('utf8'));
+    json = JSON.parse(value.toString('utf8'));
   } catch (e) {
     return reject('InvalidJson', `value is not JSON: ${(e as Error).message}`);
   }
@@ -72,6 +78,22 @@ type Tenant = { ok: true; tenantId: string } | Rejected;
  * the tenant is the lower-case form.
  */
 function resolveTenant(field: string | undefined, headers: RecordHeaders | undefined): Tenant {
+  const header = headerTenant(headers);
+  if (typeof header === 'object') return header;
+  if (field === undefined) {
+    if (header === undefined) return reject('MissingTenantId', `no tenantId field and no '${TENANT_HEADER}' header`);
+    return { ok: true, tenantId: header };
+  }
+  const tenantId = field.toLowerCase();
+  if (header !== undefined && header !== tenantId) return reject('TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header ${header}`);
+  return { ok: true, tenantId };
+}
+
+/**
+ * The tenant the `tenant-id` header names (undefined when there is none, or only null values),
+ * or why it names none: not UTF-8, not a UUID, or repeated with different tenants.
+ */
+function headerTenant(headers: RecordHeaders | undefined): string | undefined | Rejected {
   let header: string | undefined;
   for (const value of headerValues(headers, TENANT_HEADER)) {
     if (value === null) continue;
@@ -82,13 +104,7 @@ function resolveTenant(field: string | undefined, headers: RecordHeaders | undef
     if (header !== undefined && header !== tenantId) return reject('InvalidTenantId', `repeated '${TENANT_HEADER}' headers name different tenants`);
     header = tenantId;
   }
-  if (field === undefined) {
-    if (header === undefined) return reject('MissingTenantId', `no tenantId field and no '${TENANT_HEADER}' header`);
-    return { ok: true, tenantId: header };
-  }
-  const tenantId = field.toLowerCase();
-  if (header !== undefined && header !== tenantId) return reject('TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header ${header}`);
-  return { ok: true, tenantId };
+  return header;
 }
 
 /** A span as the span log stores it (see storedSpan), with its UTC day (from its start time). */
@@ -136,10 +152,8 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
    * the `tenant-id` header when there is one, else its resource's TENANT_ATTRIBUTE.
    */
   private decodeOtlp(message: RawMessage, encoding: OtlpEncoding): Decoded<DecodedSpan> {
-    const { value } = message;
-    const bytes = value?.length ?? 0;
-    if (value === null || bytes === 0) return reject('EmptyRecord', 'record has no value (null or empty)');
-    if (bytes > this.maxMessageBytes) return reject('RecordTooLarge', `record is ${bytes} bytes, more than the maximum of ${this.maxMessageBytes}`);
+    const value = usableValue(message.value, this.maxMessageBytes);
+    if (!Buffer.isBuffer(value)) return value;
     let spans: Span[];
     try {
       spans = decodeOtlpTraces(value, encoding);
@@ -148,14 +162,14 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
       throw e;
     }
     if (spans.length > MAX_SPANS_PER_RECORD) return reject('RecordTooLarge', `an OTLP request holds ${spans.length} spans, more than ${MAX_SPANS_PER_RECORD}`);
-    const header = resolveTenant(undefined, message.headers);
+    const header = headerTenant(message.headers);
+    if (typeof header === 'object') return header;
     const items: Array<DecodedItem<DecodedSpan>> = [];
     for (const [i, span] of spans.entries()) {
       const invalid = schemaRejection(validateSpan, span as unknown as Record<string, unknown>);
       if (invalid) return reject(invalid.error.errorClass, `span ${i}: ${invalid.error.message}`);
       let tenantId: string;
-      if (header.ok) tenantId = header.tenantId;
-      else if (header.error.errorClass !== 'MissingTenantId') return header;
+      if (header !== undefined) tenantId = header;
       else {
         const attribute = span.resource?.attributes[this.options.tenantAttribute];
         if (attribute === undefined) return reject('MissingTenantId', `span ${i}: no '${TENANT_HEADER}' header and no resource attribute '${this.options.tenantAttribute}'`);
