@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PartitionOffsets } from '../../../src/kafka/offset-tracker.js';
+import { PartitionOffsets } from '../../../src/pipeline/partition-offsets.js';
 
 describe('PartitionOffsets', () => {
   it('skips records already in custody (re-delivery after a rebalance)', () => {
