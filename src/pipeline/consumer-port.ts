@@ -48,7 +48,7 @@ export interface GroupConsumer {
   subscribe(topic: string, fromBeginning: boolean): Promise<void>;
   /** Starts fetching; `eachBatch` is called per partition batch, one at a time per partition. */
   run(eachBatch: (batch: ConsumedBatch) => Promise<void>): Promise<void>;
-  /** Stops fetching the topic's `partitions` (all of them when omitted) until resumed. */
+  /** Stops fetching the topic's `partitions` (all of them when omitted) until resumed, across assignments too. */
   pause(topic: string, partitions?: readonly number[]): void;
   resume(topic: string, partitions?: readonly number[]): void;
   commitOffsets(offsets: OffsetCommit[]): Promise<void>;

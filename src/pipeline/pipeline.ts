@@ -191,7 +191,7 @@ export class Pipeline<T> {
     return { topic: this.options.topic, partition: String(partition), reason: `undecodable_batch:${reason.split(' ')[0]}` };
   }
 
-  /** The partition went elsewhere; kafkajs keeps it paused across assignments, so if it comes back, read it again. */
+  /** The partition went elsewhere; a pause outlasts assignments, so if it comes back, read it again. */
   private forgetStuck(partition: number): void {
     const reason = this.stuck.get(partition);
     if (reason === undefined) return;

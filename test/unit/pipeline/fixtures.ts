@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { vi } from 'vitest';
-import { RecordRejectedError } from '../../../src/errors.js';
+import { RecordRejectedError, RetriableError } from '../../../src/errors.js';
 import type { Decoded, RecordDecoder } from '../../../src/model/decode.js';
 import { WorkerMetrics } from '../../../src/observability/metrics.js';
 import { Pipeline, type PipelineOptions } from '../../../src/pipeline/pipeline.js';
@@ -190,6 +190,25 @@ export function eventually<T>(check: () => T, timeout = 2_000): Promise<T> {
 /** Lets queued callbacks and a few timer turns run: for asserting that something did NOT happen. */
 export function settleFor(ms = 30): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Sum of a metric's values over all labels. */
+export async function metric(registry: Registry, name: string): Promise<number> {
+  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
+  return (m?.values ?? []).reduce((n, v) => n + Number(v.value), 0);
+}
+
+/** A hook that fails with a RetriableError the first `times` calls, then succeeds. */
+export function failingFirst(times: number): { hook: () => void; failures: () => number } {
+  let failures = 0;
+  return {
+    hook: () => {
+      if (failures >= times) return;
+      failures += 1;
+      throw new RetriableError(`transient failure ${failures}`);
+    },
+    failures: () => failures,
+  };
 }
 
 export function records(...values: string[]): Array<{ value: string }> {

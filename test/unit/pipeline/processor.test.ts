@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RetriableError, SpanledgerError } from '../../../src/errors.js';
-import { RecordingProcessor, deferred, eventually, records, settleFor, startPipeline } from './fixtures.js';
+import { RecordingProcessor, deferred, eventually, failingFirst, metric, records, settleFor, startPipeline } from './fixtures.js';
 
 /** Ticks far apart unless a test wants them: they would only add noise to the call log. */
 const NO_TICKS = 60_000;
@@ -42,16 +42,11 @@ describe('pipeline with a partition processor (rule worker)', () => {
 
   it('applies a flush once even when its sync is retried, and commits nothing until the sync succeeded', async () => {
     const processor = new RecordingProcessor();
-    let failures = 0;
-    processor.onSync = () => {
-      if (failures < 2) {
-        failures += 1;
-        throw new RetriableError('signals topic unavailable');
-      }
-    };
+    const failing = failingFirst(2);
+    processor.onSync = failing.hook;
     const h = await startPipeline({ processor, tickIntervalMs: NO_TICKS });
     h.consumer.onCommit = () => {
-      expect(failures).toBe(2);
+      expect(failing.failures()).toBe(2);
     };
     h.consumer.assign([0]);
     h.consumer.append(0, records('a:1', 'a:2'));
@@ -123,8 +118,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     await eventually(() => expect(processor.calls).toContain('beforeCommit 0 2'));
     await settleFor();
     expect(h.consumer.committedOffsets(0)).toEqual([1]);
-    const failures = (await h.registry.getSingleMetric('spanledger_commit_failures_total')!.get()).values[0]?.value;
-    expect(failures).toBe(1);
+    expect(await metric(h.registry, 'spanledger_commit_failures_total')).toBe(1);
 
     processor.onBeforeCommit = () => {};
     h.consumer.append(0, records('a:3'));

@@ -1,12 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { RecordRejectedError, RetriableError, SpanledgerError } from '../../../src/errors.js';
+import { RecordRejectedError, SpanledgerError } from '../../../src/errors.js';
 import { validateStages } from '../../../src/pipeline/types.js';
-import { RecordingSink, TOPIC, deferred, eventually, records, settleFor, startPipeline } from './fixtures.js';
-
-async function metric(h: { registry: import('prom-client').Registry }, name: string): Promise<number> {
-  const m = (await h.registry.getMetricsAsJSON()).find((x) => x.name === name);
-  return (m?.values ?? []).reduce((n, v) => n + Number(v.value), 0);
-}
+import { RecordingSink, TOPIC, deferred, eventually, failingFirst, metric, records, settleFor, startPipeline } from './fixtures.js';
 
 describe('pipeline with sinks (span and signal workers)', () => {
   it('gives each sink its tenant batches in offset order, then commits after the last record', async () => {
@@ -72,7 +67,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     await eventually(() => expect(h.consumer.committedOffsets(0)).toEqual([3]));
     expect(second.stored('a')).toEqual(['1', '2']);
     expect(h.deadLetters.sent.map((l) => [l.source.offset, l.stage, l.error.errorClass])).toEqual([[1n, 'first', 'Conflict']]);
-    expect(await metric(h, 'spanledger_records_dead_lettered_total')).toBe(1);
+    expect(await metric(h.registry, 'spanledger_records_dead_lettered_total')).toBe(1);
     await h.pipeline.stop(1_000);
   });
 
@@ -115,10 +110,10 @@ describe('pipeline with sinks (span and signal workers)', () => {
     h.consumer.assign([0]);
     h.consumer.append(0, records('a:1'));
     await h.consumer.deliver(0);
-    await eventually(async () => expect(await metric(h, 'spanledger_commit_failures_total')).toBe(1));
+    await eventually(async () => expect(await metric(h.registry, 'spanledger_commit_failures_total')).toBe(1));
     h.consumer.append(0, records('a:2'));
     await h.consumer.deliver(0);
-    await eventually(async () => expect(await metric(h, 'spanledger_commit_failures_total')).toBe(2));
+    await eventually(async () => expect(await metric(h.registry, 'spanledger_commit_failures_total')).toBe(2));
     expect(h.consumer.commits).toEqual([]);
     refuse = false;
     h.consumer.rebalance([0]);
@@ -128,23 +123,18 @@ describe('pipeline with sinks (span and signal workers)', () => {
 
   it('retries a sink that fails transiently and commits nothing meanwhile', async () => {
     const sink = new RecordingSink();
-    let failures = 0;
-    sink.onWrite = () => {
-      if (failures < 2) {
-        failures += 1;
-        throw new RetriableError('store unreachable');
-      }
-    };
+    const failing = failingFirst(2);
+    sink.onWrite = failing.hook;
     const h = await startPipeline({ sinks: [sink] });
     h.consumer.onCommit = () => {
-      expect(failures).toBe(2);
+      expect(failing.failures()).toBe(2);
     };
     h.consumer.assign([0]);
     h.consumer.append(0, records('a:1', 'a:2'));
     await h.consumer.deliver(0);
     await eventually(() => expect(h.consumer.committedOffsets(0)).toEqual([2]));
     expect(sink.stored('a')).toEqual(['1', '2']);
-    expect(await metric(h, 'spanledger_sink_retries_total')).toBe(2);
+    expect(await metric(h.registry, 'spanledger_sink_retries_total')).toBe(2);
     expect(h.fatal).toEqual([]);
     await h.pipeline.stop(1_000);
   });
@@ -213,7 +203,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     hanging.resolve();
     await settleFor();
     expect(h.consumer.commits).toEqual([]);
-    expect(await metric(h, 'spanledger_assigned_partitions')).toBe(0);
+    expect(await metric(h.registry, 'spanledger_assigned_partitions')).toBe(0);
     await h.pipeline.stop(1_000);
   });
 
@@ -227,15 +217,15 @@ describe('pipeline with sinks (span and signal workers)', () => {
     h.consumer.append(0, records(...Array.from({ length: 12 }, (_, i) => `a:${String(i).padStart(98, '0')}`)));
     const delivering = h.consumer.deliver(0);
     await eventually(() => expect(h.consumer.pauses).toEqual(['all']));
-    expect(await metric(h, 'spanledger_fetch_paused')).toBe(1);
+    expect(await metric(h.registry, 'spanledger_fetch_paused')).toBe(1);
     expect(h.consumer.resumes).toEqual([]);
     writing.resolve();
     await eventually(() => expect(h.consumer.resumes).toEqual(['all']));
     await delivering;
     await eventually(() => expect(h.consumer.committedOffsets(0).at(-1)).toBe(12));
     expect(sink.stored('a')).toHaveLength(12);
-    expect(await metric(h, 'spanledger_fetch_paused')).toBe(0);
-    expect(await metric(h, 'spanledger_fetch_pauses_total')).toBe(1);
+    expect(await metric(h.registry, 'spanledger_fetch_paused')).toBe(0);
+    expect(await metric(h.registry, 'spanledger_fetch_pauses_total')).toBe(1);
     await h.pipeline.stop(1_000);
   });
 
@@ -248,7 +238,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     // Nothing committed yet: the member keeps the partition and fetches it again from 0.
     h.consumer.rebalance([0]);
     await h.consumer.deliver(0);
-    expect(await metric(h, 'spanledger_records_redelivered_skipped_total')).toBe(2);
+    expect(await metric(h.registry, 'spanledger_records_redelivered_skipped_total')).toBe(2);
     expect(await h.pipeline.stop(1_000)).toBe(true);
     expect(sink.stored('a')).toEqual(['1', '2']);
   });
@@ -278,7 +268,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     expect(h.consumer.pauses).toEqual([[0]]);
     expect(h.pipeline.stuckPartitions()).toEqual([`partition ${TOPIC}/0 stuck: zstd: corrupt frame`]);
     await eventually(() => expect(h.consumer.committedOffsets(0)).toEqual([1]));
-    expect(await metric(h, 'spanledger_partition_stuck')).toBe(1);
+    expect(await metric(h.registry, 'spanledger_partition_stuck')).toBe(1);
     // The partition goes elsewhere: it is no longer reported, and fetched again if it comes back.
     h.consumer.rebalance([1]);
     expect(h.pipeline.stuckPartitions()).toEqual([]);
