@@ -161,13 +161,21 @@ export class CompactedTable {
   private async connect(): Promise<void> {
     const admin = this.kafka.admin();
     this.admin = admin;
+    // close() may come while this is under way (start() timed out): then what is connected by
+    // now is let go here, since close() could not.
+    const closed = async (consumer?: Consumer): Promise<boolean> => {
+      if (this.state !== 'closed') return false;
+      await this.release(admin, consumer);
+      return true;
+    };
     await admin.connect();
+    if (await closed()) return;
     if (this.options.create) {
       await ensureTopics(admin, [{ topic: this.topic, ...this.options.create }]);
     } else if (!(await admin.listTopics()).includes(this.topic)) {
       throw new TopicNotFoundError(this.topic);
     }
-    if (this.state === 'closed') return;
+    if (await closed()) return;
     const consumer = this.kafka.consumer({ groupId: this.groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 500 });
     this.consumer = consumer;
     consumer.on(consumer.events.CRASH, ({ payload }) => {
@@ -182,8 +190,10 @@ export class CompactedTable {
       if (payload.topic === this.topic) this.advance(payload.partition, BigInt(payload.lastOffset) + 1n);
     });
     await consumer.connect();
+    if (await closed(consumer)) return;
     await consumer.subscribe({ topic: this.topic, fromBeginning: true });
     await consumer.run({ autoCommit: false, eachBatch: async ({ batch }) => this.handBatch(batch) });
+    await closed(consumer);
   }
 
   private handBatch(batch: Batch): void {
@@ -263,12 +273,16 @@ export class CompactedTable {
     const { consumer, admin } = this;
     this.consumer = undefined;
     this.admin = undefined;
-    if (consumer) await consumer.disconnect().catch((e: unknown) => this.logger.warn({ err: e }, 'compacted table consumer did not disconnect cleanly'));
-    if (admin) {
-      // The group has no member left once the consumer is gone; it held no offsets.
-      if (consumer) await admin.deleteGroups([this.groupId]).catch((e: unknown) => this.logger.debug({ err: e }, 'throwaway consumer group not deleted'));
-      await admin.disconnect().catch(() => undefined);
+    if (admin) await this.release(admin, consumer);
+  }
+
+  /** Disconnects the consumer, deletes its group (it held no offsets), disconnects the admin client. */
+  private async release(admin: Admin, consumer: Consumer | undefined): Promise<void> {
+    if (consumer) {
+      await consumer.disconnect().catch((e: unknown) => this.logger.warn({ err: e }, 'compacted table consumer did not disconnect cleanly'));
+      await admin.deleteGroups([this.groupId]).catch((e: unknown) => this.logger.debug({ err: e }, 'throwaway consumer group not deleted'));
     }
+    await admin.disconnect().catch(() => undefined);
   }
 }
 

@@ -85,27 +85,24 @@ export class RuleBook {
       },
     });
     const cache = this.cache;
-    const seen = { hits: 0, misses: 0 };
-    new Counter({
-      name: 'spanledger_rules_cache_hits_total',
-      help: 'Rule set lookups answered by an already compiled rule set',
-      registers,
-      collect() {
-        const { hits } = cache.stats();
-        this.inc(hits - seen.hits);
-        seen.hits = hits;
-      },
-    });
-    new Counter({
-      name: 'spanledger_rules_cache_misses_total',
-      help: 'Rule set lookups that compiled the tenant\'s rules (first use, or a rule changed)',
-      registers,
-      collect() {
-        const { misses } = cache.stats();
-        this.inc(misses - seen.misses);
-        seen.misses = misses;
-      },
-    });
+    const counts: Array<['hits' | 'misses', string]> = [
+      ['hits', 'Rule set lookups answered by an already compiled rule set'],
+      ['misses', 'Rule set lookups that compiled the tenant\'s rules (first use, or a rule changed)'],
+    ];
+    for (const [field, help] of counts) {
+      // Fed from the cache's own totals when scraped.
+      let seen = 0;
+      new Counter({
+        name: `spanledger_rules_cache_${field}_total`,
+        help,
+        registers,
+        collect() {
+          const total = cache.stats()[field];
+          this.inc(total - seen);
+          seen = total;
+        },
+      });
+    }
     new Gauge({
       name: 'spanledger_rules_cache_tenants',
       help: 'Tenants whose compiled rule set is cached',

@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { CompactedTable, TopicNotFoundError, type RecordMeta } from '../../src/kafka/compacted-table.js';
 import { RuleBook, type RuleChange } from '../../src/rules/rule-book.js';
-import { CLI, ROOT, createTopic, kafkaClient, tempDir, uniqueName } from '../support/harness.js';
+import { CLI, ROOT, createTopic, kafkaClient, sleep, tempDir, uniqueName } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -143,6 +143,22 @@ describe('CompactedTable', () => {
       await admin.disconnect();
     }
     await expect(table.catchUp(1000)).rejects.toThrow(/not running/);
+  });
+
+  it('fails at start, naming the topic, when it cannot read it in time, and lets go of what it connected', async () => {
+    const topic = rulesTopic();
+    await createTopic(kafka, topic, 1);
+    const table = new CompactedTable({ kafka, topic, logger: quiet, onRecord: () => undefined, startTimeoutMs: 1 });
+    await expect(table.start()).rejects.toThrow(`cannot connect to read topic ${topic} within 1 ms`);
+    // The connection under way when start() gave up is closed once it completes: no group is left behind.
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await sleep(3_000);
+      expect((await admin.listGroups()).groups.map((g) => g.groupId)).not.toContain(table.groupId);
+    } finally {
+      await admin.disconnect();
+    }
   });
 
   it('fails at start, naming the topic, when the topic does not exist', async () => {
