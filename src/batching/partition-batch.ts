@@ -36,8 +36,10 @@ export interface RejectedEntry {
 
 /** Everything one flush of one partition must make durable before its offset may be committed. */
 export interface FlushPlan<T> {
-  /** Valid records grouped by tenant; each group in offset order. */
+  /** Valid records grouped by tenant; each group in offset order (empty for a batch 'by-offset'). */
   tenants: Map<string, ValidEntry<T>[]>;
+  /** Valid records of all tenants in (offset, index) order (empty for a batch 'by-tenant'). */
+  ordered: ValidEntry<T>[];
   /** Records that failed decoding, in offset order: they go to the dead-letter topic. */
   rejected: RejectedEntry[];
   firstOffset: bigint;
@@ -56,12 +58,19 @@ export interface FlushPlan<T> {
 export type FlushReason = 'records' | 'bytes' | 'age' | 'caught_up';
 
 /**
- * The buffer of one partition: records in offset order, grouped per tenant. Pure: no I/O, no
- * timers; the caller passes the clock. A flush always takes the whole buffer so that one commit
- * point (last offset + 1) covers it.
+ * How a batch hands over its valid items: grouped per tenant (for sinks that store tenant
+ * batches) or all tenants in one list in (offset, index) order (for a stateful processor).
+ */
+export type BatchOrder = 'by-tenant' | 'by-offset';
+
+/**
+ * The buffer of one partition: records in offset order, grouped per tenant or kept in one list
+ * (see BatchOrder). Pure: no I/O, no timers; the caller passes the clock. A flush always takes
+ * the whole buffer so that one commit point (last offset + 1) covers it.
  */
 export class PartitionBatch<T> {
   private tenants = new Map<string, ValidEntry<T>[]>();
+  private ordered: ValidEntry<T>[] = [];
   private rejected: RejectedEntry[] = [];
   private firstOffset: bigint | undefined;
   private lastOffset: bigint | undefined;
@@ -69,6 +78,8 @@ export class PartitionBatch<T> {
   private itemCount = 0;
   private byteCount = 0;
   private openedAt = 0;
+
+  constructor(private readonly order: BatchOrder = 'by-tenant') {}
 
   get records(): number {
     return this.count;
@@ -88,6 +99,10 @@ export class PartitionBatch<T> {
     this.itemCount += items.length;
     items.forEach((item, index) => {
       const entry: ValidEntry<T> = { offset, index, tenantId: item.tenantId, value: item.value, source };
+      if (this.order === 'by-offset') {
+        this.ordered.push(entry);
+        return;
+      }
       const group = this.tenants.get(item.tenantId);
       if (group === undefined) this.tenants.set(item.tenantId, [entry]);
       else group.push(entry);
@@ -133,6 +148,7 @@ export class PartitionBatch<T> {
     if (this.count === 0 || this.firstOffset === undefined || this.lastOffset === undefined) return undefined;
     const plan: FlushPlan<T> = {
       tenants: this.tenants,
+      ordered: this.ordered,
       rejected: this.rejected,
       firstOffset: this.firstOffset,
       lastOffset: this.lastOffset,
@@ -142,6 +158,7 @@ export class PartitionBatch<T> {
       openedAt: this.openedAt,
     };
     this.tenants = new Map();
+    this.ordered = [];
     this.rejected = [];
     this.firstOffset = undefined;
     this.lastOffset = undefined;
@@ -154,7 +171,7 @@ export class PartitionBatch<T> {
 
 /**
  * Group commit: appends `later` (the next batch of the same partition) to `plan`, which is still
- * waiting to be written, keeping each tenant's records in offset order.
+ * waiting to be written, keeping each tenant's records (and the ordered list) in offset order.
  */
 export function mergePlans<T>(plan: FlushPlan<T>, later: FlushPlan<T>): void {
   for (const [tenantId, entries] of later.tenants) {
@@ -162,6 +179,7 @@ export function mergePlans<T>(plan: FlushPlan<T>, later: FlushPlan<T>): void {
     if (group === undefined) plan.tenants.set(tenantId, entries);
     else for (const e of entries) group.push(e);
   }
+  for (const e of later.ordered) plan.ordered.push(e);
   for (const r of later.rejected) plan.rejected.push(r);
   plan.lastOffset = later.lastOffset;
   plan.records += later.records;

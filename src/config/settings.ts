@@ -78,6 +78,10 @@ export const signalSettings = {
   tbRequestTimeoutMs: setting('TB_REQUEST_TIMEOUT_MS', 'tb-request-timeout-ms', '10000', 'a TigerBeetle request not answered in this time is retried (ms)', positiveInt),
 };
 
+export const ruleSettings = {
+  topic: setting('RULES_TOPIC', 'rules-topic', 'rules', 'compacted topic holding every tenant\'s rules (key <tenant>/<rule id>)', topicName),
+};
+
 export type Settings = Record<string, Setting>;
 export type Parsed<S extends Settings> = { [K in keyof S]: S[K] extends Setting<infer T> ? T : never };
 

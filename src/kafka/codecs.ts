@@ -17,7 +17,7 @@
  * Every codec is wrapped so that a batch that cannot be decompressed (codec missing, corrupt
  * data) does not throw: kafkajs would fail the whole fetch and the worker would crash on the same
  * batch after every restart. Instead the wrapper hands kafkajs the batch's records as markers
- * (see `undecodableBatchRecords`); the consumer runner pauses that partition and reports it.
+ * (see `undecodableBatchRecords`); the kafkajs consumer adapter reports it as the batch's `undecodable` reason and the pipeline pauses that partition.
  */
 import { randomBytes } from 'node:crypto';
 import kafkajs from 'kafkajs';
@@ -94,7 +94,7 @@ const MAX_MARKED_RECORDS = 1 << 24;
  * as the batch header announces (kafkajs decodes exactly that many), all at the batch's last
  * offset (kafkajs drops records below the offset it fetched from, which may lie inside the
  * batch). The first carries CODEC_ERROR_HEADER and the marker key; the others are empty fill-ins
- * the runner never reaches, because it stops at the marker.
+ * the pipeline never gets, because the consumer adapter stops at the marker.
  *
  * kafkajs passes `decompress` a view of its fetch buffer, so the batch header sits just before
  * `compressed`. It is used only if it checks out (magic 2, length matching, our codec id);

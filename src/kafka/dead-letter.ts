@@ -1,6 +1,6 @@
 import type { IHeaders, Kafka, Producer } from 'kafkajs';
 import { RetriableError, capReason, type RecordRejectedError } from '../errors.js';
-import type { SourceMessage } from '../batching/partition-batch.js';
+import type { DeadLetter, DeadLetterPort } from '../pipeline/consumer-port.js';
 import type { HeaderValue, RecordHeaders } from '../model/headers.js';
 import type { Quarantine } from './quarantine.js';
 
@@ -46,17 +46,6 @@ export function headersInOrder(list: HeaderList): IHeaders {
   const headers: IHeaders = {};
   Object.defineProperty(headers, ORDERED_HEADERS, { value: list, enumerable: false });
   return headers;
-}
-
-export interface DeadLetter {
-  topic: string;
-  partition: number;
-  source: SourceMessage;
-  error: RecordRejectedError;
-  /** Where in the pipeline it failed: DECODE (bad input) or a sink's name. */
-  stage: string;
-  /** Set once the dead letter is safe: acknowledged by the topic, or quarantined on disk. */
-  outcome?: 'delivered' | 'quarantined';
 }
 
 export interface DeadLetterIdentity {
@@ -114,7 +103,7 @@ interface Outgoing {
  * on disk. Only then may the caller commit past them. A transient failure rejects with a
  * RetriableError; letters already safe are not sent again on the retry.
  */
-export class DeadLetterProducer {
+export class DeadLetterProducer implements DeadLetterPort {
   private readonly producer: Producer;
   private connected = false;
   /** The topic's max.message.bytes: sends are split to stay under it. */
@@ -216,6 +205,10 @@ export class DeadLetterProducer {
     let bytes = RECORD_OVERHEAD + (l.source.key?.length ?? 0) + (l.source.value?.length ?? 0);
     for (const [k, v] of list) bytes += HEADER_OVERHEAD + Buffer.byteLength(k) + (v === null ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length);
     return { letter: l, message: { key: l.source.key, value: l.source.value, headers: headersInOrder(list) }, bytes };
+  }
+
+  detail(): string | undefined {
+    return this.quarantine.detail();
   }
 
   async close(): Promise<void> {

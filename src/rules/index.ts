@@ -6,5 +6,7 @@ export { parseRule } from './parser.js';
 export { compileRuleSet, type CompiledRuleSet, type RuleDefinition, type RuleSpan } from './compile.js';
 export { TraceEvaluation, EVIDENCE_SPAN_IDS, type RuleHit, type TraceState } from './evaluate.js';
 export { RuleSetCache, type RuleCacheStats } from './cache.js';
-export { parseRuleFile, loadRuleFile } from './rule-file.js';
+export { parseRuleFile, loadRuleFile, checkRule, type CheckedRule, type RuleProblem } from './rule-file.js';
+export { RuleBook, RULES_TOPIC_CONFIG, type RuleBookOptions, type RuleChange, type TenantRule } from './rule-book.js';
+export { parseRuleRecord, ruleRecordKey, encodeRuleValue, contentVersion, planPut, BAD_RULE_REASONS, type BadRuleReason, type RuleRecord, type PutPlan } from './rule-record.js';
 export type { RuleAst } from './ast.js';

@@ -24,6 +24,49 @@ const ruleSchema = z.strictObject({
 
 const fileSchema = z.strictObject({ rules: z.array(z.unknown()) });
 
+/** What is wrong with one rule: a field (`schema`) or its condition (`condition`). */
+export interface RuleProblem {
+  kind: 'schema' | 'condition';
+  /** `severity: must be one of …`, or `rule <id>: 2:31: expected …` (the id when the rule has one). */
+  message: string;
+}
+
+export interface CheckedRule {
+  /** The rule, when it has no problem. */
+  rule: RuleDefinition | undefined;
+  /** The rule's id when it has a string one, even if the rule has problems: it names the rule in messages. */
+  id: string | undefined;
+  problems: RuleProblem[];
+}
+
+/**
+ * The one check of a single rule, whatever it comes from (an entry of a rule file, a record of the
+ * rules topic): the fields against the schema and the condition through the parser. Every problem
+ * is listed, the condition's even when a field is wrong. `name` defaults to the id, `enabled` to
+ * true, severity is upper-cased.
+ */
+export function checkRule(raw: unknown): CheckedRule {
+  const parsed = ruleSchema.safeParse(raw);
+  const fields = (typeof raw === 'object' && raw !== null ? raw : {}) as { id?: unknown; condition?: unknown };
+  const id = typeof fields.id === 'string' ? fields.id : undefined;
+  const problems: RuleProblem[] = [];
+  if (!parsed.success) for (const issue of parsed.error.issues) problems.push({ kind: 'schema', message: `${issue.path.join('.') || 'rule'}: ${issue.message}` });
+  if (typeof fields.condition === 'string') {
+    try {
+      parseRule(fields.condition);
+    } catch (e) {
+      if (!(e instanceof RuleSyntaxError)) throw e;
+      problems.push({ kind: 'condition', message: id === undefined ? e.message : e.inRule(id).message });
+    }
+  }
+  if (!parsed.success || problems.length > 0) return { rule: undefined, id, problems };
+  const r = parsed.data;
+  const rule: RuleDefinition = { id: r.id, name: r.name ?? r.id, severity: r.severity as Severity, condition: r.condition, enabled: r.enabled };
+  if (r.description !== undefined) rule.description = r.description;
+  if (r.version !== undefined) rule.version = r.version;
+  return { rule, id, problems };
+}
+
 /**
  * Reads a rule file in BeTrace's shape, YAML or JSON (JSON is YAML):
  *
@@ -50,27 +93,18 @@ export function parseRuleFile(text: string, file: string): RuleDefinition[] {
   const rules: RuleDefinition[] = [];
   const seen = new Set<string>();
   top.data.rules.forEach((raw, index) => {
-    const parsed = ruleSchema.safeParse(raw);
-    const fields = (typeof raw === 'object' && raw !== null ? raw : {}) as { id?: unknown; condition?: unknown };
-    const label = `rules[${index}]${typeof fields.id === 'string' ? ` (${fields.id})` : ''}`;
-    if (!parsed.success) for (const issue of parsed.error.issues) problems.push(`${label}: ${issue.path.join('.') || 'rule'}: ${issue.message}`);
-    // The condition is checked even when another field is wrong: every error is listed at once.
-    if (typeof fields.condition === 'string') {
-      try {
-        parseRule(fields.condition);
-      } catch (e) {
-        if (!(e instanceof RuleSyntaxError)) throw e;
-        problems.push(typeof fields.id === 'string' ? e.inRule(fields.id).message : `${label}: ${e.message}`);
-      }
+    const checked = checkRule(raw);
+    const label = `rules[${index}]${checked.id === undefined ? '' : ` (${checked.id})`}`;
+    for (const problem of checked.problems) {
+      // A condition error already names its rule when the rule has an id.
+      problems.push(problem.kind === 'condition' && checked.id !== undefined ? problem.message : `${label}: ${problem.message}`);
     }
-    if (!parsed.success) return;
-    const r = parsed.data;
-    if (seen.has(r.id)) problems.push(`${label}: id ${r.id} is used by an earlier rule`);
-    seen.add(r.id);
-    const rule: RuleDefinition = { id: r.id, name: r.name ?? r.id, severity: r.severity as Severity, condition: r.condition, enabled: r.enabled };
-    if (r.description !== undefined) rule.description = r.description;
-    if (r.version !== undefined) rule.version = r.version;
-    rules.push(rule);
+    // A rule whose fields are right has its id checked for repeats even when its condition is wrong.
+    if (checked.id !== undefined && !checked.problems.some((p) => p.kind === 'schema')) {
+      if (seen.has(checked.id)) problems.push(`${label}: id ${checked.id} is used by an earlier rule`);
+      seen.add(checked.id);
+    }
+    if (checked.rule !== undefined) rules.push(checked.rule);
   });
   if (problems.length > 0) throw new RuleFileError(file, problems);
   return rules;

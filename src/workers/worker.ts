@@ -3,33 +3,36 @@ import type { Registry } from 'prom-client';
 import type { Parsed } from '../config/settings.js';
 import type { kafkaSettings, workerSettings } from '../config/settings.js';
 import { createKafka, ensureTopics, topicMaxMessageBytes } from '../kafka/client.js';
-import { ConsumerRunner } from '../kafka/consumer-runner.js';
+import { DeadLetterProducer } from '../kafka/dead-letter.js';
+import { KafkaJsGroupConsumer } from '../kafka/kafkajs-consumer.js';
+import { Quarantine } from '../kafka/quarantine.js';
 import type { RecordDecoder } from '../model/decode.js';
 import { HealthServer } from '../observability/health-server.js';
 import { WorkerMetrics } from '../observability/metrics.js';
-import type { TenantBatchSink } from '../sinks/types.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import type { PipelineStages } from '../pipeline/types.js';
 
 /** Room for the reason headers a dead letter adds to its record. */
 const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
 
-export interface WorkerOptions<T> {
+/** `sinks` (span and signal workers) or a `processor` with its `tickIntervalMs` (rule worker). */
+export type WorkerOptions<T> = PipelineStages<T> & {
   kafka: Parsed<typeof kafkaSettings>;
   worker: Parsed<typeof workerSettings>;
   topic: string;
   dlqTopic: string;
   group: string;
   decoder: RecordDecoder<T>;
-  sinks: TenantBatchSink<T>[];
   logger: Logger;
   registry: Registry;
-}
+};
 
 /**
  * A consumer worker with its lifecycle: start (topics, metrics server, group), stop (flush,
  * commit, leave). Span and signal workers are this class with different decoders and sinks.
  */
 export class Worker<T> {
-  private readonly runner: ConsumerRunner<T>;
+  private readonly runner: Pipeline<T>;
   private readonly health: HealthServer;
   private fatalError: Error | undefined;
   private fatalListeners: Array<(e: Error) => void> = [];
@@ -39,26 +42,36 @@ export class Worker<T> {
     const { kafka, worker, logger, registry } = options;
     const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger });
     this.kafkaClient = client;
-    this.runner = new ConsumerRunner<T>({
-      kafka: client,
+    const metrics = new WorkerMetrics(registry);
+    const quarantine = new Quarantine(worker.quarantineDir, (letters, refusal) => {
+      for (const l of letters) metrics.quarantined.inc({ topic: options.topic, reason: l.error.errorClass });
+      logger.error(
+        { count: letters.length, refusal, dlqTopic: options.dlqTopic, dir: worker.quarantineDir, first: { partition: letters[0]!.partition, offset: letters[0]!.source.offset.toString() } },
+        'dead-letter topic refused dead letters for good; quarantined them on disk and going on',
+      );
+    });
+    const stages: PipelineStages<T> = options.processor === undefined ? { sinks: options.sinks } : { processor: options.processor, tickIntervalMs: options.tickIntervalMs };
+    this.runner = new Pipeline<T>({
+      ...stages,
+      consumer: new KafkaJsGroupConsumer(client, {
+        group: options.group,
+        sessionTimeoutMs: worker.sessionTimeoutMs,
+        rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
+        heartbeatIntervalMs: worker.heartbeatIntervalMs,
+        maxInFlightBytes: worker.maxInFlightBytes,
+        partitionsConcurrency: worker.partitionsConcurrency,
+      }),
+      deadLetters: new DeadLetterProducer(client, options.dlqTopic, { group: options.group, workerId: worker.workerId }, quarantine),
       topic: options.topic,
-      dlqTopic: options.dlqTopic,
-      group: options.group,
-      workerId: worker.workerId,
       decoder: options.decoder,
-      sinks: options.sinks,
       limits: { maxRecords: worker.batchMaxRecords, maxBytes: worker.batchMaxBytes, maxAgeMs: worker.batchMaxAgeMs },
       flushWhenCaughtUp: worker.flushWhenCaughtUp,
       maxInFlightBytes: worker.maxInFlightBytes,
-      partitionsConcurrency: worker.partitionsConcurrency,
-      sessionTimeoutMs: worker.sessionTimeoutMs,
-      rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
       heartbeatIntervalMs: worker.heartbeatIntervalMs,
       retryMaxDelayMs: worker.retryMaxDelayMs,
       shutdownTimeoutMs: worker.shutdownTimeoutMs,
-      quarantineDir: worker.quarantineDir,
       logger,
-      metrics: new WorkerMetrics(registry),
+      metrics,
       onFatal: (e) => {
         this.fatalError ??= e;
         for (const listener of this.fatalListeners) listener(e);
@@ -110,7 +123,13 @@ export class Worker<T> {
     }
     await this.runner.start(dlqMaxMessageBytes);
     options.logger.info(
-      { topic: options.topic, group: options.group, dlqTopic: options.dlqTopic, metricsPort: this.metricsPort, sinks: options.sinks.map((s) => s.name) },
+      {
+        topic: options.topic,
+        group: options.group,
+        dlqTopic: options.dlqTopic,
+        metricsPort: this.metricsPort,
+        ...(options.processor === undefined ? { sinks: options.sinks.map((s) => s.name) } : { processor: options.processor.name }),
+      },
       'worker started',
     );
   }

@@ -23,6 +23,19 @@ describe('PartitionBatch', () => {
     expect(batch.drain()).toBeUndefined();
   });
 
+  it("by offset: keeps every tenant's items in one list in (offset, index) order, also across merged plans", () => {
+    const batch = new PartitionBatch<string>('by-offset');
+    valid(batch, 10n, 'a', 0);
+    batch.addValid(11n, [{ tenantId: 'b', value: 'x' }, { tenantId: 'a', value: 'y' }], 10, source(11n), 0);
+    batch.addRejected(12n, new RecordRejectedError('InvalidJson', 'x'), 5, source(12n), 0);
+    const plan = batch.drain()!;
+    valid(batch, 13n, 'b', 0);
+    mergePlans(plan, batch.drain()!);
+    expect(plan.ordered.map((e) => `${e.offset}.${e.index}:${e.tenantId}`)).toEqual(['10.0:a', '11.0:b', '11.1:a', '13.0:b']);
+    expect(plan.tenants.size).toBe(0);
+    expect(plan).toMatchObject({ lastOffset: 13n, records: 4, items: 5 });
+  });
+
   it('reports the first limit reached: records, bytes, then age', () => {
     const batch = new PartitionBatch<string>();
     expect(batch.flushReason(limits, 0)).toBeUndefined();

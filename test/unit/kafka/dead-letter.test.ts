@@ -4,7 +4,8 @@ import path from 'node:path';
 import type { Kafka, ProducerRecord } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RecordRejectedError, RetriableError } from '../../../src/errors.js';
-import { DeadLetterProducer, orderedHeaders, permanentRefusal, type DeadLetter } from '../../../src/kafka/dead-letter.js';
+import { DeadLetterProducer, orderedHeaders, permanentRefusal } from '../../../src/kafka/dead-letter.js';
+import type { DeadLetter } from '../../../src/pipeline/consumer-port.js';
 import { Quarantine, type QuarantineEntry } from '../../../src/kafka/quarantine.js';
 import type { RecordHeaders } from '../../../src/model/headers.js';
 

@@ -34,9 +34,9 @@ export function flushOf(from: number, to: number, tenants: number, days = 1): Fl
 }
 
 /**
- * What ConsumerRunner.runStage does with a flush: every tenant's write in parallel, each retried
+ * What Pipeline.runSink does with a flush: every tenant's write in parallel, each retried
  * while it fails with a RetriableError, then one sync; a RetriableError from the sync repeats the
- * whole stage. `whenSynced` runs each time sync resolved (where the runner would commit).
+ * whole stage. `whenSynced` runs each time sync resolved (where the pipeline would commit).
  * Returns how many times the stage ran.
  */
 export async function runStage(sink: SpanLogSink, flush: Flush, whenSynced: () => void, maxAttempts = 100): Promise<number> {

@@ -1,43 +1,34 @@
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
-import { PartitionBatch, mergePlans, type FlushLimits, type FlushPlan, type FlushReason, type SourceMessage, type ValidEntry } from '../batching/partition-batch.js';
+import { mergePlans, type FlushLimits, type FlushPlan, type FlushReason, type SourceMessage, type ValidEntry } from '../batching/partition-batch.js';
+import { SpanledgerError } from '../errors.js';
 import type { RecordDecoder } from '../model/decode.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
 import type { TenantBatchSink } from '../sinks/types.js';
 import { recordFootprint } from '../model/headers.js';
-import { undecodableBatchReason } from './codecs.js';
-import { DeadLetterProducer, type DeadLetter } from './dead-letter.js';
-import { Quarantine } from './quarantine.js';
-import { PartitionOffsets } from './offset-tracker.js';
-import { retrying } from './retry.js';
+import type { ConsumedBatch, ConsumedMessage, DeadLetter, DeadLetterPort, GroupConsumer } from './consumer-port.js';
+import { PartitionPipeline } from './partition-pipeline.js';
+import { retrying, type RetryOptions } from './retry.js';
+import { validateStages, type PartitionProcessor, type PipelineStages } from './types.js';
 
-export interface ConsumerRunnerOptions<T> {
-  kafka: Kafka;
+export type PipelineOptions<T> = PipelineStages<T> & {
+  consumer: GroupConsumer;
+  deadLetters: DeadLetterPort;
   topic: string;
-  dlqTopic: string;
-  group: string;
-  workerId: string;
   decoder: RecordDecoder<T>;
-  /** Applied in order to each tenant batch; a record one sink rejects is not given to the next. */
-  sinks: TenantBatchSink<T>[];
   limits: FlushLimits;
   /** Flush as soon as a partition has caught up with its high watermark, not only on the limits. */
   flushWhenCaughtUp: boolean;
   maxInFlightBytes: number;
-  partitionsConcurrency: number;
-  sessionTimeoutMs: number;
-  rebalanceTimeoutMs: number;
+  /** Waits for room in the in-flight budget heartbeat at least this often. */
   heartbeatIntervalMs: number;
   retryMaxDelayMs: number;
   /** A revoked partition's flush under way gets this long before the partition is released anyway. */
   shutdownTimeoutMs: number;
-  /** Where dead letters the dead-letter topic refuses for good are kept (see Quarantine). */
-  quarantineDir: string;
   logger: Logger;
   metrics: WorkerMetrics;
   /** Called once when the worker cannot go on (a non-retriable failure that is not a record's fault). */
   onFatal: (error: Error) => void;
-}
+};
 
 /** In-flight bytes each decoded item of a many-item record adds to the record's own bytes. */
 const DECODED_ITEM_BYTES = 512;
@@ -45,63 +36,39 @@ const DECODED_ITEM_BYTES = 512;
 /** Longest stretch of decoding before the event loop gets a turn. */
 const PROCESS_SLICE_MS = 20;
 
-
-/**
- * One assigned partition: records in custody, its buffer, its offsets, and the queues of its
- * flushes (one per sink stage, one for dead letters and commits) that keep offset order.
- */
-class PartitionPipeline<T> {
-  readonly batch = new PartitionBatch<T>();
-  readonly offsets = new PartitionOffsets();
-  /** Settles when the latest flush (and so every earlier one) has finished or failed. */
-  chain: Promise<void> = Promise.resolve();
-  /** The commit under way, if any: at most one per partition, coalescing later requests. */
-  committing: Promise<void> | undefined;
-  commitAgain = false;
-  /** Records in custody, not decoded yet (in offset order). */
-  incoming: Array<{ message: KafkaMessage; offset: bigint; bytes: number }> = [];
-  processing: NodeJS.Immediate | undefined;
-  /** The last fetched batch reached the partition's high watermark. */
-  caughtUp = false;
-  /** The next flush, waiting for the first stage; later batches are merged into it. */
-  queued: FlushPlan<T> | undefined;
-  /** Per sink: the stage of the latest flush (never rejects). */
-  stageTails: Promise<void>[];
-  /** The last stage (dead letters, offset) of the latest flush (never rejects). */
-  commitTail: Promise<void> = Promise.resolve();
-  timer: NodeJS.Timeout | undefined;
-  closed = false;
-  highWatermark: bigint | undefined;
-
-  constructor(
-    readonly partition: number,
-    stages: number,
-  ) {
-    this.stageTails = Array.from({ length: Math.max(1, stages) }, () => Promise.resolve());
-  }
-}
-
 /** One flush on its way through the stages. */
 interface FlushState<T> {
   plan: FlushPlan<T>;
   letters: DeadLetter[];
-  /** Tenant batches still to store (each stage drops what its sink refused). */
+  /** Tenant batches still to store (each sink stage drops what its sink refused). */
   current: Map<string, ValidEntry<T>[]>;
   started: bigint;
 }
 
+/** One stage of every flush of a partition; a stage of flush N+1 starts once flush N left it. */
+type Stage<T> = (pipe: PartitionPipeline<T>, flush: FlushState<T>) => Promise<void>;
+
+const ignore = () => undefined;
+
+/** openPartition is retried only when it says so: a broken checkpoint must stop the worker, not loop. */
+const explicitlyRetriable = (error: unknown) => error instanceof SpanledgerError && error.retriable;
+
 /**
- * Runs one consumer group member: takes records from kafkajs, decodes them, batches them per
- * partition and tenant, writes each flush to every sink (with retries for transient failures),
- * dead-letters what cannot be stored, and only then commits the partition's offset.
+ * Runs one consumer group member: takes records from the group consumer, decodes them, batches
+ * them per partition, hands each flush to its stages — every sink in turn (with retries for
+ * transient failures), or a stateful processor — dead-letters what cannot be stored, and only
+ * then commits the partition's offset.
  *
  * Invariant: the committed offset of a partition never passes a record that is not durable in
- * all of its sinks or acknowledged by the dead-letter topic.
+ * all of its sinks (or whose effects the processor has not synced and may still need after a
+ * restart) or acknowledged by the dead-letter topic.
  */
-export class ConsumerRunner<T> {
-  private readonly consumer: Consumer;
-  private readonly deadLetters: DeadLetterProducer;
-  private readonly quarantine: Quarantine;
+export class Pipeline<T> {
+  private readonly consumer: GroupConsumer;
+  private readonly deadLetters: DeadLetterPort;
+  private readonly sinks: TenantBatchSink<T>[];
+  private readonly processor: PartitionProcessor<T> | undefined;
+  private readonly stages: Stage<T>[];
   private readonly pipelines = new Map<number, PartitionPipeline<T>>();
   private inFlightBytes = 0;
   private inFlightRecords = 0;
@@ -120,27 +87,17 @@ export class ConsumerRunner<T> {
   /** Partitions paused at a batch that cannot be decompressed: partition → what and why. */
   private readonly stuck = new Map<number, string>();
 
-  constructor(private readonly options: ConsumerRunnerOptions<T>) {
-    this.consumer = options.kafka.consumer({
-      groupId: options.group,
-      sessionTimeout: options.sessionTimeoutMs,
-      rebalanceTimeout: options.rebalanceTimeoutMs,
-      heartbeatInterval: options.heartbeatIntervalMs,
-      // A fetch response is at most a quarter of the in-flight budget, so that memory stays bounded.
-      maxBytes: Math.max(1 << 20, Math.min(10 << 20, Math.floor(options.maxInFlightBytes / 4))),
-      // Fewer, larger fetches under a backlog (kafkajs' default is 1 MiB per partition).
-      maxBytesPerPartition: Math.max(1 << 20, Math.min(4 << 20, Math.floor(options.maxInFlightBytes / 16))),
-      maxWaitTimeInMs: 500,
-      allowAutoTopicCreation: false,
-    });
-    this.quarantine = new Quarantine(options.quarantineDir, (letters, refusal) => {
-      for (const l of letters) options.metrics.quarantined.inc({ topic: options.topic, reason: l.error.errorClass });
-      options.logger.error(
-        { count: letters.length, refusal, dlqTopic: options.dlqTopic, dir: options.quarantineDir, first: { partition: letters[0]!.partition, offset: letters[0]!.source.offset.toString() } },
-        'dead-letter topic refused dead letters for good; quarantined them on disk and going on',
-      );
-    });
-    this.deadLetters = new DeadLetterProducer(options.kafka, options.dlqTopic, { group: options.group, workerId: options.workerId }, this.quarantine);
+  constructor(private readonly options: PipelineOptions<T>) {
+    validateStages(options);
+    this.consumer = options.consumer;
+    this.deadLetters = options.deadLetters;
+    this.sinks = options.sinks ?? [];
+    this.processor = options.processor;
+    const processor = this.processor;
+    this.stages =
+      processor === undefined
+        ? [...this.sinks.map((sink): Stage<T> => (pipe, flush) => this.runSink(pipe, sink, flush)), (pipe, flush) => this.finishStored(pipe, flush)]
+        : [(pipe, flush) => this.runProcessor(pipe, processor, flush)];
   }
 
   /** Ready: joined the group and consuming. */
@@ -154,8 +111,8 @@ export class ConsumerRunner<T> {
 
   /** Conditions an operator should see on /readyz even while the worker is ready. */
   details(): string[] {
-    const quarantined = this.quarantine.detail();
-    return quarantined === undefined ? [] : [quarantined];
+    const detail = this.deadLetters.detail();
+    return detail === undefined ? [] : [detail];
   }
 
   /** `dlqMaxMessageBytes`: the dead-letter topic's max.message.bytes (sends are split under it). */
@@ -163,41 +120,37 @@ export class ConsumerRunner<T> {
     const { consumer, options } = this;
     const { logger } = options;
     await this.deadLetters.start(dlqMaxMessageBytes);
-    for (const sink of options.sinks) await sink.start();
+    for (const sink of this.sinks) await sink.start();
+    await this.processor?.start();
 
-    consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      const assigned = new Set<number>(event.payload.memberAssignment[options.topic] ?? []);
+    consumer.onGroupJoin((event) => {
+      const assigned = new Set<number>(event.assignment[options.topic] ?? []);
       this.onAssignment(assigned);
       this.joined = true;
-      logger.info({ partitions: [...assigned], memberId: event.payload.memberId }, 'joined consumer group');
+      logger.info({ partitions: [...assigned], memberId: event.memberId }, 'joined consumer group');
     });
-    consumer.on(consumer.events.REBALANCING, () => {
+    consumer.onRebalancing(() => {
       // Flush what is buffered now: the partitions may move to another worker.
       logger.info('group is rebalancing; flushing buffers');
       for (const pipe of this.pipelines.values()) this.scheduleFlush(pipe, 'age');
     });
-    consumer.on(consumer.events.CRASH, (event) => {
+    consumer.onCrash(({ error, restart }) => {
       // kafkajs restarts the consumer after a retriable crash (e.g. a coordinator that moved).
-      const log = event.payload.restart ? logger.warn.bind(logger) : logger.error.bind(logger);
-      log({ err: event.payload.error, restart: event.payload.restart }, event.payload.restart ? 'kafka consumer crashed; kafkajs restarts it' : 'kafka consumer crashed');
-      if (!event.payload.restart) {
+      const log = restart ? logger.warn.bind(logger) : logger.error.bind(logger);
+      log({ err: error, restart }, restart ? 'kafka consumer crashed; kafkajs restarts it' : 'kafka consumer crashed');
+      if (!restart) {
         this.crashed = true;
-        options.onFatal(event.payload.error);
+        options.onFatal(error);
       }
     });
 
     await consumer.connect();
-    await consumer.subscribe({ topic: options.topic, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: options.partitionsConcurrency,
-      eachBatch: (payload) => this.eachBatch(payload),
-    });
+    await consumer.subscribe(options.topic, true);
+    await consumer.run((batch) => this.eachBatch(batch));
   }
 
   private onAssignment(assigned: Set<number>): void {
-    const { metrics, topic } = { metrics: this.options.metrics, topic: this.options.topic };
+    const { metrics, topic } = this.options;
     for (const partition of this.assignment) {
       if (!assigned.has(partition)) {
         const revoking = this.revoke(partition).finally(() => {
@@ -210,6 +163,8 @@ export class ConsumerRunner<T> {
       const pipe = this.pipelines.get(partition);
       // Kafka refuses commits during a rebalance; retry what was made durable meanwhile.
       if (pipe !== undefined) this.requestCommit(pipe);
+      // A processor opens the partition (and ticks it) from now on, before any record arrives.
+      else if (this.processor !== undefined && !this.stopping) this.pipeline(partition);
     }
     this.assignment = assigned;
     metrics.assignedPartitions.set({ topic }, assigned.size);
@@ -220,12 +175,11 @@ export class ConsumerRunner<T> {
    * would lose records and crashing would loop, so only this partition is paused, at the batch:
    * nothing at or past it is taken or committed, the other partitions go on, and the partition
    * stays visible (log, spanledger_partition_stuck, /readyz) until a worker that can read it
-   * takes over. kafkajs delivers the batch again after any resume, which pauses it again.
+   * takes over. The consumer delivers the batch again after any resume, which pauses it again.
    */
   private stopAtUndecodableBatch(partition: number, reason: string): void {
     const { consumer, options } = this;
-    const { topic } = options;
-    consumer.pause([{ topic, partitions: [partition] }]);
+    consumer.pause(options.topic, [partition]);
     if (this.stuck.get(partition) === reason) return;
     this.stuck.set(partition, reason);
     options.metrics.partitionStuck.set(this.stuckLabels(partition, reason), 1);
@@ -237,13 +191,13 @@ export class ConsumerRunner<T> {
     return { topic: this.options.topic, partition: String(partition), reason: `undecodable_batch:${reason.split(' ')[0]}` };
   }
 
-  /** The partition went elsewhere; kafkajs keeps it paused across assignments, so if it comes back, read it again. */
+  /** The partition went elsewhere; a pause outlasts assignments, so if it comes back, read it again. */
   private forgetStuck(partition: number): void {
     const reason = this.stuck.get(partition);
     if (reason === undefined) return;
     this.stuck.delete(partition);
     this.options.metrics.partitionStuck.remove(this.stuckLabels(partition, reason));
-    if (!this.paused) this.consumer.resume([{ topic: this.options.topic, partitions: [partition] }]);
+    if (!this.paused) this.consumer.resume(this.options.topic, [partition]);
   }
 
   /** One line per stuck partition, for /readyz. */
@@ -253,13 +207,13 @@ export class ConsumerRunner<T> {
 
   /** The partition went to another worker: drop its buffer (the new owner re-reads it), then release it. */
   private async revoke(partition: number): Promise<void> {
+    const { options } = this;
     const pipe = this.pipelines.get(partition);
     this.pipelines.delete(partition);
-    this.options.metrics.lag.remove({ topic: this.options.topic, partition: String(partition) });
+    options.metrics.lag.remove({ topic: options.topic, partition: String(partition) });
     this.forgetStuck(partition);
     if (pipe !== undefined) {
-      pipe.closed = true;
-      if (pipe.timer) clearTimeout(pipe.timer);
+      pipe.close();
       if (pipe.processing) clearImmediate(pipe.processing);
       pipe.processing = undefined;
       const undecoded = pipe.incoming.splice(0);
@@ -268,49 +222,62 @@ export class ConsumerRunner<T> {
       if (dropped) this.release(dropped.records, dropped.bytes);
       // Bounded: a store or dead-letter topic that does not answer must not hold the partition
       // (and its span log lock) forever. Nothing is committed after this (the pipe is closed).
-      const settled = await Promise.race([this.settle(pipe).then(() => true), delay(this.options.shutdownTimeoutMs, false)]);
-      if (!settled) this.options.logger.warn({ partition, timeoutMs: this.options.shutdownTimeoutMs }, 'revoked partition still had a flush under way; releasing it anyway (its records will be read again)');
+      const settled = await Promise.race([this.settle(pipe).then(() => true), delay(options.shutdownTimeoutMs, false)]);
+      if (!settled) options.logger.warn({ partition, timeoutMs: options.shutdownTimeoutMs }, 'revoked partition still had a flush under way; releasing it anyway (its records will be read again)');
     }
-    for (const sink of this.options.sinks) {
+    for (const sink of this.sinks) {
       try {
-        await sink.releasePartition?.(this.options.topic, partition);
+        await sink.releasePartition?.(options.topic, partition);
       } catch (e) {
-        this.options.logger.error({ err: e, partition }, `sink ${sink.name} failed to release partition`);
+        options.logger.error({ err: e, partition }, `sink ${sink.name} failed to release partition`);
       }
     }
-    this.options.logger.info({ partition }, 'partition revoked and released');
+    await this.releaseProcessorPartition(partition);
+    options.logger.info({ partition }, 'partition revoked and released');
+  }
+
+  private async releaseProcessorPartition(partition: number): Promise<void> {
+    const { processor, options } = this;
+    if (processor === undefined) return;
+    try {
+      await processor.releasePartition(options.topic, partition);
+    } catch (e) {
+      options.logger.error({ err: e, partition }, `processor ${processor.name} failed to release partition`);
+    }
   }
 
   private pipeline(partition: number): PartitionPipeline<T> {
     let pipe = this.pipelines.get(partition);
     if (pipe === undefined) {
-      pipe = new PartitionPipeline<T>(partition, this.options.sinks.length);
+      const { processor } = this;
+      pipe = new PartitionPipeline<T>(partition, this.stages.length, processor === undefined ? 'by-tenant' : 'by-offset', processor !== undefined);
       this.pipelines.set(partition, pipe);
+      if (processor !== undefined) this.openPartition(pipe, processor);
     }
     return pipe;
   }
 
   /**
-   * Takes a fetched batch into custody and returns at once, so that kafkajs fetches the next one
-   * while this one is decoded (`processIncoming`): the broker's work and ours overlap. Records
+   * Takes a fetched batch into custody and returns at once, so that the consumer fetches the next
+   * one while this one is decoded (`processIncoming`): the broker's work and ours overlap. Records
    * count against MAX_IN_FLIGHT_BYTES from this moment.
    */
-  private async eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+  private async eachBatch(batch: ConsumedBatch): Promise<void> {
+    const { resolveOffset, heartbeat, isRunning, isStale } = batch;
     const { options } = this;
     const revoking = this.revoking.get(batch.partition);
     if (revoking !== undefined) await revoking;
     const pipe = this.pipeline(batch.partition);
     pipe.highWatermark = BigInt(batch.highWatermark);
     this.activeBatches += 1;
+    const interrupted = () => this.stopping || pipe.closed || !isRunning() || isStale();
     try {
       let taken = 0;
       let skipped = 0;
+      let complete = true;
       for (const message of batch.messages) {
-        if (this.stopping || pipe.closed || !isRunning() || isStale()) break;
-        const undecodable = undecodableBatchReason(message);
-        if (undecodable !== undefined) {
-          this.stopAtUndecodableBatch(batch.partition, undecodable);
+        if (interrupted()) {
+          complete = false;
           break;
         }
         const offset = BigInt(message.offset);
@@ -323,14 +290,15 @@ export class ConsumerRunner<T> {
         pipe.incoming.push({ message, offset, bytes });
         this.account(1, bytes);
         taken += 1;
-        // Tell kafkajs the record is in custody, so its next fetch starts after it. This is not a
-        // commit: commits happen only after a flush made records durable.
+        // Tell the consumer the record is in custody, so its next fetch starts after it. This is
+        // not a commit: commits happen only after a flush made records durable.
         resolveOffset(message.offset);
         if (this.inFlightBytes > options.maxInFlightBytes) {
           this.processIncoming(pipe, Number.POSITIVE_INFINITY);
           await this.waitForRoom(pipe, heartbeat);
         }
       }
+      if (complete && batch.undecodable !== undefined && !interrupted()) this.stopAtUndecodableBatch(batch.partition, batch.undecodable);
       if (taken > 0) options.metrics.consumed.inc({ topic: options.topic }, taken);
       if (skipped > 0) options.metrics.skippedRedelivered.inc({ topic: options.topic }, skipped);
       const next = pipe.offsets.nextCustodyOffset;
@@ -384,12 +352,12 @@ export class ConsumerRunner<T> {
   }
 
   /** Decodes one record in custody into the partition's buffer (its `bytes` are already counted). */
-  private take(pipe: PartitionPipeline<T>, message: KafkaMessage, offset: bigint, bytes: number): void {
+  private take(pipe: PartitionPipeline<T>, message: ConsumedMessage, offset: bigint, bytes: number): void {
     const source: SourceMessage = {
       offset,
       key: message.key,
       value: message.value,
-      headers: (message.headers ?? {}) as SourceMessage['headers'],
+      headers: message.headers ?? {},
       timestamp: message.timestamp,
     };
     const decoded = this.options.decoder.decode({ value: message.value, headers: source.headers });
@@ -421,7 +389,7 @@ export class ConsumerRunner<T> {
     if (!overBudget()) return;
     if (!this.paused) {
       this.paused = true;
-      this.consumer.pause([{ topic: options.topic }]);
+      this.consumer.pause(options.topic);
       options.metrics.fetchPaused.set({ topic: options.topic }, 1);
       options.metrics.fetchPauses.inc({ topic: options.topic });
     }
@@ -439,7 +407,7 @@ export class ConsumerRunner<T> {
     }
     if (this.paused && !overBudget()) {
       this.paused = false;
-      this.consumer.resume([{ topic: options.topic }]);
+      this.consumer.resume(options.topic);
       options.metrics.fetchPaused.set({ topic: options.topic }, 0);
     }
   }
@@ -471,12 +439,12 @@ export class ConsumerRunner<T> {
       return;
     }
     pipe.queued = plan;
-    const { sinks } = this.options;
+    pipe.pending += 1;
     const flush: FlushState<T> = { plan, letters: [], current: new Map(), started: 0n };
 
-    // Each sink is a stage with its own chain per partition: flush N+1 can be in the first store
-    // while flush N is in the second. A stage of a flush starts when the same stage of the previous
-    // flush and the previous stage of this flush are done, so each store sees records in order.
+    // Each stage has its own chain per partition: flush N+1 can be in the first store while flush
+    // N is in the second. A stage of a flush starts when the same stage of the previous flush and
+    // the previous stage of this flush are done, so each store sees records in order.
     let previous: Promise<boolean> = pipe.stageTails[0]!.then(() => {
       flush.plan = pipe.queued!;
       pipe.queued = undefined;
@@ -486,35 +454,72 @@ export class ConsumerRunner<T> {
       // Revoked while it waited: the new owner reads these records again.
       return !pipe.closed;
     });
-    sinks.forEach((sink, k) => {
+    this.stages.forEach((stage, k) => {
       const ready = k === 0 ? previous : Promise.all([previous, pipe.stageTails[k]]).then(([ok]) => ok);
-      const stage = ready.then(async (ok) => {
+      const run = ready.then(async (ok) => {
         if (!ok || pipe.closed) return false;
-        await this.runStage(pipe, sink, flush);
+        await stage(pipe, flush);
         return true;
       });
-      pipe.stageTails[k] = stage.then(
-        () => undefined,
-        () => undefined,
-      );
-      previous = stage;
+      pipe.stageTails[k] = run.then(ignore, ignore);
+      previous = run;
     });
-    const done = Promise.all([previous, pipe.commitTail]).then(async ([ok]) => {
-      if (ok && !pipe.closed) await this.finish(pipe, flush);
-    });
-    pipe.commitTail = done.then(
-      () => undefined,
-      () => undefined,
-    );
-    pipe.chain = done
+    pipe.chain = previous
+      .then(ignore)
       .catch((e: unknown) => this.failFlush(pipe, e))
-      .finally(() => this.release(flush.plan.records, flush.plan.bytes));
+      .finally(() => {
+        pipe.pending -= 1;
+        this.release(flush.plan.records, flush.plan.bytes);
+      });
+  }
+
+  /**
+   * Appends `link` to the first stage's chain of the partition (after every flush so far, before
+   * any later one): how a processor's partition is opened and ticked in order with its flushes.
+   */
+  private enqueue(pipe: PartitionPipeline<T>, link: () => Promise<void>): void {
+    pipe.pending += 1;
+    const run = pipe.stageTails[0]!.then(() => (pipe.closed ? undefined : link()));
+    pipe.stageTails[0] = run.then(ignore, ignore);
+    const settled = run
+      .catch((e: unknown) => this.failFlush(pipe, e))
+      .finally(() => {
+        pipe.pending -= 1;
+      });
+    // The previous flush may still be releasing its bytes when this link is done.
+    pipe.chain = Promise.all([pipe.chain, settled]).then(ignore);
+  }
+
+  /** Loads the processor's state of a partition (after its release by an earlier assignment), then ticks it. */
+  private openPartition(pipe: PartitionPipeline<T>, processor: PartitionProcessor<T>): void {
+    const { topic } = this.options;
+    const revoking = this.revoking.get(pipe.partition);
+    this.enqueue(pipe, async () => {
+      await revoking;
+      if (pipe.closed) return;
+      await retrying(() => processor.openPartition(topic, pipe.partition), { ...this.retryOptions(pipe, `${processor.name}-open`), retriable: explicitlyRetriable });
+    });
+    pipe.ticker = setInterval(() => this.tick(pipe, processor), this.options.tickIntervalMs);
+    // Ticks only matter while the worker runs; stop and revoke clear them.
+    pipe.ticker.unref();
+  }
+
+  /** A tick goes through the chain like a flush; skipped while one is queued or under way (it will sync anyway). */
+  private tick(pipe: PartitionPipeline<T>, processor: PartitionProcessor<T>): void {
+    if (pipe.closed || pipe.pending > 0 || pipe.queued !== undefined || this.stopping) return;
+    const { topic } = this.options;
+    this.enqueue(pipe, async () => {
+      processor.tick(topic, pipe.partition, Date.now());
+      await this.syncProcessor(pipe, processor);
+      await this.checkpoint(pipe, processor);
+      this.requestCommit(pipe);
+    });
   }
 
   private failFlush(pipe: PartitionPipeline<T>, error: unknown): void {
     // No later flush of this partition may commit past the records this one did not store.
     const wasClosed = pipe.closed;
-    pipe.closed = true;
+    pipe.close();
     if (wasClosed || this.stopping) {
       this.options.logger.warn({ err: error, partition: pipe.partition }, 'flush abandoned (partition released or worker stopping); records will be re-read');
       return;
@@ -522,7 +527,6 @@ export class ConsumerRunner<T> {
     // A non-retriable failure that is not one record's fault (e.g. a store's configuration):
     // stop without committing rather than skip or dead-letter good records.
     this.fatal = true;
-    pipe.closed = true;
     this.options.logger.fatal({ err: error, partition: pipe.partition }, 'flush failed for good; stopping the worker');
     this.options.onFatal(error instanceof Error ? error : new Error(String(error)));
   }
@@ -547,7 +551,7 @@ export class ConsumerRunner<T> {
     this.options.metrics.lag.set({ topic: this.options.topic, partition: String(pipe.partition) }, Number(lag > 0n ? lag : 0n));
   }
 
-  private retryOptions(pipe: PartitionPipeline<T>, what: string) {
+  private retryOptions(pipe: PartitionPipeline<T>, what: string): RetryOptions {
     const { options } = this;
     return {
       maxDelayMs: options.retryMaxDelayMs,
@@ -565,7 +569,7 @@ export class ConsumerRunner<T> {
    * idempotent writes make the repeat safe. Records the sink refuses are dead-lettered and not
    * given to the next stage.
    */
-  private async runStage(pipe: PartitionPipeline<T>, sink: TenantBatchSink<T>, flush: FlushState<T>): Promise<void> {
+  private async runSink(pipe: PartitionPipeline<T>, sink: TenantBatchSink<T>, flush: FlushState<T>): Promise<void> {
     const { topic } = this.options;
     const attempt = async () => {
       const refused: DeadLetter[] = [];
@@ -597,8 +601,51 @@ export class ConsumerRunner<T> {
     for (const l of refused) flush.letters.push(l);
   }
 
-  /** Last stage: dead letters acknowledged, then the offset is durable and gets committed. */
-  private async finish(pipe: PartitionPipeline<T>, flush: FlushState<T>): Promise<void> {
+  /** The sinks' last stage: the flush is stored, its offset gets committed. */
+  private async finishStored(pipe: PartitionPipeline<T>, flush: FlushState<T>): Promise<void> {
+    await this.finish(pipe, flush, flush.current.values());
+    this.requestCommit(pipe);
+  }
+
+  /**
+   * A processor's only stage: apply once, sync until it succeeds, then dead letters and offsets.
+   * The checkpoint is taken here, in the chain, so that it matches the state the sync made
+   * durable and no later flush is applied meanwhile.
+   */
+  private async runProcessor(pipe: PartitionPipeline<T>, processor: PartitionProcessor<T>, flush: FlushState<T>): Promise<void> {
+    const { plan } = flush;
+    processor.apply(this.options.topic, pipe.partition, plan.ordered, plan.lastOffset, Date.now());
+    await this.syncProcessor(pipe, processor);
+    await this.finish(pipe, flush, [plan.ordered]);
+    await this.checkpoint(pipe, processor);
+    this.requestCommit(pipe);
+  }
+
+  private async syncProcessor(pipe: PartitionPipeline<T>, processor: PartitionProcessor<T>): Promise<void> {
+    await retrying(() => processor.sync(this.options.topic, pipe.partition), this.retryOptions(pipe, `${processor.name}-sync`));
+  }
+
+  /**
+   * After a sync: the commit may go no further than where the processor still needs records
+   * from, and only once the processor persisted what a restart from there needs. A failed
+   * checkpoint leaves the commit where it was until the next flush or tick.
+   */
+  private async checkpoint(pipe: PartitionPipeline<T>, processor: PartitionProcessor<T>): Promise<void> {
+    const { topic, metrics, logger } = this.options;
+    pipe.offsets.holdAt(processor.committableOffset(topic, pipe.partition));
+    const offset = pipe.offsets.checkpointDue();
+    if (offset === undefined || pipe.closed) return;
+    try {
+      await processor.beforeCommit(topic, pipe.partition, offset);
+      pipe.offsets.markCheckpointed(offset);
+    } catch (e) {
+      metrics.commitFailures.inc({ topic });
+      logger.warn({ err: e, partition: pipe.partition, offset: offset.toString() }, `processor ${processor.name} could not checkpoint; the commit waits for the next one`);
+    }
+  }
+
+  /** Dead letters acknowledged, then the offset is durable. `stored`: the items now durable. */
+  private async finish(pipe: PartitionPipeline<T>, flush: FlushState<T>, stored: Iterable<ReadonlyArray<ValidEntry<T>>>): Promise<void> {
     const { options } = this;
     const { topic, metrics } = options;
     const { letters, plan } = flush;
@@ -614,20 +661,19 @@ export class ConsumerRunner<T> {
     pipe.offsets.markDurable(plan.lastOffset);
     const now = Date.now();
     let written = 0;
-    for (const entries of flush.current.values()) {
+    for (const entries of stored) {
       written += entries.length;
       for (const e of entries) metrics.endToEndLatency.observe({ topic }, (now - Number(e.source.timestamp)) / 1000);
     }
     metrics.written.inc({ topic }, written);
     metrics.batchRecords.observe({ topic }, plan.records);
     metrics.flushDuration.observe({ topic }, Number(process.hrtime.bigint() - flush.started) / 1e9);
-    this.requestCommit(pipe);
   }
 
   /**
-   * Commits the partition's durable offset without holding up the next flush. One commit per
-   * partition is in flight at a time; requests meanwhile are folded into one more commit of the
-   * newest durable offset, so commits never go backwards.
+   * Commits the partition's offset without holding up the next flush. One commit per partition
+   * is in flight at a time; requests meanwhile are folded into one more commit of the newest
+   * offset, so commits never go backwards.
    */
   private requestCommit(pipe: PartitionPipeline<T>): void {
     if (pipe.committing) {
@@ -673,7 +719,7 @@ export class ConsumerRunner<T> {
    * Resolves true when all of it finished within `timeoutMs`.
    */
   async stop(timeoutMs: number): Promise<boolean> {
-    const { logger } = this.options;
+    const { logger, topic } = this.options;
     if (this.stopping) return false;
     this.stopping = true;
     for (const wake of this.drainWaiters.splice(0)) wake();
@@ -683,7 +729,7 @@ export class ConsumerRunner<T> {
     });
     const work = (async () => {
       try {
-        this.consumer.pause([{ topic: this.options.topic }]);
+        this.consumer.pause(topic);
       } catch {
         // not running yet: nothing to pause
       }
@@ -702,13 +748,15 @@ export class ConsumerRunner<T> {
     })();
     const finished = await Promise.race([work, deadline]);
     clearTimeout(timer);
-    for (const pipe of this.pipelines.values()) {
-      pipe.closed = true;
-      if (pipe.timer) clearTimeout(pipe.timer);
-    }
+    for (const pipe of this.pipelines.values()) pipe.close();
     if (!finished) logger.error({ timeoutMs }, 'graceful stop did not finish in time');
-    for (const sink of this.options.sinks) {
+    for (const sink of this.sinks) {
       await sink.close().catch((e: unknown) => logger.error({ err: e, sink: sink.name }, 'sink close failed'));
+    }
+    if (this.processor !== undefined) {
+      for (const partition of this.pipelines.keys()) await this.releaseProcessorPartition(partition);
+      const { processor } = this;
+      await processor.close().catch((e: unknown) => logger.error({ err: e, processor: processor.name }, 'processor close failed'));
     }
     await this.deadLetters.close().catch((e: unknown) => logger.error({ err: e }, 'dead-letter producer close failed'));
     return finished;

@@ -14,10 +14,13 @@ export interface RetryOptions {
   /** Stop retrying (and rethrow) once this says so, e.g. the partition was revoked. */
   shouldStop: () => boolean;
   onRetry: (error: unknown, attempt: number) => void;
+  /** Which failures are worth another attempt (default: isRetriable). */
+  retriable?: (error: unknown) => boolean;
 }
 
 /** Retries `fn` with exponential backoff and full jitter for as long as the failure is transient. */
 export function retrying<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
+  const retriable = options.retriable ?? isRetriable;
   return backOff(fn, {
     numOfAttempts: Number.MAX_SAFE_INTEGER,
     startingDelay: 100,
@@ -26,7 +29,7 @@ export function retrying<T>(fn: () => Promise<T>, options: RetryOptions): Promis
     jitter: 'full',
     delayFirstAttempt: false,
     retry: (error: unknown, attempt: number) => {
-      if (!isRetriable(error) || options.shouldStop()) return false;
+      if (!retriable(error) || options.shouldStop()) return false;
       options.onRetry(error, attempt);
       return true;
     },

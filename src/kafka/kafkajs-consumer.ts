@@ -1,0 +1,100 @@
+import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import type { ConsumedBatch, GroupConsumer, OffsetCommit } from '../pipeline/consumer-port.js';
+import { undecodableBatchReason } from './codecs.js';
+
+export interface KafkaJsConsumerOptions {
+  group: string;
+  sessionTimeoutMs: number;
+  rebalanceTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  /** The pipeline's in-flight budget: fetch sizes are derived from it. */
+  maxInFlightBytes: number;
+  partitionsConcurrency: number;
+}
+
+/** The pipeline's group consumer on kafkajs: manual commits, fetches sized to the in-flight budget. */
+export class KafkaJsGroupConsumer implements GroupConsumer {
+  private readonly consumer: Consumer;
+
+  constructor(
+    kafka: Kafka,
+    private readonly options: KafkaJsConsumerOptions,
+  ) {
+    this.consumer = kafka.consumer({
+      groupId: options.group,
+      sessionTimeout: options.sessionTimeoutMs,
+      rebalanceTimeout: options.rebalanceTimeoutMs,
+      heartbeatInterval: options.heartbeatIntervalMs,
+      // A fetch response is at most a quarter of the in-flight budget, so that memory stays bounded.
+      maxBytes: Math.max(1 << 20, Math.min(10 << 20, Math.floor(options.maxInFlightBytes / 4))),
+      // Fewer, larger fetches under a backlog (kafkajs' default is 1 MiB per partition).
+      maxBytesPerPartition: Math.max(1 << 20, Math.min(4 << 20, Math.floor(options.maxInFlightBytes / 16))),
+      maxWaitTimeInMs: 500,
+      allowAutoTopicCreation: false,
+    });
+  }
+
+  connect(): Promise<void> {
+    return this.consumer.connect();
+  }
+
+  subscribe(topic: string, fromBeginning: boolean): Promise<void> {
+    return this.consumer.subscribe({ topic, fromBeginning });
+  }
+
+  run(eachBatch: (batch: ConsumedBatch) => Promise<void>): Promise<void> {
+    return this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.options.partitionsConcurrency,
+      eachBatch: (payload) => eachBatch(consumedBatch(payload)),
+    });
+  }
+
+  pause(topic: string, partitions?: readonly number[]): void {
+    this.consumer.pause([partitions === undefined ? { topic } : { topic, partitions: [...partitions] }]);
+  }
+
+  resume(topic: string, partitions?: readonly number[]): void {
+    this.consumer.resume([partitions === undefined ? { topic } : { topic, partitions: [...partitions] }]);
+  }
+
+  commitOffsets(offsets: OffsetCommit[]): Promise<void> {
+    return this.consumer.commitOffsets(offsets);
+  }
+
+  disconnect(): Promise<void> {
+    return this.consumer.disconnect();
+  }
+
+  onGroupJoin(listener: (event: { memberId: string; assignment: Record<string, number[]> }) => void): void {
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => listener({ memberId: event.payload.memberId, assignment: event.payload.memberAssignment }));
+  }
+
+  onRebalancing(listener: () => void): void {
+    this.consumer.on(this.consumer.events.REBALANCING, () => listener());
+  }
+
+  onCrash(listener: (event: { error: Error; restart: boolean }) => void): void {
+    this.consumer.on(this.consumer.events.CRASH, (event) => listener({ error: event.payload.error, restart: event.payload.restart }));
+  }
+}
+
+/**
+ * The batch as the pipeline sees it. Our codec wrapper turns a batch that cannot be decompressed
+ * into marker records (see codecs.ts): the records before the first marker are delivered, the
+ * marker becomes `undecodable`.
+ */
+function consumedBatch(payload: EachBatchPayload): ConsumedBatch {
+  const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+  let messages = batch.messages;
+  let undecodable: string | undefined;
+  for (let i = 0; i < messages.length; i += 1) {
+    undecodable = undecodableBatchReason(messages[i]!);
+    if (undecodable !== undefined) {
+      messages = messages.slice(0, i);
+      break;
+    }
+  }
+  return { partition: batch.partition, highWatermark: batch.highWatermark, messages, undecodable, resolveOffset, heartbeat, isRunning, isStale };
+}

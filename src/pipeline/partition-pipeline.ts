@@ -1,0 +1,53 @@
+import { PartitionBatch, type BatchOrder, type FlushPlan } from '../batching/partition-batch.js';
+import type { ConsumedMessage } from './consumer-port.js';
+import { PartitionOffsets } from './partition-offsets.js';
+
+/**
+ * One assigned partition: records in custody, its buffer, its offsets, and the queues of its
+ * flushes (one per stage) that keep offset order.
+ */
+export class PartitionPipeline<T> {
+  readonly batch: PartitionBatch<T>;
+  readonly offsets: PartitionOffsets;
+  /** Settles when the latest flush (and so every earlier one) has finished or failed. */
+  chain: Promise<void> = Promise.resolve();
+  /** Flushes and other links of the chain (opening, ticks) not settled yet. */
+  pending = 0;
+  /** The commit under way, if any: at most one per partition, coalescing later requests. */
+  committing: Promise<void> | undefined;
+  commitAgain = false;
+  /** Records in custody, not decoded yet (in offset order). */
+  incoming: Array<{ message: ConsumedMessage; offset: bigint; bytes: number }> = [];
+  processing: NodeJS.Immediate | undefined;
+  /** The last fetched batch reached the partition's high watermark. */
+  caughtUp = false;
+  /** The next flush, waiting for the first stage; later batches are merged into it. */
+  queued: FlushPlan<T> | undefined;
+  /** Per stage: the latest flush's run of that stage (never rejects). */
+  readonly stageTails: Promise<void>[];
+  timer: NodeJS.Timeout | undefined;
+  /** A stateful processor's wall-clock ticks. */
+  ticker: NodeJS.Timeout | undefined;
+  closed = false;
+  highWatermark: bigint | undefined;
+
+  constructor(
+    readonly partition: number,
+    stages: number,
+    order: BatchOrder,
+    checkpoints: boolean,
+  ) {
+    this.batch = new PartitionBatch<T>(order);
+    this.offsets = new PartitionOffsets(checkpoints);
+    this.stageTails = Array.from({ length: Math.max(1, stages) }, () => Promise.resolve());
+  }
+
+  /** No flush starts, no stage runs and nothing is committed from now on. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+  }
+}

@@ -1,0 +1,196 @@
+import type { Kafka } from 'kafkajs';
+import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { capReason } from '../errors.js';
+import { CompactedTable, type RecordMeta } from '../kafka/compacted-table.js';
+import { canonicalTenantId } from '../model/tenant.js';
+import { RuleSetCache } from './cache.js';
+import type { CompiledRuleSet, RuleDefinition } from './compile.js';
+import { BAD_RULE_REASONS, encodeRuleValue, parseRuleRecord, type BadRuleReason } from './rule-record.js';
+
+/** How `rules put` and a RuleBook create the rules topic: compacted, one partition (see README, "Managing rules"). */
+export const RULES_TOPIC_CONFIG = { numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] };
+
+/** A rule and the tenant it belongs to. */
+export type TenantRule = RuleDefinition & { tenantId: string };
+
+/** One change of the book: `rule` undefined when the rule was deleted, `previous` undefined when it is new. */
+export interface RuleChange {
+  tenantId: string;
+  ruleId: string;
+  rule: RuleDefinition | undefined;
+  previous: RuleDefinition | undefined;
+}
+
+export interface RuleBookOptions {
+  kafka: Kafka;
+  /** The rules topic (RULES_TOPIC). */
+  topic: string;
+  logger: Logger;
+  /** Where the `spanledger_rules_*` metrics are registered (one RuleBook per registry). */
+  registry: Registry;
+  /** start() fails if the topic cannot be read to its end within this time (ms). Default 30 s. */
+  startTimeoutMs?: number;
+  /** Create the topic (compacted, one partition) when it does not exist, instead of failing. */
+  createTopic?: boolean;
+  /** The cache of compiled rule sets; by default one of its own. */
+  cache?: RuleSetCache;
+}
+
+/**
+ * Every tenant's rules, followed live from the compacted rules topic (see rule-record.ts for the
+ * records). A record that is not a valid rule is logged (warn, with the reason), counted in
+ * `spanledger_rules_bad_total{reason}` and skipped: a bad update of an existing rule leaves the
+ * rule's previous good version in place, while this process runs. Once the topic is compacted
+ * the bad record may be the only one left for its key, so a process started later has no
+ * version of that rule at all (until a good one is put again).
+ *
+ * A tenant's enabled rules are compiled together, through the RuleSetCache, on the first
+ * `rulesFor` after a change of one of them: once per change, whatever the versions say.
+ */
+export class RuleBook {
+  private readonly table: CompactedTable;
+  private readonly logger: Logger;
+  private readonly cache: RuleSetCache;
+  /** tenant → rule id → rule. */
+  private readonly rules = new Map<string, Map<string, RuleDefinition>>();
+  private readonly listeners = new Set<(change: RuleChange) => void>();
+  private readonly bad: Counter<'reason'>;
+  private started = false;
+
+  constructor(options: RuleBookOptions) {
+    this.logger = options.logger.child({ component: 'rule-book', topic: options.topic });
+    this.cache = options.cache ?? new RuleSetCache();
+    this.table = new CompactedTable({
+      kafka: options.kafka,
+      topic: options.topic,
+      logger: options.logger,
+      groupPrefix: 'spanledger-rules',
+      onRecord: (key, value, meta) => this.apply(key, value, meta),
+      ...(options.startTimeoutMs === undefined ? {} : { startTimeoutMs: options.startTimeoutMs }),
+      ...(options.createTopic ? { create: RULES_TOPIC_CONFIG } : {}),
+    });
+    const registers = [options.registry];
+    this.bad = new Counter({ name: 'spanledger_rules_bad_total', help: 'Records of the rules topic skipped because they are not a valid rule, by reason', labelNames: ['reason'], registers });
+    for (const reason of BAD_RULE_REASONS) this.bad.inc({ reason }, 0);
+    const rules = this.rules;
+    new Gauge({
+      name: 'spanledger_rules_loaded',
+      help: 'Rules held per tenant (enabled or not)',
+      labelNames: ['tenant'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [tenant, byId] of rules) this.set({ tenant }, byId.size);
+      },
+    });
+    const cache = this.cache;
+    const counts: Array<['hits' | 'misses', string]> = [
+      ['hits', 'Rule set lookups answered by an already compiled rule set'],
+      ['misses', 'Rule set lookups that compiled the tenant\'s rules (first use, or a rule changed)'],
+    ];
+    for (const [field, help] of counts) {
+      // Fed from the cache's own totals when scraped.
+      let seen = 0;
+      new Counter({
+        name: `spanledger_rules_cache_${field}_total`,
+        help,
+        registers,
+        collect() {
+          const total = cache.stats()[field];
+          this.inc(total - seen);
+          seen = total;
+        },
+      });
+    }
+    new Gauge({
+      name: 'spanledger_rules_cache_tenants',
+      help: 'Tenants whose compiled rule set is cached',
+      registers,
+      collect() {
+        this.set(cache.stats().tenants);
+      },
+    });
+  }
+
+  /** Reads the whole topic, then follows it; fails naming the topic if it cannot be read in time. */
+  async start(): Promise<void> {
+    await this.table.start();
+    this.started = true;
+    this.logger.info({ tenants: this.rules.size, rules: this.list().length }, 'rules topic read');
+  }
+
+  /** Resolves once every record written to the topic before the call is applied. */
+  catchUp(timeoutMs = 10_000): Promise<void> {
+    return this.table.catchUp(timeoutMs);
+  }
+
+  close(): Promise<void> {
+    return this.table.close();
+  }
+
+  /** The tenant's enabled rules, compiled; undefined when it has none. */
+  rulesFor(tenantId: string): CompiledRuleSet | undefined {
+    const tenant = canonicalTenantId(tenantId) ?? tenantId;
+    const enabled = [...(this.rules.get(tenant)?.values() ?? [])].filter((r) => r.enabled).sort(byId);
+    if (enabled.length === 0) return undefined;
+    return this.cache.get(tenant, enabled);
+  }
+
+  /** Tenants with at least one rule (enabled or not), sorted. */
+  tenants(): string[] {
+    return [...this.rules.keys()].sort();
+  }
+
+  /** The rules of one tenant, or of every tenant, sorted by tenant and id. */
+  list(tenantId?: string): TenantRule[] {
+    const tenants = tenantId === undefined ? this.tenants() : [canonicalTenantId(tenantId) ?? tenantId];
+    return tenants.flatMap((tenant) => [...(this.rules.get(tenant)?.values() ?? [])].sort(byId).map((r) => ({ tenantId: tenant, ...r })));
+  }
+
+  /** Calls `listener` after each change of a rule (also while start() reads the topic). Returns the unsubscribe function. */
+  onChange(listener: (change: RuleChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Applies one record of the rules topic (the table's callback; public for tests). */
+  apply(key: string, value: Buffer | null, meta: RecordMeta): void {
+    const record = parseRuleRecord(key, value);
+    if (!record.ok) {
+      this.skip(record.reason, record.message, key, meta);
+      return;
+    }
+    const { tenantId, ruleId, rule } = record;
+    const byId = this.rules.get(tenantId);
+    const previous = byId?.get(ruleId);
+    if (rule === undefined) {
+      if (previous === undefined) return;
+      byId!.delete(ruleId);
+      if (byId!.size === 0) this.rules.delete(tenantId);
+    } else {
+      if (previous !== undefined && encodeRuleValue(previous).equals(encodeRuleValue(rule))) return;
+      if (byId === undefined) this.rules.set(tenantId, new Map([[ruleId, rule]]));
+      else byId.set(ruleId, rule);
+    }
+    this.cache.invalidate(tenantId);
+    this.logger[this.started ? 'info' : 'debug']({ tenantId, ruleId, version: rule?.version, partition: meta.partition, offset: meta.offset }, rule === undefined ? 'rule deleted' : previous === undefined ? 'rule added' : 'rule changed');
+    const change: RuleChange = { tenantId, ruleId, rule, previous };
+    for (const listener of this.listeners) {
+      try {
+        listener(change);
+      } catch (e) {
+        this.logger.error({ err: e, tenantId, ruleId }, 'rule change listener failed');
+      }
+    }
+  }
+
+  private skip(reason: BadRuleReason, message: string, key: string, meta: RecordMeta): void {
+    this.bad.inc({ reason });
+    this.logger.warn({ reason, key: key.slice(0, 300), partition: meta.partition, offset: meta.offset }, `bad rule record skipped: ${capReason(message)}`);
+  }
+}
+
+function byId(a: RuleDefinition, b: RuleDefinition): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}

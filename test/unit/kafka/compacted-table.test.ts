@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { PartitionPositions, tableKey } from '../../../src/kafka/compacted-table.js';
+
+describe('compacted table: positions', () => {
+  it('is caught up once every partition reached its end offset', () => {
+    const p = new PartitionPositions();
+    const ends = [
+      { partition: 0, high: '3' },
+      { partition: 1, high: '0' },
+      { partition: 2, high: '5', low: '5' },
+    ];
+    expect(p.behind(ends)).toEqual([{ partition: 0, at: 0n, end: 3n }]);
+    p.advance(0, 2n);
+    expect(p.reached(ends)).toBe(false);
+    p.advance(0, 3n);
+    expect(p.reached(ends)).toBe(true);
+    expect(p.reached([{ partition: 3, high: '1' }])).toBe(false);
+  });
+
+  it('never moves back, and tells records handed over already from new ones', () => {
+    const p = new PartitionPositions();
+    p.advance(0, 10n);
+    p.advance(0, 4n);
+    expect(p.isNew(0, '9')).toBe(false);
+    expect(p.isNew(0, '10')).toBe(true);
+    expect(p.isNew(1, '0')).toBe(true);
+    expect(p.reached([{ partition: 0, high: '10' }])).toBe(true);
+  });
+});
+
+describe('compacted table: keys', () => {
+  it("is the key's UTF-8 text, or '' when there is no usable key", () => {
+    expect(tableKey(Buffer.from('t/ü'))).toBe('t/ü');
+    expect(tableKey(null)).toBe('');
+    expect(tableKey(Buffer.alloc(0))).toBe('');
+    expect(tableKey(Buffer.from([0x61, 0xff]))).toBe('');
+  });
+});
