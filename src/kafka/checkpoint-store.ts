@@ -1,10 +1,12 @@
-import type { Kafka } from 'kafkajs';
+import kafkajs, { type Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import { AckedProducer } from './acked-producer.js';
-import { ensureTopics } from './client.js';
 import { CompactedTable } from './compacted-table.js';
 
 /** A checkpoint lists up to MAX_OPEN_TRACES traces: the topic takes records far larger than the default 1 MB. */
+// kafkajs is CommonJS: its enums are not named exports for Node.
+const { CompressionTypes } = kafkajs;
+
 const CHECKPOINT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /** How long a newly assigned partition waits to see the previous owner's last checkpoint. */
@@ -31,13 +33,22 @@ export class CheckpointStore {
   private readonly producer: AckedProducer;
 
   constructor(
-    private readonly kafka: Kafka,
+    kafka: Kafka,
     private readonly options: CheckpointStoreOptions,
   ) {
     const prefix = `${options.group}/`;
-    this.table = new CompactedTable(kafka, options.topic, {
+    this.table = new CompactedTable({
+      kafka,
+      topic: options.topic,
       logger: options.logger,
       groupPrefix: `${options.group}-checkpoints`,
+      create: {
+        numPartitions: options.partitions,
+        configEntries: [
+          { name: 'cleanup.policy', value: 'compact' },
+          { name: 'max.message.bytes', value: String(CHECKPOINT_MAX_MESSAGE_BYTES) },
+        ],
+      },
       onRecord: (key, value) => {
         if (!key.startsWith(prefix)) return;
         if (value === null) this.latest.delete(key);
@@ -45,26 +56,10 @@ export class CheckpointStore {
       },
     });
     // gzip: a checkpoint is JSON with many repeated tenant ids and field names.
-    this.producer = new AckedProducer(kafka, 'rule checkpoint', 1);
+    this.producer = new AckedProducer(kafka, 'rule checkpoint', CompressionTypes.GZIP);
   }
 
   async start(): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopics(admin, [
-        {
-          topic: this.options.topic,
-          numPartitions: this.options.partitions,
-          configEntries: [
-            { name: 'cleanup.policy', value: 'compact' },
-            { name: 'max.message.bytes', value: String(CHECKPOINT_MAX_MESSAGE_BYTES) },
-          ],
-        },
-      ]);
-    } finally {
-      await admin.disconnect();
-    }
     await this.producer.start();
     await this.table.start();
   }

@@ -1,8 +1,9 @@
-import type { Message } from 'kafkajs';
+import type { Kafka, Message } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { ValidEntry } from '../batching/partition-batch.js';
 import { MAX_REQUEST_BYTES, type AckedProducer } from '../kafka/acked-producer.js';
 import type { CheckpointStore } from '../kafka/checkpoint-store.js';
+import { ensureTopics } from '../kafka/client.js';
 import type { DecodedSpan } from '../model/decode.js';
 import { TENANT_HEADER } from '../model/decode.js';
 import type { RuleWorkerMetrics } from '../observability/rule-metrics.js';
@@ -18,8 +19,11 @@ export interface TraceLimits {
 }
 
 export interface RuleProcessorOptions {
+  kafka: Kafka;
   group: string;
   signalsTopic: string;
+  /** Partitions of the signals topic when spanledger creates it. */
+  signalsPartitions: number;
   signals: AckedProducer;
   checkpoints: CheckpointStore;
   ruleBook: RuleBook;
@@ -72,6 +76,15 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   }
 
   async start(): Promise<void> {
+    const { options } = this;
+    const admin = options.kafka.admin();
+    await admin.connect();
+    try {
+      const created = await ensureTopics(admin, [{ topic: options.signalsTopic, numPartitions: options.signalsPartitions }]);
+      if (created.length > 0) options.logger.info({ topics: created }, 'created missing topics');
+    } finally {
+      await admin.disconnect();
+    }
     await this.options.ruleBook.start();
     await this.options.checkpoints.start();
     await this.options.signals.start();
@@ -184,9 +197,8 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
 
   committableOffset(_topic: string, partition: number): bigint | undefined {
     const state = this.partitions.get(partition);
-    // Before the first sync nothing was applied, so there is nothing to commit either: 0 is
-    // never more than what the pipeline would commit.
-    return state?.snapshot?.offset ?? 0n;
+    // No snapshot: nothing was applied and synced yet, so nothing is durable to commit either.
+    return state?.snapshot?.offset;
   }
 
   async beforeCommit(topic: string, partition: number, _offset: bigint): Promise<void> {

@@ -37,11 +37,13 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
   const { ruleWorker } = config;
   const kafka = createKafka({ brokers: config.kafka.brokers, clientId: config.kafka.clientId, logger });
   const processor = new RuleProcessor({
+    kafka,
     group: ruleWorker.group,
     signalsTopic: config.signals.topic,
+    signalsPartitions: config.kafka.topicPartitions,
     signals: new AckedProducer(kafka, 'signals'),
     checkpoints: new CheckpointStore(kafka, { topic: ruleWorker.checkpointTopic, group: ruleWorker.group, partitions: config.kafka.topicPartitions, logger }),
-    ruleBook: new RuleBook(kafka, { topic: config.rules.topic, logger, registry }),
+    ruleBook: new RuleBook({ kafka, topic: config.rules.topic, logger, registry, createTopic: true }),
     limits: { idleMs: ruleWorker.traceIdleMs, maxAgeMs: ruleWorker.traceMaxAgeMs, maxOpenTraces: ruleWorker.maxOpenTraces, closedMemory: ruleWorker.closedTraceMemory },
     checkpointIntervalMs: ruleWorker.checkpointIntervalMs,
     logger,
