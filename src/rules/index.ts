@@ -8,3 +8,22 @@ export { TraceEvaluation, EVIDENCE_SPAN_IDS, type RuleHit, type TraceState } fro
 export { RuleSetCache, type RuleCacheStats } from './cache.js';
 export { parseRuleFile, loadRuleFile } from './rule-file.js';
 export type { RuleAst } from './ast.js';
+export {
+  PartitionTraces,
+  OpenTraceBudget,
+  CLOSE_REASONS,
+  type PartitionTracesOptions,
+  type TraceItem,
+  type ClosedTrace,
+  type CloseReason,
+  type TraceCounters,
+} from './trace-assembler.js';
+export { signalsOf, signalId, SIGNAL_MESSAGE_MAX } from './trace-signals.js';
+export {
+  encodeCheckpoint,
+  decodeCheckpoint,
+  TraceCheckpointError,
+  type TraceCheckpoint,
+  type CheckpointOpenSegment,
+  type CheckpointClosedTrace,
+} from './trace-checkpoint.js';
