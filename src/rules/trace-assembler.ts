@@ -143,8 +143,8 @@ const isBefore = (offset: bigint, index: number, than: { offset: bigint; index: 
  *
  * Expiry is checked when the stream time advances, before the span that advanced it is placed:
  * idle when `streamTime - lastTimestamp >= idleMs`, max age when
- * `streamTime - firstTimestamp >= maxAgeMs`. Open segments are kept in two maps, in order of last
- * activity and of creation, and only their fronts are looked at: O(1) amortized per span. With
+ * `streamTime - firstTimestamp >= maxAgeMs`. Open segments are kept twice, in order of last
+ * activity and of creation (ordered sets), and only their fronts are looked at: O(1) amortized per span. With
  * timestamps out of order the order of a map is not exactly that of its timestamps, so a segment
  * may close a little late (behind a fresher one); the outcome still depends only on the input.
  *
@@ -170,10 +170,12 @@ export class PartitionTraces {
   private readonly rulesFor: (tenantId: string) => CompiledRuleSet | undefined;
   private readonly closedMemory: number;
 
-  /** Open segments by key, in order of last activity (a touched segment moves to the end). */
-  private readonly byActivity = new Map<string, OpenSegment>();
-  /** Open segments by key, in order of creation, which is also the order of their first offsets. */
-  private readonly byCreation = new Map<string, OpenSegment>();
+  /** Open segments by tenant and trace id (two lookups: cheaper than building a key per span). */
+  private readonly openByTenant = new Map<string, Map<string, OpenSegment>>();
+  /** Open segments in order of last activity (a touched segment moves to the end). */
+  private readonly byActivity = new Set<OpenSegment>();
+  /** Open segments in order of creation, which is also the order of their first offsets. */
+  private readonly byCreation = new Set<OpenSegment>();
   /** The last entry of byActivity: touching it again needs no move. */
   private lastTouched: OpenSegment | undefined;
   /** Closed traces, least recently used first: the next segment number, or FINISHED. */
@@ -181,7 +183,9 @@ export class PartitionTraces {
   private closedSinceTake: Array<{ segment: OpenSegment; reason: CloseReason }> = [];
 
   private streamTime: number | undefined;
-  private lastPosition: { offset: bigint; index: number } | undefined;
+  /** Position of the last span applied (offset -1: none yet). */
+  private lastOffset = -1n;
+  private lastIndex = 0;
   private lastItemWall: number | undefined;
 
   /** While set, re-read spans below this offset are a replay of a restored checkpoint. */
@@ -248,7 +252,7 @@ export class PartitionTraces {
   tick(wallNow: number): void {
     if (this.replayEnd !== undefined || this.lastItemWall === undefined || this.byCreation.size === 0) return;
     if (wallNow - this.lastItemWall < this.idleMs) return;
-    for (const segment of this.byCreation.values()) this.close(segment, 'idle_wall');
+    for (const segment of this.byCreation) this.close(segment, 'idle_wall');
   }
 
   /** The segments closed since the last call, evaluated now, in the order they closed. */
@@ -288,10 +292,10 @@ export class PartitionTraces {
    */
   checkpoint(processedEnd: bigint): TraceCheckpoint {
     if (this.closedSinceTake.length > 0) throw new Error(`${this.closedSinceTake.length} closed traces not taken: take them, and have their signals acknowledged, before the checkpoint`);
-    if (this.lastPosition !== undefined && processedEnd <= this.lastPosition.offset) throw new Error(`processedEnd ${processedEnd} is not after the last applied offset ${this.lastPosition.offset}`);
+    if (processedEnd <= this.lastOffset) throw new Error(`processedEnd ${processedEnd} is not after the last applied offset ${this.lastOffset}`);
     const end = this.replayEnd !== undefined && this.replayEnd > processedEnd ? this.replayEnd : processedEnd;
     const open: CheckpointOpenSegment[] = [];
-    for (const s of this.byCreation.values()) open.push({ tenantId: s.tenantId, traceId: s.traceId, segment: s.segment, firstOffset: s.firstOffset, firstIndex: s.firstIndex });
+    for (const s of this.byCreation) open.push({ tenantId: s.tenantId, traceId: s.traceId, segment: s.segment, firstOffset: s.firstOffset, firstIndex: s.firstIndex });
     for (const p of this.pending.values()) open.push(p.entry);
     const closed: CheckpointClosedTrace[] = [];
     for (const [key, next] of this.remembered) {
@@ -340,7 +344,7 @@ export class PartitionTraces {
    * remembered as closed for good, so that its later spans are late rather than a fragment.
    */
   restore(checkpoint: TraceCheckpoint | undefined): void {
-    if (this.lastPosition !== undefined || this.byCreation.size > 0 || this.remembered.size > 0) throw new Error('restore must come before the first apply');
+    if (this.lastOffset >= 0n || this.byCreation.size > 0 || this.remembered.size > 0) throw new Error('restore must come before the first apply');
     if (checkpoint === undefined) return;
     const problem = checkpointProblem(checkpoint);
     if (problem) throw new TraceCheckpointError(problem);
@@ -357,6 +361,7 @@ export class PartitionTraces {
   /** Revoke or shutdown: forgets everything without closing (the next owner re-reads) and returns the budget. */
   drop(): void {
     this.budget.release(this.byCreation.size);
+    this.openByTenant.clear();
     this.byCreation.clear();
     this.byActivity.clear();
     this.lastTouched = undefined;
@@ -366,11 +371,11 @@ export class PartitionTraces {
   }
 
   private checkOrder(item: TraceItem): void {
-    const last = this.lastPosition;
-    if (last !== undefined && !isBefore(last.offset, last.index, item)) {
-      throw new Error(`spans must come in (offset, index) order: ${item.offset}:${item.index} after ${last.offset}:${last.index}`);
+    if (item.offset < this.lastOffset || (item.offset === this.lastOffset && item.index <= this.lastIndex)) {
+      throw new Error(`spans must come in (offset, index) order: ${item.offset}:${item.index} after ${this.lastOffset}:${this.lastIndex}`);
     }
-    this.lastPosition = { offset: item.offset, index: item.index };
+    this.lastOffset = item.offset;
+    this.lastIndex = item.index;
   }
 
   /**
@@ -384,23 +389,23 @@ export class PartitionTraces {
   }
 
   private closeExpired(streamTime: number): void {
-    for (const segment of this.byActivity.values()) {
+    for (const segment of this.byActivity) {
       if (streamTime - segment.lastTimestamp < this.idleMs) break;
       this.close(segment, 'idle');
     }
-    for (const segment of this.byCreation.values()) {
+    for (const segment of this.byCreation) {
       if (streamTime - segment.firstTimestamp < this.maxAgeMs) break;
       this.close(segment, 'max_age');
     }
   }
 
   private place(item: TraceItem, time: number): void {
-    const key = keyOf(item.tenantId, item.span.traceId);
-    const segment = this.byCreation.get(key);
+    const segment = this.openByTenant.get(item.tenantId)?.get(item.span.traceId);
     if (segment !== undefined) {
       this.join(segment, item, time);
       return;
     }
+    const key = keyOf(item.tenantId, item.span.traceId);
     const rules = this.rulesOf(item.tenantId);
     if (rules === undefined) {
       this.counters.spansWithoutRules++;
@@ -427,12 +432,12 @@ export class PartitionTraces {
   }
 
   private replay(item: TraceItem): void {
-    const key = keyOf(item.tenantId, item.span.traceId);
-    const segment = this.byCreation.get(key);
+    const segment = this.openByTenant.get(item.tenantId)?.get(item.span.traceId);
     if (segment !== undefined) {
       this.join(segment, item, this.eventTime(item));
       return;
     }
+    const key = keyOf(item.tenantId, item.span.traceId);
     // Items come in position order: an awaited segment whose position has passed was not re-read.
     for (const awaited of this.pending.values()) {
       if (!isBefore(awaited.entry.firstOffset, awaited.entry.firstIndex, item)) break;
@@ -487,8 +492,11 @@ export class PartitionTraces {
     };
     segment.evaluation.add(item.span);
     this.counters.spansEvaluated++;
-    this.byCreation.set(key, segment);
-    this.byActivity.set(key, segment);
+    let tenantSegments = this.openByTenant.get(item.tenantId);
+    if (tenantSegments === undefined) this.openByTenant.set(item.tenantId, (tenantSegments = new Map()));
+    tenantSegments.set(item.span.traceId, segment);
+    this.byCreation.add(segment);
+    this.byActivity.add(segment);
     this.lastTouched = segment;
     this.budget.acquire();
   }
@@ -499,15 +507,18 @@ export class PartitionTraces {
     segment.lastOffset = item.offset;
     if (time > segment.lastTimestamp) segment.lastTimestamp = time;
     if (this.lastTouched !== segment) {
-      this.byActivity.delete(segment.key);
-      this.byActivity.set(segment.key, segment);
+      this.byActivity.delete(segment);
+      this.byActivity.add(segment);
       this.lastTouched = segment;
     }
   }
 
   private close(segment: OpenSegment, reason: CloseReason): void {
-    this.byCreation.delete(segment.key);
-    this.byActivity.delete(segment.key);
+    const tenantSegments = this.openByTenant.get(segment.tenantId)!;
+    tenantSegments.delete(segment.traceId);
+    if (tenantSegments.size === 0) this.openByTenant.delete(segment.tenantId);
+    this.byCreation.delete(segment);
+    this.byActivity.delete(segment);
     if (this.lastTouched === segment) this.lastTouched = undefined;
     this.budget.release();
     this.closedSinceTake.push({ segment, reason });
@@ -525,8 +536,8 @@ export class PartitionTraces {
   }
 }
 
-function first<V>(map: ReadonlyMap<string, V>): V | undefined {
-  for (const value of map.values()) return value;
+function first<V>(collection: ReadonlySet<V> | ReadonlyMap<unknown, V>): V | undefined {
+  for (const value of collection.values()) return value;
   return undefined;
 }
 
