@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { SIGNAL_TIME_MAX_MS, type Signal } from '../model/signal.js';
 import type { RuleHit } from './evaluate.js';
 import type { ClosedTrace } from './trace-assembler.js';
@@ -17,7 +17,7 @@ export const SIGNAL_MESSAGE_MAX = 8192;
 export function signalId(tenantId: string, ruleId: string, traceId: string, segment: number): string {
   // A JSON array delimits the fields unambiguously whatever a rule id contains.
   const fields = segment > 0 ? [tenantId, ruleId, traceId, segment] : [tenantId, ruleId, traceId];
-  const bytes = createHash('sha256').update(`spanledger/signal-id/v1\0${JSON.stringify(fields)}`).digest().subarray(0, 16);
+  const bytes = hash('sha256', `spanledger/signal-id/v1\0${JSON.stringify(fields)}`, 'buffer').subarray(0, 16);
   bytes[6] = (bytes[6]! & 0x0f) | 0x80; // version 8
   bytes[8] = (bytes[8]! & 0x3f) | 0x80; // variant 10 (RFC 9562)
   const hex = bytes.toString('hex');
