@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // Trace assembly benchmark (no broker): spans per second through PartitionTraces (assembly by
 // record time, evaluation, closure, hits), and with signalsOf on top, for 500 tenants of 10
-// rules and 5,000 concurrent traces; beside the bare engine (TraceEvaluation over the same spans
-// grouped per trace beforehand) from the same run as the baseline. Also the heap one open trace
+// rules and 5,000 concurrent traces; beside the bare engine (TraceEvaluation) from the same run
+// as the baseline, over the same spans grouped per trace beforehand and in arrival order. Also the heap one open trace
 // costs and the checkpoint size. Needs `npm run build` first.
 //
 //   node --expose-gc bench/trace-assembler.mjs [--spans N] [--tenants N] [--concurrent N] [--trace-spans N]
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NAMES, ruleText } from './rule-load.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { compileRuleSet, TraceEvaluation, PartitionTraces, OpenTraceBudget, signalsOf, encodeCheckpoint } = await import(path.join(ROOT, 'dist/rules/index.js'));
@@ -19,22 +20,9 @@ const CONCURRENT = Number(args.concurrent ?? 5_000);
 const TRACE_SPANS = Number(args['trace-spans'] ?? 50);
 const FLUSH = 2_000;
 const IDLE_MS = 1_000;
-const NAMES = Array.from({ length: 40 }, (_, i) => `svc${i % 8}.op${i}`);
 
-// The rules of bench/rules.mjs: 10 per tenant, compiled per tenant as a worker would.
-function ruleText(i) {
-  const a = NAMES[i % NAMES.length];
-  const b = NAMES[(i * 7 + 3) % NAMES.length];
-  const c = NAMES[(i * 13 + 5) % NAMES.length];
-  switch (i % 5) {
-    case 0: return `when { ${a}.where(amount > ${100 * (i % 10)}) } always { ${b} } never { ${c}.where(bypass == true) }`;
-    case 1: return `count(${a}) > 3 and not ${b}`;
-    case 2: return `${a}.where(currency in [USD, EUR]).where(region == eu) and ${b}`;
-    case 3: return `count(${a}) != count(${b})`;
-    default: return `${a}.where(endpoint matches "^/api/v1/admin/") and not (${b} or ${c})`;
-  }
-}
 const tenants = Array.from({ length: TENANTS }, (_, t) => `00000000-0000-4000-8000-${t.toString(16).padStart(12, '0')}`);
+// 10 rules per tenant (bench/rule-load.mjs, as in bench/rules.mjs), compiled per tenant as a worker would.
 let start = performance.now();
 const ruleSets = new Map(tenants.map((t, n) => [t, compileRuleSet(Array.from({ length: 10 }, (_, i) => ({ id: `r${i}`, name: `rule ${i}`, severity: 'HIGH', condition: ruleText(i + n), enabled: true })))]));
 const compileMs = performance.now() - start;

@@ -358,7 +358,7 @@ export class PartitionTraces {
     }
   }
 
-  /** Revoke or shutdown: forgets everything without closing (the next owner re-reads) and returns the budget. */
+  /** Revoke or shutdown: forgets everything without closing (the next owner re-reads) and returns the budget; the instance is done. */
   drop(): void {
     this.budget.release(this.byCreation.size);
     this.openByTenant.clear();

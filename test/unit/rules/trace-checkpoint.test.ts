@@ -70,13 +70,21 @@ describe('restore', () => {
   }
   const options = { rulesFor, idleMs: 1_000, maxAgeMs: 1_500 };
 
+  /** A run through the first `flushes` flushes, its checkpoint at their end, and a successor restored from it. */
+  function crashAfter(flushes: TraceItem[][], count: number) {
+    const first = partitionTraces(options);
+    const before = signalsByFlush(first, flushes.slice(0, count));
+    const checkpoint = first.checkpoint(flushes[count - 1]!.at(-1)!.offset + 1n);
+    const second = partitionTraces(options);
+    second.restore(decodeCheckpoint(encodeCheckpoint(checkpoint)));
+    return { first, before, checkpoint, second };
+  }
+
   it('rebuilds the open segments from their first spans, skips closed traces, and closes the rest as an uninterrupted run would', () => {
     const flushes = corpus();
     const whole = signalsByFlush(partitionTraces(options), flushes);
     // Crash after flush 1: checkpoint at its end, re-read from the commit.
-    const first = partitionTraces(options);
-    const before = signalsByFlush(first, flushes.slice(0, 2));
-    const checkpoint = decodeCheckpoint(encodeCheckpoint(first.checkpoint(flushes[1]!.at(-1)!.offset + 1n)));
+    const { first, before, checkpoint, second } = crashAfter(flushes, 2);
     const committed = first.retainedOffset()!;
     expect(committed).toBe(4n); // t1 segment 1 opened at offset 4
     // t1 continues (open again as segment 1), so only t2 is remembered, as closed for good.
@@ -85,8 +93,6 @@ describe('restore', () => {
       [traceIdOf(1), 1, 4n],
       [traceIdOf(3), 0, 5n],
     ]);
-    const second = partitionTraces(options);
-    second.restore(checkpoint);
     expect(second.retainedOffset()).toBe(4n);
     const after = signalsByFlush(second, flushes.map((f) => f.filter((i) => i.offset >= committed)));
     expect([...before, ...after].flat().sort()).toEqual(whole.flat().sort());
@@ -97,11 +103,7 @@ describe('restore', () => {
   it('a newer checkpoint is right for an older committed offset', () => {
     const flushes = corpus();
     const whole = signalsByFlush(partitionTraces(options), flushes);
-    const first = partitionTraces(options);
-    const before = signalsByFlush(first, flushes.slice(0, 3));
-    const checkpoint = first.checkpoint(flushes[2]!.at(-1)!.offset + 1n);
-    const second = partitionTraces(options);
-    second.restore(checkpoint);
+    const { before, second } = crashAfter(flushes, 3);
     const after = signalsByFlush(second, flushes); // committed offset 0: the oldest possible
     expect([...before, ...after].flat().sort()).toEqual(whole.flat().sort());
     expect(second.counters.replaySkippedSpans).toBe(5);
@@ -109,11 +111,8 @@ describe('restore', () => {
 
   it('during a replay, the checkpoint stays the restored one and retainedOffset covers the segments not yet reopened', () => {
     const flushes = corpus();
-    const first = partitionTraces(options);
-    signalsByFlush(first, flushes.slice(0, 3));
-    const checkpoint = first.checkpoint(9n);
-    const second = partitionTraces(options);
-    second.restore(checkpoint);
+    const { first, checkpoint, second } = crashAfter(flushes, 3);
+    expect(checkpoint.processedEnd).toBe(9n);
     expect(second.retainedOffset()).toBe(first.retainedOffset());
     second.apply(flushes[0]!, 0, 4n);
     second.tick(1e12); // no idle_wall closure in a replay
@@ -137,11 +136,7 @@ describe('restore', () => {
 
   it('counts an open segment whose first span is not re-read as lost, and its later spans as late (never a fragment)', () => {
     const flushes = corpus();
-    const first = partitionTraces(options);
-    signalsByFlush(first, flushes.slice(0, 2));
-    const checkpoint = first.checkpoint(6n);
-    const second = partitionTraces(options);
-    second.restore(checkpoint);
+    const { second } = crashAfter(flushes, 2);
     // Retention removed offsets 0-4: the re-read starts at 5, after t1's segment 1 opened.
     const after = signalsByFlush(second, flushes.map((f) => f.filter((i) => i.offset >= 5n)));
     expect(second.counters.lostSegments).toBe(1);
