@@ -143,10 +143,15 @@ const isBefore = (offset: bigint, index: number, than: { offset: bigint; index: 
  *
  * Expiry is checked when the stream time advances, before the span that advanced it is placed:
  * idle when `streamTime - lastTimestamp >= idleMs`, max age when
- * `streamTime - firstTimestamp >= maxAgeMs`. Open segments are kept twice, in order of last
- * activity and of creation (ordered sets), and only their fronts are looked at: O(1) amortized per span. With
- * timestamps out of order the order of a map is not exactly that of its timestamps, so a segment
- * may close a little late (behind a fresher one); the outcome still depends only on the input.
+ * `streamTime - firstTimestamp >= maxAgeMs`. Open segments are kept in two ordered sets, by last
+ * activity and by creation, and only their fronts are looked at: O(1) amortized per span. With
+ * timestamps out of order a set's order is not exactly that of the timestamps, so a segment may
+ * close a little late (behind a fresher one); the outcome still depends only on the input.
+ *
+ * A span whose trace has no open segment: not tracked if its tenant has no rules; late (counted,
+ * not evaluated) if its trace closed for good and is still remembered; otherwise it opens a
+ * segment (the next one after a max_age or cap closure), first closing this partition's oldest
+ * segment (reason cap) if the worker's budget is full.
  *
  * The rule set is bound when a segment opens: a rule change applies to segments opened after it.
  */
