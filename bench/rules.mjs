@@ -7,6 +7,7 @@
 import path from 'node:path';
 import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
+import { NAMES, ruleText } from './rule-load.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { compileRuleSet, parseRule, TraceEvaluation } = await import(path.join(ROOT, 'dist/rules/index.js'));
@@ -15,21 +16,7 @@ const args = Object.fromEntries(process.argv.slice(2).reduce((p, a, i, all) => (
 const SPANS = Number(args.spans ?? 300_000);
 const TRACE_SPANS = Number(args['trace-spans'] ?? 50);
 const TARGET = 100_000; // spans/s of a worker, with 10 rules
-const NAMES = Array.from({ length: 40 }, (_, i) => `svc${i % 8}.op${i}`);
 
-// Rules shaped like the BeTrace examples, over the span names the load uses.
-function ruleText(i) {
-  const a = NAMES[i % NAMES.length];
-  const b = NAMES[(i * 7 + 3) % NAMES.length];
-  const c = NAMES[(i * 13 + 5) % NAMES.length];
-  switch (i % 5) {
-    case 0: return `when { ${a}.where(amount > ${100 * (i % 10)}) } always { ${b} } never { ${c}.where(bypass == true) }`;
-    case 1: return `count(${a}) > 3 and not ${b}`;
-    case 2: return `${a}.where(currency in [USD, EUR]).where(region == eu) and ${b}`;
-    case 3: return `count(${a}) != count(${b})`;
-    default: return `${a}.where(endpoint matches "^/api/v1/admin/") and not (${b} or ${c})`;
-  }
-}
 const rules = (n) => Array.from({ length: n }, (_, i) => ({ id: `r${i}`, name: `rule ${i}`, severity: 'HIGH', condition: ruleText(i), enabled: true }));
 
 const spans = Array.from({ length: SPANS }, (_, i) => ({

@@ -10,3 +10,22 @@ export { parseRuleFile, loadRuleFile, checkRule, type CheckedRule, type RuleProb
 export { RuleBook, RULES_TOPIC_CONFIG, type RuleBookOptions, type RuleChange, type TenantRule } from './rule-book.js';
 export { parseRuleRecord, ruleRecordKey, encodeRuleValue, contentVersion, planPut, BAD_RULE_REASONS, type BadRuleReason, type RuleRecord, type PutPlan } from './rule-record.js';
 export type { RuleAst } from './ast.js';
+export {
+  PartitionTraces,
+  OpenTraceBudget,
+  CLOSE_REASONS,
+  type PartitionTracesOptions,
+  type TraceItem,
+  type ClosedTrace,
+  type CloseReason,
+  type TraceCounters,
+} from './trace-assembler.js';
+export { signalsOf, signalId, SIGNAL_MESSAGE_MAX } from './trace-signals.js';
+export {
+  encodeCheckpoint,
+  decodeCheckpoint,
+  TraceCheckpointError,
+  type TraceCheckpoint,
+  type CheckpointOpenSegment,
+  type CheckpointClosedTrace,
+} from './trace-checkpoint.js';
