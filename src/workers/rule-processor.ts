@@ -49,7 +49,13 @@ interface Snapshot {
   written: boolean;
 }
 
+/** The PartitionTraces counters that feed spanledger_rule_spans_not_evaluated_total, by reason. */
+const NOT_EVALUATED = { spansWithoutRules: 'no_rules', lateSpans: 'late', replaySkippedSpans: 'replayed' } as const;
+
 class PartitionRules {
+  /** Counters of `traces` already added to the metrics. */
+  reported: Record<keyof typeof NOT_EVALUATED | 'spansEvaluated', number> = { spansEvaluated: 0, spansWithoutRules: 0, lateSpans: 0, replaySkippedSpans: 0 };
+  lostSegments = 0;
   /** Offset after the last applied record. */
   processedEnd: bigint | undefined;
   /** Closed traces whose signals are not acknowledged yet, oldest first. */
@@ -93,45 +99,50 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   async openPartition(topic: string, partition: number): Promise<void> {
     const { options } = this;
     const { limits, metrics, logger } = options;
-    const traces = new PartitionTraces({
-      topic,
-      partition,
-      idleMs: limits.idleMs,
-      maxAgeMs: limits.maxAgeMs,
-      closedMemory: limits.closedMemory,
-      budget: this.budget,
-      rulesFor: (tenantId) => options.ruleBook.rulesFor(tenantId),
-    });
+    const create = () =>
+      new PartitionTraces({
+        topic,
+        partition,
+        idleMs: limits.idleMs,
+        maxAgeMs: limits.maxAgeMs,
+        closedMemory: limits.closedMemory,
+        budget: this.budget,
+        rulesFor: (tenantId) => options.ruleBook.rulesFor(tenantId),
+      });
     const stored = await options.checkpoints.load(topic, partition);
-    let checkpoint: TraceCheckpoint | undefined;
+    let traces = create();
+    let outcome: 'restored' | 'none' | 'unreadable' = 'none';
     if (stored !== undefined) {
       try {
-        checkpoint = decodeCheckpoint(stored);
-        metrics.checkpointsRestored.inc({ outcome: 'restored' });
+        const checkpoint = decodeCheckpoint(stored);
+        traces.restore(checkpoint);
+        outcome = 'restored';
+        logger.info({ topic, partition, open: checkpoint.open.length, processedEnd: checkpoint.processedEnd.toString() }, 'rule checkpoint restored; re-reading open traces');
       } catch (e) {
-        // Without it, traces closed before the crash may be re-evaluated from their tail: logged
-        // loudly, never a reason to stop the partition.
-        metrics.checkpointsRestored.inc({ outcome: 'unreadable' });
-        logger.error({ err: e, topic, partition }, 'rule checkpoint unreadable; starting the partition without it');
+        // Unreadable, or not this partition's (e.g. the topic was recreated). Without it, traces
+        // closed before the last commit may be re-evaluated from their tail: logged loudly, never
+        // a reason to stop the partition.
+        outcome = 'unreadable';
+        logger.error({ err: e, topic, partition }, 'rule checkpoint unusable; starting the partition without it');
+        traces.drop();
+        traces = create();
       }
-    } else {
-      metrics.checkpointsRestored.inc({ outcome: 'none' });
     }
-    traces.restore(checkpoint);
-    this.partitions.get(partition)?.traces.clear();
+    metrics.checkpointsRestored.inc({ outcome });
+    this.partitions.get(partition)?.traces.drop();
     this.partitions.set(partition, new PartitionRules(traces));
-    if (checkpoint !== undefined) logger.info({ topic, partition, open: checkpoint.open.length, processedEnd: checkpoint.processedEnd.toString() }, 'rule checkpoint restored; re-reading open traces');
   }
 
   apply(topic: string, partition: number, items: ReadonlyArray<ValidEntry<DecodedSpan>>, lastOffset: bigint, now: number): void {
     const state = this.state(partition);
-    if (items.length > 0) {
-      state.traces.apply(
-        items.map((e) => ({ offset: e.offset, index: e.index, tenantId: e.tenantId, span: e.value.span, timestamp: Number(e.source.timestamp) })),
-        now,
-      );
-    }
-    state.processedEnd = lastOffset + 1n;
+    const flushEnd = lastOffset + 1n;
+    // flushEnd also for a flush without spans: a replay ends at the checkpoint's processedEnd.
+    state.traces.apply(
+      items.map((e) => ({ offset: e.offset, index: e.index, tenantId: e.tenantId, span: e.value.span, timestamp: Number(e.source.timestamp) })),
+      now,
+      flushEnd,
+    );
+    state.processedEnd = flushEnd;
     this.collect(topic, partition, state);
   }
 
@@ -143,13 +154,25 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
 
   /** Evaluates the traces that closed and queues their signals (batched evaluation per flush). */
   private collect(topic: string, partition: number, state: PartitionRules): void {
-    const { metrics } = this.options;
+    const { metrics, logger } = this.options;
     const closed = state.traces.takeClosed();
     const closedAt = performance.now();
     for (const trace of closed) {
       metrics.tracesClosed.inc({ reason: trace.reason });
       metrics.traceSpans.observe(trace.spanCount);
       state.pending.push({ ...this.messagesOf(trace, topic, partition), closedAt });
+    }
+    const { counters } = state.traces;
+    if (counters.lostSegments > state.lostSegments) {
+      logger.warn({ topic, partition, lost: counters.lostSegments - state.lostSegments }, 'open traces of the checkpoint start before the first record re-read (deleted by retention?): their later spans are counted as late');
+      state.lostSegments = counters.lostSegments;
+    }
+    metrics.spansEvaluated.inc(counters.spansEvaluated - state.reported.spansEvaluated);
+    state.reported.spansEvaluated = counters.spansEvaluated;
+    for (const [counter, reason] of Object.entries(NOT_EVALUATED) as Array<[keyof typeof NOT_EVALUATED, string]>) {
+      const delta = counters[counter] - state.reported[counter];
+      if (delta > 0) metrics.spansNotEvaluated.inc({ reason }, delta);
+      state.reported[counter] = counters[counter];
     }
     this.reportCounts();
   }
@@ -216,14 +239,14 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     const state = this.partitions.get(partition);
     if (state === undefined) return;
     // The next owner re-reads these traces from the committed offset.
-    state.traces.clear();
+    state.traces.drop();
     this.partitions.delete(partition);
     this.options.metrics.checkpointBytes.remove({ partition: String(partition) });
     this.reportCounts();
   }
 
   async close(): Promise<void> {
-    for (const state of this.partitions.values()) state.traces.clear();
+    for (const state of this.partitions.values()) state.traces.drop();
     this.partitions.clear();
     await this.options.signals.close();
     await this.options.checkpoints.close();
