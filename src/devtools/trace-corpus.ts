@@ -4,6 +4,7 @@
  * none of the other, so a signal from the wrong tenant's rules cannot go unnoticed.
  */
 import { createHash } from 'node:crypto';
+import type { Kafka } from 'kafkajs';
 import type { StoredSpan } from '../model/span-line.js';
 
 export const RULES_A = `rules:
@@ -159,4 +160,26 @@ export function spansInTimeOrder(traces: CorpusTrace[]): CorpusSpan[] {
 /** `${tenantId}/${traceId}/${ruleId}` for every signal the traces must produce. */
 export function expectedSignals(traces: CorpusTrace[]): Set<string> {
   return new Set(traces.flatMap((t) => t.expected.map((rule) => `${t.tenantId}/${t.traceId}/${rule}`)));
+}
+
+/**
+ * Produces spans as a tracing pipeline keyed by trace id would (all spans of a trace in one
+ * partition), each with its event time as the record timestamp, `chunk` records a request.
+ */
+export async function produceCorpus(kafka: Kafka, topic: string, spans: readonly CorpusSpan[], options: { chunk?: number; onProgress?: (sent: number) => void } = {}): Promise<void> {
+  const chunk = options.chunk ?? 1000;
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  try {
+    for (let i = 0; i < spans.length; i += chunk) {
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: spans.slice(i, i + chunk).map(({ span, timestamp }) => ({ key: span.traceId, value: JSON.stringify(span), timestamp: String(timestamp) })),
+      });
+      options.onProgress?.(Math.min(spans.length, i + chunk));
+    }
+  } finally {
+    await producer.disconnect();
+  }
 }

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import type { Kafka } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readDeadLetters } from '../../src/cli/dlq.js';
-import { corpus, corpusTrace, expectedSignals, RULES_A, RULES_B, spansInTimeOrder, type CorpusSpan, type CorpusTenant } from '../../src/devtools/trace-corpus.js';
+import { corpus, corpusTrace, expectedSignals, produceCorpus, RULES_A, RULES_B, spansInTimeOrder, type CorpusSpan, type CorpusTenant } from '../../src/devtools/trace-corpus.js';
 import { malformedRecords, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
 import { CLI, ROOT, createTopic, kafkaClient, metricValue, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
@@ -82,21 +82,8 @@ async function putRules(s: Setup, tenantId: string, yaml: string, extra: string[
   await run(process.execPath, [CLI, 'rules', 'put', '--tenant', tenantId, '--file', file, ...extra], { cwd: ROOT, env: { ...process.env, ...s.env } });
 }
 
-/** Produces spans keyed by trace id (a trace's spans share a partition) with their event times as record timestamps. */
 async function produceSpans(topic: string, spans: CorpusSpan[], chunk = 1000): Promise<void> {
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
-  try {
-    for (let i = 0; i < spans.length; i += chunk) {
-      await producer.send({
-        topic,
-        acks: -1,
-        messages: spans.slice(i, i + chunk).map(({ span, timestamp }) => ({ key: span.traceId, value: JSON.stringify(span), timestamp: String(timestamp) })),
-      });
-    }
-  } finally {
-    await producer.disconnect();
-  }
+  await produceCorpus(kafka, topic, spans, { chunk });
 }
 
 async function readSignals(topic: string): Promise<Signal[]> {
