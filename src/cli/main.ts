@@ -1,9 +1,10 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '../errors.js';
-import { kafkaSettings, spanSettings, workerSettings } from '../config/settings.js';
+import { kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
 import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { createSpanWorker } from '../workers/span-worker.js';
+import { createRuleWorker } from '../workers/rule-worker.js';
 import { runWorker } from './run-worker.js';
 import { addDlqCommands } from './dlq-command.js';
 import { addSettings, intArg, settingsOf } from './options.js';
@@ -31,6 +32,24 @@ export function buildProgram(): Command {
       await runWorker(createSpanWorker(config, logger, createRegistry()), logger);
     },
   );
+
+  // The spans it reads are decoded as the span worker decodes them; signals go to SIGNALS_TOPIC.
+  const ruleSpanSettings = { topic: spanSettings.topic, encoding: spanSettings.encoding, tenantAttribute: spanSettings.tenantAttribute };
+  const ruleSignalSettings = { topic: { ...signalSettings.topic, flag: 'signals-topic', description: 'topic the rule workers produce signals to (the signal workers read it)' } };
+  const rulesCmd = worker.command('rules').description('rule worker: spans topic (own group) → traces → tenant rules → signals topic');
+  for (const group of [ruleSpanSettings, ruleSettings, ruleWorkerSettings, ruleSignalSettings, kafkaSettings, workerSettings]) addSettings(rulesCmd, group);
+  rulesCmd.action(async (_opts, cmd: Command) => {
+    const config = {
+      spans: settingsOf(cmd, ruleSpanSettings),
+      rules: settingsOf(cmd, ruleSettings),
+      ruleWorker: settingsOf(cmd, ruleWorkerSettings),
+      signals: settingsOf(cmd, ruleSignalSettings),
+      kafka: settingsOf(cmd, kafkaSettings),
+      worker: settingsOf(cmd, workerSettings),
+    };
+    const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'rules' });
+    await runWorker(createRuleWorker(config, logger, createRegistry()), logger);
+  });
 
   const produceCmd = program.command('produce').description('load generator: produce sample records (progress bar, final rate)');
   addProduceCommand(produceCmd, 'spans');

@@ -84,3 +84,18 @@ export const ruleSettings = {
 
 export type Settings = Record<string, Setting>;
 export type Parsed<S extends Settings> = { [K in keyof S]: S[K] extends Setting<infer T> ? T : never };
+
+/**
+ * The rule worker's own settings. It also reads SPANS_TOPIC, SPANS_ENCODING and TENANT_ATTRIBUTE
+ * (spanSettings), RULES_TOPIC (ruleSettings) and produces to SIGNALS_TOPIC (signalSettings).
+ */
+export const ruleWorkerSettings = {
+  group: setting('RULES_GROUP', 'group', 'spanledger-rules', 'consumer group of the rule workers (reads SPANS_TOPIC beside the span workers)', nonEmpty),
+  dlqTopic: setting('RULES_DLQ_TOPIC', 'dlq-topic', 'spans.rules.dlq', 'dead-letter topic of the rule workers (span records they cannot decode)', topicName),
+  checkpointTopic: setting('RULES_CHECKPOINT_TOPIC', 'checkpoint-topic', 'rules.checkpoints', 'compacted topic where rule workers keep, per partition, which traces were open at their last commit (recovery without re-counting)', topicName),
+  traceIdleMs: setting('TRACE_IDLE_MS', 'trace-idle-ms', '10000', 'a trace is complete after this long without a new span, in event time (record timestamps), or in wall-clock time on a partition that receives nothing (ms)', positiveInt),
+  traceMaxAgeMs: setting('TRACE_MAX_AGE_MS', 'trace-max-age-ms', '3600000', 'a trace open this long (event time) is evaluated as a segment and goes on as the next segment (ms)', positiveInt),
+  maxOpenTraces: setting('MAX_OPEN_TRACES', 'max-open-traces', '20000', 'open traces one worker holds at most; at the cap the oldest trace of the partition that needs room is evaluated early', positiveInt),
+  closedTraceMemory: setting('CLOSED_TRACE_MEMORY', 'closed-trace-memory', '20000', 'closed traces remembered so that their late spans are counted instead of evaluated alone', positiveInt),
+  checkpointIntervalMs: setting('RULES_CHECKPOINT_INTERVAL_MS', 'checkpoint-interval-ms', '2000', 'a partition\'s checkpoint (and so its commit) moves at most this often while traces are open (ms)', positiveInt),
+};

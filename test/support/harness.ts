@@ -56,7 +56,7 @@ export class WorkerProcess {
   readonly lines: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(kind: 'spans' | 'signals', env: Record<string, string>) {
+  constructor(kind: 'spans' | 'signals' | 'rules', env: Record<string, string>) {
     this.child = spawn(process.execPath, [CLI, 'worker', kind], {
       cwd: ROOT,
       env: { ...process.env, METRICS_PORT: '0', LOG_LEVEL: 'info', ...env },

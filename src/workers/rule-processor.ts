@@ -1,0 +1,278 @@
+import type { Kafka, Message } from 'kafkajs';
+import type { Logger } from 'pino';
+import type { ValidEntry } from '../batching/partition-batch.js';
+import { MAX_REQUEST_BYTES, type AckedProducer } from '../kafka/acked-producer.js';
+import type { CheckpointStore } from '../kafka/checkpoint-store.js';
+import { ensureTopics } from '../kafka/client.js';
+import type { DecodedSpan } from '../model/decode.js';
+import { TENANT_HEADER } from '../model/decode.js';
+import type { RuleWorkerMetrics } from '../observability/rule-metrics.js';
+import type { PartitionProcessor } from '../pipeline/types.js';
+import type { RuleBook } from '../rules/rule-book.js';
+import { decodeCheckpoint, encodeCheckpoint, OpenTraceBudget, PartitionTraces, signalsOf, type ClosedTrace, type TraceCheckpoint } from '../rules/index.js';
+
+export interface TraceLimits {
+  idleMs: number;
+  maxAgeMs: number;
+  maxOpenTraces: number;
+  closedMemory: number;
+}
+
+export interface RuleProcessorOptions {
+  kafka: Kafka;
+  group: string;
+  signalsTopic: string;
+  /** Partitions of the signals topic when spanledger creates it. */
+  signalsPartitions: number;
+  signals: AckedProducer;
+  checkpoints: CheckpointStore;
+  ruleBook: RuleBook;
+  limits: TraceLimits;
+  checkpointIntervalMs: number;
+  logger: Logger;
+  metrics: RuleWorkerMetrics;
+}
+
+/** A signal on its way to the signals topic, and when its trace closed (for the latency metric). */
+interface PendingSignals {
+  messages: Message[];
+  /** Keys and values of `messages`, for request sizing. */
+  bytes: number;
+  ruleIds: string[];
+  closedAt: number;
+}
+
+/** What a restart from `offset` needs, taken from one synced state (see docs/rule-workers.md). */
+interface Snapshot {
+  offset: bigint;
+  checkpoint: TraceCheckpoint;
+  written: boolean;
+}
+
+/** The PartitionTraces counters that feed spanledger_rule_spans_not_evaluated_total, by reason. */
+const NOT_EVALUATED = { spansWithoutRules: 'no_rules', lateSpans: 'late', replaySkippedSpans: 'replayed' } as const;
+
+class PartitionRules {
+  /** Counters of `traces` already added to the metrics. */
+  reported: Record<keyof typeof NOT_EVALUATED | 'spansEvaluated', number> = { spansEvaluated: 0, spansWithoutRules: 0, lateSpans: 0, replaySkippedSpans: 0 };
+  lostSegments = 0;
+  /** Offset after the last applied record. */
+  processedEnd: bigint | undefined;
+  /** Closed traces whose signals are not acknowledged yet, oldest first. */
+  readonly pending: PendingSignals[] = [];
+  snapshot: Snapshot | undefined;
+  snapshotAt = Number.NEGATIVE_INFINITY;
+
+  constructor(readonly traces: PartitionTraces) {}
+}
+
+/**
+ * The rule worker's stage: per partition, spans go into open traces (PartitionTraces, pure);
+ * traces that close are evaluated and become signals, produced to the signals topic and
+ * acknowledged before the flush counts as done; the offset committed is the first record of the
+ * oldest trace still open, after a checkpoint of which traces those are.
+ */
+export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
+  readonly name = 'rules';
+  private readonly partitions = new Map<number, PartitionRules>();
+  private readonly budget: OpenTraceBudget;
+
+  constructor(private readonly options: RuleProcessorOptions) {
+    this.budget = new OpenTraceBudget(options.limits.maxOpenTraces);
+  }
+
+  async start(): Promise<void> {
+    const { options } = this;
+    const admin = options.kafka.admin();
+    await admin.connect();
+    try {
+      const created = await ensureTopics(admin, [{ topic: options.signalsTopic, numPartitions: options.signalsPartitions }]);
+      if (created.length > 0) options.logger.info({ topics: created }, 'created missing topics');
+    } finally {
+      await admin.disconnect();
+    }
+    await this.options.ruleBook.start();
+    await this.options.checkpoints.start();
+    await this.options.signals.start();
+  }
+
+  async openPartition(topic: string, partition: number): Promise<void> {
+    const { options } = this;
+    const { limits, metrics, logger } = options;
+    const create = () =>
+      new PartitionTraces({
+        topic,
+        partition,
+        idleMs: limits.idleMs,
+        maxAgeMs: limits.maxAgeMs,
+        closedMemory: limits.closedMemory,
+        budget: this.budget,
+        rulesFor: (tenantId) => options.ruleBook.rulesFor(tenantId),
+      });
+    const stored = await options.checkpoints.load(topic, partition);
+    let traces = create();
+    let outcome: 'restored' | 'none' | 'unreadable' = 'none';
+    if (stored !== undefined) {
+      try {
+        const checkpoint = decodeCheckpoint(stored);
+        traces.restore(checkpoint);
+        outcome = 'restored';
+        logger.info({ topic, partition, open: checkpoint.open.length, processedEnd: checkpoint.processedEnd.toString() }, 'rule checkpoint restored; re-reading open traces');
+      } catch (e) {
+        // Unreadable, or not this partition's (e.g. the topic was recreated). Without it, traces
+        // closed before the last commit may be re-evaluated from their tail: logged loudly, never
+        // a reason to stop the partition.
+        outcome = 'unreadable';
+        logger.error({ err: e, topic, partition }, 'rule checkpoint unusable; starting the partition without it');
+        traces.drop();
+        traces = create();
+      }
+    }
+    metrics.checkpointsRestored.inc({ outcome });
+    this.partitions.get(partition)?.traces.drop();
+    this.partitions.set(partition, new PartitionRules(traces));
+  }
+
+  apply(topic: string, partition: number, items: ReadonlyArray<ValidEntry<DecodedSpan>>, lastOffset: bigint, now: number): void {
+    const state = this.state(partition);
+    const flushEnd = lastOffset + 1n;
+    // flushEnd also for a flush without spans: a replay ends at the checkpoint's processedEnd.
+    state.traces.apply(
+      items.map((e) => ({ offset: e.offset, index: e.index, tenantId: e.tenantId, span: e.value.span, timestamp: Number(e.source.timestamp) })),
+      now,
+      flushEnd,
+    );
+    state.processedEnd = flushEnd;
+    this.collect(topic, partition, state);
+  }
+
+  tick(topic: string, partition: number, now: number): void {
+    const state = this.state(partition);
+    state.traces.tick(now);
+    this.collect(topic, partition, state);
+  }
+
+  /** Evaluates the traces that closed and queues their signals (batched evaluation per flush). */
+  private collect(topic: string, partition: number, state: PartitionRules): void {
+    const { metrics, logger } = this.options;
+    const closed = state.traces.takeClosed();
+    const closedAt = performance.now();
+    for (const trace of closed) {
+      metrics.tracesClosed.inc({ reason: trace.reason });
+      metrics.traceSpans.observe(trace.spanCount);
+      state.pending.push({ ...this.messagesOf(trace, topic, partition), closedAt });
+    }
+    const { counters } = state.traces;
+    if (counters.lostSegments > state.lostSegments) {
+      logger.warn({ topic, partition, lost: counters.lostSegments - state.lostSegments }, 'open traces of the checkpoint start before the first record re-read (deleted by retention?): their later spans are counted as late');
+      state.lostSegments = counters.lostSegments;
+    }
+    metrics.spansEvaluated.inc(counters.spansEvaluated - state.reported.spansEvaluated);
+    state.reported.spansEvaluated = counters.spansEvaluated;
+    for (const [counter, reason] of Object.entries(NOT_EVALUATED) as Array<[keyof typeof NOT_EVALUATED, string]>) {
+      const delta = counters[counter] - state.reported[counter];
+      if (delta > 0) metrics.spansNotEvaluated.inc({ reason }, delta);
+      state.reported[counter] = counters[counter];
+    }
+    this.reportCounts();
+  }
+
+  private messagesOf(trace: ClosedTrace, topic: string, partition: number): Omit<PendingSignals, 'closedAt'> {
+    const signals = signalsOf(trace, { topic, partition });
+    let bytes = 0;
+    const messages = signals.map((s) => {
+      const value = JSON.stringify(s);
+      bytes += Buffer.byteLength(value) + s.tenantId.length;
+      return { key: s.tenantId, value, headers: { [TENANT_HEADER]: s.tenantId } };
+    });
+    return { messages, bytes, ruleIds: signals.map((s) => s.ruleId) };
+  }
+
+  async sync(topic: string, partition: number): Promise<void> {
+    const state = this.state(partition);
+    const { options } = this;
+    // Acknowledged chunks leave `pending` at once, so a retry after a failure sends only the rest.
+    while (state.pending.length > 0) {
+      const take = takeChunk(state.pending);
+      await options.signals.send(options.signalsTopic, take.flatMap((p) => p.messages));
+      state.pending.splice(0, take.length);
+      const done = performance.now();
+      for (const p of take) {
+        options.metrics.evaluationLatency.observe((done - p.closedAt) / 1000);
+        for (const rule of p.ruleIds) options.metrics.signalsProduced.inc({ rule });
+      }
+    }
+    this.takeSnapshot(state);
+  }
+
+  /**
+   * A new commit point from the state just synced: at most every checkpointIntervalMs while
+   * traces are open (a checkpoint lists them), at every sync when none are.
+   */
+  private takeSnapshot(state: PartitionRules): void {
+    if (state.processedEnd === undefined) return;
+    const now = performance.now();
+    const retained = state.traces.retainedOffset();
+    if (retained !== undefined && now - state.snapshotAt < this.options.checkpointIntervalMs && state.snapshot !== undefined) return;
+    state.snapshot = { offset: retained ?? state.processedEnd, checkpoint: state.traces.checkpoint(state.processedEnd), written: false };
+    state.snapshotAt = now;
+  }
+
+  committableOffset(_topic: string, partition: number): bigint | undefined {
+    const state = this.partitions.get(partition);
+    // No snapshot: nothing was applied and synced yet, so nothing is durable to commit either.
+    return state?.snapshot?.offset;
+  }
+
+  async beforeCommit(topic: string, partition: number, _offset: bigint): Promise<void> {
+    const snapshot = this.partitions.get(partition)?.snapshot;
+    // The newest checkpoint is right for any commit at or before its own offset (docs/rule-workers.md).
+    if (snapshot === undefined || snapshot.written) return;
+    const bytes = encodeCheckpoint(snapshot.checkpoint);
+    await this.options.checkpoints.save(topic, partition, bytes);
+    snapshot.written = true;
+    this.options.metrics.checkpointsWritten.inc();
+    this.options.metrics.checkpointBytes.set({ partition: String(partition) }, bytes.length);
+  }
+
+  async releasePartition(_topic: string, partition: number): Promise<void> {
+    const state = this.partitions.get(partition);
+    if (state === undefined) return;
+    // The next owner re-reads these traces from the committed offset.
+    state.traces.drop();
+    this.partitions.delete(partition);
+    this.options.metrics.checkpointBytes.remove({ partition: String(partition) });
+    this.reportCounts();
+  }
+
+  async close(): Promise<void> {
+    for (const state of this.partitions.values()) state.traces.drop();
+    this.partitions.clear();
+    await this.options.signals.close();
+    await this.options.checkpoints.close();
+    await this.options.ruleBook.close();
+  }
+
+  private reportCounts(): void {
+    this.options.metrics.tracesOpen.set(this.budget.open);
+  }
+
+  private state(partition: number): PartitionRules {
+    const state = this.partitions.get(partition);
+    // The pipeline opens every partition before its first flush or tick.
+    if (state === undefined) throw new Error(`rule processor: partition ${partition} was not opened`);
+    return state;
+  }
+}
+
+/** The oldest pending traces whose signals fit one produce request (at least one trace). */
+function takeChunk(pending: PendingSignals[]): PendingSignals[] {
+  let bytes = 0;
+  let count = 0;
+  for (const p of pending) {
+    if (count > 0 && bytes + p.bytes > MAX_REQUEST_BYTES) break;
+    bytes += p.bytes;
+    count += 1;
+  }
+  return pending.slice(0, count);
+}

@@ -1,0 +1,65 @@
+
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { kafkaSettings, Parsed, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
+import { AckedProducer } from '../kafka/acked-producer.js';
+import { CheckpointStore } from '../kafka/checkpoint-store.js';
+import { createKafka } from '../kafka/client.js';
+import { SpanDecoder, type DecodedSpan } from '../model/decode.js';
+import { RuleWorkerMetrics } from '../observability/rule-metrics.js';
+import { RuleBook } from '../rules/rule-book.js';
+import { RuleProcessor } from './rule-processor.js';
+import { Worker } from './worker.js';
+
+export interface RuleWorkerConfig {
+  kafka: Parsed<typeof kafkaSettings>;
+  worker: Parsed<typeof workerSettings>;
+  spans: Pick<Parsed<typeof spanSettings>, 'topic' | 'encoding' | 'tenantAttribute'>;
+  rules: Parsed<typeof ruleSettings>;
+  ruleWorker: Parsed<typeof ruleWorkerSettings>;
+  signals: Pick<Parsed<typeof signalSettings>, 'topic'>;
+}
+
+/**
+ * How often open traces are checked against the wall clock (a partition that receives nothing
+ * closes them after TRACE_IDLE_MS): a quarter of the idle time, between 50 ms and 1 s, so that the
+ * fallback adds at most a quarter to the idle time.
+ */
+export function traceTickMs(traceIdleMs: number): number {
+  return Math.max(50, Math.min(1000, Math.floor(traceIdleMs / 4)));
+}
+
+/**
+ * Rule worker: spans topic (its own group) → traces per tenant → the tenant's rules → one signal
+ * per violation on the signals topic. Decodes spans exactly as the span worker does.
+ */
+export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
+  const { ruleWorker } = config;
+  const kafka = createKafka({ brokers: config.kafka.brokers, clientId: config.kafka.clientId, logger });
+  const processor = new RuleProcessor({
+    kafka,
+    group: ruleWorker.group,
+    signalsTopic: config.signals.topic,
+    signalsPartitions: config.kafka.topicPartitions,
+    signals: new AckedProducer(kafka, 'signals'),
+    checkpoints: new CheckpointStore(kafka, { topic: ruleWorker.checkpointTopic, group: ruleWorker.group, partitions: config.kafka.topicPartitions, logger }),
+    ruleBook: new RuleBook({ kafka, topic: config.rules.topic, logger, registry, createTopic: true }),
+    limits: { idleMs: ruleWorker.traceIdleMs, maxAgeMs: ruleWorker.traceMaxAgeMs, maxOpenTraces: ruleWorker.maxOpenTraces, closedMemory: ruleWorker.closedTraceMemory },
+    checkpointIntervalMs: ruleWorker.checkpointIntervalMs,
+    logger,
+    metrics: new RuleWorkerMetrics(registry),
+  });
+  return new Worker<DecodedSpan>({
+    kafka: config.kafka,
+    worker: config.worker,
+    topic: config.spans.topic,
+    dlqTopic: ruleWorker.dlqTopic,
+    group: ruleWorker.group,
+    decoder: new SpanDecoder(config.worker.maxMessageBytes, { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute }),
+    processor,
+    tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs),
+    logger,
+    registry,
+  });
+}
+
