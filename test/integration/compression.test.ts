@@ -3,7 +3,7 @@ import type { Kafka } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { groupLag } from '../../src/kafka/client.js';
 import { generateSpan, tenantIdFor } from '../../src/model/generate.js';
-import { createTopic, kafkaClient, metricValue, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { createTopic, kafkaClient, metricValue, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers } from '../support/harness.js';
 import { kcatProduce, kcatSkipReason } from '../support/kcat.js';
 
 const brokers = inject('kafkaBrokers');
@@ -81,14 +81,7 @@ beforeAll(() => {
   kafka = kafkaClient(brokers);
 });
 
-afterEach(async () => {
-  for (const w of workers.splice(0)) {
-    if (w.child.exitCode === null && w.child.signalCode === null) {
-      w.kill('SIGKILL');
-      await w.exited;
-    }
-  }
-});
+afterEach(() => killWorkers(workers));
 
 afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import { readDeadLetters } from '../../src/cli/dlq.js';
 import { corpus, corpusTrace, expectedSignals, produceCorpus, RULES_A, RULES_B, spansInTimeOrder, type CorpusSpan, type CorpusTenant } from '../../src/devtools/trace-corpus.js';
 import { malformedRecords, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
-import { CLI, ROOT, createTopic, kafkaClient, metricValue, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { CLI, ROOT, createTopic, kafkaClient, metricValue, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -125,14 +125,7 @@ beforeAll(() => {
   kafka = kafkaClient(brokers);
 });
 
-afterEach(async () => {
-  for (const w of workers.splice(0)) {
-    if (w.child.exitCode === null && w.child.signalCode === null) {
-      w.kill('SIGKILL');
-      await w.exited;
-    }
-  }
-});
+afterEach(() => killWorkers(workers));
 
 afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });

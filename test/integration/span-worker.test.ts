@@ -20,6 +20,7 @@ import {
   uniqueName,
   waitForCommitted,
   WorkerProcess,
+  killWorkers,
 } from '../support/harness.js';
 
 const run = promisify(execFile);
@@ -119,14 +120,7 @@ beforeAll(() => {
   kafka = kafkaClient(brokers);
 });
 
-afterEach(async () => {
-  for (const w of workers.splice(0)) {
-    if (w.child.exitCode === null && w.child.signalCode === null) {
-      w.kill('SIGKILL');
-      await w.exited;
-    }
-  }
-});
+afterEach(() => killWorkers(workers));
 
 afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });

@@ -165,3 +165,13 @@ export function metricValue(text: string, name: string, label = ''): number {
     .filter((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(label))
     .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 }
+
+/** SIGKILLs every worker still running (a test's leftovers) and empties the list. */
+export async function killWorkers(workers: WorkerProcess[]): Promise<void> {
+  for (const w of workers.splice(0)) {
+    if (w.child.exitCode === null && w.child.signalCode === null) {
+      w.kill('SIGKILL');
+      await w.exited;
+    }
+  }
+}
