@@ -8,6 +8,8 @@ import { readDeadLetters } from '../../src/cli/dlq.js';
 import { corpus, corpusTrace, expectedSignals, produceCorpus, RULES_A, RULES_B, spansInTimeOrder, type CorpusSpan, type CorpusTenant } from '../../src/devtools/trace-corpus.js';
 import { malformedRecords, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
+import type { TenantStats } from '../../src/cli/signals.js';
+import { startTigerBeetle } from '../support/tigerbeetle.js';
 import { CLI, ROOT, createTopic, kafkaClient, metricValue, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers } from '../support/harness.js';
 
 const run = promisify(execFile);
@@ -20,6 +22,10 @@ const dirs: string[] = [];
 const RSS = 'spanledger_process_process_resident_memory_bytes';
 /** What the long-trace test allows one rule worker: the bound the README states. */
 const MEMORY_BOUND_BYTES = 384 * 1024 * 1024;
+
+// For the kill -9 test's last step (signals through the signal worker into DuckDB and
+// TigerBeetle); the suite prints one line when TigerBeetle tests are skipped.
+const tb = await startTigerBeetle();
 
 const TENANTS: CorpusTenant[] = [
   { tenantId: tenantIdFor(0xa1), rules: 'A' },
@@ -127,7 +133,8 @@ beforeAll(() => {
 
 afterEach(() => killWorkers(workers));
 
-afterAll(() => {
+afterAll(async () => {
+  if (!('skipped' in tb)) await tb.stop();
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -187,13 +194,19 @@ describe('rule worker', () => {
     expect(two).toEqual(one);
   });
 
-  it('after kill -9 mid-stream and a restart: every expected signal, each id once, no trace re-evaluated from its tail', async () => {
+  it('after kill -9 mid-stream and a restart: every expected signal, each id once, no trace re-evaluated from its tail; with TigerBeetle, DuckDB and TigerBeetle count each violation once', async () => {
     const s = await setup(2, { TRACE_IDLE_MS: '2000', BATCH_MAX_RECORDS: '200' });
-    await putRules(s, TENANTS[0]!.tenantId, RULES_A);
-    await putRules(s, TENANTS[1]!.tenantId, RULES_B);
+    // Fresh tenants: a shared TigerBeetle cluster (TB_ADDRESS) has no accounts of theirs yet.
+    const base = Date.now() % 2 ** 40;
+    const kill: CorpusTenant[] = [
+      { tenantId: tenantIdFor(base), rules: 'A' },
+      { tenantId: tenantIdFor(base + 1), rules: 'B' },
+    ];
+    await putRules(s, kill[0]!.tenantId, RULES_A);
+    await putRules(s, kill[1]!.tenantId, RULES_B);
     // 1,200 overlapping traces of ~12 spans: many are open at any moment, so the kill lands
     // between closed traces whose spans lie on both sides of the committed offset.
-    const traces = corpus({ tenants: TENANTS, traces: 1200, fillerSpans: 6, startMs: Date.now() - 120_000, traceGapMs: 40, spanGapMs: 60, seed: s.spansTopic });
+    const traces = corpus({ tenants: kill, traces: 1200, fillerSpans: 6, startMs: Date.now() - 120_000, traceGapMs: 40, spanGapMs: 60, seed: s.spansTopic });
     const spans = spansInTimeOrder(traces);
     const expected = expectedSignals(traces);
 
@@ -216,6 +229,29 @@ describe('rule worker', () => {
     expect(distinctById(signals).size).toBe(expected.size);
     const text = await metrics(second);
     expect(metricValue(text, 'spanledger_rule_checkpoints_restored_total', 'outcome="restored"')).toBeGreaterThan(0);
+    if ('skipped' in tb) return;
+
+    // Through the signal worker: each violation counted once in DuckDB and in TigerBeetle.
+    const duckdbDir = tempDir('duckdb');
+    dirs.push(duckdbDir);
+    const signalEnv = {
+      ...s.env,
+      SIGNALS_DLQ_TOPIC: `${s.signalsTopic}.dlq`,
+      SIGNALS_GROUP: uniqueName('signals'),
+      DUCKDB_DIR: duckdbDir,
+      DUCKDB_IDLE_TIMEOUT_MS: '1000',
+      TB_ADDRESS: tb.addresses.join(','),
+      TB_CLUSTER_ID: String(tb.clusterId),
+    };
+    const signalWorker = new WorkerProcess('signals', signalEnv);
+    workers.push(signalWorker);
+    await waitForCommitted(kafka, signalEnv.SIGNALS_GROUP, s.signalsTopic, 120_000);
+    signalWorker.kill('SIGTERM');
+    await signalWorker.exited;
+    const { stdout } = await run(process.execPath, [CLI, 'signals', 'stats', '--json'], { cwd: ROOT, env: { ...process.env, ...signalEnv } });
+    const rows = (JSON.parse(stdout) as TenantStats[]).filter((r) => kill.some((t) => t.tenantId === r.tenantId));
+    expect(rows.reduce((n, r) => n + ('total' in r.duckdb ? r.duckdb.total : 0), 0)).toBe(expected.size);
+    for (const r of rows) expect(r.agree).toBe(true);
   });
 
   it('follows rule changes while running: added, changed and deleted rules apply to traces that open after them', async () => {
