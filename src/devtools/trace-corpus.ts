@@ -118,7 +118,7 @@ export function corpusTrace(o: Pick<CorpusOptions, 'fillerSpans' | 'spanGapMs' |
   const traceId = hexOf(o.seed, tenant.tenantId, index).slice(0, 32);
   const parts = [...shape(kind), ...Array.from({ length: o.fillerSpans }, (_, i) => named('db.query', { 'db.row': i }))];
   const spans = parts.map((p, j): CorpusSpan => {
-    const timestamp = startMs + j * o.spanGapMs;
+    const timestamp = Math.round(startMs + j * o.spanGapMs);
     const startNs = BigInt(timestamp) * 1_000_000n;
     return {
       timestamp,
@@ -165,13 +165,17 @@ export function expectedSignals(traces: CorpusTrace[]): Set<string> {
 /**
  * Produces spans as a tracing pipeline keyed by trace id would (all spans of a trace in one
  * partition), each with its event time as the record timestamp, `chunk` records a request.
+ * `paced`: each request waits until the wall clock reaches its first span's event time (a steady
+ * load, for spans whose event times lie ahead).
  */
-export async function produceCorpus(kafka: Kafka, topic: string, spans: readonly CorpusSpan[], options: { chunk?: number; onProgress?: (sent: number) => void } = {}): Promise<void> {
+export async function produceCorpus(kafka: Kafka, topic: string, spans: readonly CorpusSpan[], options: { chunk?: number; paced?: boolean; onProgress?: (sent: number) => void } = {}): Promise<void> {
   const chunk = options.chunk ?? 1000;
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
     for (let i = 0; i < spans.length; i += chunk) {
+      const due = spans[i]!.timestamp - Date.now();
+      if (options.paced && due > 0) await new Promise((resolve) => setTimeout(resolve, due));
       await producer.send({
         topic,
         acks: -1,

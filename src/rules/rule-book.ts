@@ -48,6 +48,9 @@ export interface RuleBookOptions {
  * A tenant's enabled rules are compiled together, through the RuleSetCache, on the first
  * `rulesFor` after a change of one of them: once per change, whatever the versions say.
  */
+/** Tenants whose rulesFor answer is kept (hostile input may name any number of tenants). */
+const MAX_ANSWERS = 10_000;
+
 export class RuleBook {
   private readonly table: CompactedTable;
   private readonly logger: Logger;
@@ -57,6 +60,13 @@ export class RuleBook {
   private readonly listeners = new Set<(change: RuleChange) => void>();
   private readonly bad: Counter<'reason'>;
   private started = false;
+  /**
+   * rulesFor's answer per (canonical) tenant until one of its rules changes: a rule worker asks
+   * once per trace, and a tenant without rules once per span, so the answer must not cost a sort
+   * and a cache key each time. `null`: the tenant has no enabled rule.
+   */
+  private readonly answers = new Map<string, CompiledRuleSet | null>();
+  private answerHits = 0;
 
   constructor(options: RuleBookOptions) {
     this.logger = options.logger.child({ component: 'rule-book', topic: options.topic });
@@ -85,6 +95,7 @@ export class RuleBook {
       },
     });
     const cache = this.cache;
+    const book = this;
     const counts: Array<['hits' | 'misses', string]> = [
       ['hits', 'Rule set lookups answered by an already compiled rule set'],
       ['misses', 'Rule set lookups that compiled the tenant\'s rules (first use, or a rule changed)'],
@@ -97,7 +108,7 @@ export class RuleBook {
         help,
         registers,
         collect() {
-          const total = cache.stats()[field];
+          const total = cache.stats()[field] + (field === 'hits' ? book.answerHits : 0);
           this.inc(total - seen);
           seen = total;
         },
@@ -131,10 +142,20 @@ export class RuleBook {
 
   /** The tenant's enabled rules, compiled; undefined when it has none. */
   rulesFor(tenantId: string): CompiledRuleSet | undefined {
+    const answer = this.answers.get(tenantId);
+    if (answer !== undefined) {
+      this.answerHits++;
+      return answer ?? undefined;
+    }
     const tenant = canonicalTenantId(tenantId) ?? tenantId;
     const enabled = [...(this.rules.get(tenant)?.values() ?? [])].filter((r) => r.enabled).sort(byId);
-    if (enabled.length === 0) return undefined;
-    return this.cache.get(tenant, enabled);
+    const ruleSet = enabled.length === 0 ? undefined : this.cache.get(tenant, enabled);
+    // Only canonical ids are kept (changes clear them by canonical id); bounded like the cache.
+    if (tenant === tenantId) {
+      if (this.answers.size >= MAX_ANSWERS) this.answers.clear();
+      this.answers.set(tenant, ruleSet ?? null);
+    }
+    return ruleSet;
   }
 
   /** Tenants with at least one rule (enabled or not), sorted. */
@@ -174,6 +195,7 @@ export class RuleBook {
       else byId.set(ruleId, rule);
     }
     this.cache.invalidate(tenantId);
+    this.answers.delete(tenantId);
     this.logger[this.started ? 'info' : 'debug']({ tenantId, ruleId, version: rule?.version, partition: meta.partition, offset: meta.offset }, rule === undefined ? 'rule deleted' : previous === undefined ? 'rule added' : 'rule changed');
     const change: RuleChange = { tenantId, ruleId, rule, previous };
     for (const listener of this.listeners) {
