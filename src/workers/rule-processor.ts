@@ -7,7 +7,7 @@ import type { DecodedSpan } from '../model/decode.js';
 import { TENANT_HEADER } from '../model/decode.js';
 import type { RuleWorkerMetrics } from '../observability/rule-metrics.js';
 import type { PartitionProcessor } from '../pipeline/types.js';
-import { decodeCheckpoint, encodeCheckpoint, OpenTraceBudget, PartitionTraces, signalsOf, type ClosedTrace, type CompiledRuleSet, type TraceCheckpoint } from '../rules/index.js';
+import { decodeCheckpoint, encodeCheckpoint, OpenTraceBudget, PartitionTraces, signalsOf, TraceCheckpointError, type ClosedTrace, type CompiledRuleSet, type TraceCheckpoint } from '../rules/index.js';
 
 export interface TraceLimits {
   idleMs: number;
@@ -122,21 +122,24 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     await this.options.signals.start();
   }
 
+  private createTraces(topic: string, partition: number): PartitionTraces {
+    const { limits, ruleBook } = this.options;
+    return new PartitionTraces({
+      topic,
+      partition,
+      idleMs: limits.idleMs,
+      maxAgeMs: limits.maxAgeMs,
+      closedMemory: limits.closedMemory,
+      budget: this.budget,
+      rulesFor: (tenantId) => ruleBook.rulesFor(tenantId),
+    });
+  }
+
   async openPartition(topic: string, partition: number): Promise<void> {
     const { options } = this;
-    const { limits, metrics, logger } = options;
-    const create = () =>
-      new PartitionTraces({
-        topic,
-        partition,
-        idleMs: limits.idleMs,
-        maxAgeMs: limits.maxAgeMs,
-        closedMemory: limits.closedMemory,
-        budget: this.budget,
-        rulesFor: (tenantId) => options.ruleBook.rulesFor(tenantId),
-      });
+    const { metrics, logger } = options;
     const stored = await options.checkpoints.load(topic, partition);
-    let traces = create();
+    let traces = this.createTraces(topic, partition);
     let outcome: 'restored' | 'none' | 'unreadable' = 'none';
     if (stored !== undefined) {
       try {
@@ -151,7 +154,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
         outcome = 'unreadable';
         logger.error({ err: e, topic, partition }, 'rule checkpoint unusable; starting the partition without it');
         traces.drop();
-        traces = create();
+        traces = this.createTraces(topic, partition);
       }
     }
     metrics.checkpointsRestored.inc({ outcome });
@@ -160,14 +163,27 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   }
 
   apply(topic: string, partition: number, items: ReadonlyArray<ValidEntry<DecodedSpan>>, lastOffset: bigint, now: number): void {
-    const state = this.state(partition);
+    let state = this.state(partition);
     const flushEnd = lastOffset + 1n;
-    // flushEnd also for a flush without spans: a replay ends at the checkpoint's processedEnd.
-    state.traces.apply(
-      items.map((e) => ({ offset: e.offset, index: e.index, tenantId: e.tenantId, span: e.value.span, timestamp: Number(e.source.timestamp) })),
-      now,
-      flushEnd,
-    );
+    const traceItems = items.map((e) => ({ offset: e.offset, index: e.index, tenantId: e.tenantId, span: e.value.span, timestamp: Number(e.source.timestamp) }));
+    try {
+      // flushEnd also for a flush without spans: a replay ends at the checkpoint's processedEnd.
+      state.traces.apply(traceItems, now, flushEnd);
+    } catch (e) {
+      if (!(e instanceof TraceCheckpointError)) throw e;
+      // Fix: a restored checkpoint that is not this partition's (a recorded position holds
+      // another trace, e.g. the topic was recreated) is only found during the re-read. Throwing
+      // here stopped the worker, and every restart loaded the same checkpoint again: a crash loop.
+      // Handled like an unreadable checkpoint instead: logged loudly, and the partition starts
+      // fresh from this flush. Nothing closes during a replay, so no signal is pending in the
+      // dropped state; spans of earlier flushes of the replay are not re-read, so their traces
+      // are evaluated from here on (the same loss as any checkpoint the worker cannot use).
+      this.options.logger.error({ err: e, topic, partition }, 'rule checkpoint unusable during the re-read; starting the partition afresh from this flush');
+      state.traces.drop();
+      state = new PartitionRules(this.createTraces(topic, partition));
+      this.partitions.set(partition, state);
+      state.traces.apply(traceItems, now, flushEnd);
+    }
     state.processedEnd = flushEnd;
     this.collect(topic, partition, state);
   }

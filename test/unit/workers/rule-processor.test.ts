@@ -12,7 +12,7 @@ import { RuleWorkerMetrics } from '../../../src/observability/rule-metrics.js';
 import { isRetriable } from '../../../src/pipeline/retry.js';
 import { compileRuleSet, type CompiledRuleSet } from '../../../src/rules/compile.js';
 import { parseRuleFile } from '../../../src/rules/rule-file.js';
-import { decodeCheckpoint } from '../../../src/rules/trace-checkpoint.js';
+import { decodeCheckpoint, encodeCheckpoint } from '../../../src/rules/trace-checkpoint.js';
 import type { TraceItem } from '../../../src/rules/trace-assembler.js';
 import { RuleProcessor, type CheckpointPort, type RulesSource, type SignalSink, type TraceLimits } from '../../../src/workers/rule-processor.js';
 import { registryValue } from '../../support/metrics.js';
@@ -386,6 +386,24 @@ describe('RuleProcessor', () => {
       // Evaluated like a fresh partition: nothing replayed, trace 1 closes with both spans.
       expect(await h.metric('spanledger_rule_spans_not_evaluated_total', { reason: 'replayed' })).toBe(0);
       expect(decoded(h.signals.sent).map((s) => s.metadata.spanCount)).toEqual([2]);
+    });
+
+    it('starts fresh when the stored checkpoint turns out to be another partition\'s during the re-read', async () => {
+      // A well-formed checkpoint whose open trace starts at a position that holds another trace.
+      const checkpoints = new FakeCheckpoints();
+      const { h, feed, records } = firstOwner(checkpoints);
+      const foreign = { v: 1 as const, processedEnd: 5n, streamTime: 1_250, open: [{ tenantId: TENANT_A, traceId: 'f'.repeat(32), segment: 0, firstOffset: 1n, firstIndex: 0 }], closed: [] };
+      checkpoints.stored.set(`${TOPIC}/${P}`, encodeCheckpoint(foreign));
+      await h.processor.openPartition(TOPIC, P);
+      expect(await h.metric('spanledger_rule_checkpoints_restored_total', { outcome: 'restored' })).toBe(1);
+      expect(() => apply(h, records.filter((r) => r.offset >= 1n))).not.toThrow();
+      expect(h.logs.some((l) => l.level === 50 && /not this partition's/.test(JSON.stringify(l)))).toBe(true);
+      await h.processor.sync(TOPIC, P);
+      // Fresh from this flush on: trace 1's tail (offset 2) and trace 2 (offsets 1, 3, 4) are evaluated.
+      apply(h, clockRecord(feed, 5_000));
+      await h.processor.sync(TOPIC, P);
+      expect(decoded(h.signals.sent).map((s) => s.metadata.spanCount).sort()).toEqual([1, 3]);
+      expect(h.processor.committableOffset(TOPIC, P)).toBe(feed.end);
     });
 
     it('counts a partition without a checkpoint as none', async () => {
