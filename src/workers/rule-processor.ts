@@ -1,15 +1,13 @@
 import type { Kafka, Message } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { ValidEntry } from '../batching/partition-batch.js';
-import { MAX_REQUEST_BYTES, type AckedProducer } from '../kafka/acked-producer.js';
-import type { CheckpointStore } from '../kafka/checkpoint-store.js';
+import { MAX_REQUEST_BYTES } from '../kafka/acked-producer.js';
 import { ensureTopics } from '../kafka/client.js';
 import type { DecodedSpan } from '../model/decode.js';
 import { TENANT_HEADER } from '../model/decode.js';
 import type { RuleWorkerMetrics } from '../observability/rule-metrics.js';
 import type { PartitionProcessor } from '../pipeline/types.js';
-import type { RuleBook } from '../rules/rule-book.js';
-import { decodeCheckpoint, encodeCheckpoint, OpenTraceBudget, PartitionTraces, signalsOf, type ClosedTrace, type TraceCheckpoint } from '../rules/index.js';
+import { decodeCheckpoint, encodeCheckpoint, OpenTraceBudget, PartitionTraces, signalsOf, TraceCheckpointError, type ClosedTrace, type CompiledRuleSet, type TraceCheckpoint } from '../rules/index.js';
 
 export interface TraceLimits {
   idleMs: number;
@@ -18,19 +16,45 @@ export interface TraceLimits {
   closedMemory: number;
 }
 
+/** Where signals go (an AckedProducer): `send` resolves once the broker acknowledged every message. */
+export interface SignalSink {
+  start(): Promise<void>;
+  /** Rejects with a RetriableError when worth retrying, with a non-retriable error otherwise. */
+  send(topic: string, messages: Message[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Where checkpoints are kept per partition (a CheckpointStore). */
+export interface CheckpointPort {
+  start(): Promise<void>;
+  load(topic: string, partition: number): Promise<Buffer | undefined>;
+  /** Resolves once the checkpoint is durable. */
+  save(topic: string, partition: number, value: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Every tenant's compiled rules (a RuleBook). */
+export interface RulesSource {
+  start(): Promise<void>;
+  rulesFor(tenantId: string): CompiledRuleSet | undefined;
+  close(): Promise<void>;
+}
+
 export interface RuleProcessorOptions {
   kafka: Kafka;
   group: string;
   signalsTopic: string;
   /** Partitions of the signals topic when spanledger creates it. */
   signalsPartitions: number;
-  signals: AckedProducer;
-  checkpoints: CheckpointStore;
-  ruleBook: RuleBook;
+  signals: SignalSink;
+  checkpoints: CheckpointPort;
+  ruleBook: RulesSource;
   limits: TraceLimits;
   checkpointIntervalMs: number;
   logger: Logger;
   metrics: RuleWorkerMetrics;
+  /** Monotonic clock (ms) for the checkpoint interval and the evaluation latency; performance.now by default. */
+  now?: () => number;
 }
 
 /** A signal on its way to the signals topic, and when its trace closed (for the latency metric). */
@@ -76,9 +100,11 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   readonly name = 'rules';
   private readonly partitions = new Map<number, PartitionRules>();
   private readonly budget: OpenTraceBudget;
+  private readonly now: () => number;
 
   constructor(private readonly options: RuleProcessorOptions) {
     this.budget = new OpenTraceBudget(options.limits.maxOpenTraces);
+    this.now = options.now ?? (() => performance.now());
   }
 
   async start(): Promise<void> {
@@ -96,21 +122,24 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     await this.options.signals.start();
   }
 
+  private createTraces(topic: string, partition: number): PartitionTraces {
+    const { limits, ruleBook } = this.options;
+    return new PartitionTraces({
+      topic,
+      partition,
+      idleMs: limits.idleMs,
+      maxAgeMs: limits.maxAgeMs,
+      closedMemory: limits.closedMemory,
+      budget: this.budget,
+      rulesFor: (tenantId) => ruleBook.rulesFor(tenantId),
+    });
+  }
+
   async openPartition(topic: string, partition: number): Promise<void> {
     const { options } = this;
-    const { limits, metrics, logger } = options;
-    const create = () =>
-      new PartitionTraces({
-        topic,
-        partition,
-        idleMs: limits.idleMs,
-        maxAgeMs: limits.maxAgeMs,
-        closedMemory: limits.closedMemory,
-        budget: this.budget,
-        rulesFor: (tenantId) => options.ruleBook.rulesFor(tenantId),
-      });
+    const { metrics, logger } = options;
     const stored = await options.checkpoints.load(topic, partition);
-    let traces = create();
+    let traces = this.createTraces(topic, partition);
     let outcome: 'restored' | 'none' | 'unreadable' = 'none';
     if (stored !== undefined) {
       try {
@@ -125,7 +154,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
         outcome = 'unreadable';
         logger.error({ err: e, topic, partition }, 'rule checkpoint unusable; starting the partition without it');
         traces.drop();
-        traces = create();
+        traces = this.createTraces(topic, partition);
       }
     }
     metrics.checkpointsRestored.inc({ outcome });
@@ -134,14 +163,27 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   }
 
   apply(topic: string, partition: number, items: ReadonlyArray<ValidEntry<DecodedSpan>>, lastOffset: bigint, now: number): void {
-    const state = this.state(partition);
+    let state = this.state(partition);
     const flushEnd = lastOffset + 1n;
-    // flushEnd also for a flush without spans: a replay ends at the checkpoint's processedEnd.
-    state.traces.apply(
-      items.map((e) => ({ offset: e.offset, index: e.index, tenantId: e.tenantId, span: e.value.span, timestamp: Number(e.source.timestamp) })),
-      now,
-      flushEnd,
-    );
+    const traceItems = items.map((e) => ({ offset: e.offset, index: e.index, tenantId: e.tenantId, span: e.value.span, timestamp: Number(e.source.timestamp) }));
+    try {
+      // flushEnd also for a flush without spans: a replay ends at the checkpoint's processedEnd.
+      state.traces.apply(traceItems, now, flushEnd);
+    } catch (e) {
+      if (!(e instanceof TraceCheckpointError)) throw e;
+      // Fix: a restored checkpoint that is not this partition's (a recorded position holds
+      // another trace, e.g. the topic was recreated) is only found during the re-read. Throwing
+      // here stopped the worker, and every restart loaded the same checkpoint again: a crash loop.
+      // Handled like an unreadable checkpoint instead: logged loudly, and the partition starts
+      // fresh from this flush. Nothing closes during a replay, so no signal is pending in the
+      // dropped state; spans of earlier flushes of the replay are not re-read, so their traces
+      // are evaluated from here on (the same loss as any checkpoint the worker cannot use).
+      this.options.logger.error({ err: e, topic, partition }, 'rule checkpoint unusable during the re-read; starting the partition afresh from this flush');
+      state.traces.drop();
+      state = new PartitionRules(this.createTraces(topic, partition));
+      this.partitions.set(partition, state);
+      state.traces.apply(traceItems, now, flushEnd);
+    }
     state.processedEnd = flushEnd;
     this.collect(topic, partition, state);
   }
@@ -156,7 +198,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   private collect(topic: string, partition: number, state: PartitionRules): void {
     const { metrics, logger } = this.options;
     const closed = state.traces.takeClosed();
-    const closedAt = performance.now();
+    const closedAt = this.now();
     for (const trace of closed) {
       metrics.tracesClosed.inc({ reason: trace.reason });
       metrics.traceSpans.observe(trace.spanCount);
@@ -196,7 +238,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
       const take = takeChunk(state.pending);
       await options.signals.send(options.signalsTopic, take.flatMap((p) => p.messages));
       state.pending.splice(0, take.length);
-      const done = performance.now();
+      const done = this.now();
       for (const p of take) {
         options.metrics.evaluationLatency.observe((done - p.closedAt) / 1000);
         for (const rule of p.ruleIds) options.metrics.signalsProduced.inc({ rule });
@@ -211,7 +253,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
    */
   private takeSnapshot(state: PartitionRules): void {
     if (state.processedEnd === undefined) return;
-    const now = performance.now();
+    const now = this.now();
     const retained = state.traces.retainedOffset();
     if (retained !== undefined && now - state.snapshotAt < this.options.checkpointIntervalMs && state.snapshot !== undefined) return;
     state.snapshot = { offset: retained ?? state.processedEnd, checkpoint: state.traces.checkpoint(state.processedEnd), written: false };
