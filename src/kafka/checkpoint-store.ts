@@ -74,7 +74,11 @@ export class CheckpointStore {
     return this.latest.get(this.key(topic, partition));
   }
 
-  /** Resolves once the broker acknowledged the checkpoint (acks=all). */
+  /**
+   * Resolves once the broker acknowledged the checkpoint (acks=all). A partition's checkpoints
+   * are saved one after another (the pipeline awaits each in the partition's chain), so a retried
+   * request can never land an older checkpoint after a newer one of the same key.
+   */
   async save(topic: string, partition: number, value: Buffer): Promise<void> {
     const key = this.key(topic, partition);
     await this.producer.send(this.options.topic, [{ key, value }]);
