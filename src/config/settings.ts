@@ -96,6 +96,7 @@ export const ruleWorkerSettings = {
   traceIdleMs: setting('TRACE_IDLE_MS', 'trace-idle-ms', '10000', 'a trace is complete after this long without a new span, in event time (record timestamps), or in wall-clock time on a partition that receives nothing (ms)', positiveInt),
   traceMaxAgeMs: setting('TRACE_MAX_AGE_MS', 'trace-max-age-ms', '3600000', 'a trace open this long (event time) is evaluated as a segment and goes on as the next segment (ms)', positiveInt),
   maxOpenTraces: setting('MAX_OPEN_TRACES', 'max-open-traces', '20000', 'open traces one worker holds at most; at the cap the oldest trace of the partition that needs room is evaluated early', positiveInt),
+  maxOpenTraceBytes: setting('MAX_OPEN_TRACE_BYTES', 'max-open-trace-bytes', '134217728', 'memory the open traces of one worker may hold, each counted at its upper bound (its state depends on the rules, not on its spans); at the cap as at MAX_OPEN_TRACES', positiveInt),
   closedTraceMemory: setting('CLOSED_TRACE_MEMORY', 'closed-trace-memory', '20000', 'closed traces remembered so that their late spans are counted instead of evaluated alone', positiveInt),
   checkpointIntervalMs: setting('RULES_CHECKPOINT_INTERVAL_MS', 'checkpoint-interval-ms', '2000', 'a partition\'s checkpoint (and so its commit) moves at most this often while traces are open (ms)', positiveInt),
 };

@@ -8,6 +8,7 @@ export class RuleWorkerMetrics {
   readonly spansEvaluated: Counter;
   readonly spansNotEvaluated: Counter<'reason'>;
   readonly tracesOpen: Gauge;
+  readonly tracesOpenBytes: Gauge;
   readonly tracesClosed: Counter<'reason'>;
   readonly traceSpans: Histogram;
   readonly evaluationLatency: Histogram;
@@ -26,6 +27,7 @@ export class RuleWorkerMetrics {
       registers,
     });
     this.tracesOpen = new Gauge({ name: 'spanledger_rule_traces_open', help: 'Traces (segments) open in this worker', registers });
+    this.tracesOpenBytes = new Gauge({ name: 'spanledger_rule_traces_open_bytes', help: 'Memory the open traces may hold at most (each at its upper bound), against MAX_OPEN_TRACE_BYTES', registers });
     this.tracesClosed = new Counter({ name: 'spanledger_rule_traces_closed_total', help: 'Traces (segments) closed and evaluated, by reason: idle, idle_wall, max_age, cap', labelNames: ['reason'], registers });
     this.traceSpans = new Histogram({ name: 'spanledger_rule_trace_spans', help: 'Spans per closed trace (segment)', buckets: [1, 2, 5, 10, 25, 50, 100, 250, 1000, 10_000, 100_000, 1_000_000], registers });
     this.evaluationLatency = new Histogram({

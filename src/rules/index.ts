@@ -12,7 +12,7 @@ export { parseRuleRecord, ruleRecordKey, encodeRuleValue, contentVersion, planPu
 export type { RuleAst } from './ast.js';
 export {
   PartitionTraces,
-  OpenTraceBudget,
+  OpenTraceBudget, traceStateBytes,
   CLOSE_REASONS,
   type PartitionTracesOptions,
   type TraceItem,

@@ -1,7 +1,7 @@
 import { ConfigError } from '../errors.js';
 import type { StoredSpan } from '../model/span-line.js';
 import type { CompiledRuleSet } from './compile.js';
-import { TraceEvaluation, type RuleHit } from './evaluate.js';
+import { EVIDENCE_SPAN_IDS, TraceEvaluation, type RuleHit } from './evaluate.js';
 import { checkpointProblem, TraceCheckpointError, type CheckpointClosedTrace, type CheckpointOpenSegment, type TraceCheckpoint } from './trace-checkpoint.js';
 
 /**
@@ -43,14 +43,20 @@ export interface ClosedTrace {
 }
 
 /**
- * The open-trace limit of one rule worker, shared by all its partitions. A partition opening a
- * trace when the budget is full closes its own oldest open trace first (reason `cap`).
+ * The open-trace limit of one rule worker, shared by all its partitions: a number of traces and
+ * the memory they may hold (each counted at its upper bound, traceStateBytes). A partition
+ * opening a trace when the budget is full closes its own oldest open traces first (reason `cap`).
  */
 export class OpenTraceBudget {
   private count = 0;
+  private byteCount = 0;
 
-  constructor(readonly maxOpenTraces: number) {
+  constructor(
+    readonly maxOpenTraces: number,
+    readonly maxBytes = Number.POSITIVE_INFINITY,
+  ) {
     if (!Number.isSafeInteger(maxOpenTraces) || maxOpenTraces < 1) throw new ConfigError(`maxOpenTraces must be a positive integer, not ${maxOpenTraces}`);
+    if (!(maxBytes > 0)) throw new ConfigError(`maxBytes must be positive, not ${maxBytes}`);
   }
 
   /** Open traces of all partitions (may exceed maxOpenTraces by at most the partition count). */
@@ -58,17 +64,41 @@ export class OpenTraceBudget {
     return this.count;
   }
 
+  /** The upper bound of the memory the open traces hold. */
+  get bytes(): number {
+    return this.byteCount;
+  }
+
   get isFull(): boolean {
-    return this.count >= this.maxOpenTraces;
+    return this.count >= this.maxOpenTraces || this.byteCount >= this.maxBytes;
   }
 
-  acquire(): void {
+  acquire(bytes = 0): void {
     this.count++;
+    this.byteCount += bytes;
   }
 
-  release(n = 1): void {
+  release(n = 1, bytes = 0): void {
     this.count -= n;
+    this.byteCount -= bytes;
   }
+}
+
+const stateBytes = new WeakMap<CompiledRuleSet, number>();
+
+/**
+ * The most memory one open trace can hold against `rules`, whatever its span count: the segment
+ * and its maps (~512 bytes), and per distinct span check a counter and at most EVIDENCE_SPAN_IDS
+ * span ids (16 hex characters each, ~40 bytes with their slot). Measured traces stay well under
+ * it (~1.7 KB with 10 rules): the budget errs on the safe side.
+ */
+export function traceStateBytes(rules: CompiledRuleSet): number {
+  let bytes = stateBytes.get(rules);
+  if (bytes === undefined) {
+    bytes = 512 + rules.checks.length * (8 + 48 + EVIDENCE_SPAN_IDS * 40);
+    stateBytes.set(rules, bytes);
+  }
+  return bytes;
 }
 
 export interface PartitionTracesOptions {
@@ -111,6 +141,8 @@ interface OpenSegment {
   readonly firstOffset: bigint;
   readonly firstIndex: number;
   readonly firstTimestamp: number;
+  /** What it counts against the budget (traceStateBytes of its rules). */
+  readonly bytes: number;
   lastOffset: bigint;
   lastTimestamp: number;
 }
@@ -172,6 +204,8 @@ export class PartitionTraces {
   private readonly idleMs: number;
   private readonly maxAgeMs: number;
   private readonly budget: OpenTraceBudget;
+  /** Budget bytes of this partition's open segments (returned whole on drop). */
+  private openBytes = 0;
   private readonly rulesFor: (tenantId: string) => CompiledRuleSet | undefined;
   private readonly closedMemory: number;
 
@@ -365,7 +399,8 @@ export class PartitionTraces {
 
   /** Revoke or shutdown: forgets everything without closing (the next owner re-reads) and returns the budget; the instance is done. */
   drop(): void {
-    this.budget.release(this.byCreation.size);
+    this.budget.release(this.byCreation.size, this.openBytes);
+    this.openBytes = 0;
     this.openByTenant.clear();
     this.byCreation.clear();
     this.byActivity.clear();
@@ -426,13 +461,10 @@ export class PartitionTraces {
         return;
       }
     }
-    if (this.budget.isFull) {
-      // Overshoot: a partition without open traces opens anyway, so the budget is exceeded by at
-      // most one trace per partition without one; closing another partition's trace would make
-      // one partition's closures depend on another's timing.
-      const oldest = first(this.byCreation);
-      if (oldest !== undefined) this.close(oldest, 'cap');
-    }
+    // Overshoot: a partition without open traces opens anyway, so the budget is exceeded by at
+    // most one trace per partition without one; closing another partition's trace would make
+    // one partition's closures depend on another's timing.
+    for (let oldest = first(this.byCreation); this.budget.isFull && oldest !== undefined; oldest = first(this.byCreation)) this.close(oldest, 'cap');
     this.open(key, item, time, rules, next ?? 0);
   }
 
@@ -492,6 +524,7 @@ export class PartitionTraces {
       firstOffset: item.offset,
       firstIndex: item.index,
       firstTimestamp: time,
+      bytes: traceStateBytes(rules),
       lastOffset: item.offset,
       lastTimestamp: time,
     };
@@ -503,7 +536,8 @@ export class PartitionTraces {
     this.byCreation.add(segment);
     this.byActivity.add(segment);
     this.lastTouched = segment;
-    this.budget.acquire();
+    this.openBytes += segment.bytes;
+    this.budget.acquire(segment.bytes);
   }
 
   private join(segment: OpenSegment, item: TraceItem, time: number): void {
@@ -525,7 +559,8 @@ export class PartitionTraces {
     this.byCreation.delete(segment);
     this.byActivity.delete(segment);
     if (this.lastTouched === segment) this.lastTouched = undefined;
-    this.budget.release();
+    this.openBytes -= segment.bytes;
+    this.budget.release(1, segment.bytes);
     this.closedSinceTake.push({ segment, reason });
     this.remember(segment.key, reason === 'max_age' || reason === 'cap' ? segment.segment + 1 : FINISHED);
     const spans = segment.evaluation.state.spanCount;

@@ -13,6 +13,7 @@ export interface TraceLimits {
   idleMs: number;
   maxAgeMs: number;
   maxOpenTraces: number;
+  maxOpenTraceBytes: number;
   closedMemory: number;
 }
 
@@ -103,7 +104,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   private readonly now: () => number;
 
   constructor(private readonly options: RuleProcessorOptions) {
-    this.budget = new OpenTraceBudget(options.limits.maxOpenTraces);
+    this.budget = new OpenTraceBudget(options.limits.maxOpenTraces, options.limits.maxOpenTraceBytes);
     this.now = options.now ?? (() => performance.now());
   }
 
@@ -171,11 +172,11 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
       state.traces.apply(traceItems, now, flushEnd);
     } catch (e) {
       if (!(e instanceof TraceCheckpointError)) throw e;
-      // Fix: a restored checkpoint that is not this partition's (a recorded position holds
-      // another trace, e.g. the topic was recreated) is only found during the re-read. Throwing
-      // here stopped the worker, and every restart loaded the same checkpoint again: a crash loop.
-      // Handled like an unreadable checkpoint instead: logged loudly, and the partition starts
-      // fresh from this flush. Nothing closes during a replay, so no signal is pending in the
+      // A restored checkpoint that is not this partition's (a recorded position holds another
+      // trace, e.g. the topic was recreated) shows only during the re-read. Throwing would stop
+      // the worker, and every restart would load the same checkpoint again: a crash loop. So it
+      // is handled like an unreadable checkpoint: logged loudly, and the partition starts afresh
+      // from this flush. Nothing closes during a replay, so no signal is pending in the
       // dropped state; spans of earlier flushes of the replay are not re-read, so their traces
       // are evaluated from here on (the same loss as any checkpoint the worker cannot use).
       this.options.logger.error({ err: e, topic, partition }, 'rule checkpoint unusable during the re-read; starting the partition afresh from this flush');
@@ -297,6 +298,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
 
   private reportCounts(): void {
     this.options.metrics.tracesOpen.set(this.budget.open);
+    this.options.metrics.tracesOpenBytes.set(this.budget.bytes);
   }
 
   private state(partition: number): PartitionRules {

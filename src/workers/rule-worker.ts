@@ -44,7 +44,7 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
     signals: new AckedProducer(kafka, 'signals'),
     checkpoints: new CheckpointStore(kafka, { topic: ruleWorker.checkpointTopic, group: ruleWorker.group, partitions: config.kafka.topicPartitions, logger }),
     ruleBook: new RuleBook({ kafka, topic: config.rules.topic, logger, registry, createTopic: true }),
-    limits: { idleMs: ruleWorker.traceIdleMs, maxAgeMs: ruleWorker.traceMaxAgeMs, maxOpenTraces: ruleWorker.maxOpenTraces, closedMemory: ruleWorker.closedTraceMemory },
+    limits: { idleMs: ruleWorker.traceIdleMs, maxAgeMs: ruleWorker.traceMaxAgeMs, maxOpenTraces: ruleWorker.maxOpenTraces, maxOpenTraceBytes: ruleWorker.maxOpenTraceBytes, closedMemory: ruleWorker.closedTraceMemory },
     checkpointIntervalMs: ruleWorker.checkpointIntervalMs,
     logger,
     metrics: new RuleWorkerMetrics(registry),

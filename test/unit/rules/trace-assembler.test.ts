@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OpenTraceBudget, type ClosedTrace } from '../../../src/rules/trace-assembler.js';
+import { OpenTraceBudget, traceStateBytes, type ClosedTrace } from '../../../src/rules/trace-assembler.js';
 import { signalsOf } from '../../../src/rules/trace-signals.js';
 import { partitionTraces, RecordFeed, ruleSetOf, TENANT_A, TENANT_B, TENANT_NO_RULES, traceIdOf } from '../../support/traces.js';
 
@@ -161,6 +161,24 @@ describe('PartitionTraces: the open-trace budget', () => {
       [traceIdOf(3), 0],
       [traceIdOf(1), 1],
     ]);
+  });
+
+  it('also bounds memory: each open trace counts at its rules\' upper bound, and at the byte cap the oldest close (reason cap)', () => {
+    const perTrace = traceStateBytes(RULES);
+    expect(perTrace).toBeGreaterThan(512);
+    // Room for three traces by bytes, far below the trace count cap.
+    const budget = new OpenTraceBudget(1_000, 3 * perTrace);
+    const feed = new RecordFeed();
+    const traces = partitionTraces({ rulesFor: rulesForA, budget });
+    traces.apply([1, 2, 3].flatMap((trace) => feed.record(trace, { trace, name: 'a' })), 0);
+    expect(budget.bytes).toBe(3 * perTrace);
+    expect(traces.takeClosed()).toEqual([]);
+    traces.apply(feed.record(4, { trace: 4, name: 'a' }), 0);
+    expect(summary(traces.takeClosed()).map((c) => [c.trace, c.reason])).toEqual([[traceIdOf(1), 'cap']]);
+    expect(budget.open).toBe(3);
+    expect(budget.bytes).toBe(3 * perTrace);
+    traces.drop();
+    expect([budget.open, budget.bytes]).toEqual([0, 0]);
   });
 
   it('is shared: a partition without open traces opens anyway (overshoot of at most one per partition)', () => {

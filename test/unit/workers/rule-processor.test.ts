@@ -117,7 +117,7 @@ function harness(rules: Record<string, CompiledRuleSet>, options: { checkpoints?
     signals,
     checkpoints,
     ruleBook,
-    limits: { idleMs: IDLE_MS, maxAgeMs: 60_000, maxOpenTraces: 10_000, closedMemory: 1_000, ...options.limits },
+    limits: { idleMs: IDLE_MS, maxAgeMs: 60_000, maxOpenTraces: 10_000, maxOpenTraceBytes: 2 ** 30, closedMemory: 1_000, ...options.limits },
     checkpointIntervalMs: CHECKPOINT_INTERVAL_MS,
     logger,
     metrics: new RuleWorkerMetrics(registry),
