@@ -1,5 +1,6 @@
 import kafkajs, { type Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
+import { RetriableError } from '../errors.js';
 import { AckedProducer } from './acked-producer.js';
 import { CompactedTable } from './compacted-table.js';
 
@@ -70,7 +71,13 @@ export class CheckpointStore {
 
   /** The last checkpoint written for the partition by any worker of the group, if any. */
   async load(topic: string, partition: number): Promise<Buffer | undefined> {
-    await this.table.catchUp(CATCH_UP_TIMEOUT_MS);
+    try {
+      await this.table.catchUp(CATCH_UP_TIMEOUT_MS);
+    } catch (e) {
+      // The partition waits (retried with backoff, visible in spanledger_sink_retries_total)
+      // rather than start without the checkpoint its previous owner may just have written.
+      throw new RetriableError(`cannot read ${this.options.topic} to its end: ${(e as Error).message}`, e);
+    }
     return this.latest.get(this.key(topic, partition));
   }
 
