@@ -80,6 +80,13 @@ const rows = [];
 const peakRow = (peak) => rows.push(['  peak RSS (MiB, VmHWM)', mib(peak), '', '', '']);
 const run = Date.now().toString(36);
 
+/** A span worker reading `topic` in `group`, writing its span log under `dir` of the temp folder. */
+async function startSpanWorker(topic, group, dir) {
+  const metricsPort = await freePort();
+  const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, dir), METRICS_PORT: String(metricsPort) });
+  return { w, metricsPort };
+}
+
 /** One signal worker draining `topic` (its own group and DuckDB folder): rate and peak RSS. */
 async function signalDrain(tb, topic, total, name) {
   const metricsPort = await freePort();
@@ -107,9 +114,8 @@ async function signalDrain(tb, topic, total, name) {
 async function sustained(rate, seconds, interval) {
   const topic = `bench-${run}.sustained`;
   await createTopic(admin, topic);
-  const metricsPort = await freePort();
   const group = `bench-${run}-sustained`;
-  const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, 'spanlog-sustained'), METRICS_PORT: String(metricsPort) });
+  const { w, metricsPort } = await startSpanWorker(topic, group, 'spanlog-sustained');
   await sleep(3000);
   say(`sustained: ${fmt(rate)} spans/s for ${seconds} s, a sample every ${interval} s`);
   const load = steadySpans(kafka, topic, rate, seconds);
@@ -147,9 +153,8 @@ try {
     const topic = `bench-${run}.spans`;
     await preload('spans', topic, SPANS, 20);
     const base = await baseline(topic, SPANS);
-    const metricsPort = await freePort();
     const group = `bench-${run}-spans`;
-    const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, 'spanlog'), METRICS_PORT: String(metricsPort) });
+    const { w, metricsPort } = await startSpanWorker(topic, group, 'spanlog');
     const rate = await drain(group, topic, SPANS, w);
     spanDrainRate = rate;
     const m = await metricsText(metricsPort);
@@ -167,9 +172,8 @@ try {
     const sent = await preload('spans', topic, SPANS, 20, { encoding: 'otlp_proto', spansPerMessage: 100 });
     const perMessage = sent.produced / sent.messages;
     const base = (await baseline(topic, sent.messages)) * perMessage;
-    const metricsPort = await freePort();
     const group = `bench-${run}-otlp`;
-    const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, 'spanlog-otlp'), METRICS_PORT: String(metricsPort) });
+    const { w, metricsPort } = await startSpanWorker(topic, group, 'spanlog-otlp');
     const rate = (await drain(group, topic, sent.messages, w)) * perMessage;
     const peak = await stopWorker(w);
     rows.push(['span worker: otlp_proto backlog drain (spans/s, 100 a message)', fmt(rate), fmt(base), fmt(TARGETS.spans), rate >= TARGETS.spans ? 'met' : 'NOT met']);
@@ -180,9 +184,8 @@ try {
   {
     const topic = `bench-${run}.latency`;
     await createTopic(admin, topic);
-    const metricsPort = await freePort();
     const group = `bench-${run}-latency`;
-    const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, 'spanlog-latency'), METRICS_PORT: String(metricsPort) });
+    const { w, metricsPort } = await startSpanWorker(topic, group, 'spanlog-latency');
     await sleep(3000);
     say(`steady load: ${LATENCY_RATE} spans/s for ${LATENCY_SECONDS} s`);
     await produce(kafka, { kind: 'spans', topic, count: LATENCY_RATE * LATENCY_SECONDS, tenants: 20, rate: LATENCY_RATE, bad: 0, batchSize: 200, topicPartitions: 6, maxMessageBytes: 1_000_000, progress: true });
@@ -226,7 +229,7 @@ try {
     const base = await baseline(topic, spans.length);
 
     const spanGroup = `bench-${run}-traces-spans`;
-    const sw = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: spanGroup, SPANLOG_DIR: path.join(tmp, 'spanlog-traces'), METRICS_PORT: String(await freePort()) });
+    const { w: sw } = await startSpanWorker(topic, spanGroup, 'spanlog-traces');
     const spanRate = await drain(spanGroup, topic, spans.length, sw);
     const spanPeak = await stopWorker(sw);
 
