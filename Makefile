@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE_DEPS := node_modules/.install-stamp
 export KAFKAJS_NO_PARTITIONER_WARNING := 1
 
-.PHONY: help install build test test-unit test-integration kafka-up kafka-down demo up down bench clean
+.PHONY: help install build test test-unit test-integration kafka-up kafka-down demo up down bench profile clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,8 +46,12 @@ up: ## with Docker: broker and workers via Docker Compose
 down: ## stop the Docker Compose stack
 	docker compose down
 
-bench: install ## throughput and latency against the targets, side by side with a baseline
-	node bench/run.mjs
+bench: install ## throughput and latency against the targets, side by side with a baseline (BENCH_ARGS=--sustained, --quick, ...)
+	node bench/run.mjs $(BENCH_ARGS)
+
+profile: install ## CPU flame graph of a worker draining a backlog: make profile WORKER=spans|signals|rules [COUNT=N] [PROFILE_OUT=dir]
+	@case "$(WORKER)" in spans|signals|rules) ;; *) echo "usage: make profile WORKER=spans|signals|rules [COUNT=N] [PROFILE_OUT=dir]"; exit 2;; esac
+	node bench/profile.mjs --worker $(WORKER) $(if $(COUNT),--count $(COUNT)) $(if $(PROFILE_OUT),--out $(PROFILE_OUT))
 
 clean: ## remove build output and local data (not the broker jar cache)
 	rm -rf dist data

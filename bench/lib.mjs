@@ -1,0 +1,285 @@
+// Pieces shared by bench/run.mjs and bench/profile.mjs: a broker, backlogs, worker child
+// processes, their metrics and their /proc numbers. Needs dist/ (npm run build).
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = path.join(ROOT, 'bin', 'spanledger.js');
+const { produce } = await import(path.join(ROOT, 'dist/cli/produce.js'));
+const { groupLag } = await import(path.join(ROOT, 'dist/kafka/client.js'));
+const { corpus, produceCorpus, spansInTimeOrder, RULES_A } = await import(path.join(ROOT, 'dist/devtools/trace-corpus.js'));
+const { putRules } = await import(path.join(ROOT, 'dist/cli/rules-topic.js'));
+const { tenantIdFor, generateSpan } = await import(path.join(ROOT, 'dist/model/generate.js'));
+const { pino } = await import('pino');
+export { produce, corpus, produceCorpus, spansInTimeOrder, tenantIdFor };
+
+export const say = (s) => process.stderr.write(`bench: ${s}\n`);
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const fmt = (n) => (n === undefined || Number.isNaN(n) ? 'n/a' : Math.round(n).toLocaleString('en-US'));
+export const mib = (bytes) => (bytes === undefined ? 'n/a' : (bytes / 2 ** 20).toFixed(0));
+
+/** `--name value` pairs of argv; a flag followed by another flag (or nothing) is `true`. */
+export function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    if (!argv[i].startsWith('--')) continue;
+    const next = argv[i + 1];
+    out[argv[i].slice(2)] = next === undefined || next.startsWith('--') ? true : next;
+  }
+  return out;
+}
+
+export async function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** One field of /proc/<pid>/status in bytes (VmHWM: peak resident set; VmRSS: now). */
+export function procStatusBytes(pid, field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Open file descriptors of a process (entries of /proc/<pid>/fd). */
+export function openFds(pid) {
+  try {
+    return fs.readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A broker: KAFKA_BROKERS, or `scripts/kafka.sh up` with `env` (a private one in a temp folder
+ * for the bench, the default local one for `make profile`). `stop` stops only a broker started here
+ * when `stopOnExit`.
+ */
+export function brokerFromEnv({ env, stopOnExit }) {
+  if (process.env.KAFKA_BROKERS) return { brokers: process.env.KAFKA_BROKERS, stop: async () => {} };
+  const port = env.KAFKA_PORT ?? '9092';
+  say(`starting a local Kafka broker on 127.0.0.1:${port}`);
+  execFileSync('bash', [path.join(ROOT, 'scripts/kafka.sh'), 'up'], { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit'] });
+  return {
+    brokers: `127.0.0.1:${port}`,
+    stop: async () => {
+      if (stopOnExit) execFileSync('bash', [path.join(ROOT, 'scripts/kafka.sh'), 'down'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    },
+  };
+}
+
+export function benchKafka(brokers) {
+  return new Kafka({ clientId: 'spanledger-bench', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+}
+
+export async function createTopic(admin, topic) {
+  await admin.createTopics({ topics: [{ topic, numPartitions: 6 }], waitForLeaders: true });
+}
+
+export async function preload(kafka, admin, kind, topic, count, tenants, extra = {}) {
+  await createTopic(admin, topic);
+  say(`producing ${count} ${kind} over ${tenants} tenants to ${topic}${extra.encoding ? ` as ${extra.encoding}` : ''}`);
+  const r = await produce(kafka, { kind, topic, count, tenants, rate: 0, bad: 0, batchSize: 1000, topicPartitions: 6, maxMessageBytes: 1_000_000, progress: true, ...extra });
+  say(`produced at ${r.rate}/s`);
+  return r;
+}
+
+/** Time from the first committed record to the group's lag reaching zero (records/s). */
+export async function drain(admin, group, topic, total, worker) {
+  let first;
+  let last = 0;
+  for (;;) {
+    const lag = await groupLag(admin, group, topic).catch(() => undefined);
+    const done = lag ? Number(lag.reduce((n, p) => n + p.committed, 0n)) : 0;
+    if (done > 0 && first === undefined) first = { t: performance.now(), done };
+    if (done !== last) {
+      process.stderr.write(`\rbench: committed ${done}/${total}   `);
+      last = done;
+    }
+    if (done >= total) {
+      process.stderr.write('\n');
+      return (total - first.done) / ((performance.now() - first.t) / 1000);
+    }
+    if (worker.exitCode !== null) throw new Error(`worker exited with ${worker.exitCode}`);
+    await sleep(100);
+  }
+}
+
+// Workers still running when the bench is interrupted or fails are stopped with it.
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGTERM');
+});
+for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(130));
+
+/** A worker as a child process (`nodeArgs` before the CLI, e.g. --cpu-prof). */
+export function startWorker(brokers, kind, env, nodeArgs = []) {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'worker', kind], {
+    cwd: ROOT,
+    env: { ...process.env, KAFKA_BROKERS: brokers, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/**
+ * Spans at `rate` per second for `seconds` of wall clock, then stop (a producer that cannot keep
+ * up sends fewer: `produced` / `seconds` is the rate achieved). Batches of a tenth of a second.
+ */
+export async function steadySpans(kafka, topic, rate, seconds, tenants = 20) {
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const started = performance.now();
+  const end = started + seconds * 1000;
+  const perBatch = Math.max(1, Math.round(rate / 10));
+  const inFlight = [];
+  let seq = 0;
+  try {
+    while (performance.now() < end) {
+      const messages = [];
+      for (let i = 0; i < perBatch; i++, seq++) {
+        const tenantId = tenantIdFor(0x5a000 + (seq % tenants));
+        messages.push({ key: tenantId, value: JSON.stringify(generateSpan(tenantId, seq)), timestamp: String(Date.now()) });
+      }
+      inFlight.push(producer.send({ topic, messages, acks: -1 }));
+      if (inFlight.length >= 8) await inFlight.shift();
+      const dueMs = started + (seq / rate) * 1000 - performance.now();
+      if (dueMs > 0) await sleep(dueMs);
+    }
+    await Promise.all(inFlight);
+  } finally {
+    await producer.disconnect();
+  }
+  return { produced: seq, rate: seq / ((performance.now() - started) / 1000) };
+}
+
+/** SIGTERM and wait for the exit; returns the worker's peak RSS (VmHWM, read just before). */
+export async function stopWorker(child) {
+  const peakRss = procStatusBytes(child.pid, 'VmHWM');
+  if (child.exitCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  return peakRss;
+}
+
+export async function metricsText(port) {
+  return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+}
+
+/** Cumulative bucket counts of a Prometheus histogram, summed over its label sets, by `le`. */
+export function buckets(text, name) {
+  const byLe = new Map();
+  for (const l of text.split('\n')) {
+    if (!l.startsWith(`${name}_bucket{`)) continue;
+    const bound = /le="([^"]+)"/.exec(l)[1];
+    const le = bound === '+Inf' ? Infinity : Number(bound);
+    byLe.set(le, (byLe.get(le) ?? 0) + Number(l.split(' ').pop()));
+  }
+  return [...byLe].map(([le, n]) => ({ le, n })).sort((a, b) => a.le - b.le);
+}
+
+/** p50/p99 from cumulative buckets (upper bucket bounds: the true value is at most this). */
+export function bucketQuantiles(bs) {
+  const total = bs.at(-1)?.n ?? 0;
+  const q = (p) => (total === 0 ? undefined : bs.find((b) => b.n >= p * total)?.le);
+  return { count: total, p50: q(0.5), p99: q(0.99) };
+}
+
+export const quantiles = (text, name) => bucketQuantiles(buckets(text, name));
+
+/** Buckets of `now` minus those of `before` (same histogram, two scrapes): one interval. */
+export function bucketDelta(now, before) {
+  const prev = new Map(before.map((b) => [b.le, b.n]));
+  return now.map((b) => ({ le: b.le, n: b.n - (prev.get(b.le) ?? 0) }));
+}
+
+/** Least-squares slope of y over x. */
+export function slope(points) {
+  const n = points.length;
+  if (n < 2) return undefined;
+  const mx = points.reduce((s, p) => s + p.x, 0) / n;
+  const my = points.reduce((s, p) => s + p.y, 0) / n;
+  const sxx = points.reduce((s, p) => s + (p.x - mx) ** 2, 0);
+  return sxx === 0 ? undefined : points.reduce((s, p) => s + (p.x - mx) * (p.y - my), 0) / sxx;
+}
+
+// 10 rules per tenant over the corpus' span names: the 3 of RULES_A and 7 more.
+export const BENCH_RULES = `${RULES_A}  - id: server-errors
+    severity: high
+    condition: '"GET /items".where(http.status_code >= 500)'
+  - id: client-errors
+    severity: low
+    condition: '"GET /items".where(http.status_code >= 400).where(http.status_code < 500)'
+  - id: many-queries
+    severity: medium
+    condition: count(db.query) > 20
+  - id: deep-rows
+    severity: low
+    condition: db.query.where(db.row > 100)
+  - id: retries-without-request
+    severity: medium
+    condition: count(http.retry) > 0 and not "GET /items"
+  - id: fraud-check-without-charge
+    severity: low
+    condition: payment.fraud_check and not payment.charge_card
+  - id: v2-admin
+    severity: high
+    condition: api.request.where(endpoint matches "^/api/v2/admin/")
+`;
+
+/** 20 bench tenants with BENCH_RULES put on `rulesTopic` (rule files written under `dir`). */
+export async function benchRuleTenants(kafka, rulesTopic, dir) {
+  const tenants = Array.from({ length: 20 }, (_, i) => ({ tenantId: tenantIdFor(0xbe000 + i), rules: 'A' }));
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'rules.yaml'), BENCH_RULES);
+  const logger = pino({ level: 'silent' });
+  for (const t of tenants) await putRules({ kafka, topic: rulesTopic, logger, timeoutMs: 30_000 }, t.tenantId, path.join(dir, 'rules.yaml'), false);
+  return tenants;
+}
+
+/**
+ * A trace backlog of about `spanCount` spans on a fresh `topic`: traces of ~8 spans keyed by trace
+ * id, one starting every 2 ms of event time (~500 open at a time), an hour in the past.
+ */
+export async function traceBacklog(kafka, admin, topic, tenants, spanCount, seed) {
+  await createTopic(admin, topic);
+  const traces = corpus({ tenants, traces: Math.round(spanCount / 7.7), fillerSpans: 4, startMs: Date.now() - 3_600_000, traceGapMs: 2, spanGapMs: 20, seed });
+  const spans = spansInTimeOrder(traces);
+  say(`producing ${spans.length} spans of ${traces.length} traces to ${topic}`);
+  const t0 = performance.now();
+  await produceCorpus(kafka, topic, spans, { chunk: 2000, onProgress: (n) => process.stderr.write(`\rbench: produced ${n}/${spans.length}   `) });
+  process.stderr.write('\n');
+  say(`produced at ${fmt(spans.length / ((performance.now() - t0) / 1000))}/s`);
+  return { traces, spans };
+}
+
+/** The environment of a rule worker reading `topic` (its own dead letters, checkpoints, signals). */
+export function ruleWorkerEnv(topic, rulesTopic, group, dataDir, metricsPort, extra = {}) {
+  return {
+    SPANS_TOPIC: topic,
+    RULES_TOPIC: rulesTopic,
+    RULES_GROUP: group,
+    RULES_DLQ_TOPIC: `${topic}.rules-dlq`,
+    RULES_CHECKPOINT_TOPIC: `${topic}.checkpoints`,
+    SIGNALS_TOPIC: `${topic}.signals`,
+    TRACE_IDLE_MS: '1000',
+    QUARANTINE_DIR: path.join(dataDir, 'quarantine'),
+    METRICS_PORT: String(metricsPort),
+    ...extra,
+  };
+}
