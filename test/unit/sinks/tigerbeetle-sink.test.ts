@@ -338,6 +338,16 @@ describe('TigerBeetleSignalSink: one createTransfers request for the concurrent 
   const flush = (sink: TigerBeetleSignalSink, batches: Map<string, Signal[]>) =>
     Promise.all([...batches].map(([tenantId, signals]) => sink.write(tenantId, records(signals))));
 
+  /** A started sink whose `n` tenants have their accounts and one signal each; `calls` emptied. */
+  const warmed = async (config: Partial<TigerBeetleSinkConfig>, n: number) => {
+    const ctx = setup(config);
+    await ctx.sink.start();
+    const ids = tenants(n);
+    await flush(ctx.sink, new Map(ids.map((t) => [t, signalsOf(t, 1)])));
+    ctx.cluster.calls.length = 0;
+    return { ...ctx, ids };
+  };
+
   it('500 tenants written together make ceil(events / maxBatch) requests, each write gets its own result', async () => {
     const { sink, cluster, registry } = setup();
     await sink.start();
@@ -367,11 +377,7 @@ describe('TigerBeetleSignalSink: one createTransfers request for the concurrent 
   });
 
   it('respects a configured maxBatch across writes', async () => {
-    const { sink, cluster } = setup({ maxBatch: 1000 });
-    await sink.start();
-    const ids = tenants(500);
-    await flush(sink, new Map(ids.map((t) => [t, signalsOf(t, 1)])));
-    cluster.calls.length = 0;
+    const { sink, cluster, ids } = await warmed({ maxBatch: 1000 }, 500);
     // 499 tenants of 7 and one of 2,500 (a write larger than a request): 5,993 transfers.
     const batches = new Map(ids.map((t, i) => [t, signalsOf(t, i === 100 ? 2500 : 7)]));
     const results = await flush(sink, batches);
@@ -416,11 +422,7 @@ describe('TigerBeetleSignalSink: one createTransfers request for the concurrent 
   });
 
   it('a failed shared request rejects every write in it as retriable; the retries coalesce and succeed', async () => {
-    const { sink, cluster } = setup({ maxBatch: 100 });
-    await sink.start();
-    const ids = tenants(30);
-    await flush(sink, new Map(ids.map((t) => [t, signalsOf(t, 1)])));
-    cluster.calls.length = 0;
+    const { sink, cluster, ids } = await warmed({ maxBatch: 100 }, 30);
 
     // 30 tenants × 7 = 210 transfers, in requests of at most 100. The second fails (the client
     // was closed under it): writes 0..13 are wholly in the first request and succeed; write 14
@@ -450,11 +452,7 @@ describe('TigerBeetleSignalSink: one createTransfers request for the concurrent 
   });
 
   it('a request that times out rejects all its writes as retriable, and a replay stores nothing twice', async () => {
-    const { sink, cluster } = setup({ requestTimeoutMs: 50 });
-    await sink.start();
-    const ids = tenants(20);
-    await flush(sink, new Map(ids.map((t) => [t, signalsOf(t, 1)])));
-    cluster.calls.length = 0;
+    const { sink, cluster, ids } = await warmed({ requestTimeoutMs: 50 }, 20);
     cluster.hang = true;
     const batches = new Map(ids.map((t) => [t, signalsOf(t, 5)]));
     const outcomes = await Promise.allSettled([...batches].map(([t, s]) => sink.write(t, records(s))));
