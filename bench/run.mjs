@@ -7,7 +7,7 @@
 // scenario also reports the worker's peak RSS (VmHWM of /proc/<pid>/status, read just before it
 // is stopped).
 //
-//   node bench/run.mjs [--quick] [--spans N] [--rule-spans N] [--signals N] [--latency-seconds S] [--rate R] [--warmup N]
+//   node bench/run.mjs [--quick] [--spans N] [--rule-spans N] [--signals N] [--tenant-signals N] [--latency-seconds S] [--rate R] [--warmup N]
 //                      [--sustained] [--sustained-seconds S] [--sustained-rate R]
 //
 // --quick: small backlogs (50K spans, 20K signals, 5 s of latency) and the sustained scenario for
@@ -31,6 +31,8 @@ const QUICK = args.quick === true;
 const num = (name, normal, quick) => Number(args[name] ?? (QUICK ? quick : normal));
 const SPANS = num('spans', 500_000, 50_000);
 const SIGNALS = num('signals', 200_000, 20_000);
+// The 500-tenant drain is slow today (a DuckDB database per tenant): its own, smaller count.
+const TENANT_SIGNALS = num('tenant-signals', 50_000, 10_000);
 const LATENCY_SECONDS = num('latency-seconds', 15, 5);
 const LATENCY_RATE = num('rate', 20_000, 20_000);
 const WARMUP = num('warmup', 300_000, 20_000);
@@ -290,10 +292,10 @@ try {
 
       const manyTopic = `bench-${run}.signals-tenants`;
       // A tenant base of its own: none of these tenants has accounts from the first drain.
-      await preload('signals', manyTopic, SIGNALS, TENANTS_MANY, { tenantBase: 0x5e000 });
-      const manyBase = await baseline(manyTopic, SIGNALS);
-      const many = await signalDrain(tb, manyTopic, SIGNALS, 'signals-tenants');
-      rows.push([`signal worker: backlog drain, ${TENANTS_MANY} tenants (signals/s)`, fmt(many.rate), fmt(manyBase), fmt(TARGETS.signals), many.rate >= TARGETS.signals ? 'met' : 'NOT met']);
+      await preload('signals', manyTopic, TENANT_SIGNALS, TENANTS_MANY, { tenantBase: 0x5e000 });
+      const manyBase = await baseline(manyTopic, TENANT_SIGNALS);
+      const many = await signalDrain(tb, manyTopic, TENANT_SIGNALS, 'signals-tenants');
+      rows.push([`signal worker: backlog drain, ${TENANTS_MANY} tenants, ${fmt(TENANT_SIGNALS)} signals (signals/s)`, fmt(many.rate), fmt(manyBase), fmt(TARGETS.signals), many.rate >= TARGETS.signals ? 'met' : 'NOT met']);
       rows.push(['  flushes / p50 flush (s)', `${many.flushes.count} / ${many.flushes.p50}`, '', '', '']);
       peakRow(many.peak);
       const ratio = many.rate / few.rate;

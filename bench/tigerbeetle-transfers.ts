@@ -7,10 +7,14 @@
  * (Same cluster discovery as the integration tests: test/support/tigerbeetle.ts. A replica it
  * starts runs with --development, i.e. without Direct IO: numbers are indicative only.)
  *
- * Two loops, each BATCHES (default 20) sequential requests of 8189 new transfers, after 2 warm-up
- * batches: (1) the raw tigerbeetle-node client with pre-built transfers; (2) the sink's write(),
- * which also turns signals into transfers and reads the results. Each prints transfers/s next to
- * the 50K signals/s target. Bounded: it sends 2 × (2 + BATCHES) requests and stops.
+ * Three loops, each BATCHES (default 20) rounds after 2 warm-up rounds: (1) the raw
+ * tigerbeetle-node client, one request of 8189 pre-built transfers a round; (2) the sink's write()
+ * of 8189 signals of one tenant a round, which also turns signals into transfers and reads the
+ * results; (3) flush-shaped: TENANTS (default 500) concurrent sink writes of 16 signals each a
+ * round, as the pipeline writes a flush over many tenants (the sink coalesces them into shared
+ * requests; the round's createTransfers count is printed). Each prints transfers/s next to the
+ * 50K signals/s target. Bounded: about 3 × (2 + BATCHES) requests (plus TENANTS account
+ * requests) and it stops.
  */
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
@@ -27,6 +31,8 @@ import { startTigerBeetle } from '../test/support/tigerbeetle.js';
 
 const TARGET_PER_SECOND = 50_000;
 const BATCHES = Number(process.env.BATCHES ?? 20);
+const TENANTS = Number(process.env.TENANTS ?? 500);
+const PER_TENANT = 16;
 const WARMUP = 2;
 
 function makeSignals(tenantId: string, n: number): Signal[] {
@@ -64,10 +70,15 @@ if ('skipped' in tb) {
 console.log(`TigerBeetle from ${tb.source} at ${tb.address}; ${BATCHES} batches of ${TIGERBEETLE_BATCH_MAX} after ${WARMUP} warm-up batches`);
 
 const logger = pino({ level: 'warn' });
+const registry = new Registry();
 const sink = new TigerBeetleSignalSink(
   { clusterId: tb.clusterId, addresses: tb.addresses, maxBatch: TIGERBEETLE_BATCH_MAX },
-  { logger, registry: new Registry() },
+  { logger, registry },
 );
+async function requestCount(): Promise<number> {
+  const metric = await registry.getSingleMetric('spanledger_tigerbeetle_requests_total')?.get();
+  return metric?.values.find((v) => v.labels.op === 'create_transfers')?.value ?? 0;
+}
 const client = createClient({ cluster_id: tb.clusterId, replica_addresses: tb.addresses });
 try {
   await sink.start();
@@ -114,6 +125,33 @@ try {
     if (result.rejected.size > 0) throw new Error(`${result.rejected.size} signals rejected in batch ${b}`);
   }
   report('sink.write (signals)       ', BATCHES * TIGERBEETLE_BATCH_MAX, (performance.now() - sinkStart) / 1000, sinkLatencies);
+
+  // (3) Flush-shaped: TENANTS concurrent writes of PER_TENANT signals (the first round, a warm-up,
+  // also creates the tenants' accounts).
+  const tenants = Array.from({ length: TENANTS }, () => randomUUID());
+  const rounds = Array.from({ length: WARMUP + BATCHES }, () =>
+    tenants.map((tenantId) =>
+      makeSignals(tenantId, PER_TENANT).map((value, i) => ({ value, source: { topic: 'bench', partition: 0, offset: String(i) } })),
+    ),
+  );
+  const flushLatencies: number[] = [];
+  let flushStart = 0;
+  let requestsBefore = 0;
+  for (let b = 0; b < rounds.length; b += 1) {
+    if (b === WARMUP) {
+      flushStart = performance.now();
+      requestsBefore = await requestCount();
+    }
+    const t0 = performance.now();
+    const results = await Promise.all(tenants.map((tenantId, i) => sink.write(tenantId, rounds[b]![i]!)));
+    if (b >= WARMUP) flushLatencies.push(performance.now() - t0);
+    const rejected = results.reduce((n, r) => n + r.rejected.size, 0);
+    if (rejected > 0) throw new Error(`${rejected} signals rejected in round ${b}`);
+  }
+  const flushSeconds = (performance.now() - flushStart) / 1000;
+  const requests = (await requestCount()) - requestsBefore;
+  report(`sink.write, ${TENANTS} tenants × ${PER_TENANT} at once`, BATCHES * TENANTS * PER_TENANT, flushSeconds, flushLatencies);
+  console.log(`  ${requests} createTransfers requests for ${BATCHES} rounds (${(requests / BATCHES).toFixed(1)} a round of ${TENANTS} writes)`);
 } finally {
   client.destroy();
   await sink.close();

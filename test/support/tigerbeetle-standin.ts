@@ -16,7 +16,8 @@
  * TigerBeetleSignalSink's clientFactory) talks to it, so a replaced client sees the same data.
  * Test hooks on the cluster: `calls` records every request; `hang` makes new requests never answer
  * (like a client whose cluster is unreachable: tigerbeetle-node retries forever); `failNext` makes
- * the next request reject with the given error; `batchLimit` is the events-per-request limit.
+ * the next request reject with the given error; `failWhen` rejects any request it returns an error
+ * for (given the request and its position in `calls`); `batchLimit` is the events-per-request limit.
  */
 import {
   AccountFlags,
@@ -56,6 +57,8 @@ export class StandInCluster {
   hang = false;
   /** The next request rejects with this error (then it is cleared). */
   failNext: Error | null = null;
+  /** Rejects a request with the returned error, if any (`index` = its position in `calls`). */
+  failWhen: ((call: { op: Op; size: number }, index: number) => Error | undefined) | null = null;
   readonly calls: Array<{ op: Op; size: number }> = [];
   readonly clients: TigerBeetleStandIn[] = [];
 
@@ -131,6 +134,8 @@ export class TigerBeetleStandIn {
       const cluster = this.cluster;
       if (size > cluster.batchLimit) return reject(new RequestError(ErrorCodes.ERR_TOO_MUCH_DATA));
       cluster.calls.push({ op, size });
+      const failure = cluster.failWhen?.({ op, size }, cluster.calls.length - 1);
+      if (failure) return reject(failure);
       if (cluster.failNext) {
         const err = cluster.failNext;
         cluster.failNext = null;

@@ -266,6 +266,7 @@ interface Metrics {
   duration: Histogram<'op'>;
   transfers: Counter<'result'>;
   requestErrors: Counter<'op' | 'reason'>;
+  writesPerRequest: Histogram;
 }
 
 function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
@@ -274,16 +275,43 @@ function counter<L extends string>(registry: Registry, name: string, help: strin
   return new Counter({ name, help, labelNames, registers: [registry] });
 }
 
-function histogram<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Histogram<L> {
+function histogram<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: L[],
+  buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+): Histogram<L> {
   const existing = registry.getSingleMetric(name);
   if (existing) return existing as Histogram<L>;
-  return new Histogram({
-    name,
-    help,
-    labelNames,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [registry],
-  });
+  return new Histogram({ name, help, labelNames, buckets, registers: [registry] });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coalescing: one write's transfers in the shared queue.
+
+interface TransferJob {
+  tenantId: string;
+  records: ReadonlyArray<{ value: Signal }>;
+  transfers: Transfer[];
+  /** recordIndexes[i] = index in `records` of transfers[i]. */
+  recordIndexes: number[];
+  /** The write's result, filled in as requests answer. */
+  rejected: Map<number, RecordRejectedError>;
+  /** First transfer not yet taken into a request. */
+  next: number;
+  /** Transfers not answered yet; the write resolves when this reaches 0. */
+  unanswered: number;
+  settled: boolean;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+function settle(job: TransferJob, err?: Error): void {
+  if (job.settled) return;
+  job.settled = true;
+  if (err) job.reject(err);
+  else job.resolve();
 }
 
 export class TigerBeetleSignalSink implements TenantBatchSink<Signal> {
@@ -309,6 +337,12 @@ export class TigerBeetleSignalSink implements TenantBatchSink<Signal> {
   /** Tenants whose two accounts are known to exist in this process. */
   private readonly knownTenants = new Set<string>();
   private readonly pendingTenants = new Map<string, Promise<void>>();
+  /** Writes whose transfers are not all in a request yet, in arrival order (see pump()). */
+  private readonly queue: TransferJob[] = [];
+  private queuedTransfers = 0;
+  /** The pump: scheduled for the next loop turn, or running (at most one create_transfers in flight). */
+  private pumpScheduled: NodeJS.Immediate | null = null;
+  private pumpRunning = false;
 
   constructor(config: TigerBeetleSinkConfig, context: SinkContext, options: TigerBeetleSinkOptions = {}) {
     const maxBatch = config.maxBatch ?? TIGERBEETLE_BATCH_MAX;
@@ -363,6 +397,13 @@ export class TigerBeetleSignalSink implements TenantBatchSink<Signal> {
         'TigerBeetle requests that failed as a whole, by reason',
         ['op', 'reason'],
       ),
+      writesPerRequest: histogram(
+        registry,
+        'spanledger_tigerbeetle_writes_per_request',
+        'Sink writes (one tenant of one flush each) whose transfers share one create_transfers request',
+        [],
+        [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
+      ),
     };
   }
 
@@ -399,78 +440,27 @@ export class TigerBeetleSignalSink implements TenantBatchSink<Signal> {
     if (transfers.length === 0) return { rejected };
 
     await this.ensureAccounts(tenantId);
+    if (this.closed) throw new RetriableError('TigerBeetle sink is closed');
 
-    let offset = 0;
-    while (offset < transfers.length) {
-      const size = Math.min(this.effectiveMaxBatch, transfers.length - offset);
-      const chunk = transfers.slice(offset, offset + size);
-      let results: CreateTransferResult[];
-      try {
-        results = await this.request('create_transfers', (client) => client.createTransfers(chunk));
-      } catch (err) {
-        if (err instanceof TooMuchDataError && size > 1) {
-          this.effectiveMaxBatch = Math.max(1, Math.floor(size / 2));
-          this.logger.warn(
-            { maxBatch: this.maxBatch, tried: size, next: this.effectiveMaxBatch },
-            'TigerBeetle cluster refused a batch as too large (is it started with a smaller request limit, e.g. --development?): halving the batch size; set maxBatch to the cluster limit',
-          );
-          continue;
-        }
-        if (err instanceof TooMuchDataError) {
-          throw new ConfigError('TigerBeetle cluster refuses even a single transfer per request (ERR_TOO_MUCH_DATA)');
-        }
-        throw err;
-      }
-      if (results.length !== chunk.length) {
-        throw new RetriableError(
-          `TigerBeetle create_transfers answered ${results.length} results for ${chunk.length} transfers (client/server mismatch?)`,
-        );
-      }
-      let ok = 0;
-      let exists = 0;
-      let bad = 0;
-      let accountsMissing = false;
-      for (let i = 0; i < chunk.length; i += 1) {
-        const status = results[i]!.status;
-        if (status === CreateTransferStatus.created) {
-          ok += 1;
-        } else if (status === CreateTransferStatus.exists) {
-          exists += 1;
-        } else {
-          bad += 1;
-          const recordIndex = recordIndexes[offset + i]!;
-          const signal = records[recordIndex]!.value;
-          const name = createTransferStatusName(status);
-          if (
-            status === CreateTransferStatus.debit_account_not_found ||
-            status === CreateTransferStatus.credit_account_not_found
-          ) {
-            accountsMissing = true;
-          }
-          rejected.set(
-            recordIndex,
-            new RecordRejectedError(
-              name,
-              `TigerBeetle rejected the transfer for signal ${signal.id} (transfer id ${chunk[i]!.id}): ${name}` +
-                (name.startsWith('exists_with_different_')
-                  ? ' (a signal with this id was stored before with different content)'
-                  : ''),
-            ),
-          );
-        }
-      }
-      if (ok > 0) this.metrics.transfers.inc({ result: 'ok' }, ok);
-      if (exists > 0) this.metrics.transfers.inc({ result: 'exists' }, exists);
-      if (bad > 0) this.metrics.transfers.inc({ result: 'rejected' }, bad);
-      if (accountsMissing) {
-        // The accounts were created by this process, so the cluster lost them (re-formatted?).
-        // Forget them so the next batch creates them again; these transfers' ids are now
-        // burnt in TigerBeetle (id_already_failed), so they stay rejected.
-        this.knownTenants.delete(tenantId);
-        this.logger.error({ tenantId }, 'TigerBeetle does not know this tenant\'s accounts although they were created earlier: was the cluster re-formatted?');
-      }
-      offset += size;
-    }
+    // Into the shared queue: the write's transfers go out together with every other write queued
+    // in the same event-loop turn (or behind the request in flight), see pump().
+    await new Promise<void>((resolve, reject) => {
+      const job: TransferJob = {
+        tenantId,
+        records,
+        transfers,
+        recordIndexes,
+        rejected,
+        next: 0,
+        unanswered: transfers.length,
+        settled: false,
+        resolve,
+        reject,
+      };
+      this.queue.push(job);
+      this.queuedTransfers += transfers.length;
+      this.schedulePump();
+    });
     return { rejected };
   }
 
@@ -497,6 +487,11 @@ export class TigerBeetleSignalSink implements TenantBatchSink<Signal> {
 
   async close(): Promise<void> {
     this.closed = true;
+    const closed = new RetriableError('TigerBeetle sink is closed');
+    for (const job of this.queue.splice(0)) settle(job, closed);
+    this.queuedTransfers = 0;
+    if (this.pumpScheduled) clearImmediate(this.pumpScheduled);
+    this.pumpScheduled = null;
     const client = this.client;
     this.client = null;
     this.generation += 1;
@@ -555,6 +550,178 @@ export class TigerBeetleSignalSink implements TenantBatchSink<Signal> {
     });
     this.knownTenants.add(tenantId);
     this.logger.debug({ tenantId }, 'TigerBeetle accounts ready');
+  }
+
+  /**
+   * Starts a pump on the next turn of the event loop (setImmediate), or at once if the queue
+   * already holds a full request and none is in flight. Every write queued before then — all
+   * tenants of a flush, whose writes the pipeline starts together, and flushes of other
+   * partitions that reach this sink in the same turn — goes out in the same request.
+   * setImmediate rather than a microtask: it also takes the writes whose `await ensureAccounts`
+   * (or whose flush's earlier stage) settles in the same turn; rather than a timer: no added
+   * latency when the load is low (one loop turn, microseconds).
+   */
+  private schedulePump(): void {
+    if (this.pumpRunning) return; // the running pump takes the queue when its request answers
+    if (this.queuedTransfers >= this.effectiveMaxBatch) {
+      if (this.pumpScheduled) clearImmediate(this.pumpScheduled);
+      this.pumpScheduled = null;
+      void this.pump();
+    } else if (!this.pumpScheduled) {
+      this.pumpScheduled = setImmediate(() => {
+        this.pumpScheduled = null;
+        void this.pump();
+      });
+    }
+  }
+
+  /**
+   * Sends the queue in requests of at most effectiveMaxBatch transfers, one request at a time,
+   * until the queue is empty. While a request is in flight, new writes queue behind it and go out
+   * together when it answers (group commit): under load requests fill up to maxBatch, and a
+   * write waits at most for the request ahead of it (itself bounded by requestTimeoutMs). One at a
+   * time also keeps the order: a tenant's transfers reach the cluster in the order they were
+   * written, and a write larger than maxBatch goes out in order, as before.
+   */
+  private async pump(): Promise<void> {
+    this.pumpRunning = true;
+    try {
+      while (this.queuedTransfers > 0 && !this.closed) {
+        const batch = this.takeBatch(this.effectiveMaxBatch);
+        if (batch.transfers.length > 0) await this.sendBatch(batch);
+      }
+    } catch (err) {
+      // sendBatch settles its writes itself; this is a bug. Fail what is queued rather than hang.
+      this.logger.error({ err }, 'TigerBeetle sink: sending queued transfers failed');
+      const error = err instanceof Error ? err : new Error(String(err));
+      for (const job of this.queue.splice(0)) settle(job, error);
+      this.queuedTransfers = 0;
+    } finally {
+      this.pumpRunning = false;
+    }
+  }
+
+  /** Up to `max` transfers from the head of the queue; writes that already failed are dropped. */
+  private takeBatch(max: number): { transfers: Transfer[]; owners: TransferJob[]; positions: number[] } {
+    const transfers: Transfer[] = [];
+    const owners: TransferJob[] = [];
+    const positions: number[] = [];
+    while (this.queue.length > 0 && transfers.length < max) {
+      const job = this.queue[0]!;
+      const left = job.transfers.length - job.next;
+      if (job.settled) {
+        // An earlier part of this write failed: the caller retries the whole write.
+        this.queue.shift();
+        this.queuedTransfers -= left;
+        continue;
+      }
+      const n = Math.min(max - transfers.length, left);
+      for (let i = job.next; i < job.next + n; i += 1) {
+        transfers.push(job.transfers[i]!);
+        owners.push(job);
+        positions.push(job.recordIndexes[i]!);
+      }
+      job.next += n;
+      this.queuedTransfers -= n;
+      if (job.next === job.transfers.length) this.queue.shift();
+    }
+    return { transfers, owners, positions };
+  }
+
+  /**
+   * One batch (several writes' transfers), split further only if the cluster refuses its size.
+   * Never throws: each result goes to its write; a failed request rejects every write with a
+   * transfer in it or after it in this batch (each caller retries its own write).
+   */
+  private async sendBatch(batch: { transfers: Transfer[]; owners: TransferJob[]; positions: number[] }): Promise<void> {
+    const { transfers, owners, positions } = batch;
+    const failFrom = (from: number, err: Error): void => {
+      for (let i = from; i < owners.length; i += 1) settle(owners[i]!, err);
+    };
+    this.metrics.writesPerRequest.observe(new Set(owners).size);
+    let offset = 0;
+    while (offset < transfers.length) {
+      const size = Math.min(this.effectiveMaxBatch, transfers.length - offset);
+      const chunk = size === transfers.length ? transfers : transfers.slice(offset, offset + size);
+      let results: CreateTransferResult[];
+      try {
+        results = await this.request('create_transfers', (client) => client.createTransfers(chunk));
+      } catch (err) {
+        if (err instanceof TooMuchDataError && size > 1) {
+          this.effectiveMaxBatch = Math.max(1, Math.floor(size / 2));
+          this.logger.warn(
+            { maxBatch: this.maxBatch, tried: size, next: this.effectiveMaxBatch },
+            'TigerBeetle cluster refused a batch as too large (is it started with a smaller request limit, e.g. --development?): halving the batch size; set maxBatch to the cluster limit',
+          );
+          continue;
+        }
+        failFrom(
+          offset,
+          err instanceof TooMuchDataError
+            ? new ConfigError('TigerBeetle cluster refuses even a single transfer per request (ERR_TOO_MUCH_DATA)')
+            : err instanceof Error
+              ? err
+              : new Error(String(err)),
+        );
+        return;
+      }
+      if (results.length !== chunk.length) {
+        failFrom(
+          offset,
+          new RetriableError(
+            `TigerBeetle create_transfers answered ${results.length} results for ${chunk.length} transfers (client/server mismatch?)`,
+          ),
+        );
+        return;
+      }
+      let ok = 0;
+      let exists = 0;
+      let bad = 0;
+      let lostTenants: Set<string> | undefined;
+      for (let i = 0; i < chunk.length; i += 1) {
+        const job = owners[offset + i]!;
+        const status = results[i]!.status;
+        if (status === CreateTransferStatus.created) {
+          ok += 1;
+        } else if (status === CreateTransferStatus.exists) {
+          exists += 1;
+        } else {
+          bad += 1;
+          const recordIndex = positions[offset + i]!;
+          const signal = job.records[recordIndex]!.value;
+          const name = createTransferStatusName(status);
+          if (
+            status === CreateTransferStatus.debit_account_not_found ||
+            status === CreateTransferStatus.credit_account_not_found
+          ) {
+            (lostTenants ??= new Set()).add(job.tenantId);
+          }
+          job.rejected.set(
+            recordIndex,
+            new RecordRejectedError(
+              name,
+              `TigerBeetle rejected the transfer for signal ${signal.id} (transfer id ${chunk[i]!.id}): ${name}` +
+                (name.startsWith('exists_with_different_')
+                  ? ' (a signal with this id was stored before with different content)'
+                  : ''),
+            ),
+          );
+        }
+        job.unanswered -= 1;
+        if (job.unanswered === 0) settle(job);
+      }
+      if (ok > 0) this.metrics.transfers.inc({ result: 'ok' }, ok);
+      if (exists > 0) this.metrics.transfers.inc({ result: 'exists' }, exists);
+      if (bad > 0) this.metrics.transfers.inc({ result: 'rejected' }, bad);
+      for (const tenantId of lostTenants ?? []) {
+        // The accounts were created by this process, so the cluster lost them (re-formatted?).
+        // Forget them so the next batch creates them again; these transfers' ids are now
+        // burnt in TigerBeetle (id_already_failed), so they stay rejected.
+        this.knownTenants.delete(tenantId);
+        this.logger.error({ tenantId }, 'TigerBeetle does not know this tenant\'s accounts although they were created earlier: was the cluster re-formatted?');
+      }
+      offset += size;
+    }
   }
 
   /**

@@ -330,3 +330,172 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     await expect(sink.write(TENANT, records([signal()]))).rejects.toBeInstanceOf(RetriableError);
   });
 });
+
+describe('TigerBeetleSignalSink: one createTransfers request for the concurrent writes of a flush', () => {
+  const tenants = (n: number) => Array.from({ length: n }, () => randomUUID());
+  const signalsOf = (tenantId: string, n: number) => Array.from({ length: n }, () => signal({ tenantId }));
+  /** Like the pipeline's runSink: every tenant of a flush written concurrently. */
+  const flush = (sink: TigerBeetleSignalSink, batches: Map<string, Signal[]>) =>
+    Promise.all([...batches].map(([tenantId, signals]) => sink.write(tenantId, records(signals))));
+
+  /** A started sink whose `n` tenants have their accounts and one signal each; `calls` emptied. */
+  const warmed = async (config: Partial<TigerBeetleSinkConfig>, n: number) => {
+    const ctx = setup(config);
+    await ctx.sink.start();
+    const ids = tenants(n);
+    await flush(ctx.sink, new Map(ids.map((t) => [t, signalsOf(t, 1)])));
+    ctx.cluster.calls.length = 0;
+    return { ...ctx, ids };
+  };
+
+  it('500 tenants written together make ceil(events / maxBatch) requests, each write gets its own result', async () => {
+    const { sink, cluster, registry } = setup();
+    await sink.start();
+    const ids = tenants(500);
+    // First sight: 500 account requests (one per tenant, as before), then the transfers together.
+    const first = new Map(ids.map((t) => [t, signalsOf(t, 2)]));
+    const firstResults = await flush(sink, first);
+    expect(firstResults.every((r) => r.rejected.size === 0)).toBe(true);
+    expect(cluster.callsOf('create_accounts').length).toBe(500);
+    expect(cluster.callsOf('create_transfers')).toEqual([1000]);
+
+    // Steady state: 500 tenants × 40 = 20,000 transfers → ceil(20000 / 8189) = 3 requests.
+    cluster.calls.length = 0;
+    const second = new Map(ids.map((t) => [t, signalsOf(t, 40)]));
+    const results = await flush(sink, second);
+    expect(results.every((r) => r.rejected.size === 0)).toBe(true);
+    expect(cluster.callsOf('create_transfers')).toEqual([8189, 8189, 3622]);
+    expect(cluster.callsOf('create_accounts')).toEqual([]);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(21_000);
+    for (const t of [ids[0]!, ids[250]!, ids[499]!]) {
+      expect((await sink.lookupTenantBalances(t)).signals?.creditsPosted).toBe(42n);
+    }
+    for (const [t, signals] of second) {
+      for (const s of signals) expect(cluster.transfers.get(transferIdFor(t, s.id))?.debit_account_id).toBe(accountIdFor(t, 'tenant'));
+    }
+    await sink.close();
+  });
+
+  it('respects a configured maxBatch across writes', async () => {
+    const { sink, cluster, ids } = await warmed({ maxBatch: 1000 }, 500);
+    // 499 tenants of 7 and one of 2,500 (a write larger than a request): 5,993 transfers.
+    const batches = new Map(ids.map((t, i) => [t, signalsOf(t, i === 100 ? 2500 : 7)]));
+    const results = await flush(sink, batches);
+    expect(results.every((r) => r.rejected.size === 0)).toBe(true);
+    expect(cluster.callsOf('create_transfers')).toEqual([1000, 1000, 1000, 1000, 1000, 993]);
+    expect(cluster.transfers.size).toBe(500 + 5993);
+    expect((await sink.lookupTenantBalances(ids[100]!)).signals?.creditsPosted).toBe(2501n);
+  });
+
+  it('maps each result to its write and record: exists is success, refusals land in the right tenant', async () => {
+    const { sink, cluster, registry } = setup();
+    await sink.start();
+    const ids = tenants(50);
+    const [a, b] = [ids[7]!, ids[31]!];
+    const storedA = signalsOf(a, 3);
+    const storedB = signalsOf(b, 3);
+    await flush(sink, new Map([[a, storedA], [b, storedB]]));
+    await flush(sink, new Map(ids.filter((t) => t !== a && t !== b).map((t) => [t, signalsOf(t, 1)])));
+    cluster.calls.length = 0;
+
+    const batches = new Map(ids.map((t) => [t, signalsOf(t, 4)]));
+    // Tenant a: a replay (exists) at 0 and a changed severity (refused) at 2.
+    batches.set(a, [storedA[0]!, signal({ tenantId: a }), { ...storedA[1]!, severity: 'CRITICAL' }, signal({ tenantId: a })]);
+    // Tenant b: a changed trace id (refused) at 1, a replay at 3.
+    batches.set(b, [signal({ tenantId: b }), { ...storedB[0]!, traceId: 'ffffffffffffffffffffffffffffffff' }, signal({ tenantId: b }), storedB[2]!]);
+    const results = await flush(sink, batches);
+    expect(cluster.callsOf('create_transfers')).toEqual([200]);
+    const byTenant = new Map([...batches.keys()].map((t, i) => [t, results[i]!]));
+    const ra = byTenant.get(a)!.rejected;
+    const rb = byTenant.get(b)!.rejected;
+    expect([...ra.keys()]).toEqual([2]);
+    expect(ra.get(2)!.errorClass).toBe('exists_with_different_code');
+    expect(ra.get(2)!.message).toContain(storedA[1]!.id);
+    expect([...rb.keys()]).toEqual([1]);
+    expect(rb.get(1)!.errorClass).toBe('exists_with_different_user_data_128');
+    expect(rb.get(1)!.message).toContain(storedB[0]!.id);
+    for (const [t, r] of byTenant) if (t !== a && t !== b) expect(r.rejected.size).toBe(0);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(2);
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'rejected' })).toBe(2);
+    expect((await sink.lookupTenantBalances(a)).signals?.creditsPosted).toBe(5n);
+    expect((await sink.lookupTenantBalances(b)).signals?.creditsPosted).toBe(5n);
+  });
+
+  it('a failed shared request rejects every write in it as retriable; the retries coalesce and succeed', async () => {
+    const { sink, cluster, ids } = await warmed({ maxBatch: 100 }, 30);
+
+    // 30 tenants × 7 = 210 transfers, in requests of at most 100. The second fails (the client
+    // was closed under it): writes 0..13 are wholly in the first request and succeed; write 14
+    // (transfers 98..104) straddles the first two and fails with writes 15..28; write 28
+    // (196..202) straddles the second and third, so its last 3 transfers are not sent at all
+    // (the caller retries the whole write): the third request holds write 29 only.
+    cluster.failWhen = (call, index) => (index === 1 ? new RequestError(ErrorCodes.ERR_CLIENT_CLOSED) : undefined);
+    const batches = new Map(ids.map((t) => [t, signalsOf(t, 7)]));
+    const outcomes = await Promise.allSettled([...batches].map(([t, s]) => sink.write(t, records(s))));
+    cluster.failWhen = null;
+    expect(cluster.callsOf('create_transfers')).toEqual([100, 100, 7]);
+    const failed = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [i] : []));
+    expect(failed).toEqual(Array.from({ length: 15 }, (_, i) => 14 + i));
+    for (const i of failed) {
+      const err = (outcomes[i] as PromiseRejectedResult).reason as RetriableError;
+      expect(err).toBeInstanceOf(RetriableError);
+      expect(err.retriable).toBe(true);
+      expect(err.message).toContain('ERR_CLIENT_CLOSED');
+    }
+
+    // Each caller retries its own write; the retries go out together, replayed parts answer exists.
+    cluster.calls.length = 0;
+    const retried = await Promise.all(failed.map((i) => sink.write(ids[i]!, records(batches.get(ids[i]!)!))));
+    expect(retried.every((r) => r.rejected.size === 0)).toBe(true);
+    expect(cluster.callsOf('create_transfers')).toEqual([100, 5]);
+    for (const t of ids) expect((await sink.lookupTenantBalances(t)).signals?.creditsPosted).toBe(8n);
+  });
+
+  it('a request that times out rejects all its writes as retriable, and a replay stores nothing twice', async () => {
+    const { sink, cluster, ids } = await warmed({ requestTimeoutMs: 50 }, 20);
+    cluster.hang = true;
+    const batches = new Map(ids.map((t) => [t, signalsOf(t, 5)]));
+    const outcomes = await Promise.allSettled([...batches].map(([t, s]) => sink.write(t, records(s))));
+    expect(outcomes.every((o) => o.status === 'rejected' && o.reason instanceof RetriableError)).toBe(true);
+    expect(cluster.callsOf('create_transfers')).toEqual([100]);
+    cluster.hang = false;
+    const retried = await flush(sink, batches);
+    expect(retried.every((r) => r.rejected.size === 0)).toBe(true);
+    expect(cluster.callsOf('create_transfers')).toEqual([100, 100]);
+    for (const t of ids) expect((await sink.lookupTenantBalances(t)).signals?.creditsPosted).toBe(6n);
+  });
+
+  it('keeps a tenant\'s order across writes, and writes queued behind a request in flight go out together', async () => {
+    const { sink, cluster } = setup({ maxBatch: 4 });
+    await sink.start();
+    const [t, u] = tenants(2) as [string, string];
+    await flush(sink, new Map([[t, signalsOf(t, 1)], [u, signalsOf(u, 1)]]));
+    cluster.calls.length = 0;
+    const first = signalsOf(t, 3);
+    const other = signalsOf(u, 3);
+    const second = signalsOf(t, 3);
+    const pending = [sink.write(t, records(first)), sink.write(u, records(other)), sink.write(t, records(second))];
+    // Arrives while the first request is in flight: joins the queue behind it.
+    await new Promise((resolve) => setImmediate(resolve));
+    const late = signalsOf(u, 1);
+    pending.push(sink.write(u, records(late)));
+    await Promise.all(pending);
+    expect(cluster.callsOf('create_transfers')).toEqual([4, 4, 2]);
+    const stamps = [...first, ...second].map((s) => cluster.transfers.get(transferIdFor(t, s.id))!.timestamp);
+    expect(stamps).toEqual([...stamps].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)));
+  });
+
+  it('close() rejects writes still queued as retriable', async () => {
+    const { sink, cluster } = setup();
+    await sink.start();
+    const t = randomUUID();
+    await sink.write(t, records(signalsOf(t, 1)));
+    cluster.hang = true;
+    const inFlight = sink.write(t, records(signalsOf(t, 2)));
+    await new Promise((resolve) => setImmediate(resolve));
+    const queued = sink.write(t, records(signalsOf(t, 2)));
+    await sink.close();
+    await expect(inFlight).rejects.toBeInstanceOf(RetriableError);
+    await expect(queued).rejects.toBeInstanceOf(RetriableError);
+  });
+});
