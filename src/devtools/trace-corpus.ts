@@ -5,20 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
+import { EXAMPLE_RULE_FILE } from '../cli/rules.js';
 import type { StoredSpan } from '../model/span-line.js';
 
-export const RULES_A = `rules:
-  - id: high-value-payment-controls
-    name: High-value payment controls
-    severity: critical
-    condition: |
-      when { payment.charge_card.where(amount > 1000) }
-      always { payment.fraud_check }
-      never { payment.bypass_validation }
-  - id: too-many-retries
-    name: More than 3 retries
-    severity: medium
-    condition: count(http.retry) > 3
+/** The `rules test --help` example (a conditional invariant and a count) plus a negated match. */
+export const RULES_A = `${EXAMPLE_RULE_FILE}
   - id: admin-without-auth
     name: Admin request that bypassed auth
     severity: high

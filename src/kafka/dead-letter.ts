@@ -1,5 +1,5 @@
 import type { IHeaders, Kafka, Producer } from 'kafkajs';
-import { RetriableError, capReason, type RecordRejectedError } from '../errors.js';
+import { RetriableError, capReason } from '../errors.js';
 import type { DeadLetter, DeadLetterPort } from '../pipeline/consumer-port.js';
 import type { HeaderValue, RecordHeaders } from '../model/headers.js';
 import type { Quarantine } from './quarantine.js';

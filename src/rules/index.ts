@@ -12,7 +12,8 @@ export { parseRuleRecord, ruleRecordKey, encodeRuleValue, contentVersion, planPu
 export type { RuleAst } from './ast.js';
 export {
   PartitionTraces,
-  OpenTraceBudget, traceStateBytes,
+  OpenTraceBudget,
+  traceStateBytes,
   CLOSE_REASONS,
   type PartitionTracesOptions,
   type TraceItem,

@@ -231,7 +231,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     return { messages, bytes, ruleIds: signals.map((s) => s.ruleId) };
   }
 
-  async sync(topic: string, partition: number): Promise<void> {
+  async sync(_topic: string, partition: number): Promise<void> {
     const state = this.state(partition);
     const { options } = this;
     // Acknowledged chunks leave `pending` at once, so a retry after a failure sends only the rest.
