@@ -175,8 +175,14 @@ export function tenantAlias(tenantId: string): string {
   return `t_${tenantId.replace(/-/g, '')}`;
 }
 
-function insertSql(alias: string, tenantId: string, firstIdx: number, lastIdx: number): string {
-  return `INSERT OR IGNORE INTO "${alias}".main.signals
+/**
+ * `orIgnore` false: a plain INSERT, which fails with *Duplicate key* if any staged id is stored.
+ * A plain INSERT of a few rows costs a fraction of an INSERT OR IGNORE (ON CONFLICT sets up
+ * transaction-local conflict state per statement; measured ~4 vs ~12 ms for 8 rows), which
+ * matters when a flush is hundreds of small per-tenant transactions.
+ */
+function insertSql(alias: string, tenantId: string, firstIdx: number, lastIdx: number, orIgnore: boolean): string {
+  return `INSERT ${orIgnore ? 'OR IGNORE ' : ''}INTO "${alias}".main.signals
   (id, tenant_id, rule_id, trace_id, ts, severity, message, metadata, kafka_partition, kafka_offset, ingested_at)
 SELECT id::UUID, '${tenantId}'::UUID, rule_id, trace_id, ts::TIMESTAMPTZ, severity, message, metadata::JSON,
   kafka_partition, kafka_offset, now() AT TIME ZONE 'UTC'
@@ -224,7 +230,12 @@ interface StagedRow {
 interface WriteStats {
   inserted: number;
   duplicates: number;
+  /** A plain INSERT of this write found a stored id: the rest of the write is a replay too. */
+  replay?: boolean;
 }
+
+/** A plain INSERT met a stored id (the write is, at least partly, a replay). */
+const DUPLICATE_KEY = /^Constraint Error: Duplicate key/i;
 
 interface OpenTenant {
   readonly tenantId: string;
@@ -418,6 +429,18 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     await this.closeDatabase();
   }
 
+  /**
+   * What the sink's one DuckDB instance holds: the attached tenant databases (by alias) and the
+   * instance's memory_limit and threads as DuckDB reports them. For diagnostics and tests.
+   */
+  async stats(): Promise<{ attached: string[]; memoryLimit: string; threads: number }> {
+    return this.withConnection('stats', async (conn) => {
+      const attached = (await conn.runAndReadAll(`SELECT database_name FROM duckdb_databases() WHERE NOT internal AND database_name <> 'memory' ORDER BY 1`)).getRowsJS().map((r) => String(r[0]));
+      const [memoryLimit, threads] = (await conn.runAndReadAll(`SELECT current_setting('memory_limit'), current_setting('threads')::INTEGER`)).getRowsJS()[0]!;
+      return { attached, memoryLimit: String(memoryLimit), threads: Number(threads) };
+    });
+  }
+
   /** Tenant ids that have a database file in dir. */
   async listTenants(): Promise<string[]> {
     let names: string[];
@@ -586,8 +609,11 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     let conflicts: number[] = [];
     let inserted: number;
     try {
+      // New rows (the normal case) take a plain INSERT; if an id is stored already, the
+      // transaction is rolled back and done again with INSERT OR IGNORE and the content check.
+      const orIgnore = stats.replay === true;
       await conn.run('BEGIN TRANSACTION');
-      inserted = (await conn.run(insertSql(alias, tenantId, first, last))).rowsChanged;
+      inserted = (await conn.run(insertSql(alias, tenantId, first, last, orIgnore))).rowsChanged;
       // Fewer rows inserted than staged: some ids exist. Only then pay for the content check.
       if (inserted < count) {
         const reader = await conn.runAndReadAll(conflictSql(alias, tenantId, first, last));
@@ -598,6 +624,11 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       await conn.run('ROLLBACK').catch(() => undefined); // "no transaction is active" is fine
       endTimer();
       this.transactions.inc({ outcome: 'rolled_back' });
+      if (stats.replay !== true && DUPLICATE_KEY.test(duckDbMessage(err))) {
+        stats.replay = true;
+        await this.insertRange(conn, alias, tenantId, staged, lo, hi, rejected, stats);
+        return;
+      }
       if (classifyDuckDbError(err) === 'retriable') {
         throw new RetriableError(`DuckDB write for tenant ${tenantId} failed: ${duckDbMessage(err)}`, err);
       }
