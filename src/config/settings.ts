@@ -72,7 +72,7 @@ export const signalSettings = {
   duckdbMemoryLimit: setting('DUCKDB_MEMORY_LIMIT', 'duckdb-memory-limit', '256MB', 'DuckDB memory_limit of the worker\'s one DuckDB instance, shared by every attached tenant database (e.g. 256MB, 1GiB)', z.string().trim().regex(/^\d+(\.\d+)?\s*[KMGT]i?B$/i, 'must be a size like 256MB or 1GiB')),
   duckdbThreads: setting('DUCKDB_THREADS', 'duckdb-threads', '1', 'DuckDB threads of the worker\'s one DuckDB instance', positiveInt),
   duckdbConnections: setting('DUCKDB_CONNECTIONS', 'duckdb-connections', '4', 'DuckDB connections of the worker: how many tenant databases are written at the same time', positiveInt),
-  duckdbIdleTimeoutMs: setting('DUCKDB_IDLE_TIMEOUT_MS', 'duckdb-idle-timeout-ms', '60000', 'close a tenant database unused for this long (ms)', positiveInt),
+  duckdbIdleTimeoutMs: setting('DUCKDB_IDLE_TIMEOUT_MS', 'duckdb-idle-timeout-ms', '60000', 'detach a tenant database unused for this long (ms; releases its file lock)', positiveInt),
   duckdbMaxHoldMs: setting('DUCKDB_MAX_HOLD_MS', 'duckdb-max-hold-ms', '5000', 'hand a tenant database held this long over to another process waiting for its file lock (ms)', positiveInt),
   tbAddress: setting('TB_ADDRESS', 'tb-address', '3000', 'TigerBeetle replica addresses, comma-separated (port or host:port)', z.string().regex(/^[\w.:,\[\]-]+$/, 'comma-separated ports or host:port')),
   tbClusterId: setting('TB_CLUSTER_ID', 'tb-cluster-id', '0', 'TigerBeetle cluster id', z.string().regex(/^\d{1,39}$/, 'must be an unsigned integer').transform((s) => BigInt(s))),
