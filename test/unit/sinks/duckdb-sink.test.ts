@@ -396,8 +396,8 @@ describe('DuckDbSignalSink', () => {
     await sink.write(TENANT_A, records([signal(TENANT_A, 0)]));
     await sink.releaseTenant(TENANT_A);
     const file = sink.tenantFile(TENANT_A);
-    // Another process opens the file and holds it for 1.5 s.
-    const holder = holdFromChildProcess(file, 1500);
+    // Another process opens the file and holds it for 0.8 s.
+    const holder = holdFromChildProcess(file, 800);
     await holder.held;
     const started = Date.now();
     expect((await sink.write(TENANT_A, records([signal(TENANT_A, 1)], 1))).rejected.size).toBe(0);
@@ -409,7 +409,7 @@ describe('DuckDbSignalSink', () => {
     // With a short acquireTimeoutMs the write gives up as retriable, naming the lock.
     await sink.releaseTenant(TENANT_A);
     const impatient = new DuckDbSignalSink({ dir, acquireTimeoutMs: 200 }, { logger: pino({ level: 'silent' }), registry: new Registry() });
-    const again = holdFromChildProcess(file, 3000);
+    const again = holdFromChildProcess(file, 1200);
     try {
       await again.held;
       const error = await impatient.write(TENANT_A, records([signal(TENANT_A, 2)], 2)).catch((err: unknown) => err);
