@@ -3,6 +3,16 @@
 //
 //   npm run build            # or any tsc build that puts the sink in dist/
 //   node bench/duckdb-sink.mjs [--rows 100000] [--flush 10000] [--only sink]
+//   node bench/duckdb-sink.mjs --only tenants [--tenants 8,500] [--tenant-rows 50000] [--tenant-flush 4000] [--sink-config JSON]
+//
+// The tenants case (also run at the end of a full run): the same --tenant-rows signals spread
+// round-robin over each count of --tenants tenants, written in flush-shaped rounds: every round
+// takes the next --tenant-flush rows (4,000: PARTITIONS_CONCURRENCY 4 × BATCH_MAX_RECORDS 1,000)
+// and writes each tenant's share of them concurrently (one write() per tenant, as a worker's
+// flushes do), through DuckDbSignalSink with its default config (or --sink-config). Each count runs
+// in a child process of its own so that its peak RSS (VmHWM) is its own; it prints rows/s, peak
+// RSS, RSS before the sink started (generated signals, node), open file descriptors at the end
+// of the writes and the DuckDB files open.
 //
 // SPANLEDGER_DIST=/some/dist points at another build output (e.g. a partial build of the sink).
 // Every strategy writes the same generated signals for one tenant into a fresh database file
@@ -34,6 +44,11 @@ const opt = (name, fallback) => {
 const ROWS = Number(opt('rows', '100000'));
 const FLUSH = Number(opt('flush', '10000'));
 const ONLY = opt('only', '');
+const TENANT_COUNTS = opt('tenants', '8,500').split(',').map(Number);
+const TENANT_ROWS = Number(opt('tenant-rows', '50000'));
+const TENANT_FLUSH = Number(opt('tenant-flush', '4000'));
+const SINK_CONFIG = JSON.parse(opt('sink-config', '{}'));
+const TENANT_CASE = opt('tenant-case', '');
 const BASELINE_ROWS = Math.min(ROWS, 5000);
 const TARGET = 50_000;
 
@@ -247,6 +262,95 @@ async function measure(strategy, data, label) {
   return { seconds, rate: total / seconds };
 }
 
+/** A deterministic tenant id per index (canonical UUID v4 form). */
+function tenantUuid(i) {
+  const hex = (0x7e000000 + i).toString(16).padStart(8, '0');
+  return `${hex}-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
+}
+
+function procStatus(field) {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** Child process: one tenant count, flush-shaped concurrent writes; prints one JSON line. */
+async function tenantCase(n) {
+  const tenants = Array.from({ length: n }, (_, i) => tenantUuid(i));
+  const data = generate(TENANT_ROWS).map((r, i) => {
+    const t = i % n;
+    return { value: { ...r.value, tenantId: tenants[t] }, source: { topic: 'signals', partition: t % 6, offset: String(i) } };
+  });
+  const rounds = [];
+  for (let lo = 0; lo < data.length; lo += TENANT_FLUSH) {
+    const byTenant = new Map();
+    for (const r of data.slice(lo, lo + TENANT_FLUSH)) {
+      const list = byTenant.get(r.value.tenantId) ?? [];
+      list.push(r);
+      byTenant.set(r.value.tenantId, list);
+    }
+    rounds.push([...byTenant]);
+  }
+  const rssBefore = procStatus('VmRSS');
+  const sink = new DuckDbSignalSink({ dir: path.join(workDir, `tenants-${n}`), ...SINK_CONFIG }, { logger: pino({ level: 'silent' }), registry: new Registry() });
+  await sink.start();
+  const started = performance.now();
+  const cpuBefore = process.cpuUsage();
+  let done = 0;
+  for (const round of rounds) {
+    const results = await Promise.all(round.map(([t, recs]) => sink.write(t, recs)));
+    if (results.some((r) => r.rejected.size > 0)) throw new Error('rows rejected');
+    done += round.reduce((k, [, recs]) => k + recs.length, 0);
+    const secs = (performance.now() - started) / 1000;
+    process.stderr.write(`\r  ${n} tenants: ${done.toLocaleString('en-US')}/${data.length.toLocaleString('en-US')} rows, ${Math.round(done / secs).toLocaleString('en-US')} rows/s   `);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  process.stderr.write('\r' + ' '.repeat(110) + '\r');
+  const fds = fs.readdirSync('/proc/self/fd').length;
+  const duckdbFiles = fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try { return /\.duckdb(\.wal)?$/.test(fs.readlinkSync(`/proc/self/fd/${fd}`)); } catch { return false; }
+  }).length;
+  const closeStarted = performance.now();
+  await sink.close();
+  const closeSeconds = (performance.now() - closeStarted) / 1000;
+  console.log(JSON.stringify({ tenants: n, rows: data.length, seconds, rate: data.length / seconds, peak: procStatus('VmHWM'), rssBefore, fds, duckdbFiles, closeSeconds, cpu: (cpu.user + cpu.system) / 1e6 / seconds }));
+}
+
+/** Parent: each tenant count in a child process (own VmHWM), side by side. */
+async function tenantCases() {
+  const { execFileSync } = await import('node:child_process');
+  const out = [];
+  for (const n of TENANT_COUNTS) {
+    const childArgs = [fileURLToPath(import.meta.url), '--tenant-case', String(n), '--tenant-rows', String(TENANT_ROWS), '--tenant-flush', String(TENANT_FLUSH), '--sink-config', JSON.stringify(SINK_CONFIG)];
+    const stdout = execFileSync(process.execPath, childArgs, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 1 << 20 });
+    out.push(JSON.parse(stdout.trim().split('\n').pop()));
+  }
+  const mibs = (b) => (b / 2 ** 20).toFixed(0);
+  console.log(`\nmany tenants: ${TENANT_ROWS.toLocaleString('en-US')} signals, rounds of ${TENANT_FLUSH.toLocaleString('en-US')} rows (each tenant's share written concurrently), sink config ${JSON.stringify(SINK_CONFIG)}`);
+  console.log('tenants    rows/s   peak RSS MiB   RSS before sink MiB   open fds (DuckDB files)   close s   CPU (cores)');
+  for (const r of out) {
+    console.log(`${String(r.tenants).padStart(7)} ${Math.round(r.rate).toLocaleString('en-US').padStart(9)} ${mibs(r.peak).padStart(14)} ${mibs(r.rssBefore).padStart(21)} ${`${r.fds} (${r.duckdbFiles})`.padStart(25)} ${r.closeSeconds.toFixed(2).padStart(9)} ${r.cpu.toFixed(2).padStart(13)}`);
+  }
+  if (out.length >= 2) console.log(`ratio ${out.at(-1).tenants} / ${out[0].tenants} tenants: ${(out.at(-1).rate / out[0].rate).toFixed(2)}`);
+}
+
+if (TENANT_CASE) {
+  try {
+    await tenantCase(Number(TENANT_CASE));
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+if (ONLY === 'tenants') {
+  try {
+    await tenantCases();
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+
 console.log(`DuckDB sink write benchmark: ${ROWS.toLocaleString('en-US')} signals, one tenant, flushes of ${FLUSH.toLocaleString('en-US')} rows`);
 console.log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), temp dir ${workDir}\n`);
 const data = generate(ROWS);
@@ -275,3 +379,4 @@ for (const r of results) {
   console.log(`${r.label.padEnd(98)}${String(r.rows).padStart(7)} ${r.seconds.toFixed(2).padStart(7)} ${Math.round(r.rate).toLocaleString('en-US').padStart(10)}  ${bar(r.rate, max)}`);
 }
 console.log(`${'target'.padEnd(98)}${''.padStart(7)} ${''.padStart(7)} ${TARGET.toLocaleString('en-US').padStart(10)}  ${bar(TARGET, max)}`);
+if (!ONLY) await tenantCases();

@@ -31,7 +31,7 @@ const QUICK = args.quick === true;
 const num = (name, normal, quick) => Number(args[name] ?? (QUICK ? quick : normal));
 const SPANS = num('spans', 500_000, 50_000);
 const SIGNALS = num('signals', 200_000, 20_000);
-// The 500-tenant drain is slow today (a DuckDB database per tenant): its own, smaller count.
+// The 500-tenant drain is slower (a DuckDB transaction per tenant per flush): its own, smaller count.
 const TENANT_SIGNALS = num('tenant-signals', 50_000, 10_000);
 const LATENCY_SECONDS = num('latency-seconds', 15, 5);
 const LATENCY_RATE = num('rate', 20_000, 20_000);

@@ -30,6 +30,9 @@ export function createDuckDbSink(signals: SignalWorkerConfig['signals'], logger:
       maxOpenTenants: signals.duckdbMaxOpenTenants,
       idleTimeoutMs: signals.duckdbIdleTimeoutMs,
       maxHoldMs: signals.duckdbMaxHoldMs,
+      memoryLimit: signals.duckdbMemoryLimit,
+      threads: signals.duckdbThreads,
+      connections: signals.duckdbConnections,
     },
     { logger, registry },
   );

@@ -3,6 +3,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { BIGINT, DuckDBDataChunk, DuckDBInstance, INTEGER, VARCHAR } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
+import { E_TIMEOUT, Mutex, withTimeout } from 'async-mutex';
+import type { MutexInterface } from 'async-mutex';
 import genericPool from 'generic-pool';
 import type { Pool } from 'generic-pool';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -19,17 +21,22 @@ export interface DuckDbSinkConfig {
   dir: string;
   /** Most rows one DuckDB transaction writes (a flush is split into transactions of this size). */
   maxRowsPerTransaction: number;
-  /** Most tenant databases open at once; the least recently used idle one is closed first. */
+  /** Most tenant databases attached at once; the least recently used idle one is detached first. */
   maxOpenTenants: number;
-  /** A tenant database unused for this long is closed (its file lock released). */
+  /** A tenant database unused for this long is detached (its file lock released). */
   idleTimeoutMs: number;
-  /** DuckDB `threads` per tenant database. 1 measured fastest for this write path (see README). */
-  threadsPerTenant?: number;
-  /** DuckDB `memory_limit` per tenant database (each instance has its own buffer pool). */
-  memoryLimitPerTenant?: string;
+  /** DuckDB `threads` of the sink's one DuckDB instance (every tenant database is attached to it). */
+  threads?: number;
+  /** DuckDB `memory_limit` of the sink's one instance: one buffer pool for every attached tenant. */
+  memoryLimit?: string;
   /**
-   * Waiting longer than this for a tenant's connection, or for its file lock held by another
-   * process, fails the write as retriable.
+   * Connections to the instance: how many tenants are written at the same time (each write holds
+   * one connection; a transaction may write to one attached database only).
+   */
+  connections?: number;
+  /**
+   * Waiting longer than this for a tenant's turn or a connection, or for a tenant's file lock held
+   * by another process, fails the write as retriable.
    */
   acquireTimeoutMs?: number;
   /**
@@ -44,10 +51,13 @@ export const DEFAULT_DUCKDB_SINK_CONFIG: Required<DuckDbSinkConfig> = {
   // Measured (bench/duckdb-sink.mjs, README): ~73K rows/s at 1,000 rows per transaction, ~90K at
   // 2,000 and ~100K at 10,000, flat above that. 10,000 keeps bisecting and rollbacks small.
   maxRowsPerTransaction: 10_000,
-  maxOpenTenants: 64,
+  // Measured (README): an attached database costs 2 file descriptors and ~40 KB idle, ~0.5–1 MB
+  // once written (until its next checkpoint); 1,024 keeps 500 active tenants attached.
+  maxOpenTenants: 1024,
   idleTimeoutMs: 60_000,
-  threadsPerTenant: 1,
-  memoryLimitPerTenant: '256MB',
+  threads: 1,
+  memoryLimit: '256MB',
+  connections: 4,
   acquireTimeoutMs: 60_000,
   maxHoldMs: 5_000,
 };
@@ -63,6 +73,15 @@ const WAIT_MARKER_FRESH_MS = 2_000;
  * gets the lock.
  */
 const HANDOVER_COOL_DOWN_MS = 250;
+
+/**
+ * Block size of databases this sink creates (DuckDB's default is 256 KiB). Every written, not yet
+ * checkpointed database pins a few blocks (primary-key index, appended row groups) that the buffer
+ * manager cannot evict: with 500 tenants attached to one instance, 256 KiB blocks pinned ~2 MB per
+ * tenant and ran a 256MB instance out of memory; 16 KiB blocks pin ~0.2 MB (README). Files created
+ * with another block size are opened with theirs.
+ */
+const BLOCK_SIZE = 16_384;
 
 /** DuckDB's error when another process holds the database file's lock. */
 const LOCK_CONFLICT = /could not set lock|conflicting lock/i;
@@ -112,8 +131,8 @@ function duckDbMessage(err: unknown): string {
 
 const STAGING_TABLE = 'spanledger_staging';
 
-const SCHEMA_SQL = `
-CREATE TABLE IF NOT EXISTS signals (
+const schemaSql = (alias: string): string => `
+CREATE TABLE IF NOT EXISTS "${alias}".main.signals (
   id              UUID PRIMARY KEY,
   tenant_id       UUID        NOT NULL,
   rule_id         VARCHAR     NOT NULL,
@@ -149,9 +168,21 @@ const STAGING_TYPES = [INTEGER, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VAR
 /** DuckDB's vector size: the most rows one data chunk holds. */
 const CHUNK_ROWS = 2048;
 
-// SQL below interpolates only a tenant id checked with isCanonicalUuid and integers we computed.
-function insertSql(tenantId: string, firstIdx: number, lastIdx: number): string {
-  return `INSERT OR IGNORE INTO signals
+// SQL below interpolates only a tenant id checked with isCanonicalUuid, the alias derived from it
+// and integers we computed.
+/** The name a tenant's database is attached under: `t_` and the UUID's hex digits. */
+export function tenantAlias(tenantId: string): string {
+  return `t_${tenantId.replace(/-/g, '')}`;
+}
+
+/**
+ * `orIgnore` false: a plain INSERT, which fails with *Duplicate key* if any staged id is stored.
+ * A plain INSERT of a few rows costs a fraction of an INSERT OR IGNORE (ON CONFLICT sets up
+ * transaction-local conflict state per statement; measured ~4 vs ~12 ms for 8 rows), which
+ * matters when a flush is hundreds of small per-tenant transactions.
+ */
+function insertSql(alias: string, tenantId: string, firstIdx: number, lastIdx: number, orIgnore: boolean): string {
+  return `INSERT ${orIgnore ? 'OR IGNORE ' : ''}INTO "${alias}".main.signals
   (id, tenant_id, rule_id, trace_id, ts, severity, message, metadata, kafka_partition, kafka_offset, ingested_at)
 SELECT id::UUID, '${tenantId}'::UUID, rule_id, trace_id, ts::TIMESTAMPTZ, severity, message, metadata::JSON,
   kafka_partition, kafka_offset, now() AT TIME ZONE 'UTC'
@@ -164,12 +195,12 @@ FROM temp.main.${STAGING_TABLE} WHERE idx BETWEEN ${firstIdx} AND ${lastIdx}`;
  * the stored signals with a staged id (reads only the id column), then only those rows in full.
  * Measured on 1M stored rows, per 10,000 replayed rows: ~1 s for the plain join, ~80 ms this way.
  */
-function conflictSql(tenantId: string, firstIdx: number, lastIdx: number): string {
+function conflictSql(alias: string, tenantId: string, firstIdx: number, lastIdx: number): string {
   return `WITH staged AS (
   SELECT idx, id::UUID AS id, rule_id, trace_id, ts::TIMESTAMPTZ AS ts, severity, message, metadata::JSON::VARCHAR AS metadata
   FROM temp.main.${STAGING_TABLE} WHERE idx BETWEEN ${firstIdx} AND ${lastIdx}
 ), stored AS (
-  SELECT * FROM signals WHERE rowid IN (SELECT t.rowid FROM signals t SEMI JOIN staged s ON t.id = s.id)
+  SELECT * FROM "${alias}".main.signals WHERE rowid IN (SELECT t.rowid FROM "${alias}".main.signals t SEMI JOIN staged s ON t.id = s.id)
 )
 SELECT s.idx FROM staged s JOIN stored t ON t.id = s.id
 WHERE (t.tenant_id, t.rule_id, t.trace_id, t.ts, t.severity, t.message, t.metadata::VARCHAR)
@@ -182,7 +213,8 @@ const INT64_MAX = 2n ** 63n - 1n;
 /**
  * Database files open in this process. DuckDB's file lock is a POSIX record lock, which does not
  * stop the same process from opening a file twice (two instances writing one file corrupt it),
- * so two sinks of one process must not share a file: the second one waits (retriable).
+ * so two sinks of one process (each has its own instance) must not share a file: the second one
+ * waits (retriable). Within one instance DuckDB itself refuses to attach a file twice.
  */
 const openFiles = new Set<string>();
 
@@ -198,21 +230,34 @@ interface StagedRow {
 interface WriteStats {
   inserted: number;
   duplicates: number;
+  /** A plain INSERT of this write found a stored id: the rest of the write is a replay too. */
+  replay?: boolean;
 }
+
+/** A plain INSERT met a stored id (the write is, at least partly, a replay). */
+const DUPLICATE_KEY = /^Constraint Error: Duplicate key/i;
 
 interface OpenTenant {
   readonly tenantId: string;
   readonly file: string;
+  /** Name the database is attached under in the sink's instance. */
+  readonly alias: string;
   /** When this process took the file lock: the hold time counts from here. */
   readonly openedAt: number;
-  readonly instance: DuckDBInstance;
-  readonly pool: Pool<DuckDBConnection>;
-  /** Callers inside withTenant (waiting for or holding the connection). Never evicted while > 0. */
+  /** One writer per tenant: writes (and the detach) take turns. */
+  readonly mutex: Mutex;
+  /** Callers inside withTenant (waiting for or holding the tenant's turn). Never evicted while > 0. */
   users: number;
   lastUsedAt: number;
   /** `topic:partition` pairs that wrote to this tenant, for releasePartition. */
   readonly sources: Set<string>;
   closing?: Promise<void>;
+}
+
+/** The sink's one DuckDB instance (an in-memory catalog; tenants are attached) and its connections. */
+interface Database {
+  readonly instance: DuckDBInstance;
+  readonly pool: Pool<DuckDBConnection>;
   lastCreateError?: unknown;
 }
 
@@ -226,9 +271,15 @@ interface OpenTenant {
  * bisected down to single rows (the staged rows stay, only the idx range shrinks): bad rows are
  * rejected, the rest stored. Same id with different content is reported as DuckDbConflict.
  *
+ * One DuckDB instance per sink (DuckDB's advice: one instance per process): an in-memory
+ * catalog with one memory_limit and one thread pool; each tenant's file is ATTACHed under an alias
+ * derived from its id and DETACHed when idle, evicted, released or handed over. A shared pool of
+ * `connections` connections (each with its staging table) writes that many tenants at the same
+ * time; a tenant's writes take turns (its mutex).
+ *
  * One writer per file: a DuckDB file is opened by one process at a time (DuckDB takes an
- * exclusive file lock). The worker must call releaseTenant (or releasePartition) before giving
- * up a partition so that the next owner can open the file.
+ * exclusive file lock, also for ATTACH). The worker must call releaseTenant (or
+ * releasePartition) before giving up a partition so that the next owner can open the file.
  */
 export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   readonly name = 'duckdb';
@@ -239,6 +290,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   private readonly opening = new Map<string, Promise<OpenTenant>>();
   /** Tenants handed over to another process: not reopened before this time (ms). */
   private readonly coolDownUntil = new Map<string, number>();
+  private db: Promise<Database> | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private dirReady: Promise<void> | undefined;
   private closed = false;
@@ -313,6 +365,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   async start(): Promise<void> {
     this.closed = false;
     await this.ensureDir();
+    await this.database();
     if (!this.sweepTimer) {
       // Often enough for idle closing and to hand a database over soon after maxHoldMs.
       const every = Math.min(30_000, Math.max(50, Math.floor(Math.min(this.config.idleTimeoutMs / 2, this.config.maxHoldMs / 5))));
@@ -336,11 +389,11 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     const stats: WriteStats = { inserted: 0, duplicates };
     if (staged.length > 0) {
       const sources = new Set(records.map((r) => `${r.source.topic}:${r.source.partition}`));
-      await this.withTenant(tenantId, sources, async (conn) => {
+      await this.withTenant(tenantId, sources, async (conn, tenant) => {
         await this.stage(conn, tenantId, staged);
         const max = this.config.maxRowsPerTransaction;
         for (let lo = 0; lo < staged.length; lo += max) {
-          await this.insertRange(conn, tenantId, staged, lo, Math.min(staged.length, lo + max), rejected, stats);
+          await this.insertRange(conn, tenant.alias, tenantId, staged, lo, Math.min(staged.length, lo + max), rejected, stats);
         }
       });
     }
@@ -373,6 +426,19 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     this.sweepTimer = undefined;
     await Promise.allSettled([...this.opening.values()]);
     await Promise.all([...this.tenants.values()].map((t) => this.closeTenant(t, 'sink closed')));
+    await this.closeDatabase();
+  }
+
+  /**
+   * What the sink's one DuckDB instance holds: the attached tenant databases (by alias) and the
+   * instance's memory_limit and threads as DuckDB reports them. For diagnostics and tests.
+   */
+  async stats(): Promise<{ attached: string[]; memoryLimit: string; threads: number }> {
+    return this.withConnection('stats', async (conn) => {
+      const attached = (await conn.runAndReadAll(`SELECT database_name FROM duckdb_databases() WHERE NOT internal AND database_name <> 'memory' ORDER BY 1`)).getRowsJS().map((r) => String(r[0]));
+      const [memoryLimit, threads] = (await conn.runAndReadAll(`SELECT current_setting('memory_limit'), current_setting('threads')::INTEGER`)).getRowsJS()[0]!;
+      return { attached, memoryLimit: String(memoryLimit), threads: Number(threads) };
+    });
   }
 
   /** Tenant ids that have a database file in dir. */
@@ -399,33 +465,32 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   async countBySeverity(tenantId: string): Promise<Record<Severity, number>> {
     const file = this.tenantFile(tenantId);
     const counts = Object.fromEntries(SEVERITIES.map((s) => [s, 0])) as Record<Severity, number>;
-    const sql = 'SELECT severity, count(*)::INTEGER AS n FROM signals GROUP BY severity';
+    const sql = (alias: string) => `SELECT severity, count(*)::INTEGER AS n FROM "${alias}".main.signals GROUP BY severity`;
     let rows: unknown[][];
     const opening = this.opening.get(tenantId);
     if (opening) await opening.catch(() => undefined);
     const open = this.tenants.get(tenantId);
     if (open && !open.closing) {
-      rows = await this.withTenant(tenantId, new Set(), async (conn) => (await conn.runAndReadAll(sql)).getRowsJS());
+      rows = await this.withTenant(tenantId, new Set(), async (conn, tenant) => (await conn.runAndReadAll(sql(tenant.alias))).getRowsJS());
     } else {
       if (open?.closing) await open.closing;
       if (!fs.existsSync(file)) return counts;
       if (openFiles.has(file)) throw new RetriableError(`${file} is open for writing by another DuckDbSignalSink in this process`);
-      let instance: DuckDBInstance;
-      try {
-        instance = await DuckDBInstance.create(file, { access_mode: 'READ_ONLY', threads: '1' });
-      } catch (err) {
-        throw new RetriableError(`cannot open ${file} read-only (is a worker writing it?): ${duckDbMessage(err)}`, err);
-      }
-      try {
-        const conn = await instance.connect();
+      // Attached read-only for the query only, under an alias of its own (a write attaching the
+      // tenant meanwhile fails as retriable: DuckDB refuses a file attached twice).
+      const alias = `ro_${tenantAlias(tenantId)}`;
+      rows = await this.withConnection(`reading ${file}`, async (conn) => {
         try {
-          rows = (await conn.runAndReadAll(sql)).getRowsJS();
-        } finally {
-          conn.disconnectSync();
+          await conn.run(`ATTACH ${sqlString(file)} AS "${alias}" (READ_ONLY)`);
+        } catch (err) {
+          throw new RetriableError(`cannot open ${file} read-only (is a worker writing it?): ${duckDbMessage(err)}`, err);
         }
-      } finally {
-        instance.closeSync();
-      }
+        try {
+          return (await conn.runAndReadAll(sql(alias))).getRowsJS();
+        } finally {
+          await conn.run(`DETACH DATABASE IF EXISTS "${alias}"`).catch((err: unknown) => this.logger.warn({ tenantId, err }, 'detaching a read-only DuckDB database failed'));
+        }
+      });
     }
     for (const [severity, n] of rows) {
       if ((SEVERITIES as readonly unknown[]).includes(severity)) counts[severity as Severity] = Number(n);
@@ -529,6 +594,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
    */
   private async insertRange(
     conn: DuckDBConnection,
+    alias: string,
     tenantId: string,
     staged: StagedRow[],
     lo: number,
@@ -543,11 +609,14 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     let conflicts: number[] = [];
     let inserted: number;
     try {
+      // New rows (the normal case) take a plain INSERT; if an id is stored already, the
+      // transaction is rolled back and done again with INSERT OR IGNORE and the content check.
+      const orIgnore = stats.replay === true;
       await conn.run('BEGIN TRANSACTION');
-      inserted = (await conn.run(insertSql(tenantId, first, last))).rowsChanged;
+      inserted = (await conn.run(insertSql(alias, tenantId, first, last, orIgnore))).rowsChanged;
       // Fewer rows inserted than staged: some ids exist. Only then pay for the content check.
       if (inserted < count) {
-        const reader = await conn.runAndReadAll(conflictSql(tenantId, first, last));
+        const reader = await conn.runAndReadAll(conflictSql(alias, tenantId, first, last));
         conflicts = reader.getRowsJS().map((row) => Number(row[0]));
       }
       await conn.run('COMMIT');
@@ -555,6 +624,11 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       await conn.run('ROLLBACK').catch(() => undefined); // "no transaction is active" is fine
       endTimer();
       this.transactions.inc({ outcome: 'rolled_back' });
+      if (stats.replay !== true && DUPLICATE_KEY.test(duckDbMessage(err))) {
+        stats.replay = true;
+        await this.insertRange(conn, alias, tenantId, staged, lo, hi, rejected, stats);
+        return;
+      }
       if (classifyDuckDbError(err) === 'retriable') {
         throw new RetriableError(`DuckDB write for tenant ${tenantId} failed: ${duckDbMessage(err)}`, err);
       }
@@ -565,8 +639,8 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       }
       this.logger.debug({ tenantId, rows: count, err: duckDbMessage(err) }, 'DuckDB transaction failed on row data; bisecting');
       const mid = lo + Math.floor(count / 2);
-      await this.insertRange(conn, tenantId, staged, lo, mid, rejected, stats);
-      await this.insertRange(conn, tenantId, staged, mid, hi, rejected, stats);
+      await this.insertRange(conn, alias, tenantId, staged, lo, mid, rejected, stats);
+      await this.insertRange(conn, alias, tenantId, staged, mid, hi, rejected, stats);
       return;
     }
     endTimer();
@@ -583,8 +657,11 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     }
   }
 
-  /** Runs fn with the tenant's one connection (opening the database if needed). */
-  private async withTenant<R>(tenantId: string, sources: Set<string>, fn: (conn: DuckDBConnection) => Promise<R>): Promise<R> {
+  /**
+   * Runs fn in the tenant's turn (its mutex) with a connection of the shared pool, attaching the
+   * tenant's database if needed.
+   */
+  private async withTenant<R>(tenantId: string, sources: Set<string>, fn: (conn: DuckDBConnection, tenant: OpenTenant) => Promise<R>): Promise<R> {
     for (;;) {
       if (this.closed) throw new RetriableError('the DuckDB sink is closed');
       const tenant = this.tenants.get(tenantId) ?? (await this.open(tenantId));
@@ -592,33 +669,161 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
         await tenant.closing;
         continue;
       }
-      // No await between the closing check and acquire(): a close cannot start in between.
+      // No await between the closing check and queueing for the mutex: a close (which takes the
+      // mutex too) cannot detach the database before this caller's turn.
       tenant.users++;
       this.touch(tenant);
       for (const s of sources) tenant.sources.add(s);
-      let reset = false;
+      let reset: unknown;
       try {
-        let conn: DuckDBConnection;
+        let release: MutexInterface.Releaser;
         try {
-          conn = await tenant.pool.acquire();
+          release = await withTimeout(tenant.mutex, this.config.acquireTimeoutMs).acquire();
         } catch (err) {
-          const cause = tenant.lastCreateError ?? err;
-          throw new RetriableError(`no DuckDB connection for tenant ${tenantId}: ${duckDbMessage(cause)}`, cause);
+          if (err === E_TIMEOUT) throw new RetriableError(`waited over ${this.config.acquireTimeoutMs} ms for tenant ${tenantId}'s turn to write DuckDB`);
+          throw err;
         }
         try {
-          return await fn(conn);
+          return await this.withConnection(`tenant ${tenantId}`, (conn) => fn(conn, tenant));
         } catch (err) {
-          // After a store error, start from a fresh instance next time (FATAL errors invalidate it).
-          reset = err instanceof RetriableError;
+          // After a store error, attach the database afresh next time.
+          if (err instanceof RetriableError) reset = err;
           throw err;
         } finally {
-          await tenant.pool.release(conn);
+          release();
         }
       } finally {
         tenant.users--;
         tenant.lastUsedAt = Date.now();
-        if (reset) await this.closeTenant(tenant, 'store error').catch(() => undefined);
+        if (reset !== undefined) await this.afterStoreError(tenant, reset);
       }
+    }
+  }
+
+  /**
+   * Runs fn with a connection of the shared pool. A connection whose fn failed is destroyed
+   * instead of returned (its next user starts with a fresh one and a fresh staging table).
+   */
+  private async withConnection<R>(what: string, fn: (conn: DuckDBConnection) => Promise<R>): Promise<R> {
+    const db = await this.database();
+    let conn: DuckDBConnection;
+    try {
+      conn = await db.pool.acquire();
+    } catch (err) {
+      const cause = db.lastCreateError ?? err;
+      throw new RetriableError(`no DuckDB connection for ${what}: ${duckDbMessage(cause)}`, cause);
+    }
+    let failed = false;
+    try {
+      return await fn(conn);
+    } catch (err) {
+      failed = true;
+      throw err;
+    } finally {
+      if (failed) await db.pool.destroy(conn).catch(() => undefined);
+      else await db.pool.release(conn);
+    }
+  }
+
+  /**
+   * After a store error: detach the tenant (the next write attaches it afresh); if DuckDB says the
+   * instance itself is unusable (a FATAL error invalidates it), start over with a new instance.
+   */
+  private async afterStoreError(tenant: OpenTenant, err: unknown): Promise<void> {
+    const cause = err instanceof RetriableError ? err.cause : err;
+    if (/database has been invalidated|^FATAL Error/i.test(duckDbMessage(cause))) {
+      this.logger.warn({ err: duckDbMessage(cause) }, 'the DuckDB instance is invalidated; starting a new one');
+      await this.discardDatabase();
+      return;
+    }
+    await this.closeTenant(tenant, 'store error').catch(() => undefined);
+  }
+
+  /** The sink's one instance and connection pool, created on first use. */
+  private database(): Promise<Database> {
+    this.db ??= this.createDatabase().catch((err: unknown) => {
+      this.db = undefined;
+      throw err;
+    });
+    return this.db;
+  }
+
+  private async createDatabase(): Promise<Database> {
+    await this.ensureDir();
+    let instance: DuckDBInstance;
+    try {
+      instance = await DuckDBInstance.create(':memory:', {
+        threads: String(this.config.threads),
+        memory_limit: this.config.memoryLimit,
+        default_block_size: String(BLOCK_SIZE),
+        // Spilled buffers stay inside dir too (an in-memory instance's default is ./.tmp).
+        temp_directory: path.join(this.root, '.tmp'),
+      });
+    } catch (err) {
+      throw new RetriableError(`cannot create the DuckDB instance: ${duckDbMessage(err)}`, err);
+    }
+    const db: Database = {
+      instance,
+      pool: genericPool.createPool<DuckDBConnection>(
+        {
+          create: async () => {
+            const conn = await instance.connect();
+            try {
+              await conn.run(`SET TimeZone = 'UTC'`);
+              await conn.run(STAGING_SQL);
+            } catch (err) {
+              conn.disconnectSync();
+              throw err;
+            }
+            return conn;
+          },
+          destroy: async (conn) => {
+            conn.disconnectSync();
+          },
+        },
+        { max: this.config.connections, min: 0, acquireTimeoutMillis: this.config.acquireTimeoutMs },
+      ),
+    };
+    db.pool.on('factoryCreateError', (err: unknown) => {
+      db.lastCreateError = err;
+      this.logger.warn({ err }, 'creating a DuckDB connection failed');
+    });
+    return db;
+  }
+
+  /** Detaches nothing: drops every tenant (their locks go with the instance) and closes it. */
+  private async discardDatabase(): Promise<void> {
+    const db = this.db;
+    this.db = undefined;
+    for (const tenant of this.tenants.values()) {
+      openFiles.delete(tenant.file);
+      tenant.closing ??= Promise.resolve();
+    }
+    this.tenants.clear();
+    this.openTenants.set(0);
+    if (db) await this.closeInstance(await db.catch(() => undefined));
+  }
+
+  /** Closes the instance once every tenant is detached (close()). */
+  private async closeDatabase(): Promise<void> {
+    const db = this.db;
+    this.db = undefined;
+    if (db) await this.closeInstance(await db.catch(() => undefined));
+  }
+
+  private async closeInstance(db: Database | undefined): Promise<void> {
+    if (!db) return;
+    try {
+      await db.pool.drain();
+      await db.pool.clear();
+    } catch (err) {
+      this.logger.warn({ err }, 'draining the DuckDB connection pool failed');
+    }
+    try {
+      // Releases the file locks of anything still attached once every connection is gone.
+      db.instance.closeSync();
+    } catch (err) {
+      this.logger.warn({ err }, 'closing the DuckDB instance failed');
     }
   }
 
@@ -711,68 +916,42 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
 
   private async doOpen(tenantId: string): Promise<OpenTenant> {
     const file = this.tenantFile(tenantId);
+    const alias = tenantAlias(tenantId);
     await this.ensureDir();
     if (openFiles.has(file)) throw new RetriableError(`${file} is already open in this process (another DuckDbSignalSink?)`);
     openFiles.add(file);
-    let instance: DuckDBInstance;
     try {
-      instance = await DuckDBInstance.create(file, {
-        threads: String(this.config.threadsPerTenant),
-        memory_limit: this.config.memoryLimitPerTenant,
+      await this.withConnection(`attaching ${file}`, async (conn) => {
+        try {
+          await conn.run(`ATTACH ${sqlString(file)} AS "${alias}"`);
+        } catch (err) {
+          // Another process holds the file: *IO Error: Could not set lock on file … Conflicting lock is held*.
+          throw new RetriableError(`cannot open DuckDB database ${file}: ${duckDbMessage(err)}`, err);
+        }
+        try {
+          await conn.run(schemaSql(alias));
+        } catch (err) {
+          await conn.run(`DETACH DATABASE IF EXISTS "${alias}"`).catch(() => undefined);
+          throw new RetriableError(`cannot create the signals table in ${file}: ${duckDbMessage(err)}`, err);
+        }
       });
     } catch (err) {
       openFiles.delete(file);
-      throw new RetriableError(`cannot open DuckDB database ${file}: ${duckDbMessage(err)}`, err);
-    }
-    try {
-      const setup = await instance.connect();
-      try {
-        await setup.run(SCHEMA_SQL);
-      } finally {
-        setup.disconnectSync();
-      }
-    } catch (err) {
-      instance.closeSync();
-      openFiles.delete(file);
-      throw new RetriableError(`cannot create the signals table in ${file}: ${duckDbMessage(err)}`, err);
+      throw err;
     }
     const tenant: OpenTenant = {
       tenantId,
       file,
+      alias,
       openedAt: Date.now(),
-      instance,
+      mutex: new Mutex(),
       users: 0,
       lastUsedAt: Date.now(),
       sources: new Set(),
-      pool: genericPool.createPool<DuckDBConnection>(
-        {
-          create: async () => {
-            const conn = await instance.connect();
-            try {
-              await conn.run(`SET TimeZone = 'UTC'`);
-              await conn.run(STAGING_SQL);
-            } catch (err) {
-              conn.disconnectSync();
-              throw err;
-            }
-            return conn;
-          },
-          destroy: async (conn) => {
-            conn.disconnectSync();
-          },
-        },
-        // One connection per database file: the only writer. Idle closing is the sink's job
-        // (it closes the DuckDBInstance too), so the pool itself never evicts.
-        { max: 1, min: 0, acquireTimeoutMillis: this.config.acquireTimeoutMs },
-      ),
     };
-    tenant.pool.on('factoryCreateError', (err: unknown) => {
-      tenant.lastCreateError = err;
-      this.logger.warn({ tenantId, err }, 'creating a DuckDB connection failed');
-    });
     this.tenants.set(tenantId, tenant);
     this.openTenants.set(this.openList().length);
-    this.logger.debug({ tenantId, file }, 'opened tenant DuckDB database');
+    this.logger.debug({ tenantId, file }, 'attached tenant DuckDB database');
     await this.enforceCapacity(tenant);
     return tenant;
   }
@@ -801,26 +980,24 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     await this.enforceCapacity();
   }
 
-  /** Waits for the tenant's borrowed connection, disconnects it, closes the instance (file lock). */
+  /**
+   * Waits for the tenant's write in flight (its mutex), then detaches its database: DuckDB
+   * checkpoints it and releases the file lock.
+   */
   private closeTenant(tenant: OpenTenant, why: string): Promise<void> {
     if (!tenant.closing) {
       tenant.closing = (async () => {
+        const release = await tenant.mutex.acquire();
         try {
-          await tenant.pool.drain();
-          await tenant.pool.clear();
+          await this.withConnection(`detaching ${tenant.file}`, (conn) => conn.run(`DETACH DATABASE IF EXISTS "${tenant.alias}"`));
         } catch (err) {
-          this.logger.warn({ tenantId: tenant.tenantId, err }, 'draining the DuckDB connection pool failed');
-        }
-        try {
-          // Only releases the file lock once every connection is disconnected (done by clear()).
-          tenant.instance.closeSync();
-        } catch (err) {
-          this.logger.warn({ tenantId: tenant.tenantId, err }, 'closing the DuckDB database failed');
+          this.logger.warn({ tenantId: tenant.tenantId, err }, 'detaching the tenant DuckDB database failed');
         } finally {
+          release();
           openFiles.delete(tenant.file);
           if (this.tenants.get(tenant.tenantId) === tenant) this.tenants.delete(tenant.tenantId);
           this.openTenants.set(this.openList().length);
-          this.logger.debug({ tenantId: tenant.tenantId, why }, 'closed tenant DuckDB database');
+          this.logger.debug({ tenantId: tenant.tenantId, why }, 'detached tenant DuckDB database');
         }
       })();
     }
@@ -860,14 +1037,22 @@ function sameContent(a: StagedRow, b: StagedRow): boolean {
 function resolveConfig(partial: Partial<DuckDbSinkConfig>): Required<DuckDbSinkConfig> {
   const defined = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
   const config = { ...DEFAULT_DUCKDB_SINK_CONFIG, ...defined } as Required<DuckDbSinkConfig>;
-  for (const key of ['maxRowsPerTransaction', 'maxOpenTenants', 'idleTimeoutMs', 'threadsPerTenant', 'acquireTimeoutMs', 'maxHoldMs'] as const) {
+  for (const key of ['maxRowsPerTransaction', 'maxOpenTenants', 'idleTimeoutMs', 'threads', 'connections', 'acquireTimeoutMs', 'maxHoldMs'] as const) {
     if (!Number.isInteger(config[key]) || config[key] <= 0) throw new ConfigError(`DuckDB sink: ${key} must be a positive integer, got ${config[key]}`);
   }
   if (typeof config.dir !== 'string' || config.dir.length === 0) throw new ConfigError('DuckDB sink: dir must be a non-empty path');
-  if (!/^\d+(\.\d+)?\s*[KMGT]i?B$/i.test(config.memoryLimitPerTenant)) {
-    throw new ConfigError(`DuckDB sink: memoryLimitPerTenant must look like 256MB, got ${config.memoryLimitPerTenant}`);
+  if (!MEMORY_LIMIT.test(config.memoryLimit)) {
+    throw new ConfigError(`DuckDB sink: memoryLimit must look like 256MB, got ${config.memoryLimit}`);
   }
   return config;
+}
+
+/** A DuckDB memory size: 256MB, 1.5GiB, … */
+export const MEMORY_LIMIT = /^\d+(\.\d+)?\s*[KMGT]i?B$/i;
+
+/** A string literal for SQL. */
+function sqlString(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
 }
 
 function sleep(ms: number): Promise<void> {

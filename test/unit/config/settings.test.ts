@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { envValues, resolveSettings } from '../../../src/config/load.js';
-import { kafkaSettings, workerSettings } from '../../../src/config/settings.js';
+import { kafkaSettings, signalSettings, workerSettings } from '../../../src/config/settings.js';
 import { ConfigError } from '../../../src/errors.js';
 
 describe('settings', () => {
@@ -24,5 +24,14 @@ describe('settings', () => {
     expect((error as Error).message).toMatch(/^invalid configuration: BATCH_MAX_RECORDS="lots": /);
     expect((error as Error).message).not.toContain('\n');
     expect(() => resolveSettings(kafkaSettings, envValues(kafkaSettings, { KAFKA_BROKERS: 'nohost' }), {})).toThrow(/host:port/);
+  });
+
+  it('checks the DuckDB instance settings: a memory size, positive thread and connection counts', () => {
+    const defaults = resolveSettings(signalSettings, envValues(signalSettings, {}), {});
+    expect(defaults).toMatchObject({ duckdbMemoryLimit: '256MB', duckdbThreads: 1, duckdbConnections: 4, duckdbMaxOpenTenants: 1024 });
+    expect(resolveSettings(signalSettings, envValues(signalSettings, { DUCKDB_MEMORY_LIMIT: '1.5GiB' }), {}).duckdbMemoryLimit).toBe('1.5GiB');
+    expect(() => resolveSettings(signalSettings, envValues(signalSettings, { DUCKDB_MEMORY_LIMIT: 'lots' }), {})).toThrow(/^invalid configuration: DUCKDB_MEMORY_LIMIT="lots": .*256MB/);
+    expect(() => resolveSettings(signalSettings, envValues(signalSettings, { DUCKDB_THREADS: '0' }), {})).toThrow(/DUCKDB_THREADS/);
+    expect(() => resolveSettings(signalSettings, envValues(signalSettings, { DUCKDB_CONNECTIONS: '-1' }), {})).toThrow(/DUCKDB_CONNECTIONS/);
   });
 });

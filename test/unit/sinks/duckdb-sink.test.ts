@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RecordRejectedError, RetriableError } from '../../../src/errors.js';
 import type { Signal } from '../../../src/model/signal.js';
 import { SEVERITIES } from '../../../src/model/signal.js';
-import { classifyDuckDbError, DuckDbSignalSink } from '../../../src/sinks/duckdb/duckdb-sink.js';
+import { classifyDuckDbError, DuckDbSignalSink, tenantAlias } from '../../../src/sinks/duckdb/duckdb-sink.js';
 import type { DuckDbSinkConfig } from '../../../src/sinks/duckdb/duckdb-sink.js';
 import type { SourcePosition } from '../../../src/sinks/types.js';
 import { registryValue } from '../../support/metrics.js';
@@ -66,6 +66,25 @@ async function openFromChildProcess(file: string): Promise<{ ok: boolean; output
   }
 }
 
+
+/** Another process opens the file and holds its lock for `ms`; `held` resolves once it has it. */
+function holdFromChildProcess(file: string, ms: number): { held: Promise<void>; done: Promise<void> } {
+  const script = `
+    import { DuckDBInstance } from '@duckdb/node-api';
+    const instance = await DuckDBInstance.create(${JSON.stringify(file)});
+    console.log('holding');
+    await new Promise((r) => setTimeout(r, ${ms}));
+    instance.closeSync();`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const held = new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('holding') && resolve());
+    child.on('exit', () => reject(new Error(`holder exited before holding: ${stderr}`)));
+  });
+  const done = new Promise<void>((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(stderr)))));
+  return { held, done };
+}
 
 describe('DuckDbSignalSink', () => {
   let dir: string;
@@ -338,6 +357,74 @@ describe('DuckDbSignalSink', () => {
     } finally {
       await second.close();
     }
+  });
+
+  it('attaches every tenant to the one instance (memory_limit, threads as configured) and detaches it on release', async () => {
+    makeSink({ memoryLimit: '64MB', threads: 2 });
+    await sink.start();
+    expect(await sink.stats()).toEqual({ attached: [], memoryLimit: '61.0 MiB', threads: 2 });
+    for (const t of [TENANT_A, TENANT_B, TENANT_C]) await sink.write(t, records([signal(t, 0), signal(t, 1)]));
+    expect((await sink.stats()).attached).toEqual([TENANT_A, TENANT_B, TENANT_C].map(tenantAlias).sort());
+    expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(3);
+    // Each attached file is one lock of this process: another process cannot open it.
+    expect((await openFromChildProcess(sink.tenantFile(TENANT_B))).ok).toBe(false);
+
+    await sink.releaseTenant(TENANT_B);
+    expect((await sink.stats()).attached).toEqual([TENANT_A, TENANT_C].map(tenantAlias).sort());
+    expect(await openFromChildProcess(sink.tenantFile(TENANT_B))).toEqual({ ok: true, output: '2' });
+    // Nothing is written outside dir: the database files, and DuckDB's spill folder if it spilled.
+    expect(fs.readdirSync(dir).filter((f) => !f.startsWith('.tmp')).sort()).toEqual(
+      [TENANT_A, TENANT_B, TENANT_C].flatMap((t) => [`${t}.duckdb`, ...(t === TENANT_B ? [] : [`${t}.duckdb.wal`])]).sort(),
+    );
+  }, 60_000);
+
+  it('evicts only idle tenants: a tenant with a write in flight stays attached beyond maxOpenTenants', async () => {
+    makeSink({ maxOpenTenants: 1, maxRowsPerTransaction: 50 });
+    const big = Array.from({ length: 2000 }, (_, i) => signal(TENANT_A, i));
+    const writingA = sink.write(TENANT_A, records(big));
+    // B attaches while A writes: A is busy, so both stay attached for now.
+    await sink.write(TENANT_B, records([signal(TENANT_B, 0)]));
+    expect((await writingA).rejected.size).toBe(0);
+    // The next attach evicts the least recently used idle tenant (A was used before B).
+    await sink.write(TENANT_C, records([signal(TENANT_C, 0)]));
+    expect((await sink.stats()).attached).not.toContain(tenantAlias(TENANT_A));
+    expect(Object.values(await sink.countBySeverity(TENANT_A)).reduce((x, y) => x + y, 0)).toBe(2000);
+  }, 60_000);
+
+  it('waits while another process holds a tenant file (ATTACH fails on its lock), then writes', async () => {
+    makeSink({ acquireTimeoutMs: 20_000 });
+    await sink.write(TENANT_A, records([signal(TENANT_A, 0)]));
+    await sink.releaseTenant(TENANT_A);
+    const file = sink.tenantFile(TENANT_A);
+    // Another process opens the file and holds it for 0.8 s.
+    const holder = holdFromChildProcess(file, 800);
+    await holder.held;
+    const started = Date.now();
+    expect((await sink.write(TENANT_A, records([signal(TENANT_A, 1)], 1))).rejected.size).toBe(0);
+    await holder.done;
+    expect(Date.now() - started).toBeGreaterThan(300);
+    expect(await registryValue(registry, 'spanledger_duckdb_lock_waits_total')).toBe(1);
+    expect(Object.values(await sink.countBySeverity(TENANT_A)).reduce((x, y) => x + y, 0)).toBe(2);
+
+    // With a short acquireTimeoutMs the write gives up as retriable, naming the lock.
+    await sink.releaseTenant(TENANT_A);
+    const impatient = new DuckDbSignalSink({ dir, acquireTimeoutMs: 200 }, { logger: pino({ level: 'silent' }), registry: new Registry() });
+    const again = holdFromChildProcess(file, 1200);
+    try {
+      await again.held;
+      const error = await impatient.write(TENANT_A, records([signal(TENANT_A, 2)], 2)).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(RetriableError);
+      expect((error as Error).message).toMatch(/Could not set lock/);
+    } finally {
+      await impatient.close();
+      await again.done;
+    }
+  }, 60_000);
+
+  it('refuses an invalid instance config', () => {
+    expect(() => makeSink({ memoryLimit: 'lots' })).toThrow(/memoryLimit must look like 256MB/);
+    expect(() => makeSink({ connections: 0 })).toThrow(/connections must be a positive integer/);
+    expect(() => makeSink({ threads: 1.5 })).toThrow(/threads must be a positive integer/);
   });
 
   it('serializes concurrent writes to one tenant', async () => {
