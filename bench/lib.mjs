@@ -13,7 +13,7 @@ const { produce } = await import(path.join(ROOT, 'dist/cli/produce.js'));
 const { groupLag } = await import(path.join(ROOT, 'dist/kafka/client.js'));
 const { corpus, produceCorpus, spansInTimeOrder, RULES_A } = await import(path.join(ROOT, 'dist/devtools/trace-corpus.js'));
 const { putRules } = await import(path.join(ROOT, 'dist/cli/rules-topic.js'));
-const { tenantIdFor, generateSpan } = await import(path.join(ROOT, 'dist/model/generate.js'));
+const { tenantIdFor, generateSpan, generateSignal } = await import(path.join(ROOT, 'dist/model/generate.js'));
 const { pino } = await import('pino');
 export { produce, corpus, produceCorpus, spansInTimeOrder, tenantIdFor };
 
@@ -136,10 +136,11 @@ export function startWorker(brokers, kind, env, nodeArgs = []) {
 }
 
 /**
- * Spans at `rate` per second for `seconds` of wall clock, then stop (a producer that cannot keep
- * up sends fewer: `produced` / `seconds` is the rate achieved). Batches of a tenth of a second.
+ * Spans (or signals, `kind`) at `rate` per second for `seconds` of wall clock over `tenants`
+ * tenants from `tenantBase`, then stop (a producer that cannot keep up sends fewer: `produced` /
+ * `seconds` is the rate achieved). Batches of a tenth of a second.
  */
-export async function steadySpans(kafka, topic, rate, seconds, tenants = 20) {
+export async function steadyLoad(kafka, topic, { kind = 'spans', rate, seconds, tenants = 20, tenantBase = 0x5a000 }) {
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   const started = performance.now();
@@ -151,8 +152,9 @@ export async function steadySpans(kafka, topic, rate, seconds, tenants = 20) {
     while (performance.now() < end) {
       const messages = [];
       for (let i = 0; i < perBatch; i++, seq++) {
-        const tenantId = tenantIdFor(0x5a000 + (seq % tenants));
-        messages.push({ key: tenantId, value: JSON.stringify(generateSpan(tenantId, seq)), timestamp: String(Date.now()) });
+        const tenantId = tenantIdFor(tenantBase + (seq % tenants));
+        const record = kind === 'signals' ? generateSignal(tenantId, seq) : generateSpan(tenantId, seq);
+        messages.push({ key: tenantId, value: JSON.stringify(record), timestamp: String(Date.now()) });
       }
       inFlight.push(producer.send({ topic, messages, acks: -1 }));
       if (inFlight.length >= 8) await inFlight.shift();

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Admin, Batch, Consumer, Kafka } from 'kafkajs';
+import { backOff } from 'exponential-backoff';
 import type { Logger } from 'pino';
 import { ensureTopics } from './client.js';
 
@@ -243,8 +244,9 @@ export class CompactedTable {
     if (this.failure) throw new Error(`reading topic ${this.topic} failed: ${this.failure.message}`, { cause: this.failure });
     if (this.state === 'closed' || this.state === 'new' || !this.admin) throw new Error(`compacted table of ${this.topic} is not running`);
     const deadline = Date.now() + timeoutMs;
+    const admin = this.admin;
     const ends = await withDeadline(
-      this.admin.fetchTopicOffsets(this.topic).then((offsets) => offsets.map(({ partition, high, low }) => ({ partition, high, low }))),
+      endOffsets(admin, this.topic, () => Date.now() < deadline && this.state !== 'closed'),
       deadline,
       () => `${timeoutMessage} (end offsets not fetched)`,
     );
@@ -287,6 +289,25 @@ export class CompactedTable {
 }
 
 /** `promise`, or a rejection with `message()` once `deadline` (ms since the epoch) passes. */
+/**
+ * The topic's end offsets. Right after a topic is created (by this worker's start or another's)
+ * the broker may answer "not the leader" for a moment: errors kafkajs marks `retriable` (leader
+ * elections, coordinators moving) are retried with backoff while `mayRetry()`; others at once.
+ */
+export function endOffsets(admin: Pick<Admin, 'fetchTopicOffsets'>, topic: string, mayRetry: () => boolean): Promise<PartitionEnd[]> {
+  return backOff(() => admin.fetchTopicOffsets(topic), {
+    numOfAttempts: Number.MAX_SAFE_INTEGER,
+    startingDelay: 50,
+    maxDelay: 1_000,
+    jitter: 'full',
+    retry: (e: unknown) => isRetriableKafkaError(e) && mayRetry(),
+  }).then((offsets) => offsets.map(({ partition, high, low }) => ({ partition, high, low })));
+}
+
+function isRetriableKafkaError(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
+}
+
 async function withDeadline<T>(promise: Promise<T>, deadline: number, message: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

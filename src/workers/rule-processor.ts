@@ -200,11 +200,14 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     const { metrics, logger } = this.options;
     const closed = state.traces.takeClosed();
     const closedAt = this.now();
+    // Labelled counters are counted per flush: a labelled inc() hashes its labels every call.
+    const byReason = new Map<string, number>();
     for (const trace of closed) {
-      metrics.tracesClosed.inc({ reason: trace.reason });
+      byReason.set(trace.reason, (byReason.get(trace.reason) ?? 0) + 1);
       metrics.traceSpans.observe(trace.spanCount);
-      state.pending.push({ ...this.messagesOf(trace, topic, partition), closedAt });
+      state.pending.push(this.pendingOf(trace, topic, partition, closedAt));
     }
+    for (const [reason, n] of byReason) metrics.tracesClosed.inc({ reason }, n);
     const { counters } = state.traces;
     if (counters.lostSegments > state.lostSegments) {
       logger.warn({ topic, partition, lost: counters.lostSegments - state.lostSegments }, 'open traces of the checkpoint start before the first record re-read (deleted by retention?): their later spans are counted as late');
@@ -220,7 +223,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     this.reportCounts();
   }
 
-  private messagesOf(trace: ClosedTrace, topic: string, partition: number): Omit<PendingSignals, 'closedAt'> {
+  private pendingOf(trace: ClosedTrace, topic: string, partition: number, closedAt: number): PendingSignals {
     const signals = signalsOf(trace, { topic, partition });
     let bytes = 0;
     const messages = signals.map((s) => {
@@ -228,7 +231,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
       bytes += Buffer.byteLength(value) + s.tenantId.length;
       return { key: s.tenantId, value, headers: { [TENANT_HEADER]: s.tenantId } };
     });
-    return { messages, bytes, ruleIds: signals.map((s) => s.ruleId) };
+    return { messages, bytes, ruleIds: signals.map((s) => s.ruleId), closedAt };
   }
 
   async sync(_topic: string, partition: number): Promise<void> {
@@ -240,10 +243,12 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
       await options.signals.send(options.signalsTopic, take.flatMap((p) => p.messages));
       state.pending.splice(0, take.length);
       const done = this.now();
+      const byRule = new Map<string, number>();
       for (const p of take) {
         options.metrics.evaluationLatency.observe((done - p.closedAt) / 1000);
-        for (const rule of p.ruleIds) options.metrics.signalsProduced.inc({ rule });
+        for (const rule of p.ruleIds) byRule.set(rule, (byRule.get(rule) ?? 0) + 1);
       }
+      for (const [rule, n] of byRule) options.metrics.signalsProduced.inc({ rule }, n);
     }
     this.takeSnapshot(state);
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PartitionPositions, tableKey } from '../../../src/kafka/compacted-table.js';
+import { endOffsets, PartitionPositions, tableKey } from '../../../src/kafka/compacted-table.js';
 
 describe('compacted table: positions', () => {
   it('is caught up once every partition reached its end offset', () => {
@@ -34,5 +34,34 @@ describe('compacted table: keys', () => {
     expect(tableKey(null)).toBe('');
     expect(tableKey(Buffer.alloc(0))).toBe('');
     expect(tableKey(Buffer.from([0x61, 0xff]))).toBe('');
+  });
+});
+
+describe('compacted table: end offsets', () => {
+  // The shape of kafkajs' KafkaJSProtocolError for NOT_LEADER_FOR_PARTITION, as a broker answers right after a topic is created.
+  const notLeader = () => Object.assign(new Error('This server is not the leader for that topic-partition'), { type: 'NOT_LEADER_FOR_PARTITION', code: 6, retriable: true });
+
+  it('retries errors kafkajs marks retriable (a leader not elected yet) and returns the offsets', async () => {
+    let calls = 0;
+    const admin = {
+      fetchTopicOffsets: async () => {
+        calls++;
+        if (calls < 3) throw notLeader();
+        return [{ partition: 0, offset: '7', high: '7', low: '0' }];
+      },
+    };
+    await expect(endOffsets(admin, 't', () => true)).resolves.toEqual([{ partition: 0, high: '7', low: '0' }]);
+    expect(calls).toBe(3);
+  });
+
+  it('fails at once on other errors, and on retriable ones once it may no longer retry', async () => {
+    let calls = 0;
+    const refused = { fetchTopicOffsets: async () => { calls++; throw new Error('topic authorization failed'); } };
+    await expect(endOffsets(refused, 't', () => true)).rejects.toThrow('topic authorization failed');
+    expect(calls).toBe(1);
+    calls = 0;
+    const leaderless = { fetchTopicOffsets: async () => { calls++; throw notLeader(); } };
+    await expect(endOffsets(leaderless, 't', () => calls < 2)).rejects.toThrow('not the leader');
+    expect(calls).toBe(2);
   });
 });
