@@ -40,6 +40,7 @@ export const workerSettings = {
   flushWhenCaughtUp: setting('BATCH_FLUSH_WHEN_CAUGHT_UP', 'batch-flush-when-caught-up', 'true', 'also flush a partition as soon as nothing more is waiting in Kafka for it (low latency when not under backlog)', z.enum(['true', 'false']).transform((v) => v === 'true')),
   maxMessageBytes: setting('MAX_MESSAGE_BYTES', 'max-message-bytes', '1000000', 'records with a larger value are dead-lettered as RecordTooLarge', positiveInt),
   maxInFlightBytes: setting('MAX_IN_FLIGHT_BYTES', 'max-in-flight-bytes', '67108864', 'pause fetching while buffered and flushing records exceed this many bytes', positiveInt),
+  decodeThreads: setting('DECODE_THREADS', 'decode-threads', '0', 'worker threads that decode and validate records (0 = on the main thread; measured slower on 2 cores, see bench/README.md)', z.coerce.number({ error: 'must be a whole number from 0 to 64' }).int('must be a whole number from 0 to 64').min(0, 'must be a whole number from 0 to 64').max(64, 'must be a whole number from 0 to 64')),
   partitionsConcurrency: setting('PARTITIONS_CONCURRENCY', 'partitions-concurrency', '4', 'partitions processed concurrently by one worker', positiveInt),
   shutdownTimeoutMs: setting('SHUTDOWN_TIMEOUT_MS', 'shutdown-timeout-ms', '30000', 'graceful stop must finish within this time (ms), or the worker exits 1', positiveInt),
   sessionTimeoutMs: setting('KAFKA_SESSION_TIMEOUT_MS', 'session-timeout-ms', '30000', 'consumer group session timeout (ms)', positiveInt),
