@@ -285,29 +285,36 @@ export class Pipeline<T> {
       let taken = 0;
       let skipped = 0;
       let complete = true;
+      // The last record taken into custody (or skipped) and not yet told to the consumer: telling
+      // it the last one of a run is enough (kafkajs keeps only the latest resolved offset).
+      let unresolved: string | undefined;
       for (const message of batch.messages) {
         if (interrupted()) {
           complete = false;
           break;
         }
         const offset = BigInt(message.offset);
+        unresolved = message.offset;
         if (!pipe.offsets.accept(offset)) {
           skipped += 1;
-          resolveOffset(message.offset);
           continue;
         }
         const bytes = recordFootprint(message);
         pipe.incoming.push({ message, offset, bytes });
-        this.account(1, bytes);
+        this.account(1, bytes, false);
         taken += 1;
-        // Tell the consumer the record is in custody, so its next fetch starts after it. This is
-        // not a commit: commits happen only after a flush made records durable.
-        resolveOffset(message.offset);
         if (this.inFlightBytes > options.maxInFlightBytes) {
+          resolveOffset(message.offset);
+          unresolved = undefined;
+          this.reportInFlight();
           this.processIncoming(pipe, Number.POSITIVE_INFINITY);
           await this.waitForRoom(pipe, heartbeat);
         }
       }
+      // Tell the consumer the records are in custody, so its next fetch starts after them. This
+      // is not a commit: commits happen only after a flush made records durable.
+      if (unresolved !== undefined) resolveOffset(unresolved);
+      if (taken > 0) this.reportInFlight();
       if (complete && batch.undecodable !== undefined && !interrupted()) this.stopAtUndecodableBatch(batch.partition, batch.undecodable);
       if (taken > 0) options.metrics.consumed.inc({ topic: options.topic }, taken);
       if (skipped > 0) options.metrics.skippedRedelivered.inc({ topic: options.topic }, skipped);
@@ -421,14 +428,12 @@ export class Pipeline<T> {
     if (reason === 'records' || reason === 'bytes') this.scheduleFlush(pipe, reason);
   }
 
-  private account(records: number, bytes: number): void {
+  /** `report`: set the in-flight gauges now (eachBatch sets them once per batch instead of per record). */
+  private account(records: number, bytes: number, report = true): void {
     this.inFlightRecords += records;
     this.inFlightBytes += bytes;
-    if (this.inFlightBytes > this.inFlightBytesMax) {
-      this.inFlightBytesMax = this.inFlightBytes;
-      this.options.metrics.inFlightBytesMax.set({ topic: this.options.topic }, this.inFlightBytesMax);
-    }
-    this.reportInFlight();
+    if (this.inFlightBytes > this.inFlightBytesMax) this.inFlightBytesMax = this.inFlightBytes;
+    if (report) this.reportInFlight();
   }
 
   /** Backpressure: stop taking records (and pause fetching) until flushes have made room. */
@@ -591,6 +596,7 @@ export class Pipeline<T> {
     const { metrics, topic } = this.options;
     metrics.inFlightRecords.set({ topic }, this.inFlightRecords);
     metrics.inFlightBytes.set({ topic }, this.inFlightBytes);
+    metrics.inFlightBytesMax.set({ topic }, this.inFlightBytesMax);
   }
 
   private updateLag(pipe: PartitionPipeline<T>): void {
