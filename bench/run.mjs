@@ -8,7 +8,11 @@
 // is stopped).
 //
 //   node bench/run.mjs [--quick] [--runs N] [--spans N] [--rule-spans N] [--signals N] [--tenant-signals N] [--latency-seconds S] [--rate R] [--warmup N]
-//                      [--sustained] [--sustained-seconds S] [--sustained-rate R] [--sustained-signal-rate R]
+//                      [--sustained] [--sustained-seconds S] [--sustained-rate R] [--sustained-signal-rate R] [--only LIST] [--span-env K=V,K=V]
+//
+// --only spans,otlp,latency,sustained,rules,signals: run only these scenarios (the warm-up always
+// runs). The 1M-span backlog of issue 10: `--spans 1000000 --only spans` (rate and peak RSS).
+// --span-env: extra environment of the span workers (e.g. DECODE_THREADS=1,MAX_IN_FLIGHT_BYTES=16777216).
 //
 // --runs N: the span JSON drain and the 8-tenant signal drain are run N times (3; 1 in quick mode),
 // each by a fresh worker in a fresh group (signals: on a fresh topic of new signals, so no drain
@@ -48,6 +52,9 @@ const SUSTAINED_SECONDS = num('sustained-seconds', 300, 30);
 const SUSTAINED_INTERVAL = QUICK ? 10 : 60;
 const TENANTS_FEW = 8;
 const TENANTS_MANY = 500;
+const ONLY = typeof args.only === 'string' ? new Set(args.only.split(',')) : undefined;
+const want = (scenario) => ONLY === undefined || ONLY.has(scenario);
+const SPAN_ENV = typeof args['span-env'] === 'string' ? Object.fromEntries(args['span-env'].split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) : {};
 const TARGETS = { spans: 100_000, signals: 50_000, p99: 0.5, rulesP99: 0.1, tenantsRatio: 0.8 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'spanledger-bench-'));
 
@@ -98,7 +105,7 @@ const run = Date.now().toString(36);
 /** A span worker reading `topic` in `group`, writing its span log under `dir` of the temp folder. */
 async function startSpanWorker(topic, group, dir) {
   const metricsPort = await freePort();
-  const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, dir), METRICS_PORT: String(metricsPort) });
+  const w = startWorker('spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, dir), METRICS_PORT: String(metricsPort), ...SPAN_ENV });
   return { w, metricsPort };
 }
 
@@ -184,7 +191,7 @@ try {
 
   // Spans: drain a backlog, RUNS times (each a fresh worker and group on the same topic).
   let spanDrainRate;
-  {
+  if (want('spans')) {
     const topic = `bench-${run}.spans`;
     await preload('spans', topic, SPANS, 20);
     const base = await baseline(topic, SPANS);
@@ -209,7 +216,7 @@ try {
 
   // Spans as the OpenTelemetry Collector writes them: the same number of spans, 100 per
   // otlp_proto request. Drained records are requests; rates are in spans.
-  {
+  if (want('otlp')) {
     const topic = `bench-${run}.otlp`;
     const sent = await preload('spans', topic, SPANS, 20, { encoding: 'otlp_proto', spansPerMessage: 100 });
     const perMessage = sent.produced / sent.messages;
@@ -223,7 +230,7 @@ try {
   }
 
   // Span latency: a steady load below capacity.
-  {
+  if (want('latency')) {
     const topic = `bench-${run}.latency`;
     await createTopic(admin, topic);
     const group = `bench-${run}-latency`;
@@ -241,8 +248,8 @@ try {
 
   // Sustained: a span worker at half of this run's drain rate, sampled as it goes (leaks: RSS
   // slope, open file descriptors; latency per interval).
-  if (SUSTAINED) {
-    const rate = Math.round(Number(args['sustained-rate'] ?? spanDrainRate / 2));
+  if (SUSTAINED && want('sustained')) {
+    const rate = Math.round(Number(args['sustained-rate'] ?? (spanDrainRate ?? 40_000) / 2));
     const spanWorker = async (topic) => {
       const group = `bench-${run}-sustained`;
       return { ...(await startSpanWorker(topic, group, 'spanlog-sustained')), group };
@@ -255,7 +262,7 @@ try {
   // tenants with 10 rules each. Traces of ~8 spans keyed by trace id, one starting every 2 ms of
   // event time (~500 open at a time); TRACE_IDLE_MS=1000 so the last traces close 1 s after the
   // stream ends instead of 10 s.
-  {
+  if (want('rules')) {
     const topic = `bench-${run}.traces`;
     const rulesTopic = `bench-${run}.rules`;
     const tenants = await benchRuleTenants(kafka, rulesTopic, path.join(tmp, 'rules'));
@@ -308,7 +315,7 @@ try {
   // Signals: drain a backlog into DuckDB + TigerBeetle, the same number of signals over 8 tenants
   // and over 500 (per-tenant batches get smaller: the drain should not fall far).
   let tb;
-  if (process.env.TB_ADDRESS || process.env.TIGERBEETLE_BIN) {
+  if ((process.env.TB_ADDRESS || process.env.TIGERBEETLE_BIN) && want('signals')) {
     const { startTigerBeetle } = await import(path.join(ROOT, 'bench/tigerbeetle-support.mjs'));
     tb = await startTigerBeetle(tmp);
   }
@@ -350,7 +357,7 @@ try {
     } finally {
       await tb.stop();
     }
-  } else {
+  } else if (want('signals')) {
     rows.push(['signal worker: skipped (set TB_ADDRESS or TIGERBEETLE_BIN)', '', '', fmt(TARGETS.signals), '']);
     rows.push([`signal worker, ${TENANTS_MANY} / ${TENANTS_FEW} tenants drain ratio: skipped (no TigerBeetle)`, '', '', `≥ ${TARGETS.tenantsRatio}`, '']);
   }

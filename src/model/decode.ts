@@ -4,7 +4,7 @@ import { describeErrors } from './json-schema.js';
 import { isUtf8 } from 'node:buffer';
 import { canonicalTenantId } from './tenant.js';
 import { headerValues, type RecordHeaders } from './headers.js';
-import { spanDay, validateSpan, type Span } from './span.js';
+import { endsBeforeStart, SpanDays, validateSpan, type Span } from './span.js';
 import { MAX_SPANS_PER_RECORD, storedSpan, type StoredSpan } from './span-line.js';
 import { decodeOtlpTraces, detectEncoding, type OtlpEncoding, type SpanEncoding } from './otlp.js';
 import { signalValueProblem, validateSignal, type Signal } from './signal.js';
@@ -107,10 +107,14 @@ function headerTenant(headers: RecordHeaders | undefined): string | undefined | 
   return header;
 }
 
-/** A span as the span log stores it (see storedSpan), with its UTC day (from its start time). */
+/**
+ * A span as the span log stores it (see storedSpan), with its UTC day (from its start time);
+ * `day` is absent when the decoder was made with `withDay: false` (callers that do not file
+ * spans by day, such as the rule worker).
+ */
 export interface DecodedSpan {
   span: StoredSpan;
-  day: string;
+  day?: string;
 }
 
 export interface SpanDecoderOptions {
@@ -118,16 +122,24 @@ export interface SpanDecoderOptions {
   encoding: SpanEncoding | 'auto';
   /** TENANT_ATTRIBUTE: the resource attribute naming an OTLP span's tenant (without a header). */
   tenantAttribute: string;
+  /**
+   * Compute each span's UTC day (default true). Without it the decoder accepts and rejects
+   * exactly the same records with the same reasons (a start after year 9999 is still refused);
+   * it only skips naming the day.
+   */
+  withDay: boolean;
 }
 
 export class SpanDecoder implements RecordDecoder<DecodedSpan> {
   private readonly options: SpanDecoderOptions;
+  private readonly days: SpanDays | undefined;
 
   constructor(
     private readonly maxMessageBytes: number,
     options: Partial<SpanDecoderOptions> = {},
   ) {
-    this.options = { encoding: 'auto', tenantAttribute: 'tenant.id', ...options };
+    this.options = { encoding: 'auto', tenantAttribute: 'tenant.id', withDay: true, ...options };
+    this.days = this.options.withDay ? new SpanDays() : undefined;
   }
 
   decode(message: RawMessage): Decoded<DecodedSpan> {
@@ -142,7 +154,7 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     const span = json as unknown as Span;
     const tenant = resolveTenant(span.tenantId, message.headers);
     if (!tenant.ok) return tenant;
-    const item = spanItem(span, tenant.tenantId);
+    const item = spanItem(span, tenant.tenantId, this.days);
     return 'error' in item ? item : { ok: true, items: [item] };
   }
 
@@ -177,7 +189,7 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
         if (canonical === undefined) return reject('InvalidTenantId', `span ${i}: resource attribute '${this.options.tenantAttribute}' ${JSON.stringify(attribute).slice(0, 64)} is not a UUID`);
         tenantId = canonical;
       }
-      const item = spanItem(span, tenantId);
+      const item = spanItem(span, tenantId, this.days);
       if ('error' in item) return reject(item.error.errorClass, `span ${i}: ${item.error.message}`);
       items.push(item);
     }
@@ -185,10 +197,17 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
   }
 }
 
-/** A schema-valid span with its tenant, as stored; or why its times cannot be. */
-function spanItem(span: Span, tenantId: string): DecodedItem<DecodedSpan> | Rejected {
-  if (BigInt(span.endTimeUnixNano) < BigInt(span.startTimeUnixNano)) return reject('SchemaViolation', 'endTimeUnixNano: must not be before startTimeUnixNano');
-  const day = spanDay(span);
+/**
+ * A schema-valid span with its tenant, as stored (with its day when `days` is given); or why its
+ * times cannot be. No BigInt and no Date per span: see SpanDays.
+ */
+function spanItem(span: Span, tenantId: string, days: SpanDays | undefined): DecodedItem<DecodedSpan> | Rejected {
+  if (endsBeforeStart(span.startTimeUnixNano, span.endTimeUnixNano)) return reject('SchemaViolation', 'endTimeUnixNano: must not be before startTimeUnixNano');
+  if (days === undefined) {
+    if (SpanDays.tooLate(span.startTimeUnixNano)) return reject('SchemaViolation', 'startTimeUnixNano: after year 9999');
+    return { tenantId, value: { span: storedSpan(span, tenantId) } };
+  }
+  const day = days.of(span.startTimeUnixNano);
   if (day === undefined) return reject('SchemaViolation', 'startTimeUnixNano: after year 9999');
   return { tenantId, value: { span: storedSpan(span, tenantId), day } };
 }

@@ -142,6 +142,8 @@ export const validateSpan = compile<Span>(SPAN_JSON_SCHEMA);
 const NANOS_PER_MS = 1_000_000n;
 /** Latest day a span may start on (year 9999); later times cannot be a valid UTC date folder. */
 const MAX_MS = 253_402_300_799_999n;
+const MAX_MS_NUMBER = 253_402_300_799_999;
+const MS_PER_DAY = 86_400_000;
 
 /**
  * The UTC day a span belongs to, from its own start time, never from the wall clock: a replay
@@ -151,4 +153,54 @@ export function spanDay(span: Pick<Span, 'startTimeUnixNano'>): string | undefin
   const ms = BigInt(span.startTimeUnixNano) / NANOS_PER_MS;
   if (ms > MAX_MS) return undefined;
   return new Date(Number(ms)).toISOString().slice(0, 10);
+}
+
+/**
+ * Whole milliseconds of a schema-valid time (a decimal string of 1..20 digits or a safe integer),
+ * exactly, without BigInt: the digits before the last six are at most 14 (< 2^53).
+ */
+export function unixNanoMillis(time: string | number): number {
+  if (typeof time === 'number') return (time - (time % 1_000_000)) / 1_000_000;
+  return time.length <= 6 ? 0 : Number(time.slice(0, -6));
+}
+
+/** Whether end < start for two schema-valid times, exactly (as BigInt would say), without BigInt. */
+export function endsBeforeStart(start: string | number, end: string | number): boolean {
+  if (typeof start === 'number' && typeof end === 'number') return end < start;
+  const a = stripZeros(String(start));
+  const b = stripZeros(String(end));
+  return b.length !== a.length ? b.length < a.length : b < a;
+}
+
+function stripZeros(digits: string): string {
+  if (digits.length < 2 || digits.charCodeAt(0) !== 48) return digits;
+  const stripped = digits.replace(/^0+/, '');
+  return stripped === '' ? '0' : stripped;
+}
+
+/**
+ * spanDay without BigInt and without a Date per span: the day number of the start time's
+ * milliseconds, its name memoized (a backlog has few distinct days). Same answers as spanDay.
+ */
+export class SpanDays {
+  private readonly names = new Map<number, string>();
+
+  /** The span's UTC day, or undefined after year 9999 (as spanDay). */
+  of(startTimeUnixNano: string | number): string | undefined {
+    const ms = unixNanoMillis(startTimeUnixNano);
+    if (ms > MAX_MS_NUMBER) return undefined;
+    const day = (ms - (ms % MS_PER_DAY)) / MS_PER_DAY;
+    let name = this.names.get(day);
+    if (name === undefined) {
+      if (this.names.size >= 4096) this.names.clear();
+      name = new Date(day * MS_PER_DAY).toISOString().slice(0, 10);
+      this.names.set(day, name);
+    }
+    return name;
+  }
+
+  /** Whether the start time is past year 9999 (no day folder can hold it). */
+  static tooLate(startTimeUnixNano: string | number): boolean {
+    return unixNanoMillis(startTimeUnixNano) > MAX_MS_NUMBER;
+  }
 }

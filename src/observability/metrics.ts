@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { SeriesHistogram } from './series-histogram.js';
 
 export function createRegistry(withDefaults = true): Registry {
   const registry = new Registry();
@@ -16,7 +17,8 @@ export class WorkerMetrics {
   readonly batchRecords: Histogram<'topic'>;
   readonly flushDuration: Histogram<'topic'>;
   readonly commitDuration: Histogram<'topic'>;
-  readonly endToEndLatency: Histogram<'topic'>;
+  /** Observed once per stored item (span, signal) with its record's latency: see SeriesHistogram. */
+  readonly endToEndLatency: SeriesHistogram<'topic'>;
   readonly flushes: Counter<'topic' | 'reason'>;
   readonly retries: Counter<'topic' | 'sink'>;
   readonly commitFailures: Counter<'topic'>;
@@ -39,7 +41,7 @@ export class WorkerMetrics {
     this.batchRecords = new Histogram({ name: 'spanledger_batch_records', help: 'Records per partition flush', labelNames: ['topic'], buckets: [1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000], registers });
     this.flushDuration = new Histogram({ name: 'spanledger_flush_duration_seconds', help: 'Time to make one partition flush durable in all sinks', labelNames: ['topic'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
     this.commitDuration = new Histogram({ name: 'spanledger_commit_duration_seconds', help: 'Time of one Kafka offset commit', labelNames: ['topic'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers });
-    this.endToEndLatency = new Histogram({ name: 'spanledger_end_to_end_latency_seconds', help: 'From the Kafka record timestamp to its durable write', labelNames: ['topic'], buckets: [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 10, 30], registers });
+    this.endToEndLatency = new SeriesHistogram({ name: 'spanledger_end_to_end_latency_seconds', help: 'From the Kafka record timestamp to its durable write, one observation per stored item (span, signal)', labelNames: ['topic'], buckets: [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 10, 30], registers });
     this.flushes = new Counter({ name: 'spanledger_flushes_total', help: 'Partition flushes, by the limit that triggered them', labelNames: ['topic', 'reason'], registers });
     this.retries = new Counter({ name: 'spanledger_sink_retries_total', help: 'Retries of a sink write after a transient failure', labelNames: ['topic', 'sink'], registers });
     this.commitFailures = new Counter({ name: 'spanledger_commit_failures_total', help: 'Offset commits Kafka refused (retried at the next flush)', labelNames: ['topic'], registers });

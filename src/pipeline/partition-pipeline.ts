@@ -19,6 +19,10 @@ export class PartitionPipeline<T> {
   /** Records in custody, not decoded yet (in offset order). */
   incoming: Array<{ message: ConsumedMessage; offset: bigint; bytes: number }> = [];
   processing: NodeJS.Immediate | undefined;
+  /** DECODE_THREADS: settles when the answers of every chunk sent to the decode threads are applied. */
+  decoded: Promise<void> = Promise.resolve();
+  /** Chunks sent to the decode threads whose answers are not applied yet. */
+  decodingChunks = 0;
   /** The last fetched batch reached the partition's high watermark. */
   caughtUp = false;
   /** The next flush, waiting for the first stage; later batches are merged into it. */

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { mergePlans, type FlushLimits, type FlushPlan, type FlushReason, type SourceMessage, type ValidEntry } from '../batching/partition-batch.js';
 import { SpanledgerError } from '../errors.js';
-import type { RecordDecoder } from '../model/decode.js';
+import type { Decoded, RecordDecoder } from '../model/decode.js';
+import type { DecodePool } from './decode-pool.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
 import type { TenantBatchSink } from '../sinks/types.js';
 import { recordFootprint } from '../model/headers.js';
@@ -15,6 +16,12 @@ export type PipelineOptions<T> = PipelineStages<T> & {
   deadLetters: DeadLetterPort;
   topic: string;
   decoder: RecordDecoder<T>;
+  /**
+   * DECODE_THREADS > 0: decode on these threads instead of the event loop (the same decoder's
+   * answers, applied per partition in offset order). Records it fails to decode (a thread died)
+   * are decoded with `decoder` here instead.
+   */
+  decodePool?: DecodePool<T>;
   limits: FlushLimits;
   /** Flush as soon as a partition has caught up with its high watermark, not only on the limits. */
   flushWhenCaughtUp: boolean;
@@ -35,6 +42,9 @@ const DECODED_ITEM_BYTES = 512;
 
 /** Longest stretch of decoding before the event loop gets a turn. */
 const PROCESS_SLICE_MS = 20;
+
+/** Records per chunk sent to a decode thread (a few milliseconds of decoding). */
+const DECODE_CHUNK_RECORDS = 512;
 
 /** One flush on its way through the stages. */
 interface FlushState<T> {
@@ -275,29 +285,36 @@ export class Pipeline<T> {
       let taken = 0;
       let skipped = 0;
       let complete = true;
+      // The last record taken into custody (or skipped) and not yet told to the consumer: telling
+      // it the last one of a run is enough (kafkajs keeps only the latest resolved offset).
+      let unresolved: string | undefined;
       for (const message of batch.messages) {
         if (interrupted()) {
           complete = false;
           break;
         }
         const offset = BigInt(message.offset);
+        unresolved = message.offset;
         if (!pipe.offsets.accept(offset)) {
           skipped += 1;
-          resolveOffset(message.offset);
           continue;
         }
         const bytes = recordFootprint(message);
         pipe.incoming.push({ message, offset, bytes });
-        this.account(1, bytes);
+        this.account(1, bytes, false);
         taken += 1;
-        // Tell the consumer the record is in custody, so its next fetch starts after it. This is
-        // not a commit: commits happen only after a flush made records durable.
-        resolveOffset(message.offset);
         if (this.inFlightBytes > options.maxInFlightBytes) {
+          resolveOffset(message.offset);
+          unresolved = undefined;
+          this.reportInFlight();
           this.processIncoming(pipe, Number.POSITIVE_INFINITY);
           await this.waitForRoom(pipe, heartbeat);
         }
       }
+      // Tell the consumer the records are in custody, so its next fetch starts after them. This
+      // is not a commit: commits happen only after a flush made records durable.
+      if (unresolved !== undefined) resolveOffset(unresolved);
+      if (taken > 0) this.reportInFlight();
       if (complete && batch.undecodable !== undefined && !interrupted()) this.stopAtUndecodableBatch(batch.partition, batch.undecodable);
       if (taken > 0) options.metrics.consumed.inc({ topic: options.topic }, taken);
       if (skipped > 0) options.metrics.skippedRedelivered.inc({ topic: options.topic }, skipped);
@@ -326,15 +343,17 @@ export class Pipeline<T> {
    * as limits are reached.
    */
   private processIncoming(pipe: PartitionPipeline<T>, sliceMs: number): void {
+    if (this.options.decodePool !== undefined) {
+      this.dispatchDecoding(pipe, this.options.decodePool);
+      return;
+    }
     const { options } = this;
     const deadline = performance.now() + sliceMs;
     let i = 0;
     for (; i < pipe.incoming.length; i += 1) {
       if (pipe.closed) break;
       const { message, offset, bytes } = pipe.incoming[i]!;
-      this.take(pipe, message, offset, bytes);
-      const reason = pipe.batch.flushReason(options.limits, Date.now());
-      if (reason === 'records' || reason === 'bytes') this.scheduleFlush(pipe, reason);
+      this.take(pipe, message, offset, bytes, options.decoder.decode({ value: message.value, headers: message.headers ?? {} }));
       if ((i & 255) === 255 && performance.now() > deadline) {
         i += 1;
         break;
@@ -342,17 +361,53 @@ export class Pipeline<T> {
     }
     pipe.incoming.splice(0, i);
     if (pipe.incoming.length > 0 || pipe.closed) return;
-    // Nothing more waiting in Kafka for this partition (or fetching is paused): waiting for the
-    // age limit would only add latency. Under a backlog this does not fire and batches fill up to
-    // the limits; group commit merges the small flushes that come while one is being written.
-    if ((options.flushWhenCaughtUp && pipe.caughtUp) || this.paused) {
+    this.caughtUpWithIncoming(pipe);
+  }
+
+  /**
+   * Everything in custody is decoded. Nothing more waiting in Kafka for this partition (or
+   * fetching is paused): waiting for the age limit would only add latency. Under a backlog this
+   * does not fire and batches fill up to the limits; group commit merges the small flushes that
+   * come while one is being written.
+   */
+  private caughtUpWithIncoming(pipe: PartitionPipeline<T>): void {
+    if ((this.options.flushWhenCaughtUp && pipe.caughtUp) || this.paused) {
       if (!this.stopping) this.scheduleFlush(pipe, 'caught_up');
     }
     this.armAgeTimer(pipe);
   }
 
-  /** Decodes one record in custody into the partition's buffer (its `bytes` are already counted). */
-  private take(pipe: PartitionPipeline<T>, message: ConsumedMessage, offset: bigint, bytes: number): void {
+  /**
+   * DECODE_THREADS: sends the records in custody to the decode threads in chunks (all at once:
+   * they are already counted against MAX_IN_FLIGHT_BYTES) and applies the answers in the order
+   * the chunks were sent, so the partition's buffer sees its records in offset order as without
+   * threads. A revoked partition's answers only give their bytes back.
+   */
+  private dispatchDecoding(pipe: PartitionPipeline<T>, pool: DecodePool<T>): void {
+    while (pipe.incoming.length > 0 && !pipe.closed) {
+      const chunk = pipe.incoming.splice(0, DECODE_CHUNK_RECORDS);
+      pipe.decodingChunks += 1;
+      const answers = pool.decode(chunk.map((c) => ({ value: c.message.value, headers: c.message.headers ?? {} }))).catch((e: unknown) => {
+        this.options.logger.warn({ err: e, partition: pipe.partition, records: chunk.length }, 'decode thread failed; decoding the chunk on the main thread');
+        return undefined;
+      });
+      pipe.decoded = pipe.decoded.then(async () => {
+        const decoded = await answers;
+        pipe.decodingChunks -= 1;
+        if (pipe.closed) {
+          this.release(chunk.length, chunk.reduce((n, c) => n + c.bytes, 0));
+          return;
+        }
+        chunk.forEach((c, i) => {
+          this.take(pipe, c.message, c.offset, c.bytes, decoded?.[i] ?? this.options.decoder.decode({ value: c.message.value, headers: c.message.headers ?? {} }));
+        });
+        if (pipe.incoming.length === 0 && pipe.decodingChunks === 0) this.caughtUpWithIncoming(pipe);
+      }).catch((e: unknown) => this.failFlush(pipe, e));
+    }
+  }
+
+  /** Puts one decoded record in custody into the partition's buffer (its `bytes` are already counted); flushes at the limits. */
+  private take(pipe: PartitionPipeline<T>, message: ConsumedMessage, offset: bigint, bytes: number, decoded: Decoded<T>): void {
     const source: SourceMessage = {
       offset,
       key: message.key,
@@ -360,7 +415,6 @@ export class Pipeline<T> {
       headers: message.headers ?? {},
       timestamp: message.timestamp,
     };
-    const decoded = this.options.decoder.decode({ value: message.value, headers: source.headers });
     const now = Date.now();
     if (decoded.ok) {
       // A record of many items (an OTLP request) takes more memory decoded than on the wire.
@@ -370,16 +424,16 @@ export class Pipeline<T> {
     } else {
       pipe.batch.addRejected(offset, decoded.error, bytes, source, now);
     }
+    const reason = pipe.batch.flushReason(this.options.limits, now);
+    if (reason === 'records' || reason === 'bytes') this.scheduleFlush(pipe, reason);
   }
 
-  private account(records: number, bytes: number): void {
+  /** `report`: set the in-flight gauges now (eachBatch sets them once per batch instead of per record). */
+  private account(records: number, bytes: number, report = true): void {
     this.inFlightRecords += records;
     this.inFlightBytes += bytes;
-    if (this.inFlightBytes > this.inFlightBytesMax) {
-      this.inFlightBytesMax = this.inFlightBytes;
-      this.options.metrics.inFlightBytesMax.set({ topic: this.options.topic }, this.inFlightBytesMax);
-    }
-    this.reportInFlight();
+    if (this.inFlightBytes > this.inFlightBytesMax) this.inFlightBytesMax = this.inFlightBytes;
+    if (report) this.reportInFlight();
   }
 
   /** Backpressure: stop taking records (and pause fetching) until flushes have made room. */
@@ -542,6 +596,7 @@ export class Pipeline<T> {
     const { metrics, topic } = this.options;
     metrics.inFlightRecords.set({ topic }, this.inFlightRecords);
     metrics.inFlightBytes.set({ topic }, this.inFlightBytes);
+    metrics.inFlightBytesMax.set({ topic }, this.inFlightBytesMax);
   }
 
   private updateLag(pipe: PartitionPipeline<T>): void {
@@ -577,7 +632,16 @@ export class Pipeline<T> {
       await Promise.all(
         [...flush.current].map(async ([tenantId, entries]) => {
           if (entries.length === 0) return;
-          const records = entries.map((e) => ({ value: e.value, source: { topic, partition: pipe.partition, offset: e.offset.toString(), index: e.index } }));
+          // The items of one record share its offset text (an OTLP request's spans).
+          let lastOffset = -1n;
+          let offsetText = '';
+          const records = entries.map((e) => {
+            if (e.offset !== lastOffset) {
+              lastOffset = e.offset;
+              offsetText = e.offset.toString();
+            }
+            return { value: e.value, source: { topic, partition: pipe.partition, offset: offsetText, index: e.index } };
+          });
           const result = await retrying(() => sink.write(tenantId, records), this.retryOptions(pipe, sink.name));
           if (result.rejected.size === 0) {
             kept.set(tenantId, entries);
@@ -659,11 +723,22 @@ export class Pipeline<T> {
       );
     }
     pipe.offsets.markDurable(plan.lastOffset);
+    // One observation per stored item (the metric's meaning), on the topic's series taken once
+    // per flush; the items of one record share its timestamp, parsed once.
     const now = Date.now();
+    const latency = metrics.endToEndLatency.series({ topic });
     let written = 0;
+    let lastSource: SourceMessage | undefined;
+    let seconds = 0;
     for (const entries of stored) {
       written += entries.length;
-      for (const e of entries) metrics.endToEndLatency.observe({ topic }, (now - Number(e.source.timestamp)) / 1000);
+      for (const e of entries) {
+        if (e.source !== lastSource) {
+          lastSource = e.source;
+          seconds = (now - Number(e.source.timestamp)) / 1000;
+        }
+        latency.observe(seconds);
+      }
     }
     metrics.written.inc({ topic }, written);
     metrics.batchRecords.observe({ topic }, plan.records);
@@ -738,8 +813,10 @@ export class Pipeline<T> {
         if (pipe.processing) clearImmediate(pipe.processing);
         pipe.processing = undefined;
         this.processIncoming(pipe, Number.POSITIVE_INFINITY);
-        this.scheduleFlush(pipe, 'age');
       }
+      // Decode threads' answers still on their way (none without threads).
+      await Promise.all([...this.pipelines.values()].map((p) => p.decoded));
+      for (const pipe of this.pipelines.values()) this.scheduleFlush(pipe, 'age');
       await Promise.all([...this.pipelines.values()].map((p) => this.settle(p)));
       const clean = !this.fatal;
       logger.info({ clean }, 'buffers flushed and offsets committed; leaving the group');
@@ -759,6 +836,7 @@ export class Pipeline<T> {
       await processor.close().catch((e: unknown) => logger.error({ err: e, processor: processor.name }, 'processor close failed'));
     }
     await this.deadLetters.close().catch((e: unknown) => logger.error({ err: e }, 'dead-letter producer close failed'));
+    await this.options.decodePool?.close().catch((e: unknown) => logger.error({ err: e }, 'decode threads did not stop cleanly'));
     return finished;
   }
 }

@@ -55,7 +55,7 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
     topic: config.spans.topic,
     dlqTopic: ruleWorker.dlqTopic,
     group: ruleWorker.group,
-    decoder: new SpanDecoder(config.worker.maxMessageBytes, { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute }),
+    decoder: new SpanDecoder(config.worker.maxMessageBytes, { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, withDay: false }),
     processor,
     tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs),
     logger,

@@ -13,6 +13,7 @@ export interface SpanWorkerConfig {
 
 /** Span worker: `spans` topic → per-tenant, per-day JSONL span log. */
 export function createSpanWorker(config: SpanWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
+  const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute };
   const sink = new SpanLogSink({ dir: config.spans.spanlogDir, lockStaleMs: config.spans.lockStaleMs, maxOpenFiles: config.spans.maxOpenFiles }, { logger, registry });
   return new Worker<DecodedSpan>({
     kafka: config.kafka,
@@ -20,7 +21,8 @@ export function createSpanWorker(config: SpanWorkerConfig, logger: Logger, regis
     topic: config.spans.topic,
     dlqTopic: config.spans.dlqTopic,
     group: config.spans.group,
-    decoder: new SpanDecoder(config.worker.maxMessageBytes, { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute }),
+    decoder: new SpanDecoder(config.worker.maxMessageBytes, decoderOptions),
+    decoderSpec: { kind: 'spans', maxMessageBytes: config.worker.maxMessageBytes, options: decoderOptions },
     sinks: [sink],
     logger,
     registry,

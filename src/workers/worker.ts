@@ -7,6 +7,8 @@ import { DeadLetterProducer } from '../kafka/dead-letter.js';
 import { KafkaJsGroupConsumer } from '../kafka/kafkajs-consumer.js';
 import { Quarantine } from '../kafka/quarantine.js';
 import type { RecordDecoder } from '../model/decode.js';
+import type { DecoderSpec } from '../model/decode-thread.js';
+import { ThreadDecodePool } from '../pipeline/decode-pool.js';
 import { HealthServer } from '../observability/health-server.js';
 import { WorkerMetrics } from '../observability/metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
@@ -23,6 +25,8 @@ export type WorkerOptions<T> = PipelineStages<T> & {
   dlqTopic: string;
   group: string;
   decoder: RecordDecoder<T>;
+  /** How decode threads build the same decoder (DECODE_THREADS > 0); without it decoding stays on the main thread. */
+  decoderSpec?: DecoderSpec;
   logger: Logger;
   registry: Registry;
 };
@@ -64,6 +68,7 @@ export class Worker<T> {
       deadLetters: new DeadLetterProducer(client, options.dlqTopic, { group: options.group, workerId: worker.workerId }, quarantine),
       topic: options.topic,
       decoder: options.decoder,
+      decodePool: worker.decodeThreads > 0 && options.decoderSpec !== undefined ? new ThreadDecodePool<T>(options.decoderSpec, worker.decodeThreads) : undefined,
       limits: { maxRecords: worker.batchMaxRecords, maxBytes: worker.batchMaxBytes, maxAgeMs: worker.batchMaxAgeMs },
       flushWhenCaughtUp: worker.flushWhenCaughtUp,
       maxInFlightBytes: worker.maxInFlightBytes,

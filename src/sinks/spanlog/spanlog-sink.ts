@@ -4,6 +4,7 @@ import lockfile from 'proper-lockfile';
 import { Counter, Histogram } from 'prom-client';
 import { RetriableError, SpanledgerError } from '../../errors.js';
 import type { DecodedSpan } from '../../model/decode.js';
+import { SpanDays } from '../../model/span.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
 import type { BatchWriteResult, SinkContext, SourcePosition, TenantBatchSink } from '../types.js';
 import { nodeFiles, type SpanLogFiles } from './files.js';
@@ -84,6 +85,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
   private readonly recoveries: Counter<'kind'>;
   private readonly faults: Counter<'kind'>;
   private readonly skipped: Counter<'topic'>;
+  private readonly days = new SpanDays();
 
   constructor(
     private readonly config: SpanLogConfig,
@@ -115,12 +117,14 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     const { topic, partition } = records[0]!.source;
     const state = await this.own(topic, partition);
 
-    // Group by day, keeping offset order inside each group.
+    // Group by day, keeping offset order inside each group (a decoder made without days leaves
+    // them to the sink).
     const byDay = new Map<string, Array<{ value: DecodedSpan; source: SourcePosition }>>();
     for (const r of records) {
-      const group = byDay.get(r.value.day);
+      const dayName = r.value.day ?? this.days.of(r.value.span.startTimeUnixNano) ?? '';
+      const group = byDay.get(dayName);
       if (group) group.push(r);
-      else byDay.set(r.value.day, [r]);
+      else byDay.set(dayName, [r]);
     }
 
     for (const [dayName, group] of byDay) {
@@ -134,26 +138,38 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
       }
       if (day.segment?.damaged) await this.cutBack(day.segment, 'repair');
       const watermark = day.segment?.end.lastPosition ?? day.inherited;
-      const chunks: Buffer[] = [];
+      const bookkeeping = `"_kafka":{"topic":${JSON.stringify(topic)},"partition":${partition},"offset":"`;
+      // Records come in position order: when the first is past the watermark, all are (the
+      // usual case), and only the first and last positions are needed.
+      const head = group[0]!.source;
+      const headPosition = spanPosition(BigInt(head.offset), head.index);
+      let text = '';
       let first: SpanPosition | undefined;
       let last: SpanPosition | undefined;
       let skipped = 0;
-      const bookkeeping = `"_kafka":{"topic":${JSON.stringify(topic)},"partition":${partition},"offset":"`;
-      for (const r of group) {
-        const position = spanPosition(BigInt(r.source.offset), r.source.index);
-        if (position <= watermark) {
-          skipped += 1;
-          continue;
+      if (headPosition > watermark) {
+        for (const r of group) text += spanLine(r.value, bookkeeping, r.source.offset, r.source.index);
+        const tail = group[group.length - 1]!.source;
+        first = headPosition;
+        last = spanPosition(BigInt(tail.offset), tail.index);
+      } else {
+        for (const r of group) {
+          const position = spanPosition(BigInt(r.source.offset), r.source.index);
+          if (position <= watermark) {
+            skipped += 1;
+            continue;
+          }
+          first ??= position;
+          last = position;
+          text += spanLine(r.value, bookkeeping, r.source.offset, r.source.index);
         }
-        first ??= position;
-        last = position;
-        chunks.push(spanLine(r.value, bookkeeping, r.source.offset, r.source.index));
       }
       if (skipped > 0) this.skipped.inc({ topic }, skipped);
       if (first === undefined || last === undefined) continue;
       if (state.compromised) throw new RetriableError(`lost the lock of ${topic}+${partition}; not writing`);
       day.segment ??= await this.createSegment(state, key, day.inherited, folder, topic, partition, first);
-      const buffer = Buffer.concat(chunks);
+      // One buffer per segment and flush, encoded once (not one per line).
+      const buffer = Buffer.from(text);
       await this.append(state, day.segment, buffer, last);
       this.bytesWritten.inc({ topic }, buffer.length);
     }
@@ -400,9 +416,9 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
 }
 
 /** One span log line: the stored span, with the Kafka bookkeeping as its last field. */
-function spanLine(value: DecodedSpan, bookkeeping: string, offset: string, index = 0): Buffer {
+function spanLine(value: DecodedSpan, bookkeeping: string, offset: string, index = 0): string {
   const json = JSON.stringify(value.span);
-  return Buffer.from(`${json.slice(0, -1)},${bookkeeping}${offset}"${index === 0 ? '' : `,"index":${index}`}}}\n`);
+  return `${json.slice(0, -1)},${bookkeeping}${offset}"${index === 0 ? '' : `,"index":${index}`}}}\n`;
 }
 
 function splitId(id: string): [string, number] {
