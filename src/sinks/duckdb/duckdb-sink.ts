@@ -51,6 +51,14 @@ export interface DuckDbSinkConfig {
    * the staged path. 0 turns the fast path off. The appender's flush runs on the main thread.
    */
   appendMaxRows?: number;
+  /**
+   * When DuckDB's buffer-managed memory passes this fraction of memoryLimit (checked every
+   * CHECKPOINT_CHECK_EVERY committed writes), tenants written since their last checkpoint are
+   * checkpointed, least recently written first and only those without a write in flight, until it
+   * is below three quarters of that. A written, not yet checkpointed database pins ~0.5 MB that
+   * DuckDB cannot evict (README). 0 turns it off.
+   */
+  checkpointAtMemoryFraction?: number;
 }
 
 export const DEFAULT_DUCKDB_SINK_CONFIG: Required<DuckDbSinkConfig> = {
@@ -68,7 +76,11 @@ export const DEFAULT_DUCKDB_SINK_CONFIG: Required<DuckDbSinkConfig> = {
   acquireTimeoutMs: 60_000,
   maxHoldMs: 5_000,
   appendMaxRows: 64,
+  checkpointAtMemoryFraction: 0.6,
 };
+
+/** Committed writes between two looks at DuckDB's memory (duckdb_memory()). */
+const CHECKPOINT_CHECK_EVERY = 50;
 
 /** Longest pause between two attempts to open a file another process holds (capped, jittered). */
 const LOCK_RETRY_MAX_DELAY_MS = 100;
@@ -279,6 +291,9 @@ interface OpenTenant {
   /** Callers inside withTenant (waiting for or holding the tenant's turn). Never evicted while > 0. */
   users: number;
   lastUsedAt: number;
+  /** Written since its last checkpoint (attach counts as one): holds blocks DuckDB cannot evict. */
+  dirty: boolean;
+  lastWrittenAt: number;
   /** `topic:partition` pairs that wrote to this tenant, for releasePartition. */
   readonly sources: Set<string>;
   closing?: Promise<void>;
@@ -338,6 +353,9 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   private readonly lockWaitDuration: Histogram;
   private readonly handovers: Counter;
   private readonly coalescedWrites: Counter;
+  private readonly checkpoints: Counter;
+  private writesSinceMemoryCheck = 0;
+  private checkpointing: Promise<void> | undefined;
 
   constructor(config: Partial<DuckDbSinkConfig>, context: SinkContext) {
     this.config = resolveConfig(config);
@@ -391,6 +409,11 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     this.handovers = metric(registry, 'spanledger_duckdb_handovers_total', () => new Counter({
       name: 'spanledger_duckdb_handovers_total',
       help: 'Tenant databases closed after DUCKDB_MAX_HOLD_MS because another process was waiting for them',
+      registers: [registry],
+    }));
+    this.checkpoints = metric(registry, 'spanledger_duckdb_checkpoints_total', () => new Counter({
+      name: 'spanledger_duckdb_checkpoints_total',
+      help: 'Tenant databases checkpointed because DuckDB memory passed DUCKDB_CHECKPOINT_AT_MEMORY_FRACTION of its limit',
       registers: [registry],
     }));
     this.coalescedWrites = metric(registry, 'spanledger_duckdb_coalesced_writes_total', () => new Counter({
@@ -464,6 +487,8 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
         const records = writes.length === 1 ? writes[0]!.records : writes.flatMap((w) => w.records);
         if (writes.length > 1) this.coalescedWrites.inc(writes.length);
         const rejected = await this.writeBatch(conn, tenant, tenantId, records);
+        tenant.dirty = true;
+        tenant.lastWrittenAt = Date.now();
         let base = 0;
         for (const w of writes) {
           const own = new Map<number, RecordRejectedError>();
@@ -477,7 +502,50 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       });
     } catch (err) {
       for (const w of take()) w.reject(err); // a resolved write ignores this
+      return;
     }
+    if (this.config.checkpointAtMemoryFraction > 0 && ++this.writesSinceMemoryCheck >= CHECKPOINT_CHECK_EVERY && !this.checkpointing) {
+      this.writesSinceMemoryCheck = 0;
+      this.checkpointing = this.checkpointUnderPressure()
+        .catch((err: unknown) => this.logger.warn({ err }, 'checkpointing DuckDB tenants under memory pressure failed'))
+        .finally(() => (this.checkpointing = undefined));
+    }
+  }
+
+  /** Buffer-managed memory of the instance, bytes (duckdb_memory(), which memory_limit bounds). */
+  private async duckDbMemory(): Promise<number> {
+    return this.withConnection('memory', async (conn) => Number((await conn.runAndReadAll('SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory()')).getRowsJS()[0]![0]));
+  }
+
+  /**
+   * Checkpoints written tenants, least recently written first, while DuckDB's memory is above
+   * checkpointAtMemoryFraction of memoryLimit, down to three quarters of that. Runs beside the
+   * writes (one at a time); each checkpoint takes the tenant's turn, so it waits for its write.
+   */
+  private async checkpointUnderPressure(): Promise<void> {
+    const limit = memoryBytes(this.config.memoryLimit);
+    const high = limit * this.config.checkpointAtMemoryFraction;
+    let used = await this.duckDbMemory();
+    if (used < high) return;
+    const started = Date.now();
+    const candidates = this.openList().filter((t) => t.dirty && t.users === 0).sort((a, b) => a.lastWrittenAt - b.lastWrittenAt);
+    let done = 0;
+    for (const tenant of candidates) {
+      if (used < high * 0.75 || this.closed) break;
+      if (tenant.closing || tenant.users > 0 || !tenant.dirty) continue;
+      const release = await tenant.mutex.acquire();
+      try {
+        if (tenant.closing || !tenant.dirty) continue;
+        await this.withConnection(`checkpointing ${tenant.file}`, (conn) => conn.run(`CHECKPOINT "${tenant.alias}"`));
+        tenant.dirty = false;
+        this.checkpoints.inc();
+        done++;
+      } finally {
+        release();
+      }
+      if (done % 10 === 0) used = await this.duckDbMemory();
+    }
+    this.logger.debug({ checkpoints: done, ms: Date.now() - started, usedBytes: used, limitBytes: limit }, 'checkpointed DuckDB tenants under memory pressure');
   }
 
   /** Writes one (possibly coalesced) batch of a tenant in its turn; returns the rejects by index. */
@@ -591,6 +659,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     await Promise.allSettled([...this.opening.values()]);
+    await this.checkpointing;
     await Promise.all([...this.tenants.values()].map((t) => this.closeTenant(t, 'sink closed')));
     await this.closeDatabase();
   }
@@ -1113,6 +1182,8 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       mutex: new Mutex(),
       users: 0,
       lastUsedAt: Date.now(),
+      dirty: false,
+      lastWrittenAt: 0,
       sources: new Set(),
     };
     this.tenants.set(tenantId, tenant);
@@ -1206,12 +1277,21 @@ function resolveConfig(partial: Partial<DuckDbSinkConfig>): Required<DuckDbSinkC
   for (const key of ['maxRowsPerTransaction', 'maxOpenTenants', 'idleTimeoutMs', 'threads', 'connections', 'acquireTimeoutMs', 'maxHoldMs'] as const) {
     if (!Number.isInteger(config[key]) || config[key] <= 0) throw new ConfigError(`DuckDB sink: ${key} must be a positive integer, got ${config[key]}`);
   }
+  if (!(config.checkpointAtMemoryFraction >= 0 && config.checkpointAtMemoryFraction < 1)) throw new ConfigError(`DuckDB sink: checkpointAtMemoryFraction must be in [0, 1), got ${config.checkpointAtMemoryFraction}`);
   if (!Number.isInteger(config.appendMaxRows) || config.appendMaxRows < 0) throw new ConfigError(`DuckDB sink: appendMaxRows must be a non-negative integer, got ${config.appendMaxRows}`);
   if (typeof config.dir !== 'string' || config.dir.length === 0) throw new ConfigError('DuckDB sink: dir must be a non-empty path');
   if (!MEMORY_LIMIT.test(config.memoryLimit)) {
     throw new ConfigError(`DuckDB sink: memoryLimit must look like 256MB, got ${config.memoryLimit}`);
   }
   return config;
+}
+
+/** Bytes of a DuckDB memory size as DuckDB reads it (KB/MB/GB/TB powers of 1000, KiB/… of 1024). */
+export function memoryBytes(size: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT])(i?)B$/i.exec(size.trim());
+  if (!m) throw new ConfigError(`not a memory size: ${size}`);
+  const power = 'KMGT'.indexOf(m[2]!.toUpperCase()) + 1;
+  return Number(m[1]) * (m[3] ? 1024 : 1000) ** power;
 }
 
 /** A DuckDB memory size: 256MB, 1.5GiB, … */

@@ -425,6 +425,8 @@ describe('DuckDbSignalSink', () => {
     expect(() => makeSink({ memoryLimit: 'lots' })).toThrow(/memoryLimit must look like 256MB/);
     expect(() => makeSink({ connections: 0 })).toThrow(/connections must be a positive integer/);
     expect(() => makeSink({ threads: 1.5 })).toThrow(/threads must be a positive integer/);
+    expect(() => makeSink({ appendMaxRows: -1 })).toThrow(/appendMaxRows/);
+    expect(() => makeSink({ checkpointAtMemoryFraction: 1 })).toThrow(/checkpointAtMemoryFraction/);
   });
 
   it('serializes concurrent writes to one tenant', async () => {
@@ -543,6 +545,23 @@ describe('DuckDbSignalSink: appender fast path and coalesced writes', () => {
     expect(await stored(TENANT_A)).toBe(9);
     expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(3);
     expect(await value('spanledger_duckdb_coalesced_writes_total')).toBe(6);
+  });
+
+  it('checkpoints the least recently written tenants when DuckDB memory passes checkpointAtMemoryFraction', async () => {
+    makeSink({ memoryLimit: '64MB', checkpointAtMemoryFraction: 0.1 });
+    await sink.start();
+    const tenants = Array.from({ length: 60 }, () => randomUUID());
+    for (const [k, t] of tenants.entries()) {
+      expect((await sink.write(t, records(Array.from({ length: 4 }, (_, i) => signal(t, k * 4 + i))))).rejected.size).toBe(0);
+    }
+    await sink.close(); // waits for the checkpoints started after the 50th write
+    const checkpoints = await value('spanledger_duckdb_checkpoints_total');
+    expect(checkpoints).toBeGreaterThan(0);
+    expect(checkpoints).toBeLessThan(50);
+    expect(await value('spanledger_duckdb_rows_written_total')).toBe(240);
+    const reader = makeSink();
+    sink = reader;
+    for (const t of [tenants[0]!, tenants[59]!]) expect(Object.values(await reader.countBySeverity(t)).reduce((x, y) => x + y, 0)).toBe(4);
   });
 
   it('fails every coalesced caller with the batch\'s retriable error', async () => {
