@@ -74,6 +74,8 @@ export const signalSettings = {
   duckdbThreads: setting('DUCKDB_THREADS', 'duckdb-threads', '1', 'DuckDB threads of the worker\'s one DuckDB instance', positiveInt),
   duckdbConnections: setting('DUCKDB_CONNECTIONS', 'duckdb-connections', '4', 'DuckDB connections of the worker: how many tenant databases are written at the same time', positiveInt),
   duckdbIdleTimeoutMs: setting('DUCKDB_IDLE_TIMEOUT_MS', 'duckdb-idle-timeout-ms', '60000', 'detach a tenant database unused for this long (ms; releases its file lock)', positiveInt),
+  duckdbAppendMaxRows: setting('DUCKDB_APPEND_MAX_ROWS', 'duckdb-append-max-rows', '64', 'a tenant write of at most this many new rows goes through an appender straight into its table (cheaper small transactions; 0 = always the staged INSERT)', z.coerce.number().int().min(0)),
+  duckdbCheckpointAtMemoryFraction: setting('DUCKDB_CHECKPOINT_AT_MEMORY_FRACTION', 'duckdb-checkpoint-at-memory-fraction', '0.6', 'checkpoint the least recently written tenant databases while DuckDB memory is above this fraction of DUCKDB_MEMORY_LIMIT (0 = never)', z.coerce.number().min(0).lt(1)),
   duckdbMaxHoldMs: setting('DUCKDB_MAX_HOLD_MS', 'duckdb-max-hold-ms', '5000', 'hand a tenant database held this long over to another process waiting for its file lock (ms)', positiveInt),
   tbAddress: setting('TB_ADDRESS', 'tb-address', '3000', 'TigerBeetle replica addresses, comma-separated (port or host:port)', z.string().regex(/^[\w.:,\[\]-]+$/, 'comma-separated ports or host:port')),
   tbClusterId: setting('TB_CLUSTER_ID', 'tb-cluster-id', '0', 'TigerBeetle cluster id', z.string().regex(/^\d{1,39}$/, 'must be an unsigned integer').transform((s) => BigInt(s))),

@@ -33,6 +33,8 @@ export function createDuckDbSink(signals: SignalWorkerConfig['signals'], logger:
       memoryLimit: signals.duckdbMemoryLimit,
       threads: signals.duckdbThreads,
       connections: signals.duckdbConnections,
+      appendMaxRows: signals.duckdbAppendMaxRows,
+      checkpointAtMemoryFraction: signals.duckdbCheckpointAtMemoryFraction,
     },
     { logger, registry },
   );
