@@ -49,9 +49,9 @@ down: ## stop the Docker Compose stack
 bench: install ## throughput and latency against the targets, side by side with a baseline (BENCH_ARGS=--sustained, --quick, ...)
 	node bench/run.mjs $(BENCH_ARGS)
 
-profile: install ## CPU flame graph of a worker draining a backlog: make profile WORKER=spans|signals|rules [COUNT=N] [PROFILE_OUT=dir]
+profile: install ## CPU flame graph of a worker draining a backlog: make profile WORKER=spans|signals|rules [COUNT=N] [TENANTS=N] [PROFILE_OUT=dir]
 	@case "$(WORKER)" in spans|signals|rules) ;; *) echo "usage: make profile WORKER=spans|signals|rules [COUNT=N] [PROFILE_OUT=dir]"; exit 2;; esac
-	node bench/profile.mjs --worker $(WORKER) $(if $(COUNT),--count $(COUNT)) $(if $(PROFILE_OUT),--out $(PROFILE_OUT))
+	node bench/profile.mjs --worker $(WORKER) $(if $(COUNT),--count $(COUNT)) $(if $(TENANTS),--tenants $(TENANTS)) $(if $(PROFILE_OUT),--out $(PROFILE_OUT))
 
 clean: ## remove build output and local data (not the broker jar cache)
 	rm -rf dist data

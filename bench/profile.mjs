@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // CPU profile of one worker draining a backlog, as a flame graph (`make profile WORKER=…`).
 //
-//   node bench/profile.mjs --worker spans|signals|rules [--count N] [--out DIR]
+//   node bench/profile.mjs --worker spans|signals|rules [--count N] [--tenants N (signals)] [--out DIR]
 //
 // Produces a backlog on fresh topics (spans: JSON spans over 20 tenants; signals: over 8 tenants;
 // rules: the trace corpus of bench/run.mjs, 20 tenants of 10 rules), runs the worker under
@@ -52,6 +52,8 @@ if (WORKER === 'signals' && !process.env.TB_ADDRESS && !process.env.TIGERBEETLE_
   process.exit(2);
 }
 const COUNT = Number(args.count ?? DEFAULT_COUNT[WORKER]);
+/** Signals only: tenants the signals are spread over (8; 500 is the many-tenant case of make bench). */
+const TENANTS = Number(args.tenants ?? 8);
 const run = Date.now().toString(36);
 const out = path.resolve(typeof args.out === 'string' ? args.out : path.join(ROOT, '.cache', 'profile', `${WORKER}-${run}`));
 const data = path.join(out, 'data');
@@ -74,7 +76,7 @@ try {
   } else if (WORKER === 'signals') {
     const { startTigerBeetle } = await import(path.join(ROOT, 'bench/tigerbeetle-support.mjs'));
     tb = await startTigerBeetle(data);
-    total = (await preload(kafka, admin, 'signals', topic, COUNT, 8, { tenantBase: Date.now() % 1_000_000 })).produced;
+    total = (await preload(kafka, admin, 'signals', topic, COUNT, TENANTS, { tenantBase: Date.now() % 1_000_000 })).produced;
     env = { SIGNALS_TOPIC: topic, SIGNALS_DLQ_TOPIC: `${topic}.dlq`, SIGNALS_GROUP: group, DUCKDB_DIR: path.join(data, 'duckdb'), TB_ADDRESS: tb.address, TB_CLUSTER_ID: '0', METRICS_PORT: String(metricsPort) };
   } else {
     const rulesTopic = `profile-${run}.rules-topic`;
