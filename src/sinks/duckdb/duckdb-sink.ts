@@ -594,17 +594,9 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     const now = new DuckDBTimestampValue(BigInt(Date.now()) * 1000n);
     for (let i = 0; i < n; i++) {
       const r = rows[i]!;
-      const s = r.signal;
-      cols[0]![i] = s.id;
-      cols[1]![i] = s.tenantId;
-      cols[2]![i] = s.ruleId;
-      cols[3]![i] = s.traceId;
-      cols[4]![i] = s.timestamp;
-      cols[5]![i] = s.severity;
-      cols[6]![i] = s.message;
-      cols[7]![i] = r.metadataJson;
-      cols[8]![i] = r.partition;
-      cols[9]![i] = r.offset;
+      cols[0]![i] = r.signal.id;
+      cols[1]![i] = r.signal.tenantId;
+      setSharedColumns(cols, i, r);
       cols[10]![i] = now;
     }
     const endTimer = this.transactionDuration.startTimer();
@@ -798,17 +790,9 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
           const cols: (number | bigint | string)[][] = STAGING_TYPES.map(() => new Array(n));
           for (let i = 0; i < n; i++) {
             const r = rows[start + i]!;
-            const s = r.signal;
             cols[0]![i] = r.idx;
-            cols[1]![i] = s.id;
-            cols[2]![i] = s.ruleId;
-            cols[3]![i] = s.traceId;
-            cols[4]![i] = s.timestamp;
-            cols[5]![i] = s.severity;
-            cols[6]![i] = s.message;
-            cols[7]![i] = r.metadataJson;
-            cols[8]![i] = r.partition;
-            cols[9]![i] = r.offset;
+            cols[1]![i] = r.signal.id;
+            setSharedColumns(cols, i, r);
           }
           const chunk = reusableChunk(stagingChunks, conn, STAGING_TYPES, n);
           chunk.setColumns(cols);
@@ -1305,6 +1289,23 @@ export const MEMORY_LIMIT = /^\d+(\.\d+)?\s*[KMGT]i?B$/i;
  */
 const appendChunks = new WeakMap<DuckDBConnection, DuckDBDataChunk>();
 const stagingChunks = new WeakMap<DuckDBConnection, DuckDBDataChunk>();
+/**
+ * Columns 2–9 of a row, the same in the staging table and in the fast path's chunk (rule_id,
+ * trace_id, ts, severity, message, metadata, kafka_partition, kafka_offset); the two differ only
+ * in columns 0–1 (staging: idx, id; fast path: id, tenant_id) and the fast path's ingested_at.
+ */
+function setSharedColumns(cols: unknown[][], i: number, r: StagedRow): void {
+  const s = r.signal;
+  cols[2]![i] = s.ruleId;
+  cols[3]![i] = s.traceId;
+  cols[4]![i] = s.timestamp;
+  cols[5]![i] = s.severity;
+  cols[6]![i] = s.message;
+  cols[7]![i] = r.metadataJson;
+  cols[8]![i] = r.partition;
+  cols[9]![i] = r.offset;
+}
+
 function reusableChunk(cache: WeakMap<DuckDBConnection, DuckDBDataChunk>, conn: DuckDBConnection, types: typeof APPEND_TYPES, rows: number): DuckDBDataChunk {
   let chunk = cache.get(conn);
   if (!chunk) {
