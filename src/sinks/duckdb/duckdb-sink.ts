@@ -458,13 +458,12 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     return new Promise<BatchWriteResult>((resolve, reject) => {
       const write: QueuedWrite = { records, resolve, reject };
       const queue = this.queued.get(tenantId);
-      const sources = records.map((r) => `${r.source.topic}:${r.source.partition}`);
       if (queue) {
         queue.writes.push(write);
-        for (const s of sources) queue.sources.add(s);
+        addSources(queue.sources, records);
         return;
       }
-      this.queued.set(tenantId, { writes: [write], sources: new Set(sources) });
+      this.queued.set(tenantId, { writes: [write], sources: addSources(new Set(), records) });
       void this.runQueue(tenantId);
     });
   }
@@ -579,8 +578,8 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   }
 
   /**
-   * The fast path for small writes: one data chunk appended straight to the tenant's table, whose
-   * flush (closeSync) is one autocommit transaction. Atomic both ways (measured, and tested): a
+   * The fast path for small writes: one data chunk appended straight to the tenant's table inside
+   * one explicit transaction (see below for why not autocommit). Atomic both ways (tested): a
    * value the appender cannot cast fails appendDataChunk for the whole chunk (nothing is buffered),
    * and a stored id fails the flush with nothing committed. Either failure returns without having
    * written anything and the caller takes the staged path (a stored id: straight to INSERT OR
@@ -1246,6 +1245,22 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     );
     return this.dirReady;
   }
+}
+
+/**
+ * Adds the `topic:partition` of the records to `sources`: one string per run of records from one
+ * partition (a flush's records all come from one), not one per record.
+ */
+function addSources(sources: Set<string>, records: ReadonlyArray<{ source: SourcePosition }>): Set<string> {
+  let topic: string | undefined;
+  let partition: number | undefined;
+  for (const { source } of records) {
+    if (source.topic === topic && source.partition === partition) continue;
+    topic = source.topic;
+    partition = source.partition;
+    sources.add(`${topic}:${partition}`);
+  }
+  return sources;
 }
 
 function sameContent(a: StagedRow, b: StagedRow): boolean {
