@@ -52,6 +52,18 @@ export function procStatusBytes(pid, field) {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat (100 ticks/s). */
+export function procCpuSeconds(pid) {
+  try {
+    // Fields after the command name (which may hold spaces, hence from the last ')'): utime is the 12th, stime the 13th.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Open file descriptors of a process (entries of /proc/<pid>/fd). */
 export function openFds(pid) {
   try {
@@ -96,13 +108,16 @@ export async function preload(kafka, admin, kind, topic, count, tenants, extra =
 }
 
 /** Time from the first committed record to the group's lag reaching zero (records/s). */
-export async function drain(admin, group, topic, total, worker) {
+export async function drain(admin, group, topic, total, worker, onFirstCommit = () => {}) {
   let first;
   let last = 0;
   for (;;) {
     const lag = await groupLag(admin, group, topic).catch(() => undefined);
     const done = lag ? Number(lag.reduce((n, p) => n + p.committed, 0n)) : 0;
-    if (done > 0 && first === undefined) first = { t: performance.now(), done };
+    if (done > 0 && first === undefined) {
+      first = { t: performance.now(), done };
+      onFirstCommit(done);
+    }
     if (done !== last) {
       process.stderr.write(`\rbench: committed ${done}/${total}   `);
       last = done;

@@ -8,11 +8,12 @@
 // is stopped).
 //
 //   node bench/run.mjs [--quick] [--runs N] [--spans N] [--rule-spans N] [--signals N] [--tenant-signals N] [--latency-seconds S] [--rate R] [--warmup N]
-//                      [--sustained] [--sustained-seconds S] [--sustained-rate R] [--sustained-signal-rate R] [--only LIST] [--span-env K=V,K=V]
+//                      [--sustained] [--sustained-seconds S] [--sustained-rate R] [--sustained-signal-rate R] [--only LIST] [--span-env K=V,K=V] [--signal-env K=V,K=V]
 //
 // --only spans,otlp,latency,sustained,rules,signals: run only these scenarios (the warm-up always
 // runs). The 1M-span backlog of issue 10: `--spans 1000000 --only spans` (rate and peak RSS).
-// --span-env: extra environment of the span workers (e.g. DECODE_THREADS=1,MAX_IN_FLIGHT_BYTES=16777216).
+// --span-env: extra environment of the span workers (e.g. DECODE_THREADS=1,MAX_IN_FLIGHT_BYTES=16777216);
+// --signal-env: the same for the signal workers (e.g. BATCH_MAX_RECORDS=10000).
 //
 // --runs N: the span JSON drain and the 8-tenant signal drain are run N times (3; 1 in quick mode),
 // each by a fresh worker in a fresh group (signals: on a fresh topic of new signals, so no drain
@@ -30,7 +31,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  ROOT, say, sleep, fmt, mib, parseArgs, freePort, procStatusBytes, openFds, brokerFromEnv, benchKafka, createTopic, preload as preloadOn, drain as drainOn,
+  ROOT, say, sleep, fmt, mib, parseArgs, freePort, procStatusBytes, procCpuSeconds, openFds, brokerFromEnv, benchKafka, createTopic, preload as preloadOn, drain as drainOn,
   startWorker as startWorkerOn, stopWorker, metricsText, buckets, bucketQuantiles, bucketDelta, quantiles, slope, produce, corpus, produceCorpus, spansInTimeOrder,
   benchRuleTenants, traceBacklog, ruleWorkerEnv, steadyLoad,
 } from './lib.mjs';
@@ -57,7 +58,9 @@ const TENANTS_FEW = 8;
 const TENANTS_MANY = 500;
 const ONLY = typeof args.only === 'string' ? new Set(args.only.split(',')) : undefined;
 const want = (scenario) => ONLY === undefined || ONLY.has(scenario);
-const SPAN_ENV = typeof args['span-env'] === 'string' ? Object.fromEntries(args['span-env'].split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) : {};
+const envArg = (name) => (typeof args[name] === 'string' ? Object.fromEntries(args[name].split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) : {});
+const SPAN_ENV = envArg('span-env');
+const SIGNAL_ENV = envArg('signal-env');
 const TARGETS = { spanRssMiB: 256, signalRssMiB: 512, spans: 100_000, signals: 50_000, p99: 0.5, rulesP99: 0.1, tenantsRatio: 0.8 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'spanledger-bench-'));
 
@@ -69,7 +72,7 @@ const kafka = benchKafka(brokers);
 const admin = kafka.admin();
 await admin.connect();
 const preload = (...a) => preloadOn(kafka, admin, ...a);
-const drain = (group, topic, total, worker) => drainOn(admin, group, topic, total, worker);
+const drain = (group, topic, total, worker, onFirstCommit) => drainOn(admin, group, topic, total, worker, onFirstCommit);
 const startWorker = (kind, env) => startWorkerOn(brokers, kind, env);
 
 /** The ceiling: a kafkajs consumer group member that only counts the records. */
@@ -115,10 +118,13 @@ async function startSpanWorker(topic, group, dir, env = {}) {
 /** One signal worker draining `topic` (its own group and DuckDB folder): rate and peak RSS. */
 async function signalDrain(tb, topic, total, name) {
   const { w, metricsPort, group } = await startSignalWorker(tb, topic, name);
-  const rate = await drain(group, topic, total, w);
+  // CPU per signal from the first commit on, as the rate: comparable between runs on a busy machine, unlike rates.
+  let first;
+  const rate = await drain(group, topic, total, w, (done) => (first = { cpu: procCpuSeconds(w.pid), done }));
+  const cpuMicros = ((procCpuSeconds(w.pid) - first.cpu) * 1e6) / (total - first.done);
   const m = await metricsText(metricsPort);
   const peak = await stopWorker(w);
-  return { rate, peak, flushes: quantiles(m, 'spanledger_flush_duration_seconds') };
+  return { rate, peak, cpuMicros, flushes: quantiles(m, 'spanledger_flush_duration_seconds') };
 }
 
 /** A signal worker reading `topic` in a group and DuckDB folder of its own, named after `name`. */
@@ -133,6 +139,7 @@ async function startSignalWorker(tb, topic, name) {
     TB_ADDRESS: tb.address,
     TB_CLUSTER_ID: '0',
     METRICS_PORT: String(metricsPort),
+    ...SIGNAL_ENV,
   });
   return { w, metricsPort, group };
 }
@@ -343,9 +350,10 @@ try {
         runs.push(await signalDrain(tb, topic, SIGNALS, `signals-${i}`));
         if (RUNS > 1) say(`signal drain ${i + 1}/${RUNS}: ${fmt(runs[i].rate)} signals/s`);
       }
-      const few = { rate: median(runs.map((r) => r.rate)), flushes: runs[0].flushes, peak: Math.max(...runs.map((r) => r.peak)) };
+      const few = { rate: median(runs.map((r) => r.rate)), flushes: runs[0].flushes, peak: Math.max(...runs.map((r) => r.peak)), cpuMicros: median(runs.map((r) => r.cpuMicros)) };
       rows.push([`signal worker: backlog drain, ${TENANTS_FEW} tenants (signals/s${runsLabel})`, runsText(runs.map((r) => r.rate)), fmt(base), fmt(TARGETS.signals), few.rate >= TARGETS.signals ? 'met' : 'NOT met']);
       rows.push(['  flushes / p50 flush (s), first run', `${few.flushes.count} / ${few.flushes.p50}`, '', '', '']);
+      rows.push(['  worker CPU per signal (µs)', fmt(few.cpuMicros), '', '', '']);
       peakRow(few.peak);
 
       const manyTopic = `bench-${run}.signals-tenants`;
@@ -355,6 +363,7 @@ try {
       const many = await signalDrain(tb, manyTopic, TENANT_SIGNALS, 'signals-tenants');
       rows.push([`signal worker: backlog drain, ${TENANTS_MANY} tenants, ${fmt(TENANT_SIGNALS)} signals (signals/s)`, fmt(many.rate), fmt(manyBase), fmt(TARGETS.signals), many.rate >= TARGETS.signals ? 'met' : 'NOT met']);
       rows.push(['  flushes / p50 flush (s)', `${many.flushes.count} / ${many.flushes.p50}`, '', '', '']);
+      rows.push(['  worker CPU per signal (µs)', fmt(many.cpuMicros), '', '', '']);
       peakRow(many.peak, TARGETS.signalRssMiB);
       // A backlog committed in one go has no measurable rate (0): no ratio then.
       const ratio = few.rate > 0 && many.rate > 0 ? many.rate / few.rate : undefined;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { kafkaSettings, Parsed } from '../config/settings.js';
-import { ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
+import { ruleSettings, ruleWorkerSettings, signalSettings, signalWorkerSettings, spanSettings, workerSettings } from '../config/settings.js';
 import { envValues, resolveSettings } from '../config/load.js';
 import { createKafka, groupLag } from '../kafka/client.js';
 import { createLogger } from '../observability/logger.js';
@@ -114,6 +114,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   };
   const spans = resolveSettings(spanSettings, envValues(spanSettings, env), {});
   const worker = resolveSettings(workerSettings, envValues(workerSettings, env), {});
+  const signalWorkerConfig = resolveSettings(signalWorkerSettings, envValues(signalWorkerSettings, env), {});
   const rules = resolveSettings(ruleSettings, envValues(ruleSettings, env), {});
   const ruleWorker = resolveSettings(ruleWorkerSettings, envValues(ruleWorkerSettings, env), {});
   const signals = resolveSettings(signalSettings, envValues(signalSettings, env), {});
@@ -154,7 +155,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     await started('rule worker', createRuleWorker({ kafka, worker, spans, rules, ruleWorker, signals }, logger, createRegistry(false)));
     let signalWorker: Worker<unknown> | undefined;
     if ('missing' in tb) console.log(tb.missing);
-    else signalWorker = await started(`signal worker with ${tb.why}`, createSignalWorker({ kafka, worker, signals: { ...signals, tbAddress: tb.address } }, logger, createRegistry(false)) as Worker<unknown>);
+    else signalWorker = await started(`signal worker with ${tb.why}`, createSignalWorker({ kafka, worker: signalWorkerConfig, signals: { ...signals, tbAddress: tb.address } }, logger, createRegistry(false)) as Worker<unknown>);
 
     // Traces of ~8 spans, one starting every 10 ms of event time, so many overlap.
     const traces = corpus({ tenants, traces: Math.max(1, Math.round(o.count / 8)), fillerSpans: 3, startMs: Date.now() - 60_000, traceGapMs: 10, spanGapMs: 50, seed: run });

@@ -1,7 +1,7 @@
 import { makeTable } from './table.js';
 import { Option, type Command } from 'commander';
 import pino from 'pino';
-import { kafkaSettings, signalSettings, workerSettings, type Parsed } from '../config/settings.js';
+import { kafkaSettings, signalSettings, signalWorkerSettings, type Parsed } from '../config/settings.js';
 import { createKafka } from '../kafka/client.js';
 import { SEVERITIES, type Severity } from '../model/signal.js';
 import { createLogger } from '../observability/logger.js';
@@ -75,9 +75,9 @@ export function registerSignalCommands(program: Command): void {
   const worker = program.commands.find((c) => c.name() === 'worker')!;
   addSettings(
     addSettings(addSettings(worker.command('signals').description('signal worker: signals topic → per-tenant DuckDB row + TigerBeetle transfer'), signalSettings), kafkaSettings),
-    workerSettings,
+    signalWorkerSettings,
   ).action(async (_opts, cmd: Command) => {
-    const config = { signals: settingsOf(cmd, signalSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, workerSettings) };
+    const config = { signals: settingsOf(cmd, signalSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, signalWorkerSettings) };
     const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'signals' });
     await runWorker(createSignalWorker(config, logger, createRegistry()), logger);
   });

@@ -52,6 +52,20 @@ export const workerSettings = {
   logLevel: setting('LOG_LEVEL', 'log-level', 'info', 'pino log level', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
 };
 
+/**
+ * The signal worker's worker settings: the shared table with its own batching defaults. Every
+ * tenant a flush touches costs the signal worker one DuckDB transaction on the tenant's own file
+ * (about 2-4 ms of CPU however few its rows: bench/README.md, issue 10), so it flushes larger
+ * batches than span and rule workers: over 500 tenants, 10,000 records per partition flush used
+ * about 40% less CPU per signal than 1,000 and held less memory (fewer, larger transactions).
+ * The in-flight budget grows with it, or the budget would cut the batches short.
+ */
+export const signalWorkerSettings = {
+  ...workerSettings,
+  batchMaxRecords: { ...workerSettings.batchMaxRecords, default: '10000' },
+  maxInFlightBytes: { ...workerSettings.maxInFlightBytes, default: String(64 * 1024 * 1024) },
+};
+
 export const spanSettings = {
   topic: setting('SPANS_TOPIC', 'topic', 'spans', 'topic the span workers read', topicName),
   dlqTopic: setting('SPANS_DLQ_TOPIC', 'dlq-topic', 'spans.dlq', 'dead-letter topic for spans', topicName),

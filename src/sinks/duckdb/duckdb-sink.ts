@@ -354,6 +354,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   private readonly handovers: Counter;
   private readonly coalescedWrites: Counter;
   private readonly checkpoints: Counter;
+  private readonly memoryUsed: Gauge;
   private writesSinceMemoryCheck = 0;
   private checkpointing: Promise<void> | undefined;
 
@@ -419,6 +420,11 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     this.coalescedWrites = metric(registry, 'spanledger_duckdb_coalesced_writes_total', () => new Counter({
       name: 'spanledger_duckdb_coalesced_writes_total',
       help: 'write() calls for one tenant merged with others queued at the same time into one batch',
+      registers: [registry],
+    }));
+    this.memoryUsed = metric(registry, 'spanledger_duckdb_memory_bytes', () => new Gauge({
+      name: 'spanledger_duckdb_memory_bytes',
+      help: 'Memory of the worker\'s DuckDB instance (duckdb_memory(), bounded by DUCKDB_MEMORY_LIMIT), sampled every 50 writes',
       registers: [registry],
     }));
   }
@@ -513,7 +519,9 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
 
   /** Buffer-managed memory of the instance, bytes (duckdb_memory(), which memory_limit bounds). */
   private async duckDbMemory(): Promise<number> {
-    return this.withConnection('memory', async (conn) => Number((await conn.runAndReadAll('SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory()')).getRowsJS()[0]![0]));
+    const used = await this.withConnection('memory', async (conn) => Number((await conn.runAndReadAll('SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory()')).getRowsJS()[0]![0]));
+    this.memoryUsed.set(used);
+    return used;
   }
 
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { envValues, resolveSettings } from '../../../src/config/load.js';
-import { kafkaSettings, signalSettings, workerSettings } from '../../../src/config/settings.js';
+import { kafkaSettings, signalSettings, signalWorkerSettings, workerSettings } from '../../../src/config/settings.js';
 import { ConfigError } from '../../../src/errors.js';
 
 describe('settings', () => {
@@ -33,5 +33,13 @@ describe('settings', () => {
     expect(() => resolveSettings(signalSettings, envValues(signalSettings, { DUCKDB_MEMORY_LIMIT: 'lots' }), {})).toThrow(/^invalid configuration: DUCKDB_MEMORY_LIMIT="lots": .*256MB/);
     expect(() => resolveSettings(signalSettings, envValues(signalSettings, { DUCKDB_THREADS: '0' }), {})).toThrow(/DUCKDB_THREADS/);
     expect(() => resolveSettings(signalSettings, envValues(signalSettings, { DUCKDB_CONNECTIONS: '-1' }), {})).toThrow(/DUCKDB_CONNECTIONS/);
+  });
+
+  it('gives signal workers their own batching defaults, which the environment still overrides', () => {
+    const shared = resolveSettings(workerSettings, envValues(workerSettings, {}), {});
+    const signals = resolveSettings(signalWorkerSettings, envValues(signalWorkerSettings, {}), {});
+    expect(shared).toMatchObject({ batchMaxRecords: 1000, maxInFlightBytes: 16 * 2 ** 20 });
+    expect(signals).toMatchObject({ batchMaxRecords: 10_000, maxInFlightBytes: 64 * 2 ** 20, batchMaxAgeMs: shared.batchMaxAgeMs });
+    expect(resolveSettings(signalWorkerSettings, envValues(signalWorkerSettings, { BATCH_MAX_RECORDS: '500' }), {}).batchMaxRecords).toBe(500);
   });
 });

@@ -555,6 +555,8 @@ describe('DuckDbSignalSink: appender fast path and coalesced writes', () => {
       expect((await sink.write(t, records(Array.from({ length: 4 }, (_, i) => signal(t, k * 4 + i))))).rejected.size).toBe(0);
     }
     await sink.close(); // waits for the checkpoints started after the 50th write
+    // The memory check that started them is the gauge's sample: above 10% of 64 MB.
+    expect(await value('spanledger_duckdb_memory_bytes')).toBeGreaterThan(0.1 * 64e6);
     const checkpoints = await value('spanledger_duckdb_checkpoints_total');
     expect(checkpoints).toBeGreaterThan(0);
     expect(checkpoints).toBeLessThan(50);
