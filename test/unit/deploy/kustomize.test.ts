@@ -18,7 +18,7 @@ const ROOT = path.resolve(import.meta.dirname, '../../..');
 const KUSTOMIZATIONS = ['deploy/k8s/base', 'deploy/k8s/overlays/example'];
 /** scripts/kustomize.sh's exit code when neither kubectl, kustomize nor go is on PATH. */
 const NO_RENDERER = 3;
-/** The first render may build kustomize with go install (about a minute or more on 2 busy cores). */
+/** The first render may build kustomize with go install: 2 min 32 s measured on the busy 2-core machine, modules not cached. */
 const RENDER_TIMEOUT_MS = 10 * 60_000;
 
 /** Environment variables of the manifests that are not spanledger settings, and why they are there. */
