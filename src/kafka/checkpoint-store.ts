@@ -4,11 +4,11 @@ import { RetriableError } from '../errors.js';
 import { AckedProducer } from './acked-producer.js';
 import { CompactedTable } from './compacted-table.js';
 
-/** A checkpoint lists up to MAX_OPEN_TRACES traces: the topic takes records far larger than the default 1 MB. */
 // kafkajs is CommonJS: its enums are not named exports for Node.
 const { CompressionTypes } = kafkajs;
 
-const CHECKPOINT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** A checkpoint lists up to MAX_OPEN_TRACES traces: the topic takes records far larger than the default 1 MB. */
+export const CHECKPOINT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /** How long a newly assigned partition waits to see the previous owner's last checkpoint. */
 const CATCH_UP_TIMEOUT_MS = 30_000;

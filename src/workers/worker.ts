@@ -15,7 +15,7 @@ import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
 
 /** Room for the reason headers a dead letter adds to its record. */
-const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
+export const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
 
 /** `sinks` (span and signal workers) or a `processor` with its `tickIntervalMs` (rule worker). */
 export type WorkerOptions<T> = PipelineStages<T> & {
