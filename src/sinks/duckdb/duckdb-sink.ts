@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { BIGINT, DuckDBDataChunk, DuckDBInstance, DuckDBTimestampValue, INTEGER, TIMESTAMP, VARCHAR } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
@@ -982,8 +983,10 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
         threads: String(this.config.threads),
         memory_limit: this.config.memoryLimit,
         default_block_size: String(BLOCK_SIZE),
-        // Spilled buffers stay inside dir too (an in-memory instance's default is ./.tmp).
-        temp_directory: path.join(this.root, '.tmp'),
+        // Spilled buffers stay inside dir too (an in-memory instance's default is ./.tmp), in a
+        // folder of this process's own: signal workers may share DUCKDB_DIR (one volume for the
+        // group), and two instances spilling into one folder could pick the same file names.
+        temp_directory: this.tempDir,
       });
     } catch (err) {
       throw new RetriableError(`cannot create the DuckDB instance: ${duckDbMessage(err)}`, err);
@@ -1051,6 +1054,12 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     } catch (err) {
       this.logger.warn({ err }, 'closing the DuckDB instance failed');
     }
+    await fsp.rm(this.tempDir, { recursive: true, force: true }).catch((err: unknown) => this.logger.warn({ err, dir: this.tempDir }, 'removing the DuckDB spill folder failed'));
+  }
+
+  /** Where this process's DuckDB instance spills: DUCKDB_DIR/.tmp/<host>-<pid>. */
+  private get tempDir(): string {
+    return path.join(this.root, '.tmp', `${os.hostname()}-${process.pid}`);
   }
 
   private open(tenantId: string): Promise<OpenTenant> {

@@ -566,6 +566,21 @@ describe('DuckDbSignalSink: appender fast path and coalesced writes', () => {
     for (const t of [tenants[0]!, tenants[59]!]) expect(Object.values(await reader.countBySeverity(t)).reduce((x, y) => x + y, 0)).toBe(4);
   });
 
+  it('spills into a folder of its own process inside dir, removed when it closes', async () => {
+    makeSink({ memoryLimit: '16MB' });
+    await sink.start();
+    const own = path.join(dir, '.tmp', `${os.hostname()}-${process.pid}`);
+    const other = path.join(dir, '.tmp', 'another-worker-1');
+    fs.mkdirSync(other, { recursive: true });
+    const rows = Array.from({ length: 60_000 }, (_, i) => signal(TENANT_A, i));
+    expect((await sink.write(TENANT_A, records(rows))).rejected.size).toBe(0);
+    expect(fs.readdirSync(path.join(dir, '.tmp')).sort()).toEqual([path.basename(own), 'another-worker-1'].sort());
+    expect(fs.readdirSync(own).length).toBeGreaterThan(0);
+    await sink.close();
+    expect(fs.existsSync(own)).toBe(false);
+    expect(fs.existsSync(other)).toBe(true); // another worker sharing DUCKDB_DIR keeps its own
+  }, 60_000);
+
   it('fails every coalesced caller with the batch\'s retriable error', async () => {
     makeSink({ connections: 1 });
     await sink.start();
