@@ -4,6 +4,13 @@
 //   npm run build            # or any tsc build that puts the sink in dist/
 //   node bench/duckdb-sink.mjs [--rows 100000] [--flush 10000] [--only sink]
 //   node bench/duckdb-sink.mjs --only tenants [--tenants 8,500] [--tenant-rows 50000] [--tenant-flush 4000] [--sink-config JSON]
+//   node bench/duckdb-sink.mjs --only costs [--tenants 1,500]
+//
+// The costs case: what one tenant costs DuckDB whatever its rows, the floor under a signal worker
+// with many tenants. Per tenant: ATTACH of a new file + CREATE TABLE, DETACH (which checkpoints),
+// ATTACH of an existing file; per transaction of 8 rows through an appender (BEGIN, append,
+// close, COMMIT, as the sink's fast path) with 1 and with 500 databases attached, round robin.
+// Wall and CPU milliseconds of this process (DuckDB runs in it), threads=1, 16 KiB blocks.
 //
 // The tenants case (also run at the end of a full run): the same --tenant-rows signals spread
 // round-robin over each count of --tenants tenants, written in flush-shaped rounds: every round
@@ -334,6 +341,64 @@ async function tenantCases() {
   if (out.length >= 2) console.log(`ratio ${out.at(-1).tenants} / ${out[0].tenants} tenants: ${(out.at(-1).rate / out[0].rate).toFixed(2)}`);
 }
 
+/** The costs case: fixed DuckDB costs per tenant and per transaction (see the top of this file). */
+async function costCases() {
+  const counts = opt('tenants', '1,500').split(',').map(Number);
+  console.log(`DuckDB costs per tenant and per transaction (threads=1, 16 KiB blocks), node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'})`);
+  console.log(`${'what'.padEnd(72)}  wall ms   CPU ms`);
+  const line = (what, n, t0, c0) => {
+    const cpu = process.cpuUsage(c0);
+    console.log(`${what.padEnd(72)} ${(Number(process.hrtime.bigint() - t0) / 1e6 / n).toFixed(2).padStart(8)} ${((cpu.user + cpu.system) / 1000 / n).toFixed(2).padStart(8)}`);
+  };
+  const timed = async (what, n, fn) => {
+    const t0 = process.hrtime.bigint();
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) await fn(i);
+    line(what, n, t0, c0);
+  };
+  const schema = (alias) => `CREATE TABLE IF NOT EXISTS ${alias}.main.signals (id UUID PRIMARY KEY, tenant_id UUID NOT NULL, rule_id VARCHAR NOT NULL, trace_id VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, severity VARCHAR NOT NULL, message VARCHAR NOT NULL, metadata JSON NOT NULL, kafka_partition INTEGER NOT NULL, kafka_offset BIGINT NOT NULL, ingested_at TIMESTAMP NOT NULL)`;
+  for (const n of counts) {
+    const dir = path.join(workDir, `costs-${n}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const instance = await DuckDBInstance.create(':memory:', { memory_limit: '256MB', threads: '1', default_block_size: '16384', temp_directory: path.join(dir, '.tmp') });
+    const conn = await instance.connect();
+    await timed(`ATTACH a new file + CREATE TABLE (${n} tenants)`, n, async (i) => {
+      await conn.run(`ATTACH '${dir}/t${i}.duckdb' AS t${i}`);
+      await conn.run(schema(`t${i}`));
+    });
+    const transactions = Math.max(1000, 2 * n);
+    const chunk = DuckDBDataChunk.create([VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, INTEGER, BIGINT, VARCHAR]);
+    let k = 0;
+    await timed(`transaction of 8 rows, ${n} attached, round robin`, transactions, async (t) => {
+      await conn.run('BEGIN TRANSACTION');
+      const appender = await conn.createAppender('signals', 'main', `t${t % n}`);
+      const rows = [];
+      for (let r = 0; r < 8; r++, k++) {
+        rows.push([`00000000-0000-4000-8000-${String(k).padStart(12, '0')}`, TENANT, 'rule-1', 'trace', '2026-11-24 10:00:00+00', 'HIGH', 'message', '{}', 0, BigInt(k), '2026-11-24 10:00:00']);
+      }
+      chunk.setRows(rows);
+      appender.appendDataChunk(chunk);
+      appender.closeSync();
+      await conn.run('COMMIT');
+    });
+    await timed(`DETACH (checkpoints the file) (${n} tenants)`, n, (i) => conn.run(`DETACH t${i}`));
+    await timed(`ATTACH an existing file + CREATE TABLE IF NOT EXISTS (${n} tenants)`, n, async (i) => {
+      await conn.run(`ATTACH '${dir}/t${i}.duckdb' AS t${i}`);
+      await conn.run(schema(`t${i}`));
+    });
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+if (ONLY === 'costs') {
+  try {
+    await costCases();
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
 if (TENANT_CASE) {
   try {
     await tenantCase(Number(TENANT_CASE));
