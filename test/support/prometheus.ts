@@ -14,6 +14,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { stopChild } from './child-process.js';
 import { freePort } from './net.js';
 
 declare module 'vitest' {
@@ -96,15 +97,6 @@ async function waitUntilReady(url: string, child: ChildProcess, output: string[]
     if (Date.now() > deadline) throw new Error(`prometheus at ${url} not ready within ${READY_TIMEOUT_MS / 1000} s:\n${output.join('').slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const killed = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(killed);
 }
 
 /** The `data` of a Prometheus HTTP API answer; an error answer (bad query, unknown function) throws with Prometheus's message. */
