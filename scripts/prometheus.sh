@@ -57,7 +57,7 @@ export DEBIAN_FRONTEND=noninteractive
 if ! "${as_root[@]}" apt-get update -q >"$log" 2>&1; then
   cannot "apt-get update failed: $(tail -n 1 "$log")"
 fi
-if ! "${as_root[@]}" apt-get install -y -q --no-install-recommends prometheus >>"$log" 2>&1; then
+if ! "${as_root[@]}" apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=60 prometheus >>"$log" 2>&1; then
   cannot "apt-get install prometheus failed: $(tail -n 1 "$log")"
 fi
 found || cannot "apt-get installed the prometheus package, but prometheus/promtool are still not on PATH"
