@@ -2,7 +2,8 @@ import os from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 // Two projects: unit tests (pure logic, real DuckDB, temp folders) and integration tests on a
-// real Kafka broker, which test/support/kafka.ts picks or starts once for the whole run.
+// real Kafka broker, which test/support/kafka.ts picks or starts once for the whole run
+// (test/support/prometheus.ts installs Prometheus once for the deploy/ tests, or says why not).
 export default defineConfig({
   test: {
     // Vitest leaves a core free by default: on the 2-core development machine that is one test
@@ -23,7 +24,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           sequence: { groupOrder: 1 },
-          globalSetup: ['test/support/kafka.ts', 'test/support/tigerbeetle-notice.ts'],
+          globalSetup: ['test/support/kafka.ts', 'test/support/tigerbeetle-notice.ts', 'test/support/prometheus.ts'],
           testTimeout: 180_000,
           hookTimeout: 180_000,
           // Workers are real processes and the broker is shared: one file at a time.

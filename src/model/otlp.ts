@@ -36,6 +36,9 @@ export function detectEncoding(value: Buffer): SpanEncoding {
   if (value[0] === NEWLINE && (value[start] !== OPEN_BRACE || !isUtf8(value))) return 'otlp_proto';
   if (value[start] !== OPEN_BRACE) return 'json';
   const key = skipWhitespace(value, start + 1);
+  // Buffer.compare throws (RangeError) on a source end past the value: a short record such as
+  // `{"a":1}` would crash the worker instead of reaching the JSON decoder.
+  if (key + RESOURCE_SPANS_KEY.length > value.length) return 'json';
   return value.compare(RESOURCE_SPANS_KEY, 0, RESOURCE_SPANS_KEY.length, key, key + RESOURCE_SPANS_KEY.length) === 0 ? 'otlp_json' : 'json';
 }
 

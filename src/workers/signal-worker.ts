@@ -4,7 +4,7 @@ import type { kafkaSettings, Parsed, signalSettings, workerSettings } from '../c
 import { SignalDecoder } from '../model/decode.js';
 import type { Signal } from '../model/signal.js';
 import { DuckDbSignalSink } from '../sinks/duckdb/duckdb-sink.js';
-import { TigerBeetleSignalSink } from '../sinks/tigerbeetle/tigerbeetle-sink.js';
+import { TigerBeetleSignalSink, type TigerBeetleSinkOptions } from '../sinks/tigerbeetle/tigerbeetle-sink.js';
 import { Worker } from './worker.js';
 
 export interface SignalWorkerConfig {
@@ -40,7 +40,7 @@ export function createDuckDbSink(signals: SignalWorkerConfig['signals'], logger:
   );
 }
 
-export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], logger: Logger, registry: Registry): TigerBeetleSignalSink {
+export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], logger: Logger, registry: Registry, options: TigerBeetleSinkOptions = {}): TigerBeetleSignalSink {
   return new TigerBeetleSignalSink(
     {
       clusterId: signals.tbClusterId,
@@ -50,6 +50,7 @@ export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], lo
       requestTimeoutMs: signals.tbRequestTimeoutMs,
     },
     { logger, registry },
+    options,
   );
 }
 
@@ -57,9 +58,9 @@ export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], lo
  * Signal worker: `signals` topic → DuckDB row, then TigerBeetle transfer, per signal. DuckDB goes
  * first: it checks a row's content against what it stored under the same id, so a conflicting
  * signal is refused before the ledger counts it. A signal either store refuses is dead-lettered
- * and not given to the next store.
+ * and not given to the next store. `tigerBeetle` lets a test hand in a TigerBeetle client factory.
  */
-export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, registry: Registry): Worker<Signal> {
+export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, registry: Registry, tigerBeetle: TigerBeetleSinkOptions = {}): Worker<Signal> {
   return new Worker<Signal>({
     kafka: config.kafka,
     worker: config.worker,
@@ -67,7 +68,7 @@ export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, r
     dlqTopic: config.signals.dlqTopic,
     group: config.signals.group,
     decoder: new SignalDecoder(config.worker.maxMessageBytes),
-    sinks: [createDuckDbSink(config.signals, logger, registry), createTigerBeetleSink(config.signals, logger, registry)],
+    sinks: [createDuckDbSink(config.signals, logger, registry), createTigerBeetleSink(config.signals, logger, registry, tigerBeetle)],
     logger,
     registry,
   });

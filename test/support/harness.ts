@@ -50,14 +50,23 @@ async function retryWhileTransient<T>(fn: () => Promise<T>, done: (e: unknown) =
   }
 }
 
-/** A worker as a real child process (`spanledger worker <kind>`), with its log lines kept. */
+/** How a worker process is started: by default `node bin/spanledger.js worker <kind>`. */
+export interface WorkerLaunch {
+  file: string;
+  args: string[];
+}
+
+/**
+ * A worker as a real child process (`spanledger worker <kind>`, or `launch`: e.g. a test's own
+ * entry point run with vite-node), with its log lines kept.
+ */
 export class WorkerProcess {
   readonly child: ChildProcess;
   readonly lines: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(kind: 'spans' | 'signals' | 'rules', env: Record<string, string>) {
-    this.child = spawn(process.execPath, [CLI, 'worker', kind], {
+  constructor(kind: 'spans' | 'signals' | 'rules', env: Record<string, string>, launch: WorkerLaunch = { file: process.execPath, args: [CLI, 'worker', kind] }) {
+    this.child = spawn(launch.file, launch.args, {
       cwd: ROOT,
       env: { ...process.env, METRICS_PORT: '0', LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -14,7 +14,7 @@
  * `--experimental --limit-request=1MiB`: `--development` alone caps a request at 32 KiB, i.e. 253
  * transfers, and the sink's tests need the production batch size of 8189.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from 'tigerbeetle-node';
+import { stopChild } from './child-process.js';
 import { dockerAnswers } from './docker.js';
 import { freePort } from './net.js';
 
@@ -195,15 +196,6 @@ async function waitUntilAnswers(
     clearInterval(poll);
     client.destroy();
   }
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 

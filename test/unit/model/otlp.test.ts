@@ -60,6 +60,10 @@ describe('detectEncoding', () => {
     expect(detectEncoding(Buffer.from(' \n'))).toBe('json');
   });
 
+  it('leaves objects shorter than the "resourceSpans" key to the JSON decoder instead of throwing', () => {
+    for (const short of ['{', '{}', '{"spanId":1}', '{ "resourceSpan', '\n{"a":1}']) expect(detectEncoding(Buffer.from(short)), short).toBe('json');
+  });
+
   it('takes a protobuf request whose first resource is 123 bytes long (0x0A 0x7B, "\\n{") as protobuf', () => {
     let value: Buffer | undefined;
     for (let n = 1; n < 200 && value === undefined; n += 1) {
