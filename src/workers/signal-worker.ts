@@ -61,6 +61,7 @@ export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], lo
  */
 export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, registry: Registry): Worker<Signal> {
   return new Worker<Signal>({
+    role: 'signals',
     kafka: config.kafka,
     worker: config.worker,
     topic: config.signals.topic,

@@ -34,4 +34,12 @@ describe('settings', () => {
     expect(() => resolveSettings(signalSettings, envValues(signalSettings, { DUCKDB_THREADS: '0' }), {})).toThrow(/DUCKDB_THREADS/);
     expect(() => resolveSettings(signalSettings, envValues(signalSettings, { DUCKDB_CONNECTIONS: '-1' }), {})).toThrow(/DUCKDB_CONNECTIONS/);
   });
+
+  it('takes STATUS_ADVERTISE_ADDRESS as host:port or empty (then the worker advertises its host name and bound port)', () => {
+    expect(resolveSettings(workerSettings, envValues(workerSettings, {}), {}).statusAdvertiseAddress).toBe('');
+    for (const address of ['worker-3.svc:9464', '10.0.0.7:9464', '[fd00::7]:9464']) {
+      expect(resolveSettings(workerSettings, envValues(workerSettings, { STATUS_ADVERTISE_ADDRESS: address }), {}).statusAdvertiseAddress).toBe(address);
+    }
+    expect(() => resolveSettings(workerSettings, envValues(workerSettings, { STATUS_ADVERTISE_ADDRESS: 'worker-3' }), {})).toThrow(/^invalid configuration: STATUS_ADVERTISE_ADDRESS="worker-3": must be host:port/);
+  });
 });
