@@ -13,7 +13,7 @@ import { generateSpan, tenantIdFor } from '../../src/model/generate.js';
 import { createRegistry } from '../../src/observability/metrics.js';
 import { createSpanWorker } from '../../src/workers/span-worker.js';
 import type { Worker } from '../../src/workers/worker.js';
-import { CLI, ROOT, createTopic, kafkaClient, sleep, tempDir, uniqueName, waitForCommitted } from '../support/harness.js';
+import { CLI, ROOT, createSpanTopics, kafkaClient, sleep, waitForCommitted } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -77,24 +77,8 @@ async function statusUntil(read: () => Promise<FleetStatus>, check: (g: GroupSta
 
 describe('spanledger status on a real broker', () => {
   it('shows both workers, every partition with its owner and Kafka’s committed offsets, lag 0 once drained; a stopped worker’s partitions move', async () => {
-    const topic = uniqueName('spans');
-    const group = uniqueName('status-group');
-    const dir = tempDir('spanlog');
+    const { topic, group, dir, env } = await createSpanTopics(kafka, brokers, PARTITIONS);
     dirs.push(dir);
-    await createTopic(kafka, topic, PARTITIONS);
-    await createTopic(kafka, `${topic}.dlq`, 1);
-    const env = {
-      KAFKA_BROKERS: brokers,
-      SPANS_TOPIC: topic,
-      SPANS_DLQ_TOPIC: `${topic}.dlq`,
-      SPANS_GROUP: group,
-      SPANLOG_DIR: dir,
-      SPANLOG_LOCK_STALE_MS: '3000',
-      KAFKA_SESSION_TIMEOUT_MS: '8000',
-      KAFKA_REBALANCE_TIMEOUT_MS: '10000',
-      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
-      BATCH_MAX_AGE_MS: '200',
-    };
     const a = spanWorker(env, 'status-a');
     const b = spanWorker(env, 'status-b');
     await a.start();
