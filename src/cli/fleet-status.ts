@@ -12,7 +12,7 @@ export interface GroupSpec {
   topics: string[];
 }
 
-/** ready: ready with nothing to look at; degraded: ready but with stuck or paused partitions, open breakers or problems. */
+/** ready: ready with nothing to look at; degraded: ready but with stuck partitions, breakers not closed or problems. */
 export type MemberState = 'ready' | 'degraded' | 'not ready' | 'unreachable' | 'no status address';
 
 export interface MemberStatus {
@@ -168,7 +168,8 @@ export class FleetStatusReader {
 export function judge(status: WorkerStatusJson): { state: MemberState; reason: string | null } {
   if (!status.ready) return { state: 'not ready', reason: status.healthy ? 'not consuming (starting, rebalancing or stopping)' : 'unhealthy (crashed or a fatal store error)' };
   const why: string[] = [...status.problems];
-  const paused = status.partitions.filter((p) => p.paused !== null);
+  // Backpressure is a worker working through a backlog as designed: shown, not degraded.
+  const paused = status.partitions.filter((p) => p.paused !== null && p.paused !== 'backpressure');
   if (paused.length > 0) why.push(`paused: ${paused.map((p) => `${p.partition} (${p.paused})`).join(', ')}`);
   const breakers = status.breakers.filter((b) => b.state !== 'closed');
   if (breakers.length > 0) why.push(`breakers: ${breakers.map((b) => `${b.store} ${b.state}`).join(', ')}`);

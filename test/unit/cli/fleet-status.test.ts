@@ -129,6 +129,9 @@ describe('spanledger status', () => {
     const stuck = workerStatus('w', [0, 1], { problems: ['partition spans/1 stuck: zstd'] });
     stuck.partitions[1]!.paused = 'stuck';
     expect(judge(stuck)).toEqual({ state: 'degraded', reason: 'partition spans/1 stuck: zstd; paused: 1 (stuck)' });
+    const draining = workerStatus('w', [0, 1]);
+    draining.partitions[0]!.paused = 'backpressure';
+    expect(judge(draining)).toEqual({ state: 'ready', reason: null });
   });
 
   it('shows one group when asked, with its topics from the settings when it is a spanledger group', () => {
