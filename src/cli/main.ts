@@ -7,6 +7,7 @@ import { createSpanWorker } from '../workers/span-worker.js';
 import { createRuleWorker } from '../workers/rule-worker.js';
 import { runWorker } from './run-worker.js';
 import { addDlqCommands } from './dlq-command.js';
+import { addStatusCommand } from './status-command.js';
 import { addSettings, intArg, settingsOf } from './options.js';
 import { addProduceCommand } from './produce-command.js';
 import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
@@ -55,6 +56,8 @@ export function buildProgram(): Command {
   addProduceCommand(produceCmd, 'spans');
 
   addDlqCommands(program);
+
+  addStatusCommand(program);
 
   registerSignalCommands(program);
 

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { STATUS_ADDRESS_PATTERN } from '../kafka/status-address.js';
 
 /**
  * Every setting in one table: its environment variable, its CLI flag, its default and how it is
@@ -33,7 +34,8 @@ export const kafkaSettings = {
 };
 
 export const workerSettings = {
-  metricsPort: setting('METRICS_PORT', 'metrics-port', '9464', 'port of /metrics, /healthz and /readyz (0 = any free port)', z.coerce.number().int().min(0).max(65535)),
+  metricsPort: setting('METRICS_PORT', 'metrics-port', '9464', 'port of /metrics, /healthz, /readyz and /status (0 = any free port)', z.coerce.number().int().min(0).max(65535)),
+  statusAdvertiseAddress: setting('STATUS_ADVERTISE_ADDRESS', 'status-advertise-address', '', 'host:port where `spanledger status` reaches this worker\'s /status, carried in its Kafka client id (empty = this host\'s name and the metrics port actually bound)', z.string().trim().regex(new RegExp(`^$|${STATUS_ADDRESS_PATTERN.source}`), 'must be host:port (or empty)')),
   batchMaxRecords: setting('BATCH_MAX_RECORDS', 'batch-max-records', '1000', 'flush a partition buffer at this many records (an OTLP record counts its spans)', positiveInt),
   batchMaxBytes: setting('BATCH_MAX_BYTES', 'batch-max-bytes', '4194304', 'flush a partition buffer at this many bytes of record values', positiveInt),
   batchMaxAgeMs: setting('BATCH_MAX_AGE_MS', 'batch-max-age-ms', '1000', 'flush a partition buffer when its oldest record is this old (ms)', positiveInt),

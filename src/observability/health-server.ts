@@ -11,9 +11,11 @@ export interface HealthSource {
   details?(): string[];
   /** Problems that make a running worker not ready, one line each (e.g. a stuck partition). */
   problems?(): string[];
+  /** The JSON of /status (WorkerStatus); without it /status is 404. */
+  status?(): unknown;
 }
 
-/** Serves /metrics (Prometheus text), /healthz and /readyz on one port. */
+/** Serves /metrics (Prometheus text), /healthz, /readyz and /status (JSON) on one port. */
 export class HealthServer {
   private server: http.Server | undefined;
 
@@ -48,8 +50,10 @@ export class HealthServer {
       const ok = this.health.ready() && problems.length === 0;
       const details = this.health.details?.() ?? [];
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end([ok ? 'ready' : 'not ready', ...problems, ...details].join('\n') + '\n');
+    } else if (path === '/status' && this.health.status !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(this.health.status())}\n`);
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz, /readyz or /status\n');
     }
   }
 

@@ -34,6 +34,8 @@ export class PartitionPipeline<T> {
   ticker: NodeJS.Timeout | undefined;
   closed = false;
   highWatermark: bigint | undefined;
+  /** Wall-clock time (ms) Kafka last accepted a commit of this partition, for /status. */
+  lastCommitAt: number | undefined;
 
   constructor(
     readonly partition: number,

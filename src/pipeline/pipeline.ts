@@ -37,6 +37,42 @@ export type PipelineOptions<T> = PipelineStages<T> & {
   onFatal: (error: Error) => void;
 };
 
+/** Why a partition does not fetch: the whole worker is over its in-flight budget, or the partition is at an undecodable batch. */
+export type PausedReason = 'backpressure' | 'stuck';
+
+/** One assigned partition as /status shows it (offsets as decimal strings: they may pass 2^53). */
+export interface PartitionSnapshot {
+  partition: number;
+  /** What Kafka accepted from this worker; undefined before its first commit here. */
+  committedOffset: string | undefined;
+  /** The high watermark of the partition's last fetched batch. */
+  endOffset: string | undefined;
+  lag: string | undefined;
+  lastCommitAt: number | undefined;
+  paused: PausedReason | undefined;
+  stuckReason: string | undefined;
+  /** Records in custody not yet flushed (undecoded and buffered), and the in-flight bytes they count. */
+  bufferedRecords: number;
+  bufferedBytes: number;
+}
+
+/** A read-only picture of the pipeline for /status; `totals` only grow (rates come from sampling them). */
+export interface PipelineSnapshot {
+  ready: boolean;
+  healthy: boolean;
+  /** Lines that make /readyz say not ready (stuck partitions). */
+  problems: string[];
+  partitions: PartitionSnapshot[];
+  inFlight: { records: number; bytes: number; budgetBytes: number; maxBytesSeen: number };
+  totals: PipelineTotals;
+}
+
+export interface PipelineTotals {
+  consumed: number;
+  written: number;
+  deadLettered: number;
+}
+
 /** In-flight bytes each decoded item of a many-item record adds to the record's own bytes. */
 const DECODED_ITEM_BYTES = 512;
 
@@ -96,6 +132,8 @@ export class Pipeline<T> {
   private readonly revoking = new Map<number, Promise<void>>();
   /** Partitions paused at a batch that cannot be decompressed: partition → what and why. */
   private readonly stuck = new Map<number, string>();
+  /** Plain counters beside the Prometheus ones, cheap to read for /status rates. */
+  private readonly totals: PipelineTotals = { consumed: 0, written: 0, deadLettered: 0 };
 
   constructor(private readonly options: PipelineOptions<T>) {
     validateStages(options);
@@ -123,6 +161,38 @@ export class Pipeline<T> {
   details(): string[] {
     const detail = this.deadLetters.detail();
     return detail === undefined ? [] : [detail];
+  }
+
+  /** A copy of what /status shows; reads state only (no I/O, no change). */
+  snapshot(): PipelineSnapshot {
+    const partitions: PartitionSnapshot[] = [...this.assignment]
+      .sort((a, b) => a - b)
+      .map((partition) => {
+        const pipe = this.pipelines.get(partition);
+        const committed = pipe?.offsets.committedOffset;
+        const end = pipe?.highWatermark;
+        const stuckReason = this.stuck.get(partition);
+        const incomingBytes = pipe?.incoming.reduce((n, r) => n + r.bytes, 0) ?? 0;
+        return {
+          partition,
+          committedOffset: committed?.toString(),
+          endOffset: end?.toString(),
+          lag: committed !== undefined && end !== undefined ? (end > committed ? end - committed : 0n).toString() : undefined,
+          lastCommitAt: pipe?.lastCommitAt,
+          paused: stuckReason !== undefined ? 'stuck' : this.paused ? 'backpressure' : undefined,
+          stuckReason,
+          bufferedRecords: (pipe?.incoming.length ?? 0) + (pipe?.batch.records ?? 0),
+          bufferedBytes: incomingBytes + (pipe?.batch.bytes ?? 0),
+        };
+      });
+    return {
+      ready: this.ready(),
+      healthy: this.healthy(),
+      problems: this.stuckPartitions(),
+      partitions,
+      inFlight: { records: this.inFlightRecords, bytes: this.inFlightBytes, budgetBytes: this.options.maxInFlightBytes, maxBytesSeen: this.inFlightBytesMax },
+      totals: { ...this.totals },
+    };
   }
 
   /** `dlqMaxMessageBytes`: the dead-letter topic's max.message.bytes (sends are split under it). */
@@ -316,7 +386,10 @@ export class Pipeline<T> {
       if (unresolved !== undefined) resolveOffset(unresolved);
       if (taken > 0) this.reportInFlight();
       if (complete && batch.undecodable !== undefined && !interrupted()) this.stopAtUndecodableBatch(batch.partition, batch.undecodable);
-      if (taken > 0) options.metrics.consumed.inc({ topic: options.topic }, taken);
+      if (taken > 0) {
+        options.metrics.consumed.inc({ topic: options.topic }, taken);
+        this.totals.consumed += taken;
+      }
       if (skipped > 0) options.metrics.skippedRedelivered.inc({ topic: options.topic }, skipped);
       const next = pipe.offsets.nextCustodyOffset;
       pipe.caughtUp = next !== undefined && pipe.highWatermark !== undefined && next >= pipe.highWatermark;
@@ -716,7 +789,11 @@ export class Pipeline<T> {
     if (letters.length > 0) {
       letters.sort((a, b) => (a.source.offset < b.source.offset ? -1 : 1));
       await retrying(() => this.deadLetters.send(letters), this.retryOptions(pipe, 'dead-letter'));
-      for (const l of letters) if (l.outcome === 'delivered') metrics.deadLettered.inc({ topic, reason: l.error.errorClass });
+      for (const l of letters) {
+        if (l.outcome !== 'delivered') continue;
+        metrics.deadLettered.inc({ topic, reason: l.error.errorClass });
+        this.totals.deadLettered += 1;
+      }
       options.logger.warn(
         { partition: pipe.partition, count: letters.length, first: { offset: letters[0]!.source.offset.toString(), reason: letters[0]!.error.errorClass, message: letters[0]!.error.message } },
         'records dead-lettered',
@@ -741,6 +818,7 @@ export class Pipeline<T> {
       }
     }
     metrics.written.inc({ topic }, written);
+    this.totals.written += written;
     metrics.batchRecords.observe({ topic }, plan.records);
     metrics.flushDuration.observe({ topic }, Number(process.hrtime.bigint() - flush.started) / 1e9);
   }
@@ -779,6 +857,7 @@ export class Pipeline<T> {
     try {
       await this.consumer.commitOffsets([{ topic, partition: pipe.partition, offset: offset.toString() }]);
       pipe.offsets.markCommitted(offset);
+      pipe.lastCommitAt = Date.now();
       end();
       this.updateLag(pipe);
     } catch (e) {

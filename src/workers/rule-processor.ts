@@ -108,6 +108,11 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     this.now = options.now ?? (() => performance.now());
   }
 
+  /** Open traces of every partition this worker holds (for /status). */
+  get openTraces(): number {
+    return this.budget.open;
+  }
+
   async start(): Promise<void> {
     const { options } = this;
     const admin = options.kafka.admin();

@@ -50,6 +50,7 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
     metrics: new RuleWorkerMetrics(registry),
   });
   return new Worker<DecodedSpan>({
+    role: 'rules',
     kafka: config.kafka,
     worker: config.worker,
     topic: config.spans.topic,
@@ -57,6 +58,7 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
     group: ruleWorker.group,
     decoder: new SpanDecoder(config.worker.maxMessageBytes, { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, withDay: false }),
     processor,
+    openTraces: () => processor.openTraces,
     tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs),
     logger,
     registry,

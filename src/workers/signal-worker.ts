@@ -62,6 +62,7 @@ export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], lo
  */
 export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, registry: Registry, tigerBeetle: TigerBeetleSinkOptions = {}): Worker<Signal> {
   return new Worker<Signal>({
+    role: 'signals',
     kafka: config.kafka,
     worker: config.worker,
     topic: config.signals.topic,

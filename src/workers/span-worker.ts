@@ -16,6 +16,7 @@ export function createSpanWorker(config: SpanWorkerConfig, logger: Logger, regis
   const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute };
   const sink = new SpanLogSink({ dir: config.spans.spanlogDir, lockStaleMs: config.spans.lockStaleMs, maxOpenFiles: config.spans.maxOpenFiles }, { logger, registry });
   return new Worker<DecodedSpan>({
+    role: 'spans',
     kafka: config.kafka,
     worker: config.worker,
     topic: config.spans.topic,

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Parsed } from '../config/settings.js';
@@ -10,6 +11,8 @@ import type { RecordDecoder } from '../model/decode.js';
 import type { DecoderSpec } from '../model/decode-thread.js';
 import { ThreadDecodePool } from '../pipeline/decode-pool.js';
 import { HealthServer } from '../observability/health-server.js';
+import { WorkerStatus, type WorkerRole } from '../observability/worker-status.js';
+import { advertisingClientId } from '../kafka/status-address.js';
 import { WorkerMetrics } from '../observability/metrics.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
@@ -19,6 +22,7 @@ export const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
 
 /** `sinks` (span and signal workers) or a `processor` with its `tickIntervalMs` (rule worker). */
 export type WorkerOptions<T> = PipelineStages<T> & {
+  role: WorkerRole;
   kafka: Parsed<typeof kafkaSettings>;
   worker: Parsed<typeof workerSettings>;
   topic: string;
@@ -29,24 +33,63 @@ export type WorkerOptions<T> = PipelineStages<T> & {
   decoderSpec?: DecoderSpec;
   logger: Logger;
   registry: Registry;
+  /** Rule workers: open traces held by the rule processor, for /status. */
+  openTraces?: () => number;
 };
 
 /**
- * A consumer worker with its lifecycle: start (topics, metrics server, group), stop (flush,
+ * A consumer worker with its lifecycle: start (metrics server, topics, group), stop (flush,
  * commit, leave). Span and signal workers are this class with different decoders and sinks.
+ *
+ * The Kafka client and the pipeline are made in start(), after the metrics server has bound:
+ * the client id advertises the /status address, whose port is known only then (METRICS_PORT=0).
  */
 export class Worker<T> {
-  private readonly runner: Pipeline<T>;
+  private runner: Pipeline<T> | undefined;
   private readonly health: HealthServer;
+  private readonly status: WorkerStatus;
+  private readonly metrics: WorkerMetrics;
   private fatalError: Error | undefined;
   private fatalListeners: Array<(e: Error) => void> = [];
   metricsPort: number | undefined;
+  /** host:port of /status as advertised in the Kafka client id (known once started). */
+  statusAddress: string | undefined;
 
   constructor(private readonly options: WorkerOptions<T>) {
-    const { kafka, worker, logger, registry } = options;
-    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger });
-    this.kafkaClient = client;
-    const metrics = new WorkerMetrics(registry);
+    const { worker, registry } = options;
+    this.metrics = new WorkerMetrics(registry);
+    this.status = new WorkerStatus({
+      role: options.role,
+      group: options.group,
+      topic: options.topic,
+      workerId: worker.workerId,
+      address: () => this.statusAddress,
+      snapshot: () => this.runner?.snapshot(),
+      openTraces: options.openTraces,
+      // Circuit breakers are wired here once the pipeline reports them (Pipeline.breakerStates()).
+      breakers: () => [],
+    });
+    this.health = new HealthServer(worker.metricsPort, registry, {
+      healthy: () => this.runner?.healthy() ?? true,
+      ready: () => this.runner?.ready() ?? false,
+      details: () => this.runner?.details() ?? [],
+      problems: () => this.runner?.stuckPartitions() ?? [],
+      status: () => this.status.status(),
+    });
+  }
+
+  onFatal(listener: (e: Error) => void): void {
+    this.fatalListeners.push(listener);
+    if (this.fatalError) listener(this.fatalError);
+  }
+
+  ready(): boolean {
+    return this.runner?.ready() ?? false;
+  }
+
+  private createPipeline(client: ReturnType<typeof createKafka>): Pipeline<T> {
+    const { options, metrics } = this;
+    const { worker, logger } = options;
     const quarantine = new Quarantine(worker.quarantineDir, (letters, refusal) => {
       for (const l of letters) metrics.quarantined.inc({ topic: options.topic, reason: l.error.errorClass });
       logger.error(
@@ -55,7 +98,7 @@ export class Worker<T> {
       );
     });
     const stages: PipelineStages<T> = options.processor === undefined ? { sinks: options.sinks } : { processor: options.processor, tickIntervalMs: options.tickIntervalMs };
-    this.runner = new Pipeline<T>({
+    return new Pipeline<T>({
       ...stages,
       consumer: new KafkaJsGroupConsumer(client, {
         group: options.group,
@@ -82,29 +125,17 @@ export class Worker<T> {
         for (const listener of this.fatalListeners) listener(e);
       },
     });
-    this.health = new HealthServer(worker.metricsPort, registry, {
-      healthy: () => this.runner.healthy(),
-      ready: () => this.runner.ready(),
-      details: () => this.runner.details(),
-      problems: () => this.runner.stuckPartitions(),
-    });
-  }
-
-  private readonly kafkaClient: ReturnType<typeof createKafka>;
-
-  onFatal(listener: (e: Error) => void): void {
-    this.fatalListeners.push(listener);
-    if (this.fatalError) listener(this.fatalError);
-  }
-
-  ready(): boolean {
-    return this.runner.ready();
   }
 
   async start(): Promise<void> {
     const { options } = this;
     this.metricsPort = await this.health.start();
-    const admin = this.kafkaClient.admin();
+    this.statusAddress = options.worker.statusAdvertiseAddress || `${os.hostname()}:${this.metricsPort}`;
+    const client = createKafka({ brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
+    const runner = this.createPipeline(client);
+    this.runner = runner;
+    this.status.start();
+    const admin = client.admin();
     await admin.connect();
     let dlqMaxMessageBytes: number;
     try {
@@ -126,13 +157,14 @@ export class Worker<T> {
     } finally {
       await admin.disconnect();
     }
-    await this.runner.start(dlqMaxMessageBytes);
+    await runner.start(dlqMaxMessageBytes);
     options.logger.info(
       {
         topic: options.topic,
         group: options.group,
         dlqTopic: options.dlqTopic,
         metricsPort: this.metricsPort,
+        statusAddress: this.statusAddress,
         ...(options.processor === undefined ? { sinks: options.sinks.map((s) => s.name) } : { processor: options.processor.name }),
       },
       'worker started',
@@ -141,7 +173,8 @@ export class Worker<T> {
 
   /** Resolves true if everything buffered was flushed and committed within the shutdown timeout. */
   async stop(): Promise<boolean> {
-    const clean = await this.runner.stop(this.options.worker.shutdownTimeoutMs);
+    const clean = (await this.runner?.stop(this.options.worker.shutdownTimeoutMs)) ?? true;
+    this.status.stop();
     await this.health.close();
     return clean;
   }

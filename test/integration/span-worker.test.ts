@@ -12,12 +12,11 @@ import {
   metricValue,
   ROOT,
   committedTotal,
-  createTopic,
+  createSpanTopics,
+  type SpanTopics,
   kafkaClient,
   readSpanLog,
   sleep,
-  tempDir,
-  uniqueName,
   waitForCommitted,
   WorkerProcess,
   killWorkers,
@@ -29,41 +28,12 @@ let kafka: Kafka;
 const workers: WorkerProcess[] = [];
 const dirs: string[] = [];
 
-interface Setup {
-  topic: string;
-  dlqTopic: string;
-  group: string;
-  dir: string;
-  env: Record<string, string>;
-}
+type Setup = SpanTopics;
 
 async function setup(partitions: number, extraEnv: Record<string, string> = {}): Promise<Setup> {
-  const topic = uniqueName('spans');
-  const dlqTopic = `${topic}.dlq`;
-  const group = uniqueName('group');
-  const dir = tempDir('spanlog');
-  dirs.push(dir);
-  await createTopic(kafka, topic, partitions);
-  await createTopic(kafka, dlqTopic, 1);
-  return {
-    topic,
-    dlqTopic,
-    group,
-    dir,
-    env: {
-      KAFKA_BROKERS: brokers,
-      SPANS_TOPIC: topic,
-      SPANS_DLQ_TOPIC: dlqTopic,
-      SPANS_GROUP: group,
-      SPANLOG_DIR: dir,
-      SPANLOG_LOCK_STALE_MS: '3000',
-      KAFKA_SESSION_TIMEOUT_MS: '8000',
-      KAFKA_REBALANCE_TIMEOUT_MS: '10000',
-      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
-      BATCH_MAX_AGE_MS: '200',
-      ...extraEnv,
-    },
-  };
+  const s = await createSpanTopics(kafka, brokers, partitions, extraEnv);
+  dirs.push(s.dir);
+  return s;
 }
 
 function startWorker(s: Setup, env: Record<string, string> = {}): WorkerProcess {

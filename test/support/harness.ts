@@ -35,6 +35,44 @@ export async function createTopic(kafka: Kafka, topic: string, numPartitions: nu
   }
 }
 
+/** A fresh spans topic with its dead-letter topic, group and span log folder, and a span worker's env for them. */
+export interface SpanTopics {
+  topic: string;
+  dlqTopic: string;
+  group: string;
+  dir: string;
+  env: Record<string, string>;
+}
+
+/** Creates SpanTopics; short group timings and flushes so that tests rebalance and drain quickly. The caller removes `dir`. */
+export async function createSpanTopics(kafka: Kafka, brokers: string, partitions: number, extraEnv: Record<string, string> = {}): Promise<SpanTopics> {
+  const topic = uniqueName('spans');
+  const dlqTopic = `${topic}.dlq`;
+  const group = uniqueName('group');
+  const dir = tempDir('spanlog');
+  await createTopic(kafka, topic, partitions);
+  await createTopic(kafka, dlqTopic, 1);
+  return {
+    topic,
+    dlqTopic,
+    group,
+    dir,
+    env: {
+      KAFKA_BROKERS: brokers,
+      SPANS_TOPIC: topic,
+      SPANS_DLQ_TOPIC: dlqTopic,
+      SPANS_GROUP: group,
+      SPANLOG_DIR: dir,
+      SPANLOG_LOCK_STALE_MS: '3000',
+      KAFKA_SESSION_TIMEOUT_MS: '8000',
+      KAFKA_REBALANCE_TIMEOUT_MS: '10000',
+      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+      BATCH_MAX_AGE_MS: '200',
+      ...extraEnv,
+    },
+  };
+}
+
 /** Retries what a freshly started broker refuses for a moment (kafkajs marks those retriable). */
 async function retryWhileTransient<T>(fn: () => Promise<T>, done: (e: unknown) => boolean = () => false, timeoutMs = 30_000): Promise<T | undefined> {
   const deadline = Date.now() + timeoutMs;

@@ -42,4 +42,12 @@ describe('settings', () => {
     expect(signals).toMatchObject({ batchMaxRecords: 10_000, maxInFlightBytes: 64 * 2 ** 20, batchMaxAgeMs: shared.batchMaxAgeMs });
     expect(resolveSettings(signalWorkerSettings, envValues(signalWorkerSettings, { BATCH_MAX_RECORDS: '500' }), {}).batchMaxRecords).toBe(500);
   });
+
+  it('takes STATUS_ADVERTISE_ADDRESS as host:port or empty (then the worker advertises its host name and bound port)', () => {
+    expect(resolveSettings(workerSettings, envValues(workerSettings, {}), {}).statusAdvertiseAddress).toBe('');
+    for (const address of ['worker-3.svc:9464', '10.0.0.7:9464', '[fd00::7]:9464']) {
+      expect(resolveSettings(workerSettings, envValues(workerSettings, { STATUS_ADVERTISE_ADDRESS: address }), {}).statusAdvertiseAddress).toBe(address);
+    }
+    expect(() => resolveSettings(workerSettings, envValues(workerSettings, { STATUS_ADVERTISE_ADDRESS: 'worker-3' }), {})).toThrow(/^invalid configuration: STATUS_ADVERTISE_ADDRESS="worker-3": must be host:port/);
+  });
 });

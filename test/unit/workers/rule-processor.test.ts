@@ -444,6 +444,8 @@ describe('RuleProcessor', () => {
     apply(h, [...feed0.record(0, { trace: 1 }), ...feed0.record(2_000, { trace: 2 })], { partition: 0 });
     apply(h, feed1.record(0, { trace: 3 }), { partition: 1 });
     expect(await h.metric('spanledger_rule_traces_open')).toBe(2);
+    // What a rule worker's /status shows as openTraces.
+    expect(h.processor.openTraces).toBe(2);
     await h.processor.sync(TOPIC, 1);
     await h.processor.beforeCommit(TOPIC, 1, 0n);
     expect(await h.metric('spanledger_rule_checkpoint_bytes', { partition: '1' })).toBeGreaterThan(0);
@@ -451,6 +453,7 @@ describe('RuleProcessor', () => {
     // Partition 0 has the signal of trace 1 pending (not synced): the next owner re-reads it.
     await h.processor.releasePartition(TOPIC, 0);
     expect(await h.metric('spanledger_rule_traces_open')).toBe(1);
+    expect(h.processor.openTraces).toBe(1);
     await h.processor.releasePartition(TOPIC, 1);
     expect(await h.metric('spanledger_rule_traces_open')).toBe(0);
     expect((await h.registry.getSingleMetric('spanledger_rule_checkpoint_bytes')!.get()).values).toEqual([]);
