@@ -34,14 +34,46 @@ export async function ensureTopics(
 ): Promise<string[]> {
   const existing = new Set(await admin.listTopics());
   const missing = topics.filter((t) => !existing.has(t.topic));
-  if (missing.length === 0) return [];
-  try {
-    await admin.createTopics({ topics: missing, waitForLeaders: true });
-  } catch (e) {
-    // Another worker may have created it at the same moment.
-    if (!String((e as Error).message).includes('exists')) throw e;
+  if (missing.length > 0) {
+    try {
+      await admin.createTopics({ topics: missing, waitForLeaders: true });
+    } catch (e) {
+      // Another worker may have created it at the same moment.
+      if (!String((e as Error).message).includes('exists')) throw e;
+    }
   }
+  // A topic another worker has just created (listed, or "already exists" above) may not have its
+  // leaders yet: reading or describing it then fails with "This server does not host this
+  // topic-partition", which stopped a rule worker starting beside a span worker on fresh topics.
+  await waitForLeaders(admin, topics.map((t) => t.topic));
   return missing.map((t) => t.topic);
+}
+
+/** True for errors kafkajs marks retriable (leader elections, a topic still being created). */
+export function isRetriableKafkaError(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
+}
+
+/** Resolves once every partition of every topic has a leader; bounded by `timeoutMs`. */
+export async function waitForLeaders(admin: Pick<Admin, 'fetchTopicMetadata'>, topics: string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let why = 'no metadata yet';
+  for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1000)) {
+    try {
+      const metadata = (await admin.fetchTopicMetadata({ topics })).topics;
+      const leaderless = topics.filter((topic) => {
+        const partitions = metadata.find((m) => m.name === topic)?.partitions ?? [];
+        return partitions.length === 0 || partitions.some((p) => p.leader < 0);
+      });
+      if (leaderless.length === 0) return;
+      why = `no leader yet for a partition of ${leaderless.join(', ')}`;
+    } catch (e) {
+      if (!isRetriableKafkaError(e)) throw e;
+      why = (e as Error).message;
+    }
+    if (Date.now() + delayMs > deadline) throw new Error(`topics ${topics.join(', ')} not ready within ${timeoutMs} ms: ${why}`);
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
 }
 
 /** The largest record batch a topic takes: its max.message.bytes (topic override or broker default). */

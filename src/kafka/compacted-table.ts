@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Admin, Batch, Consumer, Kafka } from 'kafkajs';
 import { backOff } from 'exponential-backoff';
 import type { Logger } from 'pino';
-import { ensureTopics } from './client.js';
+import { ensureTopics, isRetriableKafkaError } from './client.js';
 
 /** Where a record stands in the topic. `offset` is Kafka's 64-bit offset as a decimal string. */
 export interface RecordMeta {
@@ -304,9 +304,6 @@ export function endOffsets(admin: Pick<Admin, 'fetchTopicOffsets'>, topic: strin
   }).then((offsets) => offsets.map(({ partition, high, low }) => ({ partition, high, low })));
 }
 
-function isRetriableKafkaError(e: unknown): boolean {
-  return typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
-}
 
 async function withDeadline<T>(promise: Promise<T>, deadline: number, message: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
