@@ -24,7 +24,11 @@ const RENDER_TIMEOUT_MS = 10 * 60_000;
 /** Environment variables of the manifests that are not spanledger settings, and why they are there. */
 const NOT_SETTINGS: Record<string, string> = {
   NODE_OPTIONS: 'V8 heap cap of the span workers; Node cannot change it from inside (bench/README.md)',
+  POD_IP: 'the pod\'s IP from the downward API, for STATUS_ADVERTISE_ADDRESS',
 };
+
+/** What the downward API would give a pod, to check the settings built from it. */
+const DOWNWARD_API: Record<string, string> = { 'status.podIP': '10.1.2.3' };
 
 const SETTINGS = new Map<string, Setting>(
   [kafkaSettings, workerSettings, spanSettings, signalSettings, ruleSettings, ruleWorkerSettings].flatMap((table) => Object.values(table).map((s): [string, Setting] => [s.env, s])),
@@ -51,7 +55,7 @@ interface Resource {
 interface Container {
   name: string;
   args?: string[];
-  env?: Array<{ name: string; value?: string; valueFrom?: { configMapKeyRef?: { name: string; key: string } } }>;
+  env?: Array<{ name: string; value?: string; valueFrom?: { configMapKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } } }>;
   envFrom?: Array<{ configMapRef?: { name: string } }>;
   ports?: Array<{ name?: string; containerPort: number }>;
   livenessProbe?: { httpGet?: { path: string; port: number | string } };
@@ -95,9 +99,12 @@ class Manifests {
     }
     for (const entry of container.env ?? []) {
       const ref = entry.valueFrom?.configMapKeyRef;
-      const value = ref === undefined ? entry.value : this.named('ConfigMap', ref.name)?.data?.[ref.key];
+      const field = entry.valueFrom?.fieldRef?.fieldPath;
+      let value = ref !== undefined ? this.named('ConfigMap', ref.name)?.data?.[ref.key] : field !== undefined ? DOWNWARD_API[field] : entry.value;
       expect(value, `value of ${entry.name} in ${container.name}`).toBeDefined();
-      env.set(entry.name, value!);
+      // Kubernetes expands $(NAME) from the variables defined before it.
+      value = value!.replace(/\$\(([A-Z_][A-Z0-9_]*)\)/g, (whole, name: string) => env.get(name) ?? whole);
+      env.set(entry.name, value);
     }
     return env;
   }
