@@ -21,6 +21,7 @@ const brokers = z
   .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, 'each broker must be host:port')).min(1, 'at least one broker'));
 const topicName = z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/, 'must be a valid Kafka topic name');
 const nonEmpty = z.string().min(1);
+const fraction = z.coerce.number({ error: 'must be a number above 0 and at most 1' }).gt(0, 'must be a number above 0 and at most 1').max(1, 'must be a number above 0 and at most 1');
 
 function setting<T>(env: string, flag: string, def: string, description: string, schema: z.ZodType<T>): Setting<T> {
   return { env, flag, default: def, description, schema };
@@ -47,6 +48,12 @@ export const workerSettings = {
   rebalanceTimeoutMs: setting('KAFKA_REBALANCE_TIMEOUT_MS', 'rebalance-timeout-ms', '60000', 'consumer group rebalance timeout (ms)', positiveInt),
   heartbeatIntervalMs: setting('KAFKA_HEARTBEAT_INTERVAL_MS', 'heartbeat-interval-ms', '3000', 'consumer group heartbeat interval (ms)', positiveInt),
   retryMaxDelayMs: setting('RETRY_MAX_DELAY_MS', 'retry-max-delay-ms', '30000', 'longest backoff between retries of a failed store write (ms)', positiveInt),
+  backpressurePauseFraction: setting('BACKPRESSURE_PAUSE_FRACTION', 'backpressure-pause-fraction', '0.9', 'fetching pauses once buffered and flushing records exceed this fraction of MAX_IN_FLIGHT_BYTES', fraction),
+  backpressureResumeFraction: setting('BACKPRESSURE_RESUME_FRACTION', 'backpressure-resume-fraction', '0.5', 'paused fetching resumes once they are back at or below this fraction of MAX_IN_FLIGHT_BYTES (below BACKPRESSURE_PAUSE_FRACTION)', fraction),
+  breakerFailureRate: setting('BREAKER_FAILURE_RATE', 'breaker-failure-rate', '0.5', 'a store\'s circuit breaker opens when more than this fraction of its calls in the window failed with a retriable error (0 < x < 1)', z.coerce.number().gt(0, 'must be above 0 and below 1').lt(1, 'must be above 0 and below 1')),
+  breakerWindowMs: setting('BREAKER_WINDOW_MS', 'breaker-window-ms', '60000', 'the window a breaker judges the failure rate over (ms)', positiveInt),
+  breakerMinCalls: setting('BREAKER_MIN_CALLS', 'breaker-min-calls', '5', 'calls to a store the window must hold before its breaker may open', positiveInt),
+  breakerHalfOpenAfterMs: setting('BREAKER_HALF_OPEN_AFTER_MS', 'breaker-half-open-after-ms', '30000', 'an open breaker lets one probe call through after this long; the probe\'s success closes it (ms)', positiveInt),
   workerId: setting('WORKER_ID', 'worker-id', `${os.hostname()}-${process.pid}`, 'this worker\'s name in logs and dead-letter headers', z.string().regex(/^[\w.@:-]{1,200}$/, 'letters, digits and . _ - @ : only')),
   quarantineDir: setting('QUARANTINE_DIR', 'quarantine-dir', './data/quarantine', 'folder for dead letters the dead-letter topic refuses for good (too large, not authorized, topic gone)', nonEmpty),
   logLevel: setting('LOG_LEVEL', 'log-level', 'info', 'pino log level', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
@@ -89,6 +96,20 @@ export const ruleSettings = {
 };
 
 export type Settings = Record<string, Setting>;
+
+/**
+ * Rules that relate several settings of one group, checked by resolveSettings after every value
+ * passed its own schema: a message for the first broken rule, or undefined.
+ */
+export const crossChecks = new Map<Settings, (values: Record<string, unknown>) => string | undefined>([
+  [
+    workerSettings,
+    (v) =>
+      (v.backpressureResumeFraction as number) < (v.backpressurePauseFraction as number)
+        ? undefined
+        : `BACKPRESSURE_RESUME_FRACTION=${String(v.backpressureResumeFraction)} must be below BACKPRESSURE_PAUSE_FRACTION=${String(v.backpressurePauseFraction)}`,
+  ],
+]);
 export type Parsed<S extends Settings> = { [K in keyof S]: S[K] extends Setting<infer T> ? T : never };
 
 /**

@@ -72,6 +72,8 @@ export class Worker<T> {
       limits: { maxRecords: worker.batchMaxRecords, maxBytes: worker.batchMaxBytes, maxAgeMs: worker.batchMaxAgeMs },
       flushWhenCaughtUp: worker.flushWhenCaughtUp,
       maxInFlightBytes: worker.maxInFlightBytes,
+      backpressure: { pauseFraction: worker.backpressurePauseFraction, resumeFraction: worker.backpressureResumeFraction },
+      breakers: { failureRate: worker.breakerFailureRate, windowMs: worker.breakerWindowMs, minCalls: worker.breakerMinCalls, halfOpenAfterMs: worker.breakerHalfOpenAfterMs },
       heartbeatIntervalMs: worker.heartbeatIntervalMs,
       retryMaxDelayMs: worker.retryMaxDelayMs,
       shutdownTimeoutMs: worker.shutdownTimeoutMs,
