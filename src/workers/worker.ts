@@ -11,6 +11,7 @@ import type { DecoderSpec } from '../model/decode-thread.js';
 import { ThreadDecodePool } from '../pipeline/decode-pool.js';
 import { HealthServer } from '../observability/health-server.js';
 import { WorkerMetrics } from '../observability/metrics.js';
+import type { BreakerStatus } from '../pipeline/breakers.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
 
@@ -89,6 +90,7 @@ export class Worker<T> {
       ready: () => this.runner.ready(),
       details: () => this.runner.details(),
       problems: () => this.runner.stuckPartitions(),
+      degraded: () => this.runner.degraded(),
     });
   }
 
@@ -101,6 +103,11 @@ export class Worker<T> {
 
   ready(): boolean {
     return this.runner.ready();
+  }
+
+  /** Every store's circuit breaker (state, since, next probe of an open one): for status pages. */
+  breakerStates(): BreakerStatus[] {
+    return this.runner.breakerStates();
   }
 
   async start(): Promise<void> {
