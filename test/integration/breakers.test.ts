@@ -8,11 +8,14 @@
  * TigerBeetle: with TIGERBEETLE_BIN a real replica is killed and restarted on the same data file;
  * otherwise the StandInCluster hangs every request for the outage (what tigerbeetle-node does while
  * its cluster is unreachable). DuckDB: a child process opens the tenant's file (DuckDB's file lock
- * is per process) and closes it after a while.
+ * is per process) and closes it after a while. Span log: a span worker (a child process) writes to a
+ * 1 MiB tmpfs that fills up, until the tmpfs is grown (needs root for mount; skipped with one line
+ * otherwise).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Kafka } from 'kafkajs';
@@ -23,12 +26,12 @@ import { readDeadLetters } from '../../src/cli/dlq.js';
 import { envValues, resolveSettings } from '../../src/config/load.js';
 import { kafkaSettings, signalSettings, workerSettings } from '../../src/config/settings.js';
 import { groupLag } from '../../src/kafka/client.js';
-import { generateSignal } from '../../src/model/generate.js';
+import { generateSignal, generateSpan, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
 import type { TigerBeetleClientFactory } from '../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
 import { createSignalWorker, createTigerBeetleSink, type SignalWorkerConfig } from '../../src/workers/signal-worker.js';
 import type { Worker } from '../../src/workers/worker.js';
-import { ROOT, committedTotal, kafkaClient, metricValue, sleep, waitForCommitted } from '../support/harness.js';
+import { ROOT, committedTotal, createTopic, kafkaClient, killWorkers, metricValue, readSpanLog, sleep, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
 import { produceSignals as produceTo, signalSetup, type SignalSetup } from '../support/signal-topics.js';
 import { StandInCluster } from '../support/tigerbeetle-standin.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
@@ -38,6 +41,8 @@ let kafka: Kafka;
 const dirs: string[] = [];
 const running: Array<{ worker: Worker<Signal>; stopped: boolean }> = [];
 const holders: ChildProcess[] = [];
+const spanWorkers: WorkerProcess[] = [];
+const mounts: string[] = [];
 
 // A real cluster when one is available; the TigerBeetle outage needs one this suite can stop and
 // restart (TIGERBEETLE_BIN), else it runs on the stand-in.
@@ -176,6 +181,11 @@ beforeAll(() => {
 afterEach(async () => {
   for (const r of running.splice(0)) if (!r.stopped) await r.worker.stop();
   for (const h of holders.splice(0)) if (h.exitCode === null && h.signalCode === null) h.kill('SIGKILL');
+  await killWorkers(spanWorkers);
+  for (const m of mounts.splice(0)) {
+    execFileSync('umount', [m]);
+    fs.rmSync(m, { recursive: true, force: true });
+  }
 });
 afterAll(async () => {
   if (!('skipped' in tb)) await tb.stop();
@@ -297,5 +307,82 @@ describe('circuit breakers on a real broker', () => {
     expect(await readDeadLetters(kafka, s.dlqTopic)).toEqual([]);
     expect(await duckdbCounts(s.duckdbDir, [tenant])).toEqual([[300, 300]]);
     expect(await tigerBeetleCounts(w.config, standIn?.factory, [tenant])).toEqual([[300n, 300n]]);
+  }, 180_000);
+
+  // A real file system that fills up (as test/unit/sinks/spanlog-tmpfs.test.ts): mount needs root.
+  const tmpfs = (() => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spanlog-full-'));
+    try {
+      if (process.getuid?.() !== 0) throw new Error('not running as root');
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync('umount', [dir]);
+      return { dir };
+    } catch (e) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      const why = String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim();
+      console.log(`*** span log disk-full breaker test skipped: ${why} ***`);
+      return undefined;
+    }
+  })();
+
+  it.skipIf(tmpfs === undefined)('the span log\'s disk is full: the spanlog breaker opens, nothing is dead-lettered; once there is room every span is stored once', async () => {
+    const dir = tmpfs!.dir;
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+    mounts.push(dir);
+    const topic = uniqueName('spans');
+    const group = uniqueName('group');
+    await createTopic(kafka, topic, 2);
+    await createTopic(kafka, `${topic}.dlq`, 1);
+    const w = new WorkerProcess('spans', {
+      KAFKA_BROKERS: brokers,
+      SPANS_TOPIC: topic,
+      SPANS_DLQ_TOPIC: `${topic}.dlq`,
+      SPANS_GROUP: group,
+      SPANLOG_DIR: path.join(dir, 'spanlog'),
+      KAFKA_SESSION_TIMEOUT_MS: '8000',
+      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+      BATCH_MAX_AGE_MS: '200',
+      RETRY_MAX_DELAY_MS: '500',
+      BREAKER_WINDOW_MS: '10000',
+      BREAKER_MIN_CALLS: '3',
+      BREAKER_HALF_OPEN_AFTER_MS: '1000',
+    });
+    spanWorkers.push(w);
+    const started = await w.waitForLog('worker started');
+    const metrics = async () => (await fetch(`http://127.0.0.1:${String(started.metricsPort)}/metrics`)).text();
+    // ~4,000 spans of ~700 bytes per line: about three times what the tmpfs holds.
+    const spanIds = new Set<string>();
+    const producer = kafka.producer();
+    await producer.connect();
+    try {
+      for (let i = 0; i < 4_000; i += 500) {
+        const messages = Array.from({ length: 500 }, (_, k) => {
+          const span = generateSpan(tenantIdFor((i + k) % 4), i + k, Date.UTC(2026, 10, 24, 10));
+          spanIds.add(span.spanId);
+          return { key: span.tenantId, value: JSON.stringify(span) };
+        });
+        await producer.send({ topic, acks: -1, messages });
+      }
+    } finally {
+      await producer.disconnect();
+    }
+    await w.waitForLog('circuit breaker opened: spanlog is failing; its flushes wait for a probe and their partitions stop fetching', 60_000);
+    await until(async () => metricValue(await metrics(), 'spanledger_partitions_paused', 'reason="breaker"') > 0, 'a partition paused for the spanlog breaker', 10_000);
+    const readyz = await fetch(`http://127.0.0.1:${String(started.metricsPort)}/readyz`);
+    expect(readyz.status).toBe(200);
+    expect(await readyz.text()).toMatch(/\nbreaker (open|half-open): spanlog since /);
+    expect(await committedTotal(kafka, group, topic)).toBeLessThan(4_000n);
+
+    execFileSync('mount', ['-o', 'remount,size=64m', dir]);
+    await waitForCommitted(kafka, group, topic, 60_000);
+    const after = await metrics();
+    expect(metricValue(after, 'spanledger_breaker_state', 'store="spanlog"')).toBe(0);
+    expect(metricValue(after, 'spanledger_records_dead_lettered_total')).toBe(0);
+    w.kill('SIGTERM');
+    expect((await w.exited).code).toBe(0);
+    expect(await readDeadLetters(kafka, `${topic}.dlq`)).toEqual([]);
+    const lines = readSpanLog(path.join(dir, 'spanlog'));
+    expect(lines).toHaveLength(4_000);
+    expect(new Set(lines.map((l) => l.line.spanId))).toEqual(spanIds);
   }, 180_000);
 });
