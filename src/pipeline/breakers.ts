@@ -1,6 +1,6 @@
 import { BrokenCircuitError, CircuitState, SamplingBreaker, circuitBreaker, handleWhen, type CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from 'pino';
-import { RetriableError } from '../errors.js';
+import { BreakerOpenError } from '../errors.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
 import { isRetriable } from './retry.js';
 
@@ -38,13 +38,6 @@ export interface BreakerWait {
   shouldStop(): boolean;
   /** The call met an open breaker and waits for its probe (once per call). */
   onBlocked(): void;
-}
-
-/** A call waited for an open breaker and was told to stop (its partition was released, the worker stops). */
-export class BreakerOpenError extends RetriableError {
-  constructor(readonly store: string) {
-    super(`circuit breaker of ${store} is open`);
-  }
 }
 
 /** Longest a waiting call sleeps before it checks `shouldStop` again. */
