@@ -21,6 +21,17 @@ export class RetriableError extends SpanledgerError {
   }
 }
 
+/**
+ * A store call waited for the store's open circuit breaker and was told to stop waiting (its
+ * partition was released, the worker stops). Retriable: the records are read again, never
+ * dead-lettered.
+ */
+export class BreakerOpenError extends RetriableError {
+  constructor(readonly store: string) {
+    super(`circuit breaker of ${store} is open`);
+  }
+}
+
 /** Invalid configuration: fail at start with one clear line. */
 export class ConfigError extends SpanledgerError {
   constructor(message: string) {

@@ -22,6 +22,7 @@ const brokers = z
   .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, 'each broker must be host:port')).min(1, 'at least one broker'));
 const topicName = z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/, 'must be a valid Kafka topic name');
 const nonEmpty = z.string().min(1);
+const fraction = z.coerce.number({ error: 'must be a number above 0 and at most 1' }).gt(0, 'must be a number above 0 and at most 1').max(1, 'must be a number above 0 and at most 1');
 
 function setting<T>(env: string, flag: string, def: string, description: string, schema: z.ZodType<T>): Setting<T> {
   return { env, flag, default: def, description, schema };
@@ -49,6 +50,12 @@ export const workerSettings = {
   rebalanceTimeoutMs: setting('KAFKA_REBALANCE_TIMEOUT_MS', 'rebalance-timeout-ms', '60000', 'consumer group rebalance timeout (ms)', positiveInt),
   heartbeatIntervalMs: setting('KAFKA_HEARTBEAT_INTERVAL_MS', 'heartbeat-interval-ms', '3000', 'consumer group heartbeat interval (ms)', positiveInt),
   retryMaxDelayMs: setting('RETRY_MAX_DELAY_MS', 'retry-max-delay-ms', '30000', 'longest backoff between retries of a failed store write (ms)', positiveInt),
+  backpressurePauseFraction: setting('BACKPRESSURE_PAUSE_FRACTION', 'backpressure-pause-fraction', '0.9', 'fetching pauses once buffered and flushing records exceed this fraction of MAX_IN_FLIGHT_BYTES', fraction),
+  backpressureResumeFraction: setting('BACKPRESSURE_RESUME_FRACTION', 'backpressure-resume-fraction', '0.5', 'paused fetching resumes once they are back at or below this fraction of MAX_IN_FLIGHT_BYTES (below BACKPRESSURE_PAUSE_FRACTION)', fraction),
+  breakerFailureRate: setting('BREAKER_FAILURE_RATE', 'breaker-failure-rate', '0.5', 'a store\'s circuit breaker opens when more than this fraction of its calls in the window failed with a retriable error (0 < x < 1)', z.coerce.number().gt(0, 'must be above 0 and below 1').lt(1, 'must be above 0 and below 1')),
+  breakerWindowMs: setting('BREAKER_WINDOW_MS', 'breaker-window-ms', '60000', 'the window a breaker judges the failure rate over (ms)', positiveInt),
+  breakerMinCalls: setting('BREAKER_MIN_CALLS', 'breaker-min-calls', '5', 'calls to a store the window must hold before its breaker may open', positiveInt),
+  breakerHalfOpenAfterMs: setting('BREAKER_HALF_OPEN_AFTER_MS', 'breaker-half-open-after-ms', '30000', 'an open breaker lets one probe call through after this long; the probe\'s success closes it (ms)', positiveInt),
   workerId: setting('WORKER_ID', 'worker-id', `${os.hostname()}-${process.pid}`, 'this worker\'s name in logs and dead-letter headers', z.string().regex(/^[\w.@:-]{1,200}$/, 'letters, digits and . _ - @ : only')),
   quarantineDir: setting('QUARANTINE_DIR', 'quarantine-dir', './data/quarantine', 'folder for dead letters the dead-letter topic refuses for good (too large, not authorized, topic gone)', nonEmpty),
   logLevel: setting('LOG_LEVEL', 'log-level', 'info', 'pino log level', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
@@ -92,6 +99,7 @@ export const signalSettings = {
   duckdbIdleTimeoutMs: setting('DUCKDB_IDLE_TIMEOUT_MS', 'duckdb-idle-timeout-ms', '60000', 'detach a tenant database unused for this long (ms; releases its file lock)', positiveInt),
   duckdbAppendMaxRows: setting('DUCKDB_APPEND_MAX_ROWS', 'duckdb-append-max-rows', '64', 'a tenant write of at most this many new rows goes through an appender straight into its table (cheaper small transactions; 0 = always the staged INSERT)', z.coerce.number().int().min(0)),
   duckdbCheckpointAtMemoryFraction: setting('DUCKDB_CHECKPOINT_AT_MEMORY_FRACTION', 'duckdb-checkpoint-at-memory-fraction', '0.6', 'checkpoint the least recently written tenant databases while DuckDB memory is above this fraction of DUCKDB_MEMORY_LIMIT (0 = never)', z.coerce.number().min(0).lt(1)),
+  duckdbAcquireTimeoutMs: setting('DUCKDB_ACQUIRE_TIMEOUT_MS', 'duckdb-acquire-timeout-ms', '60000', 'a DuckDB write waiting longer than this for a tenant database\'s file lock held by another process, a connection or its tenant\'s turn fails as retriable (counted by the duckdb circuit breaker) (ms)', positiveInt),
   duckdbMaxHoldMs: setting('DUCKDB_MAX_HOLD_MS', 'duckdb-max-hold-ms', '5000', 'hand a tenant database held this long over to another process waiting for its file lock (ms)', positiveInt),
   tbAddress: setting('TB_ADDRESS', 'tb-address', '3000', 'TigerBeetle replica addresses, comma-separated (port or host:port)', z.string().regex(/^[\w.:,\[\]-]+$/, 'comma-separated ports or host:port')),
   tbClusterId: setting('TB_CLUSTER_ID', 'tb-cluster-id', '0', 'TigerBeetle cluster id', z.string().regex(/^\d{1,39}$/, 'must be an unsigned integer').transform((s) => BigInt(s))),
@@ -105,6 +113,20 @@ export const ruleSettings = {
 };
 
 export type Settings = Record<string, Setting>;
+
+/**
+ * Rules that relate several settings of one group, checked by resolveSettings after every value
+ * passed its own schema: a message for the first broken rule, or undefined.
+ */
+export const crossChecks = new Map<Settings, (values: Record<string, unknown>) => string | undefined>([
+  [
+    workerSettings,
+    (v) =>
+      (v.backpressureResumeFraction as number) < (v.backpressurePauseFraction as number)
+        ? undefined
+        : `BACKPRESSURE_RESUME_FRACTION=${String(v.backpressureResumeFraction)} must be below BACKPRESSURE_PAUSE_FRACTION=${String(v.backpressurePauseFraction)}`,
+  ],
+]);
 export type Parsed<S extends Settings> = { [K in keyof S]: S[K] extends Setting<infer T> ? T : never };
 
 /**

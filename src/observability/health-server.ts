@@ -11,11 +11,27 @@ export interface HealthSource {
   details?(): string[];
   /** Problems that make a running worker not ready, one line each (e.g. a stuck partition). */
   problems?(): string[];
+  /**
+   * Why a ready worker is degraded, one line each (e.g. a store's circuit breaker is open): it
+   * answers `degraded` with HTTP 200, see `HealthServer`.
+   */
+  degraded?(): string[];
   /** The JSON of /status (WorkerStatus); without it /status is 404. */
   status?(): unknown;
 }
 
-/** Serves /metrics (Prometheus text), /healthz, /readyz and /status (JSON) on one port. */
+/**
+ * Serves /metrics (Prometheus text), /healthz, /readyz and /status (JSON) on one port.
+ *
+ * /readyz answers 503 `not ready` before the worker joined its group and while a partition is
+ * stuck (only another deployment can read it), 200 `ready`, or 200 `degraded` with one line per
+ * reason while a store's circuit breaker is open. Degraded is 200 on purpose: a consumer gets no
+ * Service traffic, so a 503 would only make Kubernetes mark the pod unready, which stalls a
+ * rolling update (possibly the one that fixes the store) and restarts nothing; the worker itself
+ * already does what helps (its partitions for that store wait, the rest go on). Kafka Connect
+ * reports a task whose sink is failing as a state in a 200 answer of its REST API, not as an
+ * unhealthy worker; alerts belong on spanledger_breaker_state.
+ */
 export class HealthServer {
   private server: http.Server | undefined;
 
@@ -48,8 +64,10 @@ export class HealthServer {
     } else if (path === '/readyz') {
       const problems = this.health.problems?.() ?? [];
       const ok = this.health.ready() && problems.length === 0;
+      const degraded = ok ? (this.health.degraded?.() ?? []) : [];
       const details = this.health.details?.() ?? [];
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end([ok ? 'ready' : 'not ready', ...problems, ...details].join('\n') + '\n');
+      const verdict = !ok ? 'not ready' : degraded.length > 0 ? 'degraded' : 'ready';
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end([verdict, ...problems, ...degraded, ...details].join('\n') + '\n');
     } else if (path === '/status' && this.health.status !== undefined) {
       res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(this.health.status())}\n`);
     } else {

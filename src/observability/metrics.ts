@@ -30,6 +30,15 @@ export class WorkerMetrics {
   readonly lag: Gauge<'topic' | 'partition'>;
   readonly assignedPartitions: Gauge<'topic'>;
   readonly partitionStuck: Gauge<'topic' | 'partition' | 'reason'>;
+  readonly partitionsPaused: Gauge<'topic' | 'reason'>;
+  readonly inFlightRatio: Gauge<'topic'>;
+  readonly backpressurePauseBytes: Gauge<'topic'>;
+  readonly backpressureResumeBytes: Gauge<'topic'>;
+  readonly breakerState: Gauge<'store'>;
+  readonly breakerStateSeconds: Counter<'store' | 'state'>;
+  readonly breakerTransitions: Counter<'store' | 'to'>;
+  /** Called before every scrape (e.g. to add the time spent in the current breaker state so far). */
+  private readonly scrapeHooks: Array<() => void> = [];
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -52,6 +61,27 @@ export class WorkerMetrics {
     this.inFlightBytesMax = new Gauge({ name: 'spanledger_bytes_in_flight_max', help: 'Most bytes of records buffered or being flushed at once since start', labelNames: ['topic'], registers });
     this.lag = new Gauge({ name: 'spanledger_consumer_lag', help: 'High watermark minus the committed offset, per partition', labelNames: ['topic', 'partition'], registers });
     this.partitionStuck = new Gauge({ name: 'spanledger_partition_stuck', help: '1 while a partition is paused at a batch that cannot be decompressed', labelNames: ['topic', 'partition', 'reason'], registers });
+    this.partitionsPaused = new Gauge({ name: 'spanledger_partitions_paused', help: 'Assigned partitions whose fetching is paused, by reason: backpressure (in-flight bytes over the pause mark), breaker (a flush waits for an open circuit breaker), stuck (an undecodable batch)', labelNames: ['topic', 'reason'], registers });
+    this.inFlightRatio = new Gauge({ name: 'spanledger_in_flight_ratio', help: 'Bytes of records buffered or being flushed / MAX_IN_FLIGHT_BYTES', labelNames: ['topic'], registers });
+    this.backpressurePauseBytes = new Gauge({ name: 'spanledger_backpressure_pause_bytes', help: 'In-flight bytes above which fetching pauses (BACKPRESSURE_PAUSE_FRACTION of MAX_IN_FLIGHT_BYTES)', labelNames: ['topic'], registers });
+    this.backpressureResumeBytes = new Gauge({ name: 'spanledger_backpressure_resume_bytes', help: 'In-flight bytes at or below which paused fetching resumes (BACKPRESSURE_RESUME_FRACTION of MAX_IN_FLIGHT_BYTES)', labelNames: ['topic'], registers });
+    this.breakerState = new Gauge({ name: 'spanledger_breaker_state', help: 'Circuit breaker of a store: 0 closed, 1 half-open (a probe is under way), 2 open', labelNames: ['store'], registers });
+    const hooks = this.scrapeHooks;
+    this.breakerStateSeconds = new Counter({
+      name: 'spanledger_breaker_state_seconds_total',
+      help: 'Time a store\'s circuit breaker spent in each state (closed, half_open, open)',
+      labelNames: ['store', 'state'],
+      registers,
+      collect() {
+        for (const hook of hooks) hook();
+      },
+    });
+    this.breakerTransitions = new Counter({ name: 'spanledger_breaker_transitions_total', help: 'Circuit breaker state changes of a store, by the state it went to', labelNames: ['store', 'to'], registers });
     this.assignedPartitions = new Gauge({ name: 'spanledger_assigned_partitions', help: 'Partitions assigned to this worker', labelNames: ['topic'], registers });
+  }
+
+  /** `hook` runs before every scrape of the registry. */
+  beforeScrape(hook: () => void): void {
+    this.scrapeHooks.push(hook);
   }
 }

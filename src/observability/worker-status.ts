@@ -1,15 +1,19 @@
 import fs from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import type { PausedReason, PipelineSnapshot, PipelineTotals } from '../pipeline/pipeline.js';
+import type { PipelineSnapshot, PipelineTotals } from '../pipeline/pipeline.js';
+import type { BreakerStatus as StoreBreakerStatus } from '../pipeline/breakers.js';
+import type { PauseReason } from '../pipeline/fetch-pauses.js';
 
 export type WorkerRole = 'spans' | 'rules' | 'signals';
 
 /** A store's circuit breaker as the pipeline reports it (Pipeline.breakerStates(), once circuit breakers exist). */
+/** A store's circuit breaker in /status: Pipeline.breakerStates() with ISO times. */
 export interface BreakerStatus {
   store: string;
   state: string;
-  since: number;
-  nextProbeAt?: number;
+  since: string;
+  nextProbeAt?: string;
+  lastFailure?: string;
 }
 
 /** What a worker's /status is made from. Kafka-free: the pipeline's snapshot plus optional hooks. */
@@ -25,7 +29,7 @@ export interface StatusSource {
   /** Rule workers: open traces in the rule processor. */
   openTraces?: () => number;
   /** Circuit breakers of the stores; none until the pipeline has them. */
-  breakers?: () => BreakerStatus[];
+  breakers?: () => StoreBreakerStatus[];
 }
 
 export interface PartitionStatus {
@@ -34,7 +38,7 @@ export interface PartitionStatus {
   endOffset: string | null;
   lag: string | null;
   lastCommitAgeSeconds: number | null;
-  paused: PausedReason | 'breaker' | null;
+  paused: PauseReason | null;
   stuckReason: string | null;
   bufferedRecords: number;
   bufferedBytes: number;
@@ -152,8 +156,9 @@ export class WorkerStatus {
     const { source } = this;
     const now = this.clock();
     const snapshot = source.snapshot();
-    const breakers = source.breakers?.() ?? [];
-    const breakerOpen = breakers.some((b) => b.state === 'open');
+    const breakers = (source.breakers?.() ?? []).map(
+      (b): BreakerStatus => ({ store: b.store, state: b.state, since: b.since.toISOString(), ...(b.nextProbeAt && { nextProbeAt: b.nextProbeAt.toISOString() }), ...(b.lastFailure && { lastFailure: b.lastFailure }) }),
+    );
     const totals = snapshot?.totals ?? NO_TOTALS;
     const memory = process.memoryUsage();
     return {
@@ -175,7 +180,7 @@ export class WorkerStatus {
         endOffset: p.endOffset ?? null,
         lag: p.lag ?? null,
         lastCommitAgeSeconds: p.lastCommitAt === undefined ? null : round((now - p.lastCommitAt) / 1000),
-        paused: p.paused ?? (breakerOpen ? 'breaker' : null),
+        paused: p.paused ?? null,
         stuckReason: p.stuckReason ?? null,
         bufferedRecords: p.bufferedRecords,
         bufferedBytes: p.bufferedBytes,

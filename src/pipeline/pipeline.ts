@@ -7,6 +7,8 @@ import type { WorkerMetrics } from '../observability/metrics.js';
 import type { TenantBatchSink } from '../sinks/types.js';
 import { recordFootprint } from '../model/headers.js';
 import type { ConsumedBatch, ConsumedMessage, DeadLetter, DeadLetterPort, GroupConsumer } from './consumer-port.js';
+import { StoreBreakers, type BreakerSettings, type BreakerStatus } from './breakers.js';
+import { FetchPauses, type PauseReason } from './fetch-pauses.js';
 import { PartitionPipeline } from './partition-pipeline.js';
 import { retrying, type RetryOptions } from './retry.js';
 import { validateStages, type PartitionProcessor, type PipelineStages } from './types.js';
@@ -26,6 +28,14 @@ export type PipelineOptions<T> = PipelineStages<T> & {
   /** Flush as soon as a partition has caught up with its high watermark, not only on the limits. */
   flushWhenCaughtUp: boolean;
   maxInFlightBytes: number;
+  /**
+   * Backpressure marks as fractions of maxInFlightBytes: fetching pauses once in-flight bytes pass
+   * `pauseFraction` and resumes once they are back at or below `resumeFraction` (lower, so that a
+   * worker near its budget does not pause and resume at every batch).
+   */
+  backpressure: { pauseFraction: number; resumeFraction: number };
+  /** The circuit breakers' settings (one breaker per store: each sink, the dead-letter topic, a processor's syncStore). */
+  breakers: BreakerSettings;
   /** Waits for room in the in-flight budget heartbeat at least this often. */
   heartbeatIntervalMs: number;
   retryMaxDelayMs: number;
@@ -38,7 +48,6 @@ export type PipelineOptions<T> = PipelineStages<T> & {
 };
 
 /** Why a partition does not fetch: the whole worker is over its in-flight budget, or the partition is at an undecodable batch. */
-export type PausedReason = 'backpressure' | 'stuck';
 
 /** One assigned partition as /status shows it (offsets as decimal strings: they may pass 2^53). */
 export interface PartitionSnapshot {
@@ -49,7 +58,7 @@ export interface PartitionSnapshot {
   endOffset: string | undefined;
   lag: string | undefined;
   lastCommitAt: number | undefined;
-  paused: PausedReason | undefined;
+  paused: PauseReason | undefined;
   stuckReason: string | undefined;
   /** Records in custody not yet flushed (undecoded and buffered), and the in-flight bytes they count. */
   bufferedRecords: number;
@@ -96,6 +105,9 @@ type Stage<T> = (pipe: PartitionPipeline<T>, flush: FlushState<T>) => Promise<vo
 
 const ignore = () => undefined;
 
+/** The breaker of the dead-letter producer (the other stores' breakers are named after their sink or processor store). */
+export const DEAD_LETTER_STORE = 'dead_letter';
+
 /** openPartition is retried only when it says so: a broken checkpoint must stop the worker, not loop. */
 const explicitlyRetriable = (error: unknown) => error instanceof SpanledgerError && error.retriable;
 
@@ -120,7 +132,12 @@ export class Pipeline<T> {
   private inFlightRecords = 0;
   private inFlightBytesMax = 0;
   private drainWaiters: Array<() => void> = [];
-  private paused = false;
+  /** Fetching pauses above this many in-flight bytes… */
+  private readonly pauseBytes: number;
+  /** …and resumes at or below this many. */
+  private readonly resumeBytes: number;
+  private readonly pauses: FetchPauses;
+  private readonly breakers: StoreBreakers;
   private activeBatches = 0;
   private batchesIdle: Array<() => void> = [];
   private stopping = false;
@@ -142,6 +159,17 @@ export class Pipeline<T> {
     this.sinks = options.sinks ?? [];
     this.processor = options.processor;
     const processor = this.processor;
+    const { metrics, topic, maxInFlightBytes, backpressure } = options;
+    this.pauseBytes = Math.floor(maxInFlightBytes * backpressure.pauseFraction);
+    this.resumeBytes = Math.floor(maxInFlightBytes * backpressure.resumeFraction);
+    metrics.backpressurePauseBytes.set({ topic }, this.pauseBytes);
+    metrics.backpressureResumeBytes.set({ topic }, this.resumeBytes);
+    metrics.inFlightRatio.set({ topic }, 0);
+    this.pauses = new FetchPauses(options.consumer, topic, metrics);
+    const stores = [...this.sinks.map((s) => s.name), DEAD_LETTER_STORE, ...(processor?.syncStore === undefined ? [] : [processor.syncStore.name])];
+    this.breakers = new StoreBreakers(stores, options.breakers, metrics, options.logger);
+    // A store answers again: the partitions whose flushes waited for it fetch again.
+    this.breakers.onClosed((store) => this.pauses.releaseEverywhere(breakerHold(store)));
     this.stages =
       processor === undefined
         ? [...this.sinks.map((sink): Stage<T> => (pipe, flush) => this.runSink(pipe, sink, flush)), (pipe, flush) => this.finishStored(pipe, flush)]
@@ -155,6 +183,25 @@ export class Pipeline<T> {
 
   healthy(): boolean {
     return !this.crashed && !this.fatal;
+  }
+
+  /** Every store's circuit breaker: state, since when, and when an open one lets its next probe through. */
+  breakerStates(): BreakerStatus[] {
+    return this.breakers.statuses();
+  }
+
+  /**
+   * Why the worker is degraded, one line per open breaker (empty when none is): it stays up and
+   * keeps the other stores' partitions going, but records for that store wait.
+   */
+  degraded(now = Date.now()): string[] {
+    return this.breakerStates()
+      .filter((b) => b.state !== 'closed')
+      .map((b) =>
+        b.state === 'half_open'
+          ? `breaker half-open: ${b.store} since ${b.since.toISOString()}, probing`
+          : `breaker open: ${b.store} since ${b.since.toISOString()}, next probe in ${Math.max(0, Math.ceil((b.nextProbeAt!.getTime() - now) / 1000))} s`,
+      );
   }
 
   /** Conditions an operator should see on /readyz even while the worker is ready. */
@@ -179,7 +226,7 @@ export class Pipeline<T> {
           endOffset: end?.toString(),
           lag: committed !== undefined && end !== undefined ? (end > committed ? end - committed : 0n).toString() : undefined,
           lastCommitAt: pipe?.lastCommitAt,
-          paused: stuckReason !== undefined ? 'stuck' : this.paused ? 'backpressure' : undefined,
+          paused: this.pauses.reasonOf(partition),
           stuckReason,
           bufferedRecords: (pipe?.incoming.length ?? 0) + (pipe?.batch.records ?? 0),
           bufferedBytes: incomingBytes + (pipe?.batch.bytes ?? 0),
@@ -248,6 +295,7 @@ export class Pipeline<T> {
     }
     this.assignment = assigned;
     metrics.assignedPartitions.set({ topic }, assigned.size);
+    this.pauses.setAssigned(assigned.size);
   }
 
   /**
@@ -258,8 +306,8 @@ export class Pipeline<T> {
    * takes over. The consumer delivers the batch again after any resume, which pauses it again.
    */
   private stopAtUndecodableBatch(partition: number, reason: string): void {
-    const { consumer, options } = this;
-    consumer.pause(options.topic, [partition]);
+    const { options } = this;
+    this.pauses.hold(partition, 'stuck');
     if (this.stuck.get(partition) === reason) return;
     this.stuck.set(partition, reason);
     options.metrics.partitionStuck.set(this.stuckLabels(partition, reason), 1);
@@ -272,12 +320,12 @@ export class Pipeline<T> {
   }
 
   /** The partition went elsewhere; a pause outlasts assignments, so if it comes back, read it again. */
-  private forgetStuck(partition: number): void {
+  private forgetPauses(partition: number): void {
+    this.pauses.forget(partition);
     const reason = this.stuck.get(partition);
     if (reason === undefined) return;
     this.stuck.delete(partition);
     this.options.metrics.partitionStuck.remove(this.stuckLabels(partition, reason));
-    if (!this.paused) this.consumer.resume(this.options.topic, [partition]);
   }
 
   /** One line per stuck partition, for /readyz. */
@@ -291,7 +339,7 @@ export class Pipeline<T> {
     const pipe = this.pipelines.get(partition);
     this.pipelines.delete(partition);
     options.metrics.lag.remove({ topic: options.topic, partition: String(partition) });
-    this.forgetStuck(partition);
+    this.forgetPauses(partition);
     if (pipe !== undefined) {
       pipe.close();
       if (pipe.processing) clearImmediate(pipe.processing);
@@ -373,7 +421,7 @@ export class Pipeline<T> {
         pipe.incoming.push({ message, offset, bytes });
         this.account(1, bytes, false);
         taken += 1;
-        if (this.inFlightBytes > options.maxInFlightBytes) {
+        if (this.inFlightBytes > this.pauseBytes) {
           resolveOffset(message.offset);
           unresolved = undefined;
           this.reportInFlight();
@@ -444,7 +492,7 @@ export class Pipeline<T> {
    * come while one is being written.
    */
   private caughtUpWithIncoming(pipe: PartitionPipeline<T>): void {
-    if ((this.options.flushWhenCaughtUp && pipe.caughtUp) || this.paused) {
+    if ((this.options.flushWhenCaughtUp && pipe.caughtUp) || this.pauses.allPaused) {
       if (!this.stopping) this.scheduleFlush(pipe, 'caught_up');
     }
     this.armAgeTimer(pipe);
@@ -509,14 +557,16 @@ export class Pipeline<T> {
     if (report) this.reportInFlight();
   }
 
-  /** Backpressure: stop taking records (and pause fetching) until flushes have made room. */
+  /**
+   * Backpressure (in-flight bytes passed the pause mark): stop taking records and pause fetching
+   * until flushes brought them down to the resume mark.
+   */
   private async waitForRoom(pipe: PartitionPipeline<T>, heartbeat: () => Promise<void>): Promise<void> {
     const { options } = this;
-    const overBudget = () => this.inFlightBytes > options.maxInFlightBytes / 2;
+    const overBudget = () => this.inFlightBytes > this.resumeBytes;
     if (!overBudget()) return;
-    if (!this.paused) {
-      this.paused = true;
-      this.consumer.pause(options.topic);
+    if (!this.pauses.allPaused) {
+      this.pauses.pauseAll();
       options.metrics.fetchPaused.set({ topic: options.topic }, 1);
       options.metrics.fetchPauses.inc({ topic: options.topic });
     }
@@ -532,9 +582,8 @@ export class Pipeline<T> {
         options.logger.debug({ err: e }, 'heartbeat while waiting for room failed');
       });
     }
-    if (this.paused && !overBudget()) {
-      this.paused = false;
-      this.consumer.resume(options.topic);
+    if (this.pauses.allPaused && !overBudget() && !this.stopping) {
+      this.pauses.resumeAll();
       options.metrics.fetchPaused.set({ topic: options.topic }, 0);
     }
   }
@@ -670,6 +719,7 @@ export class Pipeline<T> {
     metrics.inFlightRecords.set({ topic }, this.inFlightRecords);
     metrics.inFlightBytes.set({ topic }, this.inFlightBytes);
     metrics.inFlightBytesMax.set({ topic }, this.inFlightBytesMax);
+    metrics.inFlightRatio.set({ topic }, this.inFlightBytes / this.options.maxInFlightBytes);
   }
 
   private updateLag(pipe: PartitionPipeline<T>): void {
@@ -689,6 +739,20 @@ export class Pipeline<T> {
         options.logger.warn({ err: error, attempt, sink: what, partition: pipe.partition }, 'store write failed; retrying');
       },
     };
+  }
+
+  /**
+   * One call to a store, through its circuit breaker. While the breaker is open the call waits for
+   * the breaker's probe instead of reaching the store, and the partition stops fetching until
+   * the breaker closes; the partition being released or the worker failing ends the wait.
+   */
+  private guarded<R>(pipe: PartitionPipeline<T>, store: string, call: () => Promise<R>): Promise<R> {
+    return this.breakers.call(store, call, {
+      shouldStop: () => pipe.closed || this.fatal,
+      onBlocked: () => {
+        if (!pipe.closed) this.pauses.hold(pipe.partition, breakerHold(store));
+      },
+    });
   }
 
   /**
@@ -715,7 +779,7 @@ export class Pipeline<T> {
             }
             return { value: e.value, source: { topic, partition: pipe.partition, offset: offsetText, index: e.index } };
           });
-          const result = await retrying(() => sink.write(tenantId, records), this.retryOptions(pipe, sink.name));
+          const result = await retrying(() => this.guarded(pipe, sink.name, () => sink.write(tenantId, records)), this.retryOptions(pipe, sink.name));
           if (result.rejected.size === 0) {
             kept.set(tenantId, entries);
             return;
@@ -730,7 +794,7 @@ export class Pipeline<T> {
           kept.set(tenantId, stored);
         }),
       );
-      await sink.sync?.(topic, pipe.partition);
+      if (sink.sync !== undefined) await this.guarded(pipe, sink.name, () => sink.sync!(topic, pipe.partition));
       return { kept, refused };
     };
     const { kept, refused } = await retrying(attempt, this.retryOptions(pipe, `${sink.name}-sync`));
@@ -759,7 +823,11 @@ export class Pipeline<T> {
   }
 
   private async syncProcessor(pipe: PartitionPipeline<T>, processor: PartitionProcessor<T>): Promise<void> {
-    await retrying(() => processor.sync(this.options.topic, pipe.partition), this.retryOptions(pipe, `${processor.name}-sync`));
+    const { topic } = this.options;
+    const store = processor.syncStore;
+    // A sync with nothing to write is not a call to the store: it must not close (or dilute) its breaker.
+    const sync = () => processor.sync(topic, pipe.partition);
+    await retrying(() => (store?.hasPending(topic, pipe.partition) ? this.guarded(pipe, store.name, sync) : sync()), this.retryOptions(pipe, `${processor.name}-sync`));
   }
 
   /**
@@ -788,7 +856,7 @@ export class Pipeline<T> {
     const { letters, plan } = flush;
     if (letters.length > 0) {
       letters.sort((a, b) => (a.source.offset < b.source.offset ? -1 : 1));
-      await retrying(() => this.deadLetters.send(letters), this.retryOptions(pipe, 'dead-letter'));
+      await retrying(() => this.guarded(pipe, DEAD_LETTER_STORE, () => this.deadLetters.send(letters)), this.retryOptions(pipe, 'dead-letter'));
       for (const l of letters) {
         if (l.outcome !== 'delivered') continue;
         metrics.deadLettered.inc({ topic, reason: l.error.errorClass });
@@ -883,7 +951,7 @@ export class Pipeline<T> {
     });
     const work = (async () => {
       try {
-        this.consumer.pause(topic);
+        this.pauses.pauseAll();
       } catch {
         // not running yet: nothing to pause
       }
@@ -905,6 +973,7 @@ export class Pipeline<T> {
     const finished = await Promise.race([work, deadline]);
     clearTimeout(timer);
     for (const pipe of this.pipelines.values()) pipe.close();
+    this.breakers.close();
     if (!finished) logger.error({ timeoutMs }, 'graceful stop did not finish in time');
     for (const sink of this.sinks) {
       await sink.close().catch((e: unknown) => logger.error({ err: e, sink: sink.name }, 'sink close failed'));
@@ -918,6 +987,11 @@ export class Pipeline<T> {
     await this.options.decodePool?.close().catch((e: unknown) => logger.error({ err: e }, 'decode threads did not stop cleanly'));
     return finished;
   }
+}
+
+/** What holds a partition whose flush waits for `store`'s open breaker (FetchPauses). */
+function breakerHold(store: string): string {
+  return `breaker:${store}`;
 }
 
 function delay<T>(ms: number, value: T): Promise<T> {

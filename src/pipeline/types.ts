@@ -6,6 +6,12 @@ export type { ValidEntry } from '../batching/partition-batch.js';
 /** A stage that keeps state per partition (the rule worker's open traces) instead of storing tenant batches. */
 export interface PartitionProcessor<T> {
   readonly name: string;
+  /**
+   * The store `sync` writes to, guarded by a circuit breaker of that name, and whether a
+   * partition's sync has anything to write there now (a sync with nothing to write does not call
+   * the store, so it neither counts for nor closes the breaker). Absent: sync is not guarded.
+   */
+  readonly syncStore?: { readonly name: string; hasPending(topic: string, partition: number): boolean };
   start(): Promise<void>;
   close(): Promise<void>;
   /** Awaited in the partition's chain before its first flush after assignment (e.g. load a checkpoint). A RetriableError is retried with backoff; any other error is fatal for the worker. */

@@ -100,6 +100,8 @@ class PartitionRules {
 export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   readonly name = 'rules';
   private readonly partitions = new Map<number, PartitionRules>();
+  /** Signals waiting for the broker's acknowledgement are what a sync sends: the signals producer's breaker guards it. */
+  readonly syncStore = { name: 'signals_producer', hasPending: (_topic: string, partition: number) => (this.partitions.get(partition)?.pending.length ?? 0) > 0 };
   private readonly budget: OpenTraceBudget;
   private readonly now: () => number;
 

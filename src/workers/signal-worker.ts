@@ -4,13 +4,18 @@ import type { kafkaSettings, Parsed, signalSettings, workerSettings } from '../c
 import { SignalDecoder } from '../model/decode.js';
 import type { Signal } from '../model/signal.js';
 import { DuckDbSignalSink } from '../sinks/duckdb/duckdb-sink.js';
-import { TigerBeetleSignalSink, type TigerBeetleSinkOptions } from '../sinks/tigerbeetle/tigerbeetle-sink.js';
+import { TigerBeetleSignalSink, type TigerBeetleClientFactory } from '../sinks/tigerbeetle/tigerbeetle-sink.js';
 import { Worker } from './worker.js';
 
 export interface SignalWorkerConfig {
   kafka: Parsed<typeof kafkaSettings>;
   worker: Parsed<typeof workerSettings>;
   signals: Parsed<typeof signalSettings>;
+}
+
+export interface SignalWorkerOptions {
+  /** How the TigerBeetle sink makes its client (tigerbeetle-node's createClient by default; tests hand in a stand-in cluster's). */
+  tigerBeetleClientFactory?: TigerBeetleClientFactory;
 }
 
 /** TB_ADDRESS is a list of ports or host:port, as the TigerBeetle CLI takes it ("3000" → 127.0.0.1:3000). */
@@ -30,6 +35,7 @@ export function createDuckDbSink(signals: SignalWorkerConfig['signals'], logger:
       maxOpenTenants: signals.duckdbMaxOpenTenants,
       idleTimeoutMs: signals.duckdbIdleTimeoutMs,
       maxHoldMs: signals.duckdbMaxHoldMs,
+      acquireTimeoutMs: signals.duckdbAcquireTimeoutMs,
       memoryLimit: signals.duckdbMemoryLimit,
       threads: signals.duckdbThreads,
       connections: signals.duckdbConnections,
@@ -40,7 +46,7 @@ export function createDuckDbSink(signals: SignalWorkerConfig['signals'], logger:
   );
 }
 
-export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], logger: Logger, registry: Registry, options: TigerBeetleSinkOptions = {}): TigerBeetleSignalSink {
+export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], logger: Logger, registry: Registry, clientFactory?: TigerBeetleClientFactory): TigerBeetleSignalSink {
   return new TigerBeetleSignalSink(
     {
       clusterId: signals.tbClusterId,
@@ -50,7 +56,7 @@ export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], lo
       requestTimeoutMs: signals.tbRequestTimeoutMs,
     },
     { logger, registry },
-    options,
+    { clientFactory },
   );
 }
 
@@ -60,7 +66,7 @@ export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], lo
  * signal is refused before the ledger counts it. A signal either store refuses is dead-lettered
  * and not given to the next store. `tigerBeetle` lets a test hand in a TigerBeetle client factory.
  */
-export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, registry: Registry, tigerBeetle: TigerBeetleSinkOptions = {}): Worker<Signal> {
+export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, registry: Registry, options: SignalWorkerOptions = {}): Worker<Signal> {
   return new Worker<Signal>({
     role: 'signals',
     kafka: config.kafka,
@@ -69,7 +75,7 @@ export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, r
     dlqTopic: config.signals.dlqTopic,
     group: config.signals.group,
     decoder: new SignalDecoder(config.worker.maxMessageBytes),
-    sinks: [createDuckDbSink(config.signals, logger, registry), createTigerBeetleSink(config.signals, logger, registry, tigerBeetle)],
+    sinks: [createDuckDbSink(config.signals, logger, registry), createTigerBeetleSink(config.signals, logger, registry, options.tigerBeetleClientFactory)],
     logger,
     registry,
   });

@@ -14,6 +14,7 @@ import { HealthServer } from '../observability/health-server.js';
 import { WorkerStatus, type WorkerRole } from '../observability/worker-status.js';
 import { advertisingClientId } from '../kafka/status-address.js';
 import { WorkerMetrics } from '../observability/metrics.js';
+import type { BreakerStatus } from '../pipeline/breakers.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
 
@@ -66,14 +67,14 @@ export class Worker<T> {
       address: () => this.statusAddress,
       snapshot: () => this.runner?.snapshot(),
       openTraces: options.openTraces,
-      // Circuit breakers are wired here once the pipeline reports them (Pipeline.breakerStates()).
-      breakers: () => [],
+      breakers: () => this.breakerStates(),
     });
     this.health = new HealthServer(worker.metricsPort, registry, {
       healthy: () => this.runner?.healthy() ?? true,
       ready: () => this.runner?.ready() ?? false,
       details: () => this.runner?.details() ?? [],
       problems: () => this.runner?.stuckPartitions() ?? [],
+      degraded: () => this.runner?.degraded() ?? [],
       status: () => this.status.status(),
     });
   }
@@ -115,6 +116,8 @@ export class Worker<T> {
       limits: { maxRecords: worker.batchMaxRecords, maxBytes: worker.batchMaxBytes, maxAgeMs: worker.batchMaxAgeMs },
       flushWhenCaughtUp: worker.flushWhenCaughtUp,
       maxInFlightBytes: worker.maxInFlightBytes,
+      backpressure: { pauseFraction: worker.backpressurePauseFraction, resumeFraction: worker.backpressureResumeFraction },
+      breakers: { failureRate: worker.breakerFailureRate, windowMs: worker.breakerWindowMs, minCalls: worker.breakerMinCalls, halfOpenAfterMs: worker.breakerHalfOpenAfterMs },
       heartbeatIntervalMs: worker.heartbeatIntervalMs,
       retryMaxDelayMs: worker.retryMaxDelayMs,
       shutdownTimeoutMs: worker.shutdownTimeoutMs,
@@ -125,6 +128,11 @@ export class Worker<T> {
         for (const listener of this.fatalListeners) listener(e);
       },
     });
+  }
+
+  /** Every store's circuit breaker (state, since, next probe of an open one): for status pages. */
+  breakerStates(): BreakerStatus[] {
+    return this.runner?.breakerStates() ?? [];
   }
 
   async start(): Promise<void> {

@@ -20,4 +20,4 @@ const config = {
   signals: resolveSettings(signalSettings, envValues(signalSettings), {}),
 };
 const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'signals' });
-await runWorker(createSignalWorker(config, logger, createRegistry(), { clientFactory: new StandInCluster().factory }), logger);
+await runWorker(createSignalWorker(config, logger, createRegistry(), { tigerBeetleClientFactory: new StandInCluster().factory }), logger);

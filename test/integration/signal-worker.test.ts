@@ -8,7 +8,8 @@ import { readDeadLetters } from '../../src/cli/dlq.js';
 import type { TenantStats } from '../../src/cli/signals.js';
 import { generateSignal } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
-import { CLI, ROOT, committedTotal, metricValue, createTopic, kafkaClient, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { CLI, ROOT, committedTotal, metricValue, kafkaClient, sleep, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { produceSignals as produceTo, signalSetup, type SignalSetup } from '../support/signal-topics.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
 
 const run = promisify(execFile);
@@ -21,43 +22,18 @@ const dirs: string[] = [];
 const tb = await startTigerBeetle();
 const tbSkipped = 'skipped' in tb;
 
-interface Setup {
-  topic: string;
-  dlqTopic: string;
-  group: string;
-  duckdbDir: string;
-  env: Record<string, string>;
-}
+type Setup = SignalSetup;
 
 async function setup(partitions: number, env: Record<string, string> = {}): Promise<Setup> {
-  const topic = uniqueName('signals');
-  const group = uniqueName('group');
-  const duckdbDir = tempDir('duckdb');
-  dirs.push(duckdbDir);
-  await createTopic(kafka, topic, partitions);
-  await createTopic(kafka, `${topic}.dlq`, 1);
-  return {
-    topic,
-    dlqTopic: `${topic}.dlq`,
-    group,
-    duckdbDir,
-    env: {
-      KAFKA_BROKERS: brokers,
-      SIGNALS_TOPIC: topic,
-      SIGNALS_DLQ_TOPIC: `${topic}.dlq`,
-      SIGNALS_GROUP: group,
-      DUCKDB_DIR: duckdbDir,
-      TB_ADDRESS: 'skipped' in tb ? '127.0.0.1:1' : tb.addresses.join(','),
-      TB_CLUSTER_ID: 'skipped' in tb ? '0' : String(tb.clusterId),
-      KAFKA_SESSION_TIMEOUT_MS: '8000',
-      KAFKA_REBALANCE_TIMEOUT_MS: '10000',
-      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
-      BATCH_MAX_AGE_MS: '200',
-      // Idle tenants close their database quickly, so `signals stats` can open the files.
-      DUCKDB_IDLE_TIMEOUT_MS: '1000',
-      ...env,
-    },
-  };
+  const s = await signalSetup(kafka, brokers, partitions, {
+    TB_ADDRESS: 'skipped' in tb ? '127.0.0.1:1' : tb.addresses.join(','),
+    TB_CLUSTER_ID: 'skipped' in tb ? '0' : String(tb.clusterId),
+    // Idle tenants close their database quickly, so `signals stats` can open the files.
+    DUCKDB_IDLE_TIMEOUT_MS: '1000',
+    ...env,
+  });
+  dirs.push(s.duckdbDir);
+  return s;
 }
 
 function startWorker(s: Setup, env: Record<string, string> = {}): WorkerProcess {
@@ -66,20 +42,8 @@ function startWorker(s: Setup, env: Record<string, string> = {}): WorkerProcess 
   return w;
 }
 
-async function produceSignals(topic: string, signals: Signal[]): Promise<void> {
-  const producer = kafka.producer();
-  await producer.connect();
-  try {
-    for (let i = 0; i < signals.length; i += 1000) {
-      await producer.send({
-        topic,
-        acks: -1,
-        messages: signals.slice(i, i + 1000).map((s) => ({ key: s.tenantId, value: JSON.stringify(s) })),
-      });
-    }
-  } finally {
-    await producer.disconnect();
-  }
+function produceSignals(topic: string, signals: Signal[]): Promise<void> {
+  return produceTo(kafka, topic, signals);
 }
 
 /** Signals of fresh tenants: a shared cluster (TB_ADDRESS) has no accounts of theirs yet. */

@@ -14,7 +14,7 @@
  * `--experimental --limit-request=1MiB`: `--development` alone caps a request at 32 KiB, i.e. 253
  * transfers, and the sink's tests need the production batch size of 8189.
  */
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -36,6 +36,11 @@ export interface TigerBeetleInstance {
   clusterId: bigint;
   source: 'TB_ADDRESS' | 'TIGERBEETLE_BIN' | 'testcontainers';
   stop(): Promise<void>;
+  /**
+   * TIGERBEETLE_BIN only: stop the replica (SIGKILL, like a crash) and start it again on the same
+   * data file and address, for outage tests.
+   */
+  replica?: { kill(): Promise<void>; restart(): Promise<void> };
 }
 
 export type StartTigerBeetleResult = TigerBeetleInstance | { skipped: string };
@@ -92,33 +97,9 @@ async function startBinary(bin: string, clusterId: bigint): Promise<TigerBeetleI
     // in which case the replica exits and we try another port.
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      const port = await freePort();
-      const address = `127.0.0.1:${port}`;
-      const output: string[] = [];
-      const child = spawn(bin, ['start', `--addresses=${address}`, ...START_FLAGS, dataFile], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let listening = false;
-      const keep = (chunk: Buffer) => {
-        const text = chunk.toString();
-        if (text.includes('listening on')) listening = true;
-        output.push(text);
-        if (output.length > 200) output.splice(0, output.length - 200);
-      };
-      child.stdout!.on('data', keep);
-      child.stderr!.on('data', keep);
-      let exited: string | null = null;
-      child.on('exit', (code, signal) => {
-        exited = `exited with ${code ?? signal}`;
-      });
+      const address = `127.0.0.1:${await freePort()}`;
       try {
-        // Wait for the replica's "listening on" line first (fewer client connect warnings), then
-        // for an answer to a request.
-        const deadline = Date.now() + READY_TIMEOUT_MS;
-        while (!listening && !exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-        await waitUntilAnswers([address], clusterId, Math.max(1_000, deadline - Date.now()), () =>
-          exited ? `tigerbeetle ${exited}:\n${output.join('').slice(-2000)}` : null,
-        );
+        let child = await startReplica(bin, address, dataFile, clusterId);
         return {
           address,
           addresses: [address],
@@ -128,15 +109,57 @@ async function startBinary(bin: string, clusterId: bigint): Promise<TigerBeetleI
             await stopChild(child);
             await rm(dir, { recursive: true, force: true });
           },
+          replica: {
+            kill: async () => {
+              child.kill('SIGKILL');
+              await stopChild(child);
+            },
+            restart: async () => {
+              child = await startReplica(bin, address, dataFile, clusterId);
+            },
+          },
         };
       } catch (err) {
         lastError = err;
-        await stopChild(child);
       }
     }
     throw lastError;
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Starts one replica on `address` and waits until it answers; kills it if it does not. */
+async function startReplica(bin: string, address: string, dataFile: string, clusterId: bigint): Promise<ChildProcess> {
+  const output: string[] = [];
+  const child = spawn(bin, ['start', `--addresses=${address}`, ...START_FLAGS, dataFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let listening = false;
+  const keep = (chunk: Buffer) => {
+    const text = chunk.toString();
+    if (text.includes('listening on')) listening = true;
+    output.push(text);
+    if (output.length > 200) output.splice(0, output.length - 200);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  let exited: string | null = null;
+  child.on('exit', (code, signal) => {
+    exited = `exited with ${code ?? signal}`;
+  });
+  try {
+    // Wait for the replica's "listening on" line first (fewer client connect warnings), then
+    // for an answer to a request.
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (!listening && !exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitUntilAnswers([address], clusterId, Math.max(1_000, deadline - Date.now()), () =>
+      exited ? `tigerbeetle ${exited}:\n${output.join('').slice(-2000)}` : null,
+    );
+    return child;
+  } catch (err) {
+    await stopChild(child);
     throw err;
   }
 }

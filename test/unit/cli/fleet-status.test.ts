@@ -79,7 +79,7 @@ function fakeAdmin(): Admin {
 
 const fetchStatus: StatusFetcher = async (address) => {
   if (address === 'host-a:9464') return workerStatus('worker-a', [0, 2]);
-  if (address === 'host-b:9464') return workerStatus('worker-b', [1], { breakers: [{ store: 'duckdb', state: 'open', since: 0 }] });
+  if (address === 'host-b:9464') return workerStatus('worker-b', [1], { breakers: [{ store: 'duckdb', state: 'open', since: '2026-12-01T18:00:00.000Z' }] });
   throw new Error('connect ECONNREFUSED');
 };
 

@@ -50,4 +50,13 @@ describe('settings', () => {
     }
     expect(() => resolveSettings(workerSettings, envValues(workerSettings, { STATUS_ADVERTISE_ADDRESS: 'worker-3' }), {})).toThrow(/^invalid configuration: STATUS_ADVERTISE_ADDRESS="worker-3": must be host:port/);
   });
+
+  it('checks the backpressure marks against each other with one line', () => {
+    const defaults = resolveSettings(workerSettings, envValues(workerSettings, {}), {});
+    expect(defaults).toMatchObject({ backpressurePauseFraction: 0.9, backpressureResumeFraction: 0.5, breakerFailureRate: 0.5, breakerHalfOpenAfterMs: 30_000 });
+    expect(() => resolveSettings(workerSettings, envValues(workerSettings, { BACKPRESSURE_RESUME_FRACTION: '0.9', BACKPRESSURE_PAUSE_FRACTION: '0.8' }), {})).toThrow(
+      /^invalid configuration: BACKPRESSURE_RESUME_FRACTION=0.9 must be below BACKPRESSURE_PAUSE_FRACTION=0.8$/,
+    );
+    expect(() => resolveSettings(workerSettings, envValues(workerSettings, { BREAKER_FAILURE_RATE: '1' }), {})).toThrow(/^invalid configuration: BREAKER_FAILURE_RATE="1": /);
+  });
 });

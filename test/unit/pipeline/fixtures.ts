@@ -170,6 +170,9 @@ export async function startPipeline(stages: PipelineStages<string>, tunables: Tu
     limits: { maxRecords: 10_000, maxBytes: 64 << 20, maxAgeMs: 60_000 },
     flushWhenCaughtUp: true,
     maxInFlightBytes: 64 << 20,
+    backpressure: { pauseFraction: 0.9, resumeFraction: 0.5 },
+    // Never opens unless a test asks for it: tests of retries see every failure reach the store.
+    breakers: { failureRate: 0.99, windowMs: 60_000, minCalls: 1_000_000, halfOpenAfterMs: 30_000 },
     heartbeatIntervalMs: 50,
     retryMaxDelayMs: 20,
     shutdownTimeoutMs: 200,
