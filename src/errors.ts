@@ -22,6 +22,15 @@ export class RetriableError extends SpanledgerError {
 }
 
 /**
+ * A call waited too long for something inside this worker (a connection of its own pool, its
+ * tenant's turn behind the worker's other writes): retriable, but the worker is busy, not the
+ * store failing, so circuit breakers do not count it. Counting it opened the DuckDB breaker of a
+ * signal worker under load over 500 tenants, whose probes then released every waiting write at
+ * once, which timed out again: the worker stalled instead of working through its backlog.
+ */
+export class LocalWaitError extends RetriableError {}
+
+/**
  * A store call waited for the store's open circuit breaker and was told to stop waiting (its
  * partition was released, the worker stops). Retriable: the records are read again, never
  * dead-lettered.

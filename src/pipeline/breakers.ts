@@ -1,6 +1,6 @@
 import { BrokenCircuitError, CircuitState, SamplingBreaker, circuitBreaker, handleWhen, type CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from 'pino';
-import { BreakerOpenError } from '../errors.js';
+import { BreakerOpenError, LocalWaitError } from '../errors.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
 import { isRetriable } from './retry.js';
 
@@ -93,7 +93,8 @@ export class StoreBreakers {
     const now = Date.now();
     for (const store of new Set(stores)) {
       const policy = circuitBreaker(
-        handleWhen((e) => isRetriable(e)),
+        // A wait inside the worker (LocalWaitError) is load, not the store failing.
+        handleWhen((e) => isRetriable(e) && !(e instanceof LocalWaitError)),
         {
           halfOpenAfter: settings.halfOpenAfterMs,
           breaker: new SamplingBreaker({

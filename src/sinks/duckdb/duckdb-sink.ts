@@ -11,7 +11,7 @@ import type { Pool } from 'generic-pool';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { ConfigError, RecordRejectedError, RetriableError } from '../../errors.js';
+import { ConfigError, LocalWaitError, RecordRejectedError, RetriableError } from '../../errors.js';
 import { SEVERITIES } from '../../model/signal.js';
 import type { Severity, Signal } from '../../model/signal.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
@@ -907,7 +907,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
         try {
           release = await withTimeout(tenant.mutex, this.config.acquireTimeoutMs).acquire();
         } catch (err) {
-          if (err === E_TIMEOUT) throw new RetriableError(`waited over ${this.config.acquireTimeoutMs} ms for tenant ${tenantId}'s turn to write DuckDB`);
+          if (err === E_TIMEOUT) throw new LocalWaitError(`waited over ${this.config.acquireTimeoutMs} ms for tenant ${tenantId}'s turn to write DuckDB`);
           throw err;
         }
         try {
@@ -937,8 +937,9 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     try {
       conn = await db.pool.acquire();
     } catch (err) {
-      const cause = db.lastCreateError ?? err;
-      throw new RetriableError(`no DuckDB connection for ${what}: ${duckDbMessage(cause)}`, cause);
+      // Connections that cannot be made are the store failing; a wait for a busy pool is not.
+      if (db.lastCreateError !== undefined) throw new RetriableError(`no DuckDB connection for ${what}: ${duckDbMessage(db.lastCreateError)}`, db.lastCreateError);
+      throw new LocalWaitError(`no DuckDB connection for ${what} within ${this.config.acquireTimeoutMs} ms (all ${this.config.connections} busy): ${duckDbMessage(err)}`, err);
     }
     let failed = false;
     try {

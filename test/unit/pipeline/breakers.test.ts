@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { RecordRejectedError, RetriableError } from '../../../src/errors.js';
+import { LocalWaitError, RecordRejectedError, RetriableError } from '../../../src/errors.js';
 import { FetchPauses } from '../../../src/pipeline/fetch-pauses.js';
 import { WorkerMetrics } from '../../../src/observability/metrics.js';
 import type { GroupConsumer } from '../../../src/pipeline/consumer-port.js';
@@ -98,6 +98,27 @@ describe('circuit breakers per store', () => {
     await eventually(() => expect(partitions.map((p) => h.consumer.committedOffset(p))).toEqual([1, 1, 1, 1, 1]));
     expect(h.deadLetters.sent).toHaveLength(5);
     expect(h.pipeline.breakerStates().every((b) => b.state === 'closed')).toBe(true);
+    expect(await valueOf(h.registry, 'spanledger_breaker_transitions_total', { store: 'duckdb', to: 'open' })).toBe(0);
+    await h.pipeline.stop(1_000);
+  });
+
+  it('waits inside the worker (LocalWaitError: its own pool or queue) are retried but never open the breaker', async () => {
+    const sink = new RecordingSink('duckdb');
+    let waits = 0;
+    sink.onWrite = () => {
+      if (waits < 6) {
+        waits += 1;
+        throw new LocalWaitError('no DuckDB connection within 60000 ms (all 4 busy)');
+      }
+    };
+    const h = await startPipeline({ sinks: [sink] }, { breakers: BREAKERS, retryMaxDelayMs: 20 });
+    const partitions = [0, 1, 2];
+    for (const p of partitions) h.consumer.append(p, records(`t${p}:1`));
+    h.consumer.assign(partitions);
+    for (const p of partitions) await h.consumer.deliver(p);
+    await eventually(() => expect(partitions.map((p) => h.consumer.committedOffset(p))).toEqual([1, 1, 1]));
+    expect(waits).toBe(6); // every call failed at first: a store failing like this would have opened it
+    expect(h.deadLetters.sent).toHaveLength(0);
     expect(await valueOf(h.registry, 'spanledger_breaker_transitions_total', { store: 'duckdb', to: 'open' })).toBe(0);
     await h.pipeline.stop(1_000);
   });
