@@ -82,6 +82,10 @@ export const DEFAULT_DUCKDB_SINK_CONFIG: Required<DuckDbSinkConfig> = {
 
 /** Committed writes between two looks at DuckDB's memory (duckdb_memory()). */
 const CHECKPOINT_CHECK_EVERY = 50;
+/** DuckDB's message when its memory_limit is reached ("could not allocate block of size …", "Out of Memory Error: …"). */
+const OUT_OF_MEMORY = /could not allocate block|out of memory/i;
+/** ATTACH of a file this instance already has attached: *Unique file handle conflict: … is already attached by database …*. */
+const ALREADY_ATTACHED = /is already attached by database/i;
 
 /** Longest pause between two attempts to open a file another process holds (capped, jittered). */
 const LOCK_RETRY_MAX_DELAY_MS = 100;
@@ -508,9 +512,17 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       });
     } catch (err) {
       for (const w of take()) w.reject(err); // a resolved write ignores this
+      // Out of DuckDB memory: free some now, or every retry fails the same way.
+      if (OUT_OF_MEMORY.test(duckDbMessage(err instanceof RetriableError ? (err.cause ?? err) : err))) this.checkMemory(true);
       return;
     }
-    if (this.config.checkpointAtMemoryFraction > 0 && ++this.writesSinceMemoryCheck >= CHECKPOINT_CHECK_EVERY && !this.checkpointing) {
+    this.checkMemory(false);
+  }
+
+  /** Every CHECKPOINT_CHECK_EVERY writes (or `now`), checkpoint tenants if DuckDB memory is high. */
+  private checkMemory(now: boolean): void {
+    if (this.config.checkpointAtMemoryFraction <= 0 || this.checkpointing) return;
+    if (++this.writesSinceMemoryCheck >= CHECKPOINT_CHECK_EVERY || now) {
       this.writesSinceMemoryCheck = 0;
       this.checkpointing = this.checkpointUnderPressure()
         .catch((err: unknown) => this.logger.warn({ err }, 'checkpointing DuckDB tenants under memory pressure failed'))
@@ -536,11 +548,14 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     let used = await this.duckDbMemory();
     if (used < high) return;
     const started = Date.now();
-    const candidates = this.openList().filter((t) => t.dirty && t.users === 0).sort((a, b) => a.lastWrittenAt - b.lastWrittenAt);
+    // Busy tenants too: under a backlog every tenant has writes waiting, and skipping them let a
+    // signal worker over 500 tenants run DuckDB out of memory (its transactions rolled back and
+    // retried, its backlog grew). The checkpoint waits for the tenant's turn like a write.
+    const candidates = this.openList().filter((t) => t.dirty).sort((a, b) => a.lastWrittenAt - b.lastWrittenAt);
     let done = 0;
     for (const tenant of candidates) {
       if (used < high * 0.75 || this.closed) break;
-      if (tenant.closing || tenant.users > 0 || !tenant.dirty) continue;
+      if (tenant.closing || !tenant.dirty) continue;
       const release = await tenant.mutex.acquire();
       try {
         if (tenant.closing || !tenant.dirty) continue;
@@ -1161,8 +1176,12 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
         try {
           await conn.run(`ATTACH ${sqlString(file)} AS "${alias}"`);
         } catch (err) {
+          // Still attached under its alias though this sink let it go: its DETACH failed (no
+          // connection in time, or out of memory in the checkpoint DETACH makes). Adopt it: this
+          // process is its only user (openFiles). Refusing it stopped the tenant for good.
+          if (ALREADY_ATTACHED.test(duckDbMessage(err))) this.logger.warn({ tenantId, file }, 'tenant DuckDB database was still attached after a failed detach; using it');
           // Another process holds the file: *IO Error: Could not set lock on file … Conflicting lock is held*.
-          throw new RetriableError(`cannot open DuckDB database ${file}: ${duckDbMessage(err)}`, err);
+          else throw new RetriableError(`cannot open DuckDB database ${file}: ${duckDbMessage(err)}`, err);
         }
         try {
           await conn.run(schemaSql(alias));

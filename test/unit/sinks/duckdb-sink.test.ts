@@ -262,6 +262,22 @@ describe('DuckDbSignalSink', () => {
     expect(exposition).toMatch(/^spanledger_duckdb_transaction_duration_seconds_count 4$/m);
   });
 
+  it('a tenant whose DETACH failed (still attached, forgotten by the sink) is adopted on its next write, not refused forever', async () => {
+    makeSink();
+    await sink.start();
+    const first = Array.from({ length: 5 }, (_, i) => signal(TENANT_A, i));
+    expect((await sink.write(TENANT_A, records(first))).rejected.size).toBe(0);
+    // The next DETACH fails as it does under load (no connection in time) or out of DuckDB memory.
+    const internals = sink as unknown as { withConnection: (what: string, fn: unknown) => Promise<unknown> };
+    const withConnection = internals.withConnection.bind(sink);
+    internals.withConnection = (what, fn) => (what.startsWith('detaching') ? Promise.reject(new Error('no DuckDB connection within 60000 ms')) : withConnection(what, fn));
+    await sink.releaseTenant(TENANT_A); // logs the failure and lets the tenant go, DuckDB still has it attached
+    internals.withConnection = withConnection;
+    const more = Array.from({ length: 5 }, (_, i) => signal(TENANT_A, 100 + i));
+    expect((await sink.write(TENANT_A, records(more))).rejected.size).toBe(0);
+    expect(await sink.countBySeverity(TENANT_A)).toEqual(expectedCounts([...first, ...more]));
+  }, 60_000);
+
   it('releaseTenant releases the file lock for another process', async () => {
     makeSink();
     await sink.write(TENANT_A, records([signal(TENANT_A, 0), signal(TENANT_A, 1), signal(TENANT_A, 2)]));
