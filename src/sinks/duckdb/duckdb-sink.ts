@@ -997,6 +997,8 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
 
   private async createDatabase(): Promise<Database> {
     await this.ensureDir();
+    // DuckDB makes only the last folder of temp_directory: without .tmp, spilling failed.
+    await fsp.mkdir(this.tempDir, { recursive: true });
     let instance: DuckDBInstance;
     try {
       instance = await DuckDBInstance.create(':memory:', {

@@ -601,9 +601,10 @@ describe('DuckDbSignalSink: appender fast path and coalesced writes', () => {
     await sink.start();
     const own = path.join(dir, '.tmp', `${os.hostname()}-${process.pid}`);
     const other = path.join(dir, '.tmp', 'another-worker-1');
-    fs.mkdirSync(other, { recursive: true });
+    // The first spill finds no .tmp folder: DuckDB makes only the last folder of its temp_directory.
     const rows = Array.from({ length: 60_000 }, (_, i) => signal(TENANT_A, i));
     expect((await sink.write(TENANT_A, records(rows))).rejected.size).toBe(0);
+    fs.mkdirSync(other, { recursive: true });
     expect(fs.readdirSync(path.join(dir, '.tmp')).sort()).toEqual([path.basename(own), 'another-worker-1'].sort());
     expect(fs.readdirSync(own).length).toBeGreaterThan(0);
     await sink.close();
