@@ -124,7 +124,7 @@ export class StoreBreakers {
     if (breaker === undefined) throw new Error(`no circuit breaker for store ${store}`);
     let blocked = false;
     for (;;) {
-      if (breaker.state === 'open' && Date.now() < this.nextProbeAt(breaker)) {
+      if (this.probeNotDue(breaker)) {
         if (!blocked) {
           blocked = true;
           wait.onBlocked();
@@ -140,7 +140,7 @@ export class StoreBreakers {
         // wait again rather than count it as the store's failure.
         if (!(e instanceof BrokenCircuitError)) throw e;
         if (wait.shouldStop() || this.closed) throw new BreakerOpenError(store);
-        if (!(breaker.state === 'open' && Date.now() < this.nextProbeAt(breaker))) await new Promise((resolve) => setTimeout(resolve, REFUSED_PROBE_DELAY_MS));
+        if (!this.probeNotDue(breaker)) await new Promise((resolve) => setTimeout(resolve, REFUSED_PROBE_DELAY_MS));
       }
     }
   }
@@ -168,6 +168,11 @@ export class StoreBreakers {
 
   private nextProbeAt(b: StoreBreaker): number {
     return b.since + this.settings.halfOpenAfterMs;
+  }
+
+  /** Open, and its probe not due yet: a call waits. */
+  private probeNotDue(b: StoreBreaker): boolean {
+    return b.state === 'open' && Date.now() < this.nextProbeAt(b);
   }
 
   /** Until the probe is due, the breaker changes state, or a second passed (to check shouldStop). */

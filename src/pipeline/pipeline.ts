@@ -47,8 +47,6 @@ export type PipelineOptions<T> = PipelineStages<T> & {
   onFatal: (error: Error) => void;
 };
 
-/** Why a partition does not fetch: the whole worker is over its in-flight budget, or the partition is at an undecodable batch. */
-
 /** One assigned partition as /status shows it (offsets as decimal strings: they may pass 2^53). */
 export interface PartitionSnapshot {
   partition: number;
