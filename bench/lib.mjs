@@ -140,11 +140,19 @@ for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.e
 
 /** A worker as a child process (`nodeArgs` before the CLI, e.g. --cpu-prof). */
 export function startWorker(brokers, kind, env, nodeArgs = []) {
+  // BENCH_WORKER_LOGS=dir keeps each worker's log (warnings and up) as dir/<kind>-<n>.log.
+  const logDir = process.env.BENCH_WORKER_LOGS;
+  let out = 'ignore';
+  if (logDir) {
+    fs.mkdirSync(logDir, { recursive: true });
+    out = fs.openSync(path.join(logDir, `${kind}-${Date.now()}.log`), 'a');
+  }
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'worker', kind], {
     cwd: ROOT,
     env: { ...process.env, KAFKA_BROKERS: brokers, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', out, 'inherit'],
   });
+  if (typeof out === 'number') fs.closeSync(out);
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;

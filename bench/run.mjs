@@ -7,6 +7,7 @@
 // scenario also reports the worker's peak RSS (VmHWM of /proc/<pid>/status, read just before it
 // is stopped).
 //
+// BENCH_WORKER_LOGS=dir keeps every worker's log there.
 //   node bench/run.mjs [--quick] [--runs N] [--spans N] [--rule-spans N] [--signals N] [--tenant-signals N] [--latency-seconds S] [--rate R] [--warmup N]
 //                      [--sustained] [--sustained-seconds S] [--sustained-rate R] [--sustained-signal-rate R] [--only LIST] [--span-env K=V,K=V] [--signal-env K=V,K=V]
 //

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RecordRejectedError, RetriableError } from '../../../src/errors.js';
 import type { Signal } from '../../../src/model/signal.js';
 import { SEVERITIES } from '../../../src/model/signal.js';
@@ -392,7 +392,7 @@ describe('DuckDbSignalSink', () => {
   it('attaches every tenant to the one instance (memory_limit, threads as configured) and detaches it on release', async () => {
     makeSink({ memoryLimit: '64MB', threads: 2 });
     await sink.start();
-    expect(await sink.stats()).toEqual({ attached: [], memoryLimit: '61.0 MiB', threads: 2 });
+    expect(await sink.stats()).toMatchObject({ attached: [], memoryLimit: '61.0 MiB', threads: 2 });
     for (const t of [TENANT_A, TENANT_B, TENANT_C]) await sink.write(t, records([signal(t, 0), signal(t, 1)]));
     expect((await sink.stats()).attached).toEqual([TENANT_A, TENANT_B, TENANT_C].map(tenantAlias).sort());
     expect(await registryValue(registry, 'spanledger_duckdb_open_tenants')).toBe(3);
@@ -472,22 +472,22 @@ describe('DuckDbSignalSink', () => {
     const value = (name: string, labels?: Record<string, string>) => registryValue(registry, name, labels);
     const stored = async (tenantId: string) => Object.values(await sink.countBySeverity(tenantId)).reduce((x, y) => x + y, 0);
 
-    it('writes a small batch in one appender transaction; a replay falls back to INSERT OR IGNORE with exact counts', async () => {
+    it('writes a small batch in one appender transaction; a replay rolls it back and takes the staged path, with exact counts', async () => {
       makeSink({ appendMaxRows: 8 });
       const batch = Array.from({ length: 5 }, (_, i) => signal(TENANT_A, i));
       expect((await sink.write(TENANT_A, records(batch))).rejected.size).toBe(0);
       expect(await value('spanledger_duckdb_transactions_total', { outcome: 'committed' })).toBe(1);
       expect(await value('spanledger_duckdb_rows_written_total')).toBe(5);
 
-      // Two stored (one changed: a conflict), three new: the appender's flush fails on the stored
-      // ids with nothing committed, the staged path writes the new ones and checks the stored ones.
+      // Two stored (one changed: a conflict), three new: the appender's transaction finds the
+      // stored ids and rolls back, the staged path writes the new ones and checks the stored ones.
       const fresh = Array.from({ length: 3 }, (_, i) => signal(TENANT_A, 10 + i));
       const { rejected } = await sink.write(TENANT_A, records([batch[0]!, fresh[0]!, { ...batch[1]!, message: 'changed' }, fresh[1]!, fresh[2]!], 5));
       expect([...rejected.keys()]).toEqual([2]);
       expect(rejected.get(2)!.errorClass).toBe('DuckDbConflict');
       expect(await value('spanledger_duckdb_rows_written_total')).toBe(8);
       expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(1);
-      // The appender's failed flush and the committed INSERT OR IGNORE (no plain INSERT tried).
+      // The appender's transaction (rolled back on the stored ids) and the staged one.
       expect(await value('spanledger_duckdb_transactions_total', { outcome: 'rolled_back' })).toBe(1);
       expect(await value('spanledger_duckdb_transactions_total', { outcome: 'committed' })).toBe(2);
       expect(await stored(TENANT_A)).toBe(8);
@@ -594,6 +594,97 @@ describe('DuckDbSignalSink', () => {
       expect(fs.existsSync(own)).toBe(false);
       expect(fs.existsSync(other)).toBe(true); // another worker sharing DUCKDB_DIR keeps its own
     }, 60_000);
+
+    it('keeps no primary-key index in memory, and still finds replays after the tenant was detached, old times among new', async () => {
+      makeSink({ appendMaxRows: 64 });
+      await sink.start();
+      const day = 86_400_000;
+      const old = Array.from({ length: 20_000 }, (_, i) => signal(TENANT_A, i));
+      for (let k = 0; k < old.length; k += 5000) expect((await sink.write(TENANT_A, records(old.slice(k, k + 5000), k))).rejected.size).toBe(0);
+      const memory = (await sink.stats()).memoryByTag;
+      expect(memory['ART_INDEX'] ?? 0).toBe(0);
+      await sink.releaseTenant(TENANT_A);
+
+      // Small writes (the appender's path) and a large one (staged), each a replay of old signals
+      // beside new ones ten days later: only the new ones are stored.
+      const later = (i: number) => signal(TENANT_A, i, { timestamp: new Date(Date.UTC(2026, 10, 24, 10) + 10 * day + i * 1000).toISOString() });
+      const fresh = Array.from({ length: 3000 }, (_, i) => later(i));
+      expect((await sink.write(TENANT_A, records([old[7]!, fresh[0]!, old[19_999]!, fresh[1]!]))).rejected.size).toBe(0);
+      expect((await sink.write(TENANT_A, records([fresh[2]!, fresh[3]!]))).rejected.size).toBe(0);
+      expect((await sink.write(TENANT_A, records([...old.slice(100, 2100), ...fresh.slice(4)]))).rejected.size).toBe(0);
+      expect((await sink.write(TENANT_A, records(fresh.slice(0, 10)))).rejected.size).toBe(0);
+      expect(await value('spanledger_duckdb_rows_written_total')).toBe(23_000);
+      expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(2 + 2000 + 10);
+      expect(await stored(TENANT_A)).toBe(23_000);
+      // A stored id with another time within the write's times is a conflict, as with the primary
+      // key (farther away it is not looked for: docs/signals.md).
+      const moved = { ...fresh[5]!, timestamp: new Date(Date.parse(fresh[5]!.timestamp) + 1).toISOString() };
+      const { rejected } = await sink.write(TENANT_A, records([fresh[4]!, moved]));
+      expect([...rejected.entries()].map(([i, e]) => [i, e.errorClass])).toEqual([[1, 'DuckDbConflict']]);
+      expect(await stored(TENANT_A)).toBe(23_000);
+    }, 60_000);
+
+    it('rebuilds a signals table made with the old primary key without it, keeping its rows', async () => {
+      const file = path.join(dir, `${TENANT_A}.duckdb`);
+      const before = Array.from({ length: 3 }, (_, i) => signal(TENANT_A, i));
+      const { DuckDBInstance } = await import('@duckdb/node-api');
+      const legacy = await DuckDBInstance.create(file);
+      const conn = await legacy.connect();
+      await conn.run(`CREATE TABLE signals (id UUID PRIMARY KEY, tenant_id UUID NOT NULL, rule_id VARCHAR NOT NULL, trace_id VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL, severity VARCHAR NOT NULL, message VARCHAR NOT NULL, metadata JSON NOT NULL, kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL, ingested_at TIMESTAMP NOT NULL)`);
+      for (const [i, s] of before.entries()) {
+        await conn.run(`INSERT INTO signals VALUES ('${s.id}', '${TENANT_A}', '${s.ruleId}', '${s.traceId}', '${s.timestamp}', '${s.severity}', '${s.message}', '${JSON.stringify(s.metadata)}', 2, ${i}, now()::TIMESTAMP)`);
+      }
+      conn.disconnectSync();
+      legacy.closeSync();
+
+      makeSink();
+      const fresh = signal(TENANT_A, 9);
+      expect((await sink.write(TENANT_A, records([before[1]!, fresh]))).rejected.size).toBe(0);
+      expect(await value('spanledger_duckdb_rows_written_total')).toBe(1);
+      expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(1);
+      expect(await stored(TENANT_A)).toBe(4);
+      await sink.close();
+      const check = await DuckDBInstance.create(file);
+      const c = await check.connect();
+      const pk = (await c.runAndReadAll(`SELECT count(*)::INTEGER FROM duckdb_constraints() WHERE table_name = 'signals' AND constraint_type = 'PRIMARY KEY'`)).getRowsJS()[0]![0];
+      const tables = (await c.runAndReadAll(`SELECT table_name FROM duckdb_tables() ORDER BY 1`)).getRowsJS().map((r) => r[0]);
+      c.disconnectSync();
+      check.closeSync();
+      expect(pk).toBe(0);
+      expect(tables).toEqual(['signals']);
+    });
+
+    it('replaces an instance DuckDB invalidated (a FATAL error, simulated) and writes on the new one', async () => {
+      makeSink({ appendMaxRows: 8 });
+      await sink.start();
+      expect((await sink.write(TENANT_A, records([signal(TENANT_A, 0)]))).rejected.size).toBe(0);
+      // What a rollback that ran out of memory does to DuckDB: from then on every query fails so.
+      const { DuckDBConnection } = await import('@duckdb/node-api');
+      const realRun = DuckDBConnection.prototype.run;
+      const fatal = 'FATAL Error: Failed: database has been invalidated because of a previous fatal error. The database must be restarted prior to being used again.';
+      let failing = 2;
+      const spy = vi.spyOn(DuckDBConnection.prototype, 'run').mockImplementation(function (this: InstanceType<typeof DuckDBConnection>, sql: string, ...rest: unknown[]) {
+        if (failing > 0 && sql.startsWith('BEGIN')) {
+          failing--;
+          return Promise.reject(new Error(fatal));
+        }
+        return (realRun as (...a: unknown[]) => ReturnType<typeof realRun>).call(this, sql, ...rest);
+      } as typeof realRun);
+      try {
+        const batch = Array.from({ length: 4 }, (_, i) => signal(TENANT_A, 1 + i));
+        await expect(sink.write(TENANT_A, records(batch, 1))).rejects.toBeInstanceOf(RetriableError);
+        expect(await value('spanledger_duckdb_instances_invalidated_total')).toBe(1);
+        // The worker retries the flush: a new instance attaches the tenant again.
+        expect((await sink.write(TENANT_A, records(batch, 1))).rejected.size).toBe(0);
+        expect(await stored(TENANT_A)).toBe(5);
+        expect((await sink.stats()).attached).toEqual([tenantAlias(TENANT_A)]);
+        expect(fs.readdirSync(path.join(dir, '.tmp'))).toEqual([`${os.hostname()}-${process.pid}-1`]);
+      } finally {
+        spy.mockRestore();
+      }
+    });
 
     it('fails every coalesced caller with the batch\'s retriable error', async () => {
       makeSink({ connections: 1 });
