@@ -10,7 +10,7 @@ import { Kafka, logLevel } from 'kafkajs';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'bin', 'spanledger.js');
 const { produce } = await import(path.join(ROOT, 'dist/cli/produce.js'));
-const { groupLag } = await import(path.join(ROOT, 'dist/kafka/client.js'));
+const { groupLag, ensureTopics } = await import(path.join(ROOT, 'dist/kafka/client.js'));
 const { corpus, produceCorpus, spansInTimeOrder, RULES_A } = await import(path.join(ROOT, 'dist/devtools/trace-corpus.js'));
 const { putRules } = await import(path.join(ROOT, 'dist/cli/rules-topic.js'));
 const { tenantIdFor, generateSpan, generateSignal } = await import(path.join(ROOT, 'dist/model/generate.js'));
@@ -96,7 +96,7 @@ export function benchKafka(brokers) {
 }
 
 export async function createTopic(admin, topic) {
-  await admin.createTopics({ topics: [{ topic, numPartitions: 6 }], waitForLeaders: true });
+  await ensureTopics(admin, [{ topic, numPartitions: 6 }]);
 }
 
 export async function preload(kafka, admin, kind, topic, count, tenants, extra = {}) {

@@ -36,15 +36,17 @@ export async function ensureTopics(
   const missing = topics.filter((t) => !existing.has(t.topic));
   if (missing.length > 0) {
     try {
-      await admin.createTopics({ topics: missing, waitForLeaders: true });
+      // Not kafkajs' waitForLeaders: on a broker that has just started it gave up with "This
+      // server does not host this topic-partition" (make profile); the wait below is bounded.
+      await admin.createTopics({ topics: missing, waitForLeaders: false });
     } catch (e) {
       // Another worker may have created it at the same moment.
       if (!String((e as Error).message).includes('exists')) throw e;
     }
   }
-  // A topic another worker has just created (listed, or "already exists" above) may not have its
-  // leaders yet: reading or describing it then fails with "This server does not host this
-  // topic-partition", which stopped a rule worker starting beside a span worker on fresh topics.
+  // A topic just created (here, or by another worker: listed, or "already exists" above) may not
+  // have its leaders yet: reading or describing it then fails with "This server does not host
+  // this topic-partition", which stopped a rule worker starting beside a span worker on fresh topics.
   await waitForLeaders(admin, topics.map((t) => t.topic));
   return missing.map((t) => t.topic);
 }

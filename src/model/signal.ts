@@ -96,6 +96,20 @@ export function parseSignalTime(timestamp: string): SignalTime {
   return { ok: true, epochMs };
 }
 
+const signalTimes = new WeakMap<Signal, { timestamp: string; time: SignalTime }>();
+
+/**
+ * parseSignalTime of a signal's timestamp, parsed once per signal object: the decoder's check and
+ * both stores need it (three parses were 5% of a signal worker's CPU over 8 tenants).
+ */
+export function signalTime(signal: Signal): SignalTime {
+  const cached = signalTimes.get(signal);
+  if (cached !== undefined && cached.timestamp === signal.timestamp) return cached.time;
+  const time = parseSignalTime(signal.timestamp);
+  signalTimes.set(signal, { timestamp: signal.timestamp, time });
+  return time;
+}
+
 const BEFORE_1970 = 'is before 1970-01-01T00:00:00Z (TigerBeetle keeps the time as unsigned milliseconds)';
 
 /** Deepest metadata nesting accepted: serializing it again (JSON.stringify) recurses per level. */
@@ -133,7 +147,7 @@ function metadataProblem(value: unknown, path: string, depth: number, checkStrin
  */
 export function signalValueProblem(signal: Signal, mayHaveLoneSurrogates = true): { errorClass: string; message: string } | undefined {
   if (RESERVED_SIGNAL_IDS.has(signal.id)) return { errorClass: 'InvalidSignalId', message: `id: ${signal.id} is reserved (TigerBeetle forbids ids 0 and 2^128-1)` };
-  const time = parseSignalTime(signal.timestamp);
+  const time = signalTime(signal);
   if (!time.ok) return { errorClass: 'InvalidTimestamp', message: `timestamp: ${JSON.stringify(signal.timestamp)} ${time.reason}` };
   // DuckDB's VARCHAR and JSON are UTF-8: a lone surrogate is refused (JSON) or silently replaced by U+FFFD (VARCHAR).
   for (const field of ['ruleId', 'message'] as const) {

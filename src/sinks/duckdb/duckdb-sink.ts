@@ -12,7 +12,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { ConfigError, LocalWaitError, RecordRejectedError, RetriableError } from '../../errors.js';
-import { SEVERITIES, parseSignalTime } from '../../model/signal.js';
+import { SEVERITIES, signalTime } from '../../model/signal.js';
 import type { Severity, Signal } from '../../model/signal.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
 import type { BatchWriteResult, SinkContext, SourcePosition, TenantBatchSink } from '../types.js';
@@ -844,7 +844,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
         if (!/^\d{1,19}$/.test(source.offset) || BigInt(source.offset) > INT64_MAX) throw new Error(`Kafka offset ${JSON.stringify(source.offset)} is not an int64`);
         if (!Number.isInteger(source.partition) || source.partition < 0 || source.partition > 2 ** 31 - 1) throw new Error(`Kafka partition ${source.partition} is not an int32`);
         offset = BigInt(source.offset);
-        const time = parseSignalTime(signal.timestamp);
+        const time = signalTime(signal);
         if (!time.ok) throw new Error(`timestamp ${JSON.stringify(signal.timestamp)} ${time.reason}`);
         timeMs = time.epochMs;
         metadataJson = JSON.stringify(signal.metadata);

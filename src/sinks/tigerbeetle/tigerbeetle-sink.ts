@@ -19,7 +19,7 @@ import {
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { ConfigError, RecordRejectedError, RetriableError } from '../../errors.js';
-import { SEVERITIES, parseSignalTime, type Severity, type Signal } from '../../model/signal.js';
+import { SEVERITIES, parseSignalTime, signalTime, type Severity, type Signal } from '../../model/signal.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
 import type { BatchWriteResult, SinkContext, SourcePosition, TenantBatchSink } from '../types.js';
 
@@ -216,7 +216,8 @@ export function signalToTransfer(
       `signal ${signal.id}: severity ${JSON.stringify(signal.severity)} is not one of ${SEVERITIES.join(', ')}`,
     );
   }
-  const timeMs = signalTimeMs(signal.timestamp);
+  const time = signalTime(signal);
+  const timeMs = time.ok ? BigInt(time.epochMs) : null;
   if (timeMs === null) {
     return new RecordRejectedError(
       'InvalidTimestamp',

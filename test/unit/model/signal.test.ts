@@ -2,7 +2,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { describe, expect, it } from 'vitest';
 import { SignalDecoder } from '../../../src/model/decode.js';
 import { generateSignal, tenantIdFor } from '../../../src/model/generate.js';
-import { parseSignalTime, SIGNAL_METADATA_MAX_DEPTH, SIGNAL_TIME_MAX_MS } from '../../../src/model/signal.js';
+import { parseSignalTime, signalTime, SIGNAL_METADATA_MAX_DEPTH, SIGNAL_TIME_MAX_MS } from '../../../src/model/signal.js';
 import { signalTimeMs } from '../../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
 
 const tenant = tenantIdFor(3);
@@ -113,5 +113,17 @@ describe('parseSignalTime reads the instant DuckDB and TigerBeetle store', () =>
     for (const timestamp of ['2026-02-30T00:00:00Z', '1969-12-31T23:59:59Z', '2026-11-24T24:00:00Z']) {
       expect(signalTimeMs(timestamp)).toBeNull();
     }
+  });
+});
+
+describe('signalTime', () => {
+  it('parses a signal\'s timestamp once per signal object, and again when the timestamp changes', () => {
+    const signal = { id: 'x', tenantId: 't', ruleId: 'r', traceId: 'tr', timestamp: '2026-11-24T10:00:00.123+01:00', severity: 'LOW' as const, message: 'm', metadata: {} };
+    const first = signalTime(signal);
+    expect(first).toEqual(parseSignalTime(signal.timestamp));
+    expect(first).toEqual({ ok: true, epochMs: Date.UTC(2026, 10, 24, 9, 0, 0, 123) });
+    expect(signalTime(signal)).toBe(first); // the cached result, not a new parse
+    signal.timestamp = '2026-02-30T00:00:00Z';
+    expect(signalTime(signal).ok).toBe(false);
   });
 });
