@@ -212,6 +212,8 @@ export function tenantAlias(tenantId: string): string {
 interface TimeRange {
   from: string;
   to: string;
+  minMs: number;
+  maxMs: number;
 }
 
 /**
@@ -226,20 +228,20 @@ function timeRange(rows: ReadonlyArray<StagedRow>): TimeRange {
     if (r.timeMs < min) min = r.timeMs;
     if (r.timeMs > max) max = r.timeMs;
   }
-  return { from: `TIMESTAMPTZ '${new Date(min).toISOString()}'`, to: `TIMESTAMPTZ '${new Date(max + 1).toISOString()}'` };
+  return { from: `TIMESTAMPTZ '${new Date(min).toISOString()}'`, to: `TIMESTAMPTZ '${new Date(max + 1).toISOString()}'`, minMs: min, maxMs: max };
 }
 
 /** The appender's write met a stored id: rolled back, the write takes the staged path. */
 class StoredIdFound extends Error {}
 
 /** Inserts the staged rows whose id is not stored among the signals of their times. */
-function insertSql(alias: string, tenantId: string, firstIdx: number, lastIdx: number, range: TimeRange): string {
+function insertSql(alias: string, tenantId: string, firstIdx: number, lastIdx: number, range: TimeRange | undefined): string {
   return `INSERT INTO "${alias}".main.signals
   (id, tenant_id, rule_id, trace_id, ts, severity, message, metadata, kafka_partition, kafka_offset, ingested_at)
 SELECT id::UUID, '${tenantId}'::UUID, rule_id, trace_id, ts::TIMESTAMPTZ, severity, message, metadata::JSON,
   kafka_partition, kafka_offset, now() AT TIME ZONE 'UTC'
-FROM temp.main.${STAGING_TABLE} s WHERE idx BETWEEN ${firstIdx} AND ${lastIdx}
-  AND NOT EXISTS (SELECT 1 FROM "${alias}".main.signals t WHERE t.ts >= ${range.from} AND t.ts < ${range.to} AND t.id = s.id::UUID)`;
+FROM temp.main.${STAGING_TABLE} s WHERE idx BETWEEN ${firstIdx} AND ${lastIdx}${range === undefined ? '' : `
+  AND NOT EXISTS (SELECT 1 FROM "${alias}".main.signals t WHERE t.ts >= ${range.from} AND t.ts < ${range.to} AND t.id = s.id::UUID)`}`;
 }
 
 /**
@@ -325,6 +327,14 @@ interface OpenTenant {
   lastWrittenAt: number;
   /** `topic:partition` pairs that wrote to this tenant, for releasePartition. */
   readonly sources: Set<string>;
+  /**
+   * No stored signal is later than this (epoch ms; -Infinity: none): read from the table when
+   * attached, raised by every commit. This process is the file's only writer while it holds it,
+   * so a write whose signals are all later cannot meet a stored id and skips the lookup: signals
+   * arriving in time order (the usual case) pay nothing for idempotency. Too high only costs a
+   * lookup; it is never too low.
+   */
+  latestStoredMs: number;
   closing?: Promise<void>;
 }
 
@@ -639,13 +649,13 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     const stats: WriteStats = { inserted: 0, duplicates };
     if (staged.length > 0) {
       const fast = staged.length <= this.config.appendMaxRows && !staged.some((r) => LONE_SURROGATE_ESCAPE.test(r.metadataJson))
-        ? await this.append(conn, tenant.alias, staged, stats)
+        ? await this.append(conn, tenant, staged, stats)
         : 'skipped';
       if (fast !== 'committed') {
         await this.stage(conn, tenantId, staged);
         const max = this.config.maxRowsPerTransaction;
         for (let lo = 0; lo < staged.length; lo += max) {
-          await this.insertRange(conn, tenant.alias, tenantId, staged, lo, Math.min(staged.length, lo + max), rejected, stats);
+          await this.insertRange(conn, tenant, tenantId, staged, lo, Math.min(staged.length, lo + max), rejected, stats);
         }
       }
     }
@@ -666,8 +676,10 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
    * stored id: its insert skips stored ids and checks their content; a bad value: it bisects).
    * Metadata with a lone surrogate never comes here: the appender takes JSON as VARCHAR unchecked.
    */
-  private async append(conn: DuckDBConnection, alias: string, rows: StagedRow[], stats: WriteStats): Promise<'committed' | 'failed'> {
+  private async append(conn: DuckDBConnection, tenant: OpenTenant, rows: StagedRow[], stats: WriteStats): Promise<'committed' | 'failed'> {
+    const { alias } = tenant;
     const n = rows.length;
+    const range = timeRange(rows);
     const cols: (number | bigint | string | DuckDBTimestampValue)[][] = APPEND_TYPES.map(() => new Array(n));
     // ingested_at: the staged path uses the transaction's start; here the JS clock at append, UTC.
     const now = new DuckDBTimestampValue(BigInt(Date.now()) * 1000n);
@@ -697,10 +709,12 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       // A stored id among the appended ones (a replay): roll back, and the staged path sorts
       // replays from conflicts. One id seen twice among the signals of these times finds it,
       // with no list of the ids to parse (measured: 1.4 ms against 3.2 ms for 64 ids).
-      const range = timeRange(rows);
-      const twice = await conn.runAndReadAll(`SELECT 1 FROM "${alias}".main.signals t WHERE t.ts >= ${range.from} AND t.ts < ${range.to} GROUP BY t.id HAVING count(*) > 1 LIMIT 1`);
-      if (twice.currentRowCount > 0) throw new StoredIdFound();
+      if (range.minMs <= tenant.latestStoredMs) {
+        const twice = await conn.runAndReadAll(`SELECT 1 FROM "${alias}".main.signals t WHERE t.ts >= ${range.from} AND t.ts < ${range.to} GROUP BY t.id HAVING count(*) > 1 LIMIT 1`);
+        if (twice.currentRowCount > 0) throw new StoredIdFound();
+      }
       await conn.run('COMMIT');
+      tenant.latestStoredMs = Math.max(tenant.latestStoredMs, range.maxMs);
     } catch (err) {
       if (began) await conn.run('ROLLBACK').catch(() => undefined); // "no transaction is active" is fine
       endTimer();
@@ -907,7 +921,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
    */
   private async insertRange(
     conn: DuckDBConnection,
-    alias: string,
+    tenant: OpenTenant,
     tenantId: string,
     staged: StagedRow[],
     lo: number,
@@ -921,16 +935,20 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     const endTimer = this.transactionDuration.startTimer();
     let conflicts: number[] = [];
     let inserted: number;
+    const { alias } = tenant;
     const range = timeRange(staged.slice(lo, hi));
+    // All later than every stored signal: no stored id to look for (see latestStoredMs).
+    const lookup = range.minMs <= tenant.latestStoredMs;
     try {
       await conn.run('BEGIN TRANSACTION');
-      inserted = (await conn.run(insertSql(alias, tenantId, first, last, range))).rowsChanged;
+      inserted = (await conn.run(insertSql(alias, tenantId, first, last, lookup ? range : undefined))).rowsChanged;
       // Fewer rows inserted than staged: some ids exist. Only then pay for the content check.
       if (inserted < count) {
         const reader = await conn.runAndReadAll(conflictSql(alias, tenantId, first, last, range));
         conflicts = reader.getRowsJS().map((row) => Number(row[0]));
       }
       await conn.run('COMMIT');
+      tenant.latestStoredMs = Math.max(tenant.latestStoredMs, range.maxMs);
     } catch (err) {
       await conn.run('ROLLBACK').catch(() => undefined); // "no transaction is active" is fine
       endTimer();
@@ -945,8 +963,8 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       }
       this.logger.debug({ tenantId, rows: count, err: duckDbMessage(err) }, 'DuckDB transaction failed on row data; bisecting');
       const mid = lo + Math.floor(count / 2);
-      await this.insertRange(conn, alias, tenantId, staged, lo, mid, rejected, stats);
-      await this.insertRange(conn, alias, tenantId, staged, mid, hi, rejected, stats);
+      await this.insertRange(conn, tenant, tenantId, staged, lo, mid, rejected, stats);
+      await this.insertRange(conn, tenant, tenantId, staged, mid, hi, rejected, stats);
       return;
     }
     endTimer();
@@ -1278,6 +1296,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     await this.ensureDir();
     if (openFiles.has(file)) throw new RetriableError(`${file} is already open in this process (another DuckDbSignalSink?)`);
     openFiles.add(file);
+    let latestStoredMs = -Infinity;
     try {
       await this.withConnection(`attaching ${file}`, async (conn) => {
         try {
@@ -1293,6 +1312,9 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
         try {
           await conn.run(schemaSql(alias));
           await this.dropPrimaryKey(conn, alias, file);
+          // Rounded down to the ms: a stored signal in the same ms as a new one still gets looked for.
+          const latest = (await conn.runAndReadAll(`SELECT epoch_ms(max(ts)) FROM "${alias}".main.signals`)).getRowsJS()[0]![0];
+          if (latest !== null && latest !== undefined) latestStoredMs = Number(latest);
         } catch (err) {
           await conn.run(`DETACH DATABASE IF EXISTS "${alias}"`).catch(() => undefined);
           throw new RetriableError(`cannot create the signals table in ${file}: ${duckDbMessage(err)}`, err);
@@ -1313,6 +1335,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       dirty: false,
       lastWrittenAt: 0,
       sources: new Set(),
+      latestStoredMs,
     };
     this.tenants.set(tenantId, tenant);
     this.openTenants.set(this.openList().length);

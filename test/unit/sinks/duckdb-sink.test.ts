@@ -624,6 +624,38 @@ describe('DuckDbSignalSink', () => {
       expect(await stored(TENANT_A)).toBe(23_000);
     }, 60_000);
 
+    it('looks for stored ids only when a write has signals no later than the latest stored one', async () => {
+      makeSink({ appendMaxRows: 8 });
+      await sink.start();
+      const { DuckDBConnection } = await import('@duckdb/node-api');
+      const isLookup = (sql: unknown) => typeof sql === 'string' && /HAVING count\(\*\) > 1|AND NOT EXISTS \(SELECT 1/.test(sql);
+      // Every query goes through run (runAndReadAll too).
+      const run = vi.spyOn(DuckDBConnection.prototype, 'run');
+      const lookups = () => run.mock.calls.filter(([sql]) => isLookup(sql)).length;
+      const at = (i: number) => signal(TENANT_A, i); // a new id at 10:00:00 + i s
+      const first = [at(0), at(1), at(2)];
+      try {
+        // In time order, small (appender) and large (staged): nothing to look up.
+        expect((await sink.write(TENANT_A, records(first))).rejected.size).toBe(0);
+        expect((await sink.write(TENANT_A, records(Array.from({ length: 100 }, (_, i) => at(10 + i)), 3))).rejected.size).toBe(0);
+        expect(lookups()).toBe(0);
+        // Earlier than the latest stored signal: looked up (a new one is stored, a replay is not).
+        expect((await sink.write(TENANT_A, records([at(5)]))).rejected.size).toBe(0);
+        expect(lookups()).toBe(1);
+        expect((await sink.write(TENANT_A, records([at(200), first[0]!]))).rejected.size).toBe(0);
+        expect(lookups()).toBeGreaterThanOrEqual(2);
+      } finally {
+        run.mockRestore();
+      }
+      expect(await value('spanledger_duckdb_rows_written_total')).toBe(3 + 100 + 1 + 1);
+      expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(1);
+      // Attached again, the latest stored time comes from the table: a replay is still found.
+      await sink.releaseTenant(TENANT_A);
+      expect((await sink.write(TENANT_A, records([first[1]!]))).rejected.size).toBe(0);
+      expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(2);
+      expect(await stored(TENANT_A)).toBe(105);
+    });
+
     it('rebuilds a signals table made with the old primary key without it, keeping its rows', async () => {
       const file = path.join(dir, `${TENANT_A}.duckdb`);
       const before = Array.from({ length: 3 }, (_, i) => signal(TENANT_A, i));
