@@ -41,6 +41,7 @@ export function createDuckDbSink(signals: SignalWorkerConfig['signals'], logger:
       connections: signals.duckdbConnections,
       appendMaxRows: signals.duckdbAppendMaxRows,
       checkpointAtMemoryFraction: signals.duckdbCheckpointAtMemoryFraction,
+      checkpointWalSize: signals.duckdbCheckpointWalSize,
     },
     { logger, registry },
   );

@@ -60,6 +60,13 @@ export interface DuckDbSinkConfig {
    * DuckDB cannot evict (README). 0 turns it off.
    */
   checkpointAtMemoryFraction?: number;
+  /**
+   * DuckDB's checkpoint_threshold: each attached database checkpoints by itself (at a commit)
+   * once its WAL passes this size, which turns its written rows into blocks DuckDB can drop
+   * rather than spill, and keeps the WAL a restart replays small. With 500 tenants none reached
+   * DuckDB's 16 MB default within minutes (make bench --sustained; bench/README.md).
+   */
+  checkpointWalSize?: string;
 }
 
 export const DEFAULT_DUCKDB_SINK_CONFIG: Required<DuckDbSinkConfig> = {
@@ -78,6 +85,7 @@ export const DEFAULT_DUCKDB_SINK_CONFIG: Required<DuckDbSinkConfig> = {
   maxHoldMs: 5_000,
   appendMaxRows: 64,
   checkpointAtMemoryFraction: 0.6,
+  checkpointWalSize: '256KB',
 };
 
 /** Committed writes between two looks at DuckDB's memory (duckdb_memory()). */
@@ -1089,6 +1097,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
       instance = await DuckDBInstance.create(':memory:', {
         threads: String(this.config.threads),
         memory_limit: this.config.memoryLimit,
+        checkpoint_threshold: this.config.checkpointWalSize,
         default_block_size: String(BLOCK_SIZE),
         // Spilled buffers stay inside dir too (an in-memory instance's default is ./.tmp), in a
         // folder of this process's own: signal workers may share DUCKDB_DIR (one volume for the
@@ -1476,6 +1485,9 @@ function resolveConfig(partial: Partial<DuckDbSinkConfig>): Required<DuckDbSinkC
   if (typeof config.dir !== 'string' || config.dir.length === 0) throw new ConfigError('DuckDB sink: dir must be a non-empty path');
   if (!MEMORY_LIMIT.test(config.memoryLimit)) {
     throw new ConfigError(`DuckDB sink: memoryLimit must look like 256MB, got ${config.memoryLimit}`);
+  }
+  if (!MEMORY_LIMIT.test(config.checkpointWalSize)) {
+    throw new ConfigError(`DuckDB sink: checkpointWalSize must look like 256KB, got ${config.checkpointWalSize}`);
   }
   return config;
 }

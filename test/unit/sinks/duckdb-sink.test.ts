@@ -656,6 +656,31 @@ describe('DuckDbSignalSink', () => {
       expect(await stored(TENANT_A)).toBe(105);
     });
 
+    it('checkpoints each tenant database by itself once its WAL passes checkpointWalSize', async () => {
+      const largestWalAfter = async (checkpointWalSize: string) => {
+        makeSink({ checkpointWalSize, checkpointAtMemoryFraction: 0 });
+        await sink.start();
+        const tenants = Array.from({ length: 10 }, () => randomUUID());
+        for (let round = 0; round < 5; round++) {
+          for (const t of tenants) {
+            expect((await sink.write(t, records(Array.from({ length: 400 }, (_, i) => signal(t, round * 400 + i)), round * 400))).rejected.size).toBe(0);
+          }
+        }
+        // While they are still attached: a DETACH checkpoints too.
+        const wals = fs.readdirSync(dir).filter((f) => f.endsWith('.wal')).map((f) => fs.statSync(path.join(dir, f)).size);
+        expect(await stored(tenants[0]!)).toBe(2000);
+        await sink.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+        fs.mkdirSync(dir);
+        return Math.max(0, ...wals);
+      };
+      // 2,000 rows a tenant: ~1 MB of WAL each without a checkpoint.
+      const never = await largestWalAfter('1GB');
+      const often = await largestWalAfter('64KB');
+      expect(never).toBeGreaterThan(256 * 1024);
+      expect(often).toBeLessThan(never / 4);
+    }, 60_000);
+
     it('rebuilds a signals table made with the old primary key without it, keeping its rows', async () => {
       const file = path.join(dir, `${TENANT_A}.duckdb`);
       const before = Array.from({ length: 3 }, (_, i) => signal(TENANT_A, i));
