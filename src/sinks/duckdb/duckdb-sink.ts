@@ -239,6 +239,12 @@ function timeRange(rows: ReadonlyArray<StagedRow>): TimeRange {
   return { from: `TIMESTAMPTZ '${new Date(min).toISOString()}'`, to: `TIMESTAMPTZ '${new Date(max + 1).toISOString()}'`, minMs: min, maxMs: max };
 }
 
+/** DuckDB's memory by what holds it (duckdb_memory() tags), bytes. */
+async function memoryByTag(conn: DuckDBConnection): Promise<Record<string, number>> {
+  const rows = (await conn.runAndReadAll('SELECT tag, memory_usage_bytes::BIGINT FROM duckdb_memory()')).getRowsJS();
+  return Object.fromEntries(rows.map(([tag, bytes]) => [String(tag), Number(bytes)]));
+}
+
 /** The appender's write met a stored id: rolled back, the write takes the staged path. */
 class StoredIdFound extends Error {}
 
@@ -602,11 +608,11 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
   private async duckDbMemory(): Promise<number> {
     // By tag, so that an operator (and the bench) sees whether tables, primary-key indexes or
     // spills fill the limit.
-    const rows = await this.withConnection('memory', async (conn) => (await conn.runAndReadAll('SELECT tag, memory_usage_bytes::BIGINT FROM duckdb_memory()')).getRowsJS());
+    const byTag = await this.withConnection('memory', memoryByTag);
     let used = 0;
-    for (const [tag, bytes] of rows) {
-      this.memoryUsed.set({ tag: String(tag) }, Number(bytes));
-      used += Number(bytes);
+    for (const [tag, bytes] of Object.entries(byTag)) {
+      this.memoryUsed.set({ tag }, bytes);
+      used += bytes;
     }
     return used;
   }
@@ -770,9 +776,7 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
     return this.withConnection('stats', async (conn) => {
       const attached = (await conn.runAndReadAll(`SELECT database_name FROM duckdb_databases() WHERE NOT internal AND database_name <> 'memory' ORDER BY 1`)).getRowsJS().map((r) => String(r[0]));
       const [memoryLimit, threads] = (await conn.runAndReadAll(`SELECT current_setting('memory_limit'), current_setting('threads')::INTEGER`)).getRowsJS()[0]!;
-      const memory = (await conn.runAndReadAll('SELECT tag, memory_usage_bytes::BIGINT FROM duckdb_memory()')).getRowsJS();
-      const memoryByTag = Object.fromEntries(memory.map(([tag, bytes]) => [String(tag), Number(bytes)]));
-      return { attached, memoryLimit: String(memoryLimit), threads: Number(threads), memoryByTag };
+      return { attached, memoryLimit: String(memoryLimit), threads: Number(threads), memoryByTag: await memoryByTag(conn) };
     });
   }
 
@@ -1320,9 +1324,13 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
         }
         try {
           await conn.run(schemaSql(alias));
-          await this.dropPrimaryKey(conn, alias, file);
-          // Rounded down to the ms: a stored signal in the same ms as a new one still gets looked for.
-          const latest = (await conn.runAndReadAll(`SELECT epoch_ms(max(ts)) FROM "${alias}".main.signals`)).getRowsJS()[0]![0];
+          // One round trip: whether the table still has the old primary key, and its latest signal
+          // time, rounded down to the ms (a stored signal in the same ms as a new one gets looked for).
+          const [pk, latest] = (await conn.runAndReadAll(
+            `SELECT (SELECT count(*)::INTEGER FROM duckdb_constraints() WHERE database_name = '${alias}' AND schema_name = 'main' AND table_name = 'signals' AND constraint_type = 'PRIMARY KEY'),
+                    (SELECT epoch_ms(max(ts)) FROM "${alias}".main.signals)`,
+          )).getRowsJS()[0]!;
+          if (Number(pk) > 0) await this.dropPrimaryKey(conn, alias, file);
           if (latest !== null && latest !== undefined) latestStoredMs = Number(latest);
         } catch (err) {
           await conn.run(`DETACH DATABASE IF EXISTS "${alias}"`).catch(() => undefined);
@@ -1359,10 +1367,6 @@ export class DuckDbSignalSink implements TenantBatchSink<Signal> {
    * it, in one transaction, rows in time order (the time range lookups then read fewer blocks).
    */
   private async dropPrimaryKey(conn: DuckDBConnection, alias: string, file: string): Promise<void> {
-    const pk = await conn.runAndReadAll(
-      `SELECT count(*)::INTEGER FROM duckdb_constraints() WHERE database_name = '${alias}' AND schema_name = 'main' AND table_name = 'signals' AND constraint_type = 'PRIMARY KEY'`,
-    );
-    if (Number(pk.getRowsJS()[0]![0]) === 0) return;
     const started = Date.now();
     await conn.run('BEGIN TRANSACTION');
     try {
