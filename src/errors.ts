@@ -41,10 +41,36 @@ export class BreakerOpenError extends RetriableError {
   }
 }
 
-/** Invalid configuration: fail at start with one clear line. */
+/** Invalid configuration: fail at start with one clear line. Only for what a user configured. */
 export class ConfigError extends SpanledgerError {
   constructor(message: string) {
     super(message, { retriable: false });
+  }
+}
+
+/**
+ * A caller broke a contract (a bug, neither the input's fault nor the store's): e.g. a sink given
+ * a tenant id the decoder should have refused. Never retried, never dead-lettered: the worker
+ * stops loudly without committing, so the bug is seen instead of papered over.
+ */
+export class InvariantError extends SpanledgerError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { retriable: false, cause });
+  }
+}
+
+/**
+ * A store answered in a way that retrying cannot change (its configuration, an outcome it must
+ * never give). The worker stops without committing past the records; a restart (after an
+ * operator fixed the store) reads them again.
+ */
+export class FatalStoreError extends SpanledgerError {
+  constructor(
+    readonly store: string,
+    message: string,
+    cause?: unknown,
+  ) {
+    super(`${store}: ${message}`, { retriable: false, cause });
   }
 }
 
@@ -61,6 +87,24 @@ export class RecordRejectedError extends SpanledgerError {
     super(capReason(message), { retriable: false, cause });
     this.errorClass = errorClass;
   }
+}
+
+/**
+ * What the pipeline does with a failure, decided here only (each store's classifier turns its
+ * raw errors into the typed errors above at the store's boundary):
+ * - `retry`: a store or the network failed and may recover: retried with backoff, without bound
+ *   (the store's circuit breaker watches, /readyz shows it); never dead-lettered or committed past;
+ * - `local_wait`: retried like `retry`, but the wait was inside this worker, so breakers do not count it;
+ * - `fatal`: retrying cannot help (an InvariantError, a FatalStoreError, a thrown record
+ *   rejection, which must travel in a sink's result instead): the worker stops without committing;
+ * - `unknown`: an error no classifier knows: retried a bounded number of times, then fatal.
+ */
+export type Disposition = 'retry' | 'local_wait' | 'fatal' | 'unknown';
+
+export function dispositionOf(error: unknown): Disposition {
+  if (error instanceof LocalWaitError) return 'local_wait';
+  if (error instanceof SpanledgerError) return error.retriable ? 'retry' : 'fatal';
+  return 'unknown';
 }
 
 /** Longest reason text carried in a dead-letter header or a log line, in UTF-16 code units. */

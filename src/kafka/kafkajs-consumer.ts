@@ -1,5 +1,6 @@
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
-import type { ConsumedBatch, GroupConsumer, OffsetCommit } from '../pipeline/consumer-port.js';
+import type { RecordHeaders } from '../model/headers.js';
+import type { ConsumedBatch, ConsumedMessage, GroupConsumer, OffsetCommit } from '../pipeline/consumer-port.js';
 import { undecodableBatchReason } from './codecs.js';
 
 export interface KafkaJsConsumerOptions {
@@ -60,7 +61,7 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
   }
 
   commitOffsets(offsets: OffsetCommit[]): Promise<void> {
-    return this.consumer.commitOffsets(offsets);
+    return this.consumer.commitOffsets(offsets.map((c) => ({ topic: c.topic, partition: c.partition, offset: c.offset.toString() })));
   }
 
   disconnect(): Promise<void> {
@@ -87,14 +88,21 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
  */
 function consumedBatch(payload: EachBatchPayload): ConsumedBatch {
   const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
-  let messages = batch.messages;
+  const messages: ConsumedMessage[] = [];
   let undecodable: string | undefined;
-  for (let i = 0; i < messages.length; i += 1) {
-    undecodable = undecodableBatchReason(messages[i]!);
-    if (undecodable !== undefined) {
-      messages = messages.slice(0, i);
-      break;
-    }
+  for (const m of batch.messages) {
+    undecodable = undecodableBatchReason(m);
+    if (undecodable !== undefined) break;
+    messages.push({ offset: BigInt(m.offset), key: m.key, value: m.value, headers: m.headers as RecordHeaders | undefined, timestamp: m.timestamp });
   }
-  return { partition: batch.partition, highWatermark: batch.highWatermark, messages, undecodable, resolveOffset, heartbeat, isRunning, isStale };
+  return {
+    partition: batch.partition,
+    highWatermark: BigInt(batch.highWatermark),
+    messages,
+    undecodable,
+    resolveOffset: (offset) => resolveOffset(offset.toString()),
+    heartbeat,
+    isRunning,
+    isStale,
+  };
 }

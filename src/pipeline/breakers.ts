@@ -1,8 +1,7 @@
 import { BrokenCircuitError, CircuitState, SamplingBreaker, circuitBreaker, handleWhen, type CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from 'pino';
-import { BreakerOpenError, LocalWaitError } from '../errors.js';
+import { BreakerOpenError, dispositionOf } from '../errors.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
-import { isRetriable } from './retry.js';
 
 export type BreakerState = 'closed' | 'half_open' | 'open';
 
@@ -93,8 +92,12 @@ export class StoreBreakers {
     const now = Date.now();
     for (const store of new Set(stores)) {
       const policy = circuitBreaker(
-        // A wait inside the worker (LocalWaitError) is load, not the store failing.
-        handleWhen((e) => isRetriable(e) && !(e instanceof LocalWaitError)),
+        // A wait inside the worker (local_wait) is load, not the store failing; an unknown
+        // failure counts while its bounded retries last.
+        handleWhen((e) => {
+          const disposition = dispositionOf(e);
+          return disposition === 'retry' || disposition === 'unknown';
+        }),
         {
           halfOpenAfter: settings.halfOpenAfterMs,
           breaker: new SamplingBreaker({

@@ -2,10 +2,12 @@ import type { RecordRejectedError } from '../errors.js';
 import type { SourceMessage } from '../batching/partition-batch.js';
 import type { RecordHeaders } from '../model/headers.js';
 
-/** A record as the group consumer delivers it. */
+/**
+ * A record as the group consumer delivers it. Offsets are bigints from here to the commit: the
+ * Kafka adapter converts its client's form once.
+ */
 export interface ConsumedMessage {
-  /** Kafka offset as a decimal string (int64). */
-  offset: string;
+  offset: bigint;
   key: Buffer | null;
   value: Buffer | null;
   headers?: RecordHeaders;
@@ -15,7 +17,7 @@ export interface ConsumedMessage {
 /** One fetched batch of one partition, with the calls that act on the fetch it came from. */
 export interface ConsumedBatch {
   partition: number;
-  highWatermark: string;
+  highWatermark: bigint;
   /** In offset order. */
   messages: ConsumedMessage[];
   /**
@@ -24,7 +26,7 @@ export interface ConsumedBatch {
    */
   undecodable?: string;
   /** The record is in custody: the next fetch starts after it. Not a commit. */
-  resolveOffset(offset: string): void;
+  resolveOffset(offset: bigint): void;
   heartbeat(): Promise<void>;
   /** False once the consumer stops. */
   isRunning(): boolean;
@@ -35,8 +37,8 @@ export interface ConsumedBatch {
 export interface OffsetCommit {
   topic: string;
   partition: number;
-  /** The next offset to read, as a decimal string. */
-  offset: string;
+  /** The next offset to read. */
+  offset: bigint;
 }
 
 /**

@@ -1,16 +1,15 @@
 import type { Logger } from 'pino';
 import { mergePlans, type FlushLimits, type FlushPlan, type FlushReason, type SourceMessage, type ValidEntry } from '../batching/partition-batch.js';
-import { SpanledgerError } from '../errors.js';
 import type { Decoded, RecordDecoder } from '../model/decode.js';
 import type { DecodePool } from './decode-pool.js';
 import type { WorkerMetrics } from '../observability/metrics.js';
-import type { TenantBatchSink } from '../sinks/types.js';
+import type { FlushSink } from '../sinks/types.js';
 import { recordFootprint } from '../model/headers.js';
 import type { ConsumedBatch, ConsumedMessage, DeadLetter, DeadLetterPort, GroupConsumer } from './consumer-port.js';
 import { StoreBreakers, type BreakerSettings, type BreakerStatus } from './breakers.js';
 import { FetchPauses, type PauseReason } from './fetch-pauses.js';
 import { PartitionPipeline } from './partition-pipeline.js';
-import { retrying, type RetryOptions } from './retry.js';
+import { isRetriable, retrying, type RetryOptions } from './retry.js';
 import { validateStages, type PartitionProcessor, type PipelineStages } from './types.js';
 
 export type PipelineOptions<T> = PipelineStages<T> & {
@@ -106,8 +105,6 @@ const ignore = () => undefined;
 /** The breaker of the dead-letter producer (the other stores' breakers are named after their sink or processor store). */
 export const DEAD_LETTER_STORE = 'dead_letter';
 
-/** openPartition is retried only when it says so: a broken checkpoint must stop the worker, not loop. */
-const explicitlyRetriable = (error: unknown) => error instanceof SpanledgerError && error.retriable;
 
 /**
  * Runs one consumer group member: takes records from the group consumer, decodes them, batches
@@ -122,7 +119,7 @@ const explicitlyRetriable = (error: unknown) => error instanceof SpanledgerError
 export class Pipeline<T> {
   private readonly consumer: GroupConsumer;
   private readonly deadLetters: DeadLetterPort;
-  private readonly sinks: TenantBatchSink<T>[];
+  private readonly sinks: FlushSink<T>[];
   private readonly processor: PartitionProcessor<T> | undefined;
   private readonly stages: Stage<T>[];
   private readonly pipelines = new Map<number, PartitionPipeline<T>>();
@@ -394,7 +391,7 @@ export class Pipeline<T> {
     const revoking = this.revoking.get(batch.partition);
     if (revoking !== undefined) await revoking;
     const pipe = this.pipeline(batch.partition);
-    pipe.highWatermark = BigInt(batch.highWatermark);
+    pipe.highWatermark = batch.highWatermark;
     this.activeBatches += 1;
     const interrupted = () => this.stopping || pipe.closed || !isRunning() || isStale();
     try {
@@ -403,14 +400,14 @@ export class Pipeline<T> {
       let complete = true;
       // The last record taken into custody (or skipped) and not yet told to the consumer: telling
       // it the last one of a run is enough (kafkajs keeps only the latest resolved offset).
-      let unresolved: string | undefined;
+      let unresolved: bigint | undefined;
       for (const message of batch.messages) {
         if (interrupted()) {
           complete = false;
           break;
         }
-        const offset = BigInt(message.offset);
-        unresolved = message.offset;
+        const offset = message.offset;
+        unresolved = offset;
         if (!pipe.offsets.accept(offset)) {
           skipped += 1;
           continue;
@@ -420,7 +417,7 @@ export class Pipeline<T> {
         this.account(1, bytes, false);
         taken += 1;
         if (this.inFlightBytes > this.pauseBytes) {
-          resolveOffset(message.offset);
+          resolveOffset(offset);
           unresolved = undefined;
           this.reportInFlight();
           this.processIncoming(pipe, Number.POSITIVE_INFINITY);
@@ -671,7 +668,8 @@ export class Pipeline<T> {
     this.enqueue(pipe, async () => {
       await revoking;
       if (pipe.closed) return;
-      await retrying(() => processor.openPartition(topic, pipe.partition), { ...this.retryOptions(pipe, `${processor.name}-open`), retriable: explicitlyRetriable });
+      // Only what says it is retriable: a broken checkpoint (an unknown error) must stop the worker at once.
+      await retrying(() => processor.openPartition(topic, pipe.partition), { ...this.retryOptions(pipe, `${processor.name}-open`), retriable: isRetriable });
     });
     pipe.ticker = setInterval(() => this.tick(pipe, processor), this.options.tickIntervalMs);
     // Ticks only matter while the worker runs; stop and revoke clear them.
@@ -731,6 +729,7 @@ export class Pipeline<T> {
     const { options } = this;
     return {
       maxDelayMs: options.retryMaxDelayMs,
+      what,
       shouldStop: () => pipe.closed || this.fatal,
       onRetry: (error: unknown, attempt: number) => {
         options.metrics.retries.inc({ topic: options.topic, sink: what });
@@ -754,50 +753,37 @@ export class Pipeline<T> {
   }
 
   /**
-   * One store's stage of a flush: every tenant batch still standing goes to the sink, then the
-   * sink syncs once. If the sync fails, the stage is repeated: the sink forgets unsynced state and
-   * idempotent writes make the repeat safe. Records the sink refuses are dead-lettered and not
-   * given to the next stage.
+   * One store's stage of a flush: the tenant batches still standing go to the sink as one flush,
+   * then the sink syncs once. If the write or the sync fails, both are repeated: the sink forgets
+   * unsynced state and idempotent writes make the repeat safe. Records the sink refuses are
+   * dead-lettered and not given to the next stage.
    */
-  private async runSink(pipe: PartitionPipeline<T>, sink: TenantBatchSink<T>, flush: FlushState<T>): Promise<void> {
+  private async runSink(pipe: PartitionPipeline<T>, sink: FlushSink<T>, flush: FlushState<T>): Promise<void> {
     const { topic } = this.options;
+    const sinkFlush = { topic, partition: pipe.partition, tenants: flush.current };
     const attempt = async () => {
-      const refused: DeadLetter[] = [];
-      const kept = new Map<string, ValidEntry<T>[]>();
-      await Promise.all(
-        [...flush.current].map(async ([tenantId, entries]) => {
-          if (entries.length === 0) return;
-          // The items of one record share its offset text (an OTLP request's spans).
-          let lastOffset = -1n;
-          let offsetText = '';
-          const records = entries.map((e) => {
-            if (e.offset !== lastOffset) {
-              lastOffset = e.offset;
-              offsetText = e.offset.toString();
-            }
-            return { value: e.value, source: { topic, partition: pipe.partition, offset: offsetText, index: e.index } };
-          });
-          const result = await retrying(() => this.guarded(pipe, sink.name, () => sink.write(tenantId, records)), this.retryOptions(pipe, sink.name));
-          if (result.rejected.size === 0) {
-            kept.set(tenantId, entries);
-            return;
-          }
-          const stored: ValidEntry<T>[] = [];
-          entries.forEach((entry, i) => {
-            const error = result.rejected.get(i);
-            if (error === undefined) stored.push(entry);
-            // A record is dead-lettered once, even when a store refuses several of its items.
-            else if (!refused.some((l) => l.source === entry.source)) refused.push({ topic, partition: pipe.partition, source: entry.source, error, stage: sink.name });
-          });
-          kept.set(tenantId, stored);
-        }),
-      );
+      const result = await this.guarded(pipe, sink.name, () => sink.write(sinkFlush));
       if (sink.sync !== undefined) await this.guarded(pipe, sink.name, () => sink.sync!(topic, pipe.partition));
-      return { kept, refused };
+      return result;
     };
-    const { kept, refused } = await retrying(attempt, this.retryOptions(pipe, `${sink.name}-sync`));
+    const { rejected } = await retrying(attempt, this.retryOptions(pipe, sink.name));
+    if (rejected.size === 0) return;
+    const kept = new Map<string, ValidEntry<T>[]>();
+    const refused = new Set<SourceMessage>();
+    for (const [tenantId, entries] of flush.current) {
+      const stored: ValidEntry<T>[] = [];
+      for (const entry of entries) {
+        const error = rejected.get(entry);
+        if (error === undefined) stored.push(entry);
+        // A record is dead-lettered once, even when a store refuses several of its items.
+        else if (!refused.has(entry.source)) {
+          refused.add(entry.source);
+          flush.letters.push({ topic, partition: pipe.partition, source: entry.source, error, stage: sink.name });
+        }
+      }
+      kept.set(tenantId, stored);
+    }
     flush.current = kept;
-    for (const l of refused) flush.letters.push(l);
   }
 
   /** The sinks' last stage: the flush is stored, its offset gets committed. */
@@ -921,7 +907,7 @@ export class Pipeline<T> {
     const { topic, metrics, logger } = this.options;
     const end = metrics.commitDuration.startTimer({ topic });
     try {
-      await this.consumer.commitOffsets([{ topic, partition: pipe.partition, offset: offset.toString() }]);
+      await this.consumer.commitOffsets([{ topic, partition: pipe.partition, offset }]);
       pipe.offsets.markCommitted(offset);
       pipe.lastCommitAt = Date.now();
       end();

@@ -1,12 +1,17 @@
 import { backOff } from 'exponential-backoff';
-import { SpanledgerError } from '../errors.js';
+import { FatalStoreError, dispositionOf } from '../errors.js';
 
-/** True for failures that may pass on their own (never dead-lettered, never committed past). */
+/**
+ * Attempts an operation gets while it fails with errors no store classifier knows (see
+ * `Disposition`): with 100 ms doubling backoff about 3 s of tries, the circuit breaker counting
+ * each; then the failure is surfaced (the worker stops) instead of being retried silently forever.
+ */
+export const UNKNOWN_FAILURE_ATTEMPTS = 5;
+
+/** True for failures that are retried (never dead-lettered, never committed past). */
 export function isRetriable(error: unknown): boolean {
-  // Unknown errors are treated as transient: dead-lettering a record for a failure that is not
-  // the record's fault would lose it, and committing past it is worse.
-  if (error instanceof SpanledgerError) return error.retriable;
-  return true;
+  const disposition = dispositionOf(error);
+  return disposition === 'retry' || disposition === 'local_wait';
 }
 
 export interface RetryOptions {
@@ -14,24 +19,50 @@ export interface RetryOptions {
   /** Stop retrying (and rethrow) once this says so, e.g. the partition was revoked. */
   shouldStop: () => boolean;
   onRetry: (error: unknown, attempt: number) => void;
-  /** Which failures are worth another attempt (default: isRetriable). */
+  /** Which failures are worth another attempt (default: the Disposition rule, unknown errors bounded). */
   retriable?: (error: unknown) => boolean;
+  /** Named in the error that surfaces an unknown failure after UNKNOWN_FAILURE_ATTEMPTS. */
+  what?: string;
 }
 
-/** Retries `fn` with exponential backoff and full jitter for as long as the failure is transient. */
-export function retrying<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const retriable = options.retriable ?? isRetriable;
-  return backOff(fn, {
-    numOfAttempts: Number.MAX_SAFE_INTEGER,
-    startingDelay: 100,
-    timeMultiple: 2,
-    maxDelay: options.maxDelayMs,
-    jitter: 'full',
-    delayFirstAttempt: false,
-    retry: (error: unknown, attempt: number) => {
-      if (!retriable(error) || options.shouldStop()) return false;
-      options.onRetry(error, attempt);
-      return true;
-    },
-  });
+/**
+ * Retries `fn` with exponential backoff and full jitter for as long as the failure is transient;
+ * an unknown failure gets UNKNOWN_FAILURE_ATTEMPTS attempts in a row and then rejects as a
+ * FatalStoreError whose cause is the last failure.
+ */
+export async function retrying<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
+  let unknownInARow = 0;
+  let surfaced = false;
+  const decide =
+    options.retriable ??
+    ((error: unknown) => {
+      const disposition = dispositionOf(error);
+      if (disposition === 'retry' || disposition === 'local_wait') {
+        unknownInARow = 0;
+        return true;
+      }
+      if (disposition === 'fatal') return false;
+      unknownInARow += 1;
+      if (unknownInARow < UNKNOWN_FAILURE_ATTEMPTS) return true;
+      surfaced = true;
+      return false;
+    });
+  try {
+    return await backOff(fn, {
+      numOfAttempts: Number.MAX_SAFE_INTEGER,
+      startingDelay: 100,
+      timeMultiple: 2,
+      maxDelay: options.maxDelayMs,
+      jitter: 'full',
+      delayFirstAttempt: false,
+      retry: (error: unknown, attempt: number) => {
+        if (options.shouldStop() || !decide(error)) return false;
+        options.onRetry(error, attempt);
+        return true;
+      },
+    });
+  } catch (error) {
+    if (!surfaced) throw error;
+    throw new FatalStoreError(options.what ?? 'store', `failed ${UNKNOWN_FAILURE_ATTEMPTS} times in a row with an error no classifier knows: ${(error as Error)?.message ?? String(error)}`, error);
+  }
 }

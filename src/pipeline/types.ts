@@ -1,5 +1,5 @@
 import type { ValidEntry } from '../batching/partition-batch.js';
-import type { TenantBatchSink } from '../sinks/types.js';
+import type { FlushSink } from '../sinks/types.js';
 
 export type { ValidEntry } from '../batching/partition-batch.js';
 
@@ -31,12 +31,12 @@ export interface PartitionProcessor<T> {
 }
 
 /**
- * What a pipeline does with each flush: store it in `sinks` (applied in order to each tenant
- * batch; a record one sink rejects is not given to the next), or hand it to a stateful
+ * What a pipeline does with each flush: store it in `sinks` (each takes the whole flush, in
+ * order; a record one sink rejects is not given to the next), or hand it to a stateful
  * `processor`, which also gets a tick every `tickIntervalMs` per assigned partition.
  */
 export type PipelineStages<T> =
-  | { sinks: TenantBatchSink<T>[]; processor?: undefined; tickIntervalMs?: undefined }
+  | { sinks: FlushSink<T>[]; processor?: undefined; tickIntervalMs?: undefined }
   | { processor: PartitionProcessor<T>; tickIntervalMs: number; sinks?: undefined };
 
 /** Exactly one of `sinks` and `processor` (with a positive whole `tickIntervalMs`); throws otherwise. */

@@ -8,35 +8,52 @@ export interface SinkContext {
   registry: Registry;
 }
 
-/** Where a record came from: used for idempotency bookkeeping and dead-letter headers. */
-export interface SourcePosition {
-  topic: string;
-  partition: number;
-  /** Kafka offset as a decimal string (int64). */
-  offset: string;
-  /** The item's position within its record when a record holds several (OTLP); absent: 0. */
-  index?: number;
+/**
+ * Where an item came from in Kafka: the record's offset and the item's place within its record
+ * (0 for single-item records; an OTLP request holds many spans). One value from fetch to commit:
+ * no sink parses an offset from text.
+ */
+export interface Position {
+  readonly offset: bigint;
+  readonly index: number;
+}
+
+/** One item of a flush as a sink sees it. */
+export interface FlushItem<T> extends Position {
+  readonly value: T;
 }
 
 /**
- * Outcome of writing one tenant's batch. Resolving means every record not listed in `rejected`
- * is durably stored (or was already stored: replays count as success). `rejected` maps the index
- * of a record in the input array to why it can never be stored: those go to the dead-letter topic.
- *
- * A transient failure (store unreachable, timeout, I/O error) must reject the promise with a
- * RetriableError instead: the worker retries the whole batch with backoff, which is safe
- * because every write is idempotent.
+ * One flush of one partition, handed to each sink whole: the sink decides how to group its
+ * requests (per tenant file, one request for all tenants, …); nobody batches twice.
  */
-export interface BatchWriteResult {
-  rejected: Map<number, RecordRejectedError>;
+export interface SinkFlush<T> {
+  readonly topic: string;
+  readonly partition: number;
+  /** The flush's valid items by tenant (tenant ids are canonical UUIDs), each group in (offset, index) order. */
+  readonly tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<T>>>;
 }
 
-/** One durable store, one small interface (Vector / Redpanda Connect style). */
-export interface TenantBatchSink<T> {
+/**
+ * Outcome of writing a flush. Resolving means every item not in `rejected` is durably stored (or
+ * was already: replays count as success). `rejected` holds the items (by identity) that can never
+ * be stored and why: their records go to the dead-letter topic. Record rejections travel only
+ * here, never thrown.
+ *
+ * A failure of the store itself rejects the promise with an error the sink's classifier typed
+ * (see `Disposition` in errors.ts): a RetriableError (the whole flush is retried with backoff,
+ * which is safe because every write is idempotent), a LocalWaitError, a FatalStoreError, or an
+ * InvariantError for a caller's bug.
+ */
+export interface SinkWriteResult<T> {
+  readonly rejected: ReadonlyMap<FlushItem<T>, RecordRejectedError>;
+}
+
+/** One durable store, one small interface (Vector's sinks, the Collector's exporterhelper). */
+export interface FlushSink<T> {
   readonly name: string;
   start(): Promise<void>;
-  /** Write one tenant's records (all from one partition, in offset order). */
-  write(tenantId: string, records: ReadonlyArray<{ value: T; source: SourcePosition }>): Promise<BatchWriteResult>;
+  write(flush: SinkFlush<T>): Promise<SinkWriteResult<T>>;
   /**
    * Make everything `write` accepted for this partition durable (e.g. fsync the files a flush
    * touched, once per flush). Sinks whose writes are durable when they resolve omit it. If it
@@ -46,4 +63,9 @@ export interface TenantBatchSink<T> {
   /** The worker no longer owns this partition: release anything tied to it (file handles, locks). */
   releasePartition?(topic: string, partition: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A sink's result with nothing rejected. */
+export function allStored<T>(): SinkWriteResult<T> {
+  return { rejected: new Map() };
 }

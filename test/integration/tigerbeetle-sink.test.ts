@@ -16,7 +16,7 @@ import {
   uuidToU128,
   type TigerBeetleSinkConfig,
 } from '../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
-import type { SourcePosition } from '../../src/sinks/types.js';
+import type { SourcePosition } from '../../src/sinks/tenant-batch-adapter.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
 import { registryValue } from '../support/metrics.js';
 

@@ -9,7 +9,7 @@ import type { Signal } from '../../src/model/signal.js';
 import { SEVERITIES } from '../../src/model/signal.js';
 import { DuckDbSignalSink } from '../../src/sinks/duckdb/duckdb-sink.js';
 import type { DuckDbSinkConfig } from '../../src/sinks/duckdb/duckdb-sink.js';
-import type { SourcePosition } from '../../src/sinks/types.js';
+import type { SourcePosition } from '../../src/sinks/tenant-batch-adapter.js';
 
 /** Tenants and signals of the DuckDB sink's tests. */
 export const TENANT_A = '0b7d1b5e-3c1a-4f7e-9d7a-2f1e6b9c8a11';

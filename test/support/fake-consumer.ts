@@ -99,7 +99,7 @@ export class FakeConsumer implements GroupConsumer {
       const offset = log.length;
       offsets.push(offset);
       log.push({
-        offset: String(offset),
+        offset: BigInt(offset),
         key: r.key === undefined ? null : Buffer.from(r.key),
         value: r.value === null ? null : Buffer.from(r.value),
         headers: r.headers,
@@ -163,7 +163,7 @@ export class FakeConsumer implements GroupConsumer {
     const generation = this.generation;
     await eachBatch({
       partition,
-      highWatermark: String(log.length),
+      highWatermark: BigInt(log.length),
       messages,
       undecodable: options.undecodable,
       resolveOffset: (offset) => {

@@ -15,7 +15,8 @@ import { ConfigError, LocalWaitError, RecordRejectedError, RetriableError } from
 import { SEVERITIES, signalTime } from '../../model/signal.js';
 import type { Severity, Signal } from '../../model/signal.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
-import type { BatchWriteResult, SinkContext, SourcePosition, TenantBatchSink } from '../types.js';
+import type { SinkContext } from '../types.js';
+import type { BatchWriteResult, SourcePosition, TenantBatchSink } from '../tenant-batch-adapter.js';
 
 export interface DuckDbSinkConfig {
   /** DUCKDB_DIR: one `<tenantId>.duckdb` file per tenant; nothing is written outside it. */

@@ -21,7 +21,8 @@ import type { Logger } from 'pino';
 import { ConfigError, RecordRejectedError, RetriableError } from '../../errors.js';
 import { SEVERITIES, parseSignalTime, signalTime, type Severity, type Signal } from '../../model/signal.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
-import type { BatchWriteResult, SinkContext, SourcePosition, TenantBatchSink } from '../types.js';
+import type { SinkContext } from '../types.js';
+import type { BatchWriteResult, SourcePosition, TenantBatchSink } from '../tenant-batch-adapter.js';
 
 /** The most transfers one request can carry with the default 1 MiB message size (8189 × 128 B). */
 export const TIGERBEETLE_BATCH_MAX = 8189;

@@ -6,7 +6,7 @@ import type { Decoded, RecordDecoder } from '../../../src/model/decode.js';
 import { WorkerMetrics } from '../../../src/observability/metrics.js';
 import { Pipeline, type PipelineOptions } from '../../../src/pipeline/pipeline.js';
 import type { PartitionProcessor, PipelineStages, ValidEntry } from '../../../src/pipeline/types.js';
-import type { BatchWriteResult, SourcePosition, TenantBatchSink } from '../../../src/sinks/types.js';
+import type { FlushItem, FlushSink, Position, SinkFlush, SinkWriteResult } from '../../../src/sinks/types.js';
 import { FakeConsumer, FakeDeadLetters } from '../../support/fake-consumer.js';
 
 export const TOPIC = 'events';
@@ -48,28 +48,43 @@ export function deferred<T = void>(): Deferred<T> {
 export interface SinkWrite {
   tenantId: string;
   values: string[];
-  sources: SourcePosition[];
+  topic: string;
+  partition: number;
+  positions: Position[];
+}
+
+/** What `onWrite` answers for one tenant's items: indexes (in that tenant's list) refused for good. */
+export interface TenantWriteResult {
+  rejected: Map<number, RecordRejectedError>;
 }
 
 /** A sink that keeps what it was given; `onWrite` may fail, wait or refuse records. */
-export class RecordingSink implements TenantBatchSink<string> {
+export class RecordingSink implements FlushSink<string> {
   readonly writes: SinkWrite[] = [];
   readonly events: string[] = [];
   syncs = 0;
   released: number[] = [];
   closed = false;
-  onWrite: (tenantId: string, values: string[]) => Promise<BatchWriteResult | void> | BatchWriteResult | void = () => {};
+  /** Called per tenant of a flush (the tenants side by side). */
+  onWrite: (tenantId: string, values: string[]) => Promise<TenantWriteResult | void> | TenantWriteResult | void = () => {};
 
   constructor(readonly name = 'recording') {}
 
   async start(): Promise<void> {}
 
-  async write(tenantId: string, records: ReadonlyArray<{ value: string; source: SourcePosition }>): Promise<BatchWriteResult> {
-    const values = records.map((r) => r.value);
-    const result = await this.onWrite(tenantId, values);
-    this.writes.push({ tenantId, values, sources: records.map((r) => r.source) });
-    this.events.push(`write ${tenantId} ${values.join(' ')}`);
-    return result ?? { rejected: new Map() };
+  async write(flush: SinkFlush<string>): Promise<SinkWriteResult<string>> {
+    const rejected = new Map<FlushItem<string>, RecordRejectedError>();
+    await Promise.all(
+      [...flush.tenants].map(async ([tenantId, items]) => {
+        if (items.length === 0) return;
+        const values = items.map((r) => r.value);
+        const result = await this.onWrite(tenantId, values);
+        this.writes.push({ tenantId, values, topic: flush.topic, partition: flush.partition, positions: items.map((r) => ({ offset: r.offset, index: r.index })) });
+        this.events.push(`write ${tenantId} ${values.join(' ')}`);
+        for (const [i, error] of result?.rejected ?? []) rejected.set(items[i]!, error);
+      }),
+    );
+    return { rejected };
   }
 
   async sync(): Promise<void> {

@@ -14,7 +14,7 @@ import {
   uuidToU128,
   type TigerBeetleSinkConfig,
 } from '../../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
-import type { SourcePosition } from '../../../src/sinks/types.js';
+import type { SourcePosition } from '../../../src/sinks/tenant-batch-adapter.js';
 import { StandInCluster } from '../../support/tigerbeetle-standin.js';
 import { registryValue } from '../../support/metrics.js';
 
