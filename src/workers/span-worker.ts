@@ -1,4 +1,3 @@
-import { fromTenantBatchSink } from '../sinks/tenant-batch-adapter.js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { kafkaSettings, Parsed, spanSettings, workerSettings } from '../config/settings.js';
@@ -25,7 +24,7 @@ export function createSpanWorker(config: SpanWorkerConfig, logger: Logger, regis
     group: config.spans.group,
     decoder: new SpanDecoder(config.worker.maxMessageBytes, decoderOptions),
     decoderSpec: { kind: 'spans', maxMessageBytes: config.worker.maxMessageBytes, options: decoderOptions },
-    sinks: [fromTenantBatchSink(sink)],
+    sinks: [sink],
     logger,
     registry,
   });

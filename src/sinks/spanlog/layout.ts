@@ -1,7 +1,9 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { FileHandleLike } from './files.js';
+import type { DecodedSpan } from '../../model/decode.js';
 import { MAX_SPANS_PER_RECORD } from '../../model/span-line.js';
+import type { FlushItem } from '../types.js';
 
 /** Folder under SPANLOG_DIR that holds the partition lock files. */
 export const LOCKS_DIR = '.locks';
@@ -35,6 +37,35 @@ export function segmentName(topic: string, partition: number, first: SpanPositio
 export function segmentPattern(topic: string, partition: number): RegExp {
   const escaped = topic.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&');
   return new RegExp(`^${escaped}\\+${partition}\\+\\d+(?:_\\d+)?\\.jsonl$`);
+}
+
+/**
+ * The lines of one tenant-day's write: each the stored span with the Kafka bookkeeping as its
+ * last field. An offset is turned into text once per record, however many spans the record holds.
+ */
+export class SpanLines {
+  text = '';
+  private readonly bookkeeping: string;
+  private offset: bigint | undefined;
+  private offsetText = '';
+
+  constructor(topic: string, partition: number) {
+    this.bookkeeping = `"_kafka":{"topic":${JSON.stringify(topic)},"partition":${partition},"offset":"`;
+  }
+
+  add(item: FlushItem<DecodedSpan>): void {
+    if (item.offset !== this.offset) {
+      this.offset = item.offset;
+      this.offsetText = item.offset.toString();
+    }
+    this.text += spanLine(item.value, this.bookkeeping, this.offsetText, item.index);
+  }
+}
+
+/** One span log line: the stored span, with the Kafka bookkeeping as its last field. */
+function spanLine(value: DecodedSpan, bookkeeping: string, offset: string, index: number): string {
+  const json = JSON.stringify(value.span);
+  return `${json.slice(0, -1)},${bookkeeping}${offset}"${index === 0 ? '' : `,"index":${index}`}}}\n`;
 }
 
 export interface Tail {

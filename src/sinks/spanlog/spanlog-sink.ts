@@ -2,14 +2,14 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { Counter, Histogram } from 'prom-client';
-import { RetriableError, SpanledgerError } from '../../errors.js';
+import { InvariantError, dispositionOf, type Disposition } from '../../errors.js';
 import type { DecodedSpan } from '../../model/decode.js';
 import { SpanDays } from '../../model/span.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
-import type { SinkContext } from '../types.js';
-import type { BatchWriteResult, SourcePosition, TenantBatchSink } from '../tenant-batch-adapter.js';
+import { allStored, type FlushItem, type FlushSink, type SinkContext, type SinkFlush, type SinkWriteResult } from '../types.js';
+import { SpanLogCondition, spanLogCondition, spanLogFailure } from './failures.js';
 import { nodeFiles, type SpanLogFiles } from './files.js';
-import { LOCKS_DIR, readTail, segmentName, segmentPattern, spanPosition, type SpanPosition } from './layout.js';
+import { LOCKS_DIR, SpanLines, readTail, segmentName, segmentPattern, spanPosition, type SpanPosition } from './layout.js';
 import { OpenSegments, Segment } from './open-segments.js';
 
 export interface SpanLogConfig {
@@ -45,7 +45,12 @@ interface PartitionState {
   recoveredDirs: Set<string>;
 }
 
-const EMPTY: BatchWriteResult = { rejected: new Map() };
+/**
+ * Which of several tenants' failures in one flush the pipeline hears of: the one that decides
+ * most (a fatal one stops the worker; a store failure must reach the breaker even when another
+ * tenant only waited).
+ */
+const PRECEDENCE: Readonly<Record<Disposition, number>> = { fatal: 0, unknown: 1, retry: 2, local_wait: 3 };
 
 /**
  * The span log: JSONL, one folder per tenant and UTC day, one segment file per writer session of
@@ -74,7 +79,7 @@ const EMPTY: BatchWriteResult = { rejected: new Map() };
  *   flush. If that fails, every such segment is cut back to its last synced length, so the
  *   repeated flush writes those records again from memory, never trusting the page cache.
  */
-export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
+export class SpanLogSink implements FlushSink<DecodedSpan> {
   readonly name = 'spanlog';
   private readonly root: string;
   private readonly files: SpanLogFiles;
@@ -112,24 +117,37 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     await fsp.mkdir(path.join(this.root, LOCKS_DIR), { recursive: true });
   }
 
-  async write(tenantId: string, records: ReadonlyArray<{ value: DecodedSpan; source: SourcePosition }>): Promise<BatchWriteResult> {
-    if (records.length === 0) return EMPTY;
-    if (!isCanonicalUuid(tenantId)) throw new SpanledgerError(`refusing tenant id ${JSON.stringify(tenantId)} as a path`, { retriable: false });
-    const { topic, partition } = records[0]!.source;
+  /**
+   * Appends a flush of one partition: its tenants side by side, each tenant-day's spans in one
+   * write. Every tenant's write settles before the flush reports a failure, so a repeated flush
+   * never runs beside what is left of the failed one.
+   */
+  async write(flush: SinkFlush<DecodedSpan>): Promise<SinkWriteResult<DecodedSpan>> {
+    const { topic, partition } = flush;
+    const groups = [...flush.tenants].filter(([, items]) => items.length > 0);
+    if (groups.length === 0) return allStored();
+    // The decoders validate tenant ids: one that is not canonical here is a bug, never a path.
+    for (const [tenantId] of groups) if (!isCanonicalUuid(tenantId)) throw new InvariantError(`refusing tenant id ${JSON.stringify(tenantId)} as a path`);
     const state = await this.own(topic, partition);
+    const outcomes = await Promise.allSettled(groups.map(([tenantId, items]) => this.writeTenant(state, topic, partition, tenantId, items)));
+    const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
+    if (failures.length > 0) throw failures.reduce((worst, e) => (PRECEDENCE[dispositionOf(e)] < PRECEDENCE[dispositionOf(worst)] ? e : worst));
+    return allStored();
+  }
 
-    // Group by day, keeping offset order inside each group (a decoder made without days leaves
+  private async writeTenant(state: PartitionState, topic: string, partition: number, tenantId: string, items: ReadonlyArray<FlushItem<DecodedSpan>>): Promise<void> {
+    // Group by day, keeping position order inside each group (a decoder made without days leaves
     // them to the sink).
-    const byDay = new Map<string, Array<{ value: DecodedSpan; source: SourcePosition }>>();
-    for (const r of records) {
-      const dayName = r.value.day ?? this.days.of(r.value.span.startTimeUnixNano) ?? '';
+    const byDay = new Map<string, Array<FlushItem<DecodedSpan>>>();
+    for (const item of items) {
+      const dayName = item.value.day ?? this.days.of(item.value.span.startTimeUnixNano) ?? '';
       const group = byDay.get(dayName);
-      if (group) group.push(r);
-      else byDay.set(dayName, [r]);
+      if (group) group.push(item);
+      else byDay.set(dayName, [item]);
     }
 
     for (const [dayName, group] of byDay) {
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(dayName)) throw new SpanledgerError(`invalid day folder ${dayName}`, { retriable: false });
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(dayName)) throw new InvariantError(`invalid day folder ${JSON.stringify(dayName)} for a span of tenant ${tenantId}`);
       const key = `${tenantId}/${dayName}`;
       const folder = path.join(this.root, tenantId, dayName);
       let day = state.days.get(key);
@@ -139,42 +157,40 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
       }
       if (day.segment?.damaged) await this.cutBack(day.segment, 'repair');
       const watermark = day.segment?.end.lastPosition ?? day.inherited;
-      const bookkeeping = `"_kafka":{"topic":${JSON.stringify(topic)},"partition":${partition},"offset":"`;
-      // Records come in position order: when the first is past the watermark, all are (the
-      // usual case), and only the first and last positions are needed.
-      const head = group[0]!.source;
-      const headPosition = spanPosition(BigInt(head.offset), head.index);
-      let text = '';
+      const lines = new SpanLines(topic, partition);
+      // Items come in position order: when the first is past the watermark, all are (the usual
+      // case), and only the first and last positions are needed.
+      const head = group[0]!;
+      const headPosition = spanPosition(head.offset, head.index);
       let first: SpanPosition | undefined;
       let last: SpanPosition | undefined;
       let skipped = 0;
       if (headPosition > watermark) {
-        for (const r of group) text += spanLine(r.value, bookkeeping, r.source.offset, r.source.index);
-        const tail = group[group.length - 1]!.source;
+        for (const item of group) lines.add(item);
+        const tail = group[group.length - 1]!;
         first = headPosition;
-        last = spanPosition(BigInt(tail.offset), tail.index);
+        last = spanPosition(tail.offset, tail.index);
       } else {
-        for (const r of group) {
-          const position = spanPosition(BigInt(r.source.offset), r.source.index);
+        for (const item of group) {
+          const position = spanPosition(item.offset, item.index);
           if (position <= watermark) {
             skipped += 1;
             continue;
           }
           first ??= position;
           last = position;
-          text += spanLine(r.value, bookkeeping, r.source.offset, r.source.index);
+          lines.add(item);
         }
       }
       if (skipped > 0) this.skipped.inc({ topic }, skipped);
       if (first === undefined || last === undefined) continue;
-      if (state.compromised) throw new RetriableError(`lost the lock of ${topic}+${partition}; not writing`);
+      if (state.compromised) throw spanLogFailure(`lost the lock of ${topic}+${partition}; not writing`, spanLogCondition(SpanLogCondition.lockLost, 'partition lock compromised'));
       day.segment ??= await this.createSegment(state, key, day.inherited, folder, topic, partition, first);
       // One buffer per segment and flush, encoded once (not one per line).
-      const buffer = Buffer.from(text);
+      const buffer = Buffer.from(lines.text);
       await this.append(state, day.segment, buffer, last);
       this.bytesWritten.inc({ topic }, buffer.length);
     }
-    return EMPTY;
   }
 
   async sync(topic: string, partition: number): Promise<void> {
@@ -199,7 +215,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
       this.faults.inc({ kind: 'fsync' });
       this.context.logger.error({ err: failure, partition: `${topic}+${partition}` }, 'fsync of span log segments failed; cutting them back to their last synced length');
       await Promise.all(touched.filter((s) => s.unsynced).map((s) => this.cutBack(s, 'rollback').catch(() => undefined)));
-      throw new RetriableError(`fsync of span log segments failed: ${(failure as Error).message}`, failure);
+      throw spanLogFailure(`fsync of span log segments failed: ${(failure as Error).message}`, failure);
     }
     state.unsynced.clear();
     state.newDirs.clear();
@@ -244,7 +260,9 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     }
     // proper-lockfile makes the lock as the folder `<path>.lock` (mkdir is atomic, also on NFS).
     const lockPath = path.join(this.root, LOCKS_DIR, id);
-    await fsp.mkdir(path.dirname(lockPath), { recursive: true });
+    await fsp.mkdir(path.dirname(lockPath), { recursive: true }).catch((e: unknown) => {
+      throw spanLogFailure(`cannot take lock ${lockPath}: ${(e as Error).message}`, e);
+    });
     const state: PartitionState = {
       release: async () => undefined,
       compromised: false,
@@ -264,10 +282,11 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
         },
       });
     } catch (e) {
+      // Held by a live peer (a hand-over under way): a local wait, which the breaker does not count.
       if ((e as NodeJS.ErrnoException).code === 'ELOCKED') {
-        throw new RetriableError(`partition ${id} is locked by another worker (waiting for it to release, or for the lock to go stale after ${this.config.lockStaleMs} ms)`, e);
+        throw spanLogFailure(`partition ${id} is locked by another worker (waiting for it to release, or for the lock to go stale after ${this.config.lockStaleMs} ms)`, e);
       }
-      throw new RetriableError(`cannot take lock ${lockPath}: ${(e as Error).message}`, e);
+      throw spanLogFailure(`cannot take lock ${lockPath}: ${(e as Error).message}`, e);
     }
     this.partitions.set(id, state);
     this.context.logger.info({ partition: id }, 'span log partition lock taken');
@@ -324,7 +343,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
       }
       return watermark;
     } catch (e) {
-      throw new RetriableError(`cannot recover span log folder ${folder}: ${(e as Error).message}`, e);
+      throw spanLogFailure(`cannot recover span log folder ${folder}: ${(e as Error).message}`, e);
     }
   }
 
@@ -345,9 +364,9 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
         // Someone wrote this tenant-day since we read its tail: read it again before writing.
         state.days.delete(key);
-        throw new RetriableError(`segment ${segment.path} already exists; re-reading the tenant-day`, e);
+        throw spanLogFailure(`segment ${segment.path} already exists; re-reading the tenant-day`, e);
       }
-      throw new RetriableError(`cannot create ${segment.path}: ${(e as Error).message}`, e);
+      throw spanLogFailure(`cannot create ${segment.path}: ${(e as Error).message}`, e);
     }
     state.newDirs.add(folder);
     return segment;
@@ -360,7 +379,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     try {
       await this.handles.use(segment, async (handle) => {
         const { bytesWritten } = await handle.write(buffer, 0, buffer.length, before.length);
-        if (bytesWritten !== buffer.length) throw new Error(`short write: ${bytesWritten} of ${buffer.length} bytes`);
+        if (bytesWritten !== buffer.length) throw spanLogCondition(SpanLogCondition.shortWrite, `short write: ${bytesWritten} of ${buffer.length} bytes`);
       });
     } catch (e) {
       this.faults.inc({ kind: 'write' });
@@ -372,7 +391,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
         this.faults.inc({ kind: 'cut_back' });
         this.context.logger.error({ err: cut, file: segment.path }, 'cannot cut a failed append back; retrying');
       }
-      throw new RetriableError(`appending to ${segment.path} failed: ${(e as Error).message}`, e);
+      throw spanLogFailure(`appending to ${segment.path} failed: ${(e as Error).message}`, e);
     }
     segment.end = { length: before.length + buffer.length, lastPosition };
   }
@@ -380,11 +399,11 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
   /** fdatasyncs a segment if it holds unsynced bytes; a damaged segment fails the sync. */
   private async syncSegment(segment: Segment): Promise<void> {
     if (!segment.unsynced) return;
-    if (segment.damaged) throw new Error(`${segment.path} must be cut back to its last synced length first`);
+    if (segment.damaged) throw spanLogCondition(SpanLogCondition.untrustedBytes, `${segment.path} must be cut back to its last synced length first`);
     const target = segment.end;
     await this.handles.use(segment, (handle) => handle.datasync());
     // An eviction's fdatasync of the same segment may have failed meanwhile.
-    if (segment.damaged) throw new Error(`fdatasync of ${segment.path} failed`);
+    if (segment.damaged) throw spanLogCondition(SpanLogCondition.untrustedBytes, `fdatasync of ${segment.path} failed`);
     if (target.length > segment.synced.length) segment.synced = target;
   }
 
@@ -404,7 +423,7 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     } catch (e) {
       this.faults.inc({ kind: 'cut_back' });
       this.context.logger.error({ err: e, file: segment.path, why }, 'cannot cut a span log segment back to its last synced length; nothing is committed until this succeeds');
-      throw new RetriableError(`cannot cut ${segment.path} back to ${segment.synced.length} bytes: ${(e as Error).message}`, e);
+      throw spanLogFailure(`cannot cut ${segment.path} back to ${segment.synced.length} bytes: ${(e as Error).message}`, e);
     }
     segment.end = segment.synced;
     segment.damaged = false;
@@ -414,12 +433,6 @@ export class SpanLogSink implements TenantBatchSink<DecodedSpan> {
     const segments = [...state.days.values()].flatMap((d) => (d.segment ? [d.segment] : []));
     await Promise.all(segments.map((s) => this.handles.close(s)));
   }
-}
-
-/** One span log line: the stored span, with the Kafka bookkeeping as its last field. */
-function spanLine(value: DecodedSpan, bookkeeping: string, offset: string, index = 0): string {
-  const json = JSON.stringify(value.span);
-  return `${json.slice(0, -1)},${bookkeeping}${offset}"${index === 0 ? '' : `,"index":${index}`}}}\n`;
 }
 
 function splitId(id: string): [string, number] {

@@ -1,6 +1,15 @@
-import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FatalStoreError, InvariantError, LocalWaitError, RetriableError, dispositionOf, type Disposition } from '../../../src/errors.js';
 import { SpanLogCondition, spanLogCondition, spanLogFailure } from '../../../src/sinks/spanlog/failures.js';
+import { nodeFiles, type SpanLogFiles } from '../../../src/sinks/spanlog/files.js';
+import { SpanLogSink } from '../../../src/sinks/spanlog/spanlog-sink.js';
+import { tenantIdFor } from '../../../src/model/generate.js';
+import { flushOf } from './spanlog-stage.js';
 
 /** A raw failure as node:fs (or proper-lockfile) throws it. */
 function errno(code: string): NodeJS.ErrnoException {
@@ -54,5 +63,56 @@ describe('spanLogFailure: the span log error classifier', () => {
     expect(dispositionOf(typed)).toBe('unknown');
     expect(typed.message).toBe('cannot recover span log folder x');
     expect(typed.cause).toBe(bug);
+  });
+});
+
+describe('SpanLogSink reports its failures typed', () => {
+  let dir: string;
+  const sinks: SpanLogSink[] = [];
+  const make = (files: SpanLogFiles = nodeFiles) => {
+    const sink = new SpanLogSink({ dir, lockStaleMs: 2000, files }, { logger: pino({ level: 'silent' }), registry: new Registry() });
+    sinks.push(sink);
+    return sink;
+  };
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spanlog-failures-'));
+  });
+  afterEach(async () => {
+    for (const s of sinks.splice(0)) await s.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a read-only file system stops the worker (FatalStoreError) instead of retrying forever', async () => {
+    const readOnly: SpanLogFiles = { ...nodeFiles, open: (file, flags) => (flags === 'wx' ? Promise.reject(errno('EROFS')) : nodeFiles.open(file, flags)) };
+    const failed = await make(readOnly).write(flushOf(0, 3, 1)).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(FatalStoreError);
+    expect((failed as Error).message).toMatch(/^spanlog: cannot create .*spans\+0\+0\.jsonl: EROFS/);
+  });
+
+  it('a span whose day folder is not a day is a caller bug (InvariantError), and nothing is written', async () => {
+    const flush = flushOf(0, 0, 1);
+    const [item] = flush.tenants.get(tenantIdFor(0))!;
+    const failed = await make()
+      .write({ ...flush, tenants: new Map([[tenantIdFor(0), [{ ...item!, value: { ...item!.value, day: '../x' } }]]]) })
+      .catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(InvariantError);
+    expect((failed as Error).message).toMatch(/invalid day folder/);
+    expect(fs.readdirSync(dir).filter((f) => f !== '.locks')).toEqual([]);
+  });
+
+  it('when tenants of one flush fail differently, the failure that decides most is reported', async () => {
+    // Tenant 0's write runs into a full disk (listed first), tenant 1's segment cannot be created (read-only).
+    const files: SpanLogFiles = {
+      ...nodeFiles,
+      open: async (file, flags) => {
+        if (flags === 'wx' && file.includes(tenantIdFor(1))) throw errno('EROFS');
+        const h = await nodeFiles.open(file, flags);
+        if (!file.includes(tenantIdFor(0))) return h;
+        return { write: () => Promise.reject(errno('ENOSPC')), read: (...a) => h.read(...a), stat: () => h.stat(), truncate: (n) => h.truncate(n), datasync: () => h.datasync(), sync: () => h.sync(), close: () => h.close() };
+      },
+    };
+    const failed = await make(files).write(flushOf(0, 3, 2)).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(FatalStoreError);
   });
 });

@@ -42,7 +42,7 @@ describe('SpanLogSink under disk faults', () => {
       const file = (await listSegments(dir))[0]!.file;
       const before = fs.statSync(file).size;
       files.fail({ op: 'write', how });
-      const failed = await sink.write(A, flushOf(10, 19, 1).get(A)!).catch((e: unknown) => e);
+      const failed = await sink.write(flushOf(10, 19, 1)).catch((e: unknown) => e);
       expect(failed).toBeInstanceOf(RetriableError);
       expect(fs.statSync(file).size).toBe(before); // no torn line left behind
       expect(await runStage(sink, flushOf(10, 19, 1), nothingUnsynced)).toBe(1);

@@ -8,11 +8,13 @@ import { storedSpan } from '../../../src/model/span-line.js';
 import { spanDay } from '../../../src/model/span.js';
 import { listSegments } from '../../../src/sinks/spanlog/layout.js';
 import type { SpanLogSink } from '../../../src/sinks/spanlog/spanlog-sink.js';
+import type { FlushItem, SinkFlush } from '../../../src/sinks/types.js';
 
 /** Helpers shared by the span log fault tests: flushes, a runner-like stage, the on-disk check. */
 
-export type Entry = { value: DecodedSpan; source: { topic: string; partition: number; offset: string } };
-export type Flush = Map<string, Entry[]>;
+export type Entry = FlushItem<DecodedSpan>;
+/** A SinkFlush whose tenant lists a test can still fill. */
+export type Flush = Omit<SinkFlush<DecodedSpan>, 'tenants'> & { readonly tenants: Map<string, Entry[]> };
 
 export const DAY_MS = Date.UTC(2026, 10, 24, 12);
 
@@ -20,40 +22,37 @@ export const DAY_MS = Date.UTC(2026, 10, 24, 12);
  * Offsets `from..to` of partition 0, spread round robin over `tenants` tenants and `days` days:
  * the flush the runner would hand the sink (per tenant, in offset order).
  */
-export function flushOf(from: number, to: number, tenants: number, days = 1): Flush {
-  const flush: Flush = new Map();
+export function flushOf(from: number, to: number, tenants: number, days = 1, partition = 0): Flush {
+  const flush: Flush = { topic: 'spans', partition, tenants: new Map() };
   for (let o = from; o <= to; o += 1) {
     const tenantId = tenantIdFor(o % tenants);
     const span = generateSpan(tenantId, o, DAY_MS + (Math.floor(o / tenants) % days) * 86_400_000);
-    const entry: Entry = { value: { span: storedSpan(span, tenantId), day: spanDay(span)! }, source: { topic: 'spans', partition: 0, offset: String(o) } };
-    const list = flush.get(tenantId);
+    const entry: Entry = { value: { span: storedSpan(span, tenantId), day: spanDay(span)! }, offset: BigInt(o), index: 0 };
+    const list = flush.tenants.get(tenantId);
     if (list) list.push(entry);
-    else flush.set(tenantId, [entry]);
+    else flush.tenants.set(tenantId, [entry]);
   }
   return flush;
 }
 
 /**
- * What Pipeline.runSink does with a flush: every tenant's write in parallel, each retried
- * while it fails with a RetriableError, then one sync; a RetriableError from the sync repeats the
- * whole stage. `whenSynced` runs each time sync resolved (where the pipeline would commit).
- * Returns how many times the stage ran.
+ * What Pipeline.runSink does with a flush, with the write's and the sync's retries counted apart:
+ * the flush's write, retried while it fails with a RetriableError, then one sync; a
+ * RetriableError from the sync repeats the whole stage. `whenSynced` runs each time sync
+ * resolved (where the pipeline would commit). Returns how many times the stage ran.
  */
 export async function runStage(sink: SpanLogSink, flush: Flush, whenSynced: () => void, maxAttempts = 100): Promise<number> {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      await Promise.all(
-        [...flush].map(async ([tenantId, entries]) => {
-          for (let tries = 1; ; tries += 1) {
-            try {
-              return await sink.write(tenantId, entries);
-            } catch (e) {
-              if (!(e instanceof RetriableError) || tries >= maxAttempts) throw e;
-            }
-          }
-        }),
-      );
-      await sink.sync('spans', 0);
+      for (let tries = 1; ; tries += 1) {
+        try {
+          await sink.write(flush);
+          break;
+        } catch (e) {
+          if (!(e instanceof RetriableError) || tries >= maxAttempts) throw e;
+        }
+      }
+      await sink.sync(flush.topic, flush.partition);
       whenSynced();
       return attempt;
     } catch (e) {

@@ -27,11 +27,9 @@ function isDiskFull(error: unknown): boolean {
   return false;
 }
 
-/** One try of a stage (no retries): every write settles before it reports the first failure. */
+/** One try of a stage (no retries): the sink settles every tenant's write before it reports a failure. */
 async function attemptStage(sink: SpanLogSink, flush: Flush): Promise<void> {
-  const outcomes = await Promise.allSettled([...flush].map(([tenantId, entries]) => sink.write(tenantId, entries)));
-  const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-  if (failed) throw failed.reason;
+  await sink.write(flush);
   await sink.sync('spans', 0);
 }
 
