@@ -25,33 +25,22 @@ export interface SeriesHistogramPort<L extends string> {
   series(labels: Record<L, string>): { observe(value: number): void };
 }
 
-export interface PipelineMetrics {
-  readonly consumed: CounterPort<'topic'>;
-  readonly written: CounterPort<'topic'>;
-  readonly deadLettered: CounterPort<'topic' | 'reason'>;
-  readonly skippedRedelivered: CounterPort<'topic'>;
-  readonly batchRecords: HistogramPort<'topic'>;
-  readonly flushDuration: HistogramPort<'topic'>;
-  readonly commitDuration: HistogramPort<'topic'>;
-  readonly endToEndLatency: SeriesHistogramPort<'topic'>;
-  readonly flushes: CounterPort<'topic' | 'reason'>;
-  readonly retries: CounterPort<'topic' | 'sink'>;
-  readonly commitFailures: CounterPort<'topic'>;
-  readonly inFlightRecords: GaugePort<'topic'>;
-  readonly inFlightBytes: GaugePort<'topic'>;
-  readonly fetchPaused: GaugePort<'topic'>;
-  readonly fetchPauses: CounterPort<'topic'>;
-  readonly inFlightBytesMax: GaugePort<'topic'>;
-  readonly lag: GaugePort<'topic' | 'partition'>;
-  readonly assignedPartitions: GaugePort<'topic'>;
-  readonly partitionStuck: GaugePort<'topic' | 'partition' | 'reason'>;
-  readonly partitionsPaused: GaugePort<'topic' | 'reason'>;
-  readonly inFlightRatio: GaugePort<'topic'>;
-  readonly backpressurePauseBytes: GaugePort<'topic'>;
-  readonly backpressureResumeBytes: GaugePort<'topic'>;
-  readonly breakerState: GaugePort<'store'>;
-  readonly breakerStateSeconds: CounterPort<'store' | 'state'>;
-  readonly breakerTransitions: CounterPort<'store' | 'to'>;
+/** The metrics the pipeline reports, grouped by kind and labels (names as in WorkerMetrics). */
+export type PipelineMetrics = Readonly<
+  Record<'consumed' | 'written' | 'skippedRedelivered' | 'commitFailures' | 'fetchPauses', CounterPort<'topic'>> &
+    Record<'deadLettered' | 'flushes', CounterPort<'topic' | 'reason'>> &
+    Record<'retries', CounterPort<'topic' | 'sink'>> &
+    Record<'batchRecords' | 'flushDuration' | 'commitDuration', HistogramPort<'topic'>> &
+    Record<'endToEndLatency', SeriesHistogramPort<'topic'>> &
+    Record<'inFlightRecords' | 'inFlightBytes' | 'inFlightBytesMax' | 'inFlightRatio' | 'fetchPaused' | 'assignedPartitions' | 'backpressurePauseBytes' | 'backpressureResumeBytes', GaugePort<'topic'>> &
+    Record<'lag', GaugePort<'topic' | 'partition'>> &
+    Record<'partitionStuck', GaugePort<'topic' | 'partition' | 'reason'>> &
+    Record<'partitionsPaused', GaugePort<'topic' | 'reason'>> &
+    // The circuit breakers' (breakers.ts).
+    Record<'breakerState', GaugePort<'store'>> &
+    Record<'breakerStateSeconds', CounterPort<'store' | 'state'>> &
+    Record<'breakerTransitions', CounterPort<'store' | 'to'>>
+> & {
   /** `hook` runs before every scrape (e.g. to add the time spent in the current breaker state so far). */
   beforeScrape(hook: () => void): void;
-}
+};
