@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PipelineMetrics } from '../pipeline/metrics-port.js';
 import { SeriesHistogram } from './series-histogram.js';
 
 export function createRegistry(withDefaults = true): Registry {
@@ -8,7 +9,7 @@ export function createRegistry(withDefaults = true): Registry {
 }
 
 /** The metrics every consumer worker exposes, whatever its sinks. Labels: topic, partition. */
-export class WorkerMetrics {
+export class WorkerMetrics implements PipelineMetrics {
   readonly consumed: Counter<'topic'>;
   readonly written: Counter<'topic'>;
   readonly deadLettered: Counter<'topic' | 'reason'>;

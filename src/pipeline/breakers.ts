@@ -1,7 +1,7 @@
 import { BrokenCircuitError, CircuitState, SamplingBreaker, circuitBreaker, handleWhen, type CircuitBreakerPolicy } from 'cockatiel';
 import type { Logger } from 'pino';
 import { BreakerOpenError, dispositionOf } from '../errors.js';
-import type { WorkerMetrics } from '../observability/metrics.js';
+import type { PipelineMetrics } from './metrics-port.js';
 
 export type BreakerState = 'closed' | 'half_open' | 'open';
 
@@ -86,7 +86,7 @@ export class StoreBreakers {
   constructor(
     stores: readonly string[],
     private readonly settings: BreakerSettings,
-    private readonly metrics: WorkerMetrics,
+    private readonly metrics: PipelineMetrics,
     private readonly logger: Logger,
   ) {
     const now = Date.now();

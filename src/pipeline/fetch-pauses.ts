@@ -1,4 +1,4 @@
-import type { WorkerMetrics } from '../observability/metrics.js';
+import type { PipelineMetrics } from './metrics-port.js';
 import type { GroupConsumer } from './consumer-port.js';
 
 /** Why a partition does not fetch: spanledger_partitions_paused's reason label. */
@@ -23,7 +23,7 @@ export class FetchPauses {
   constructor(
     private readonly consumer: GroupConsumer,
     private readonly topic: string,
-    private readonly metrics: WorkerMetrics,
+    private readonly metrics: PipelineMetrics,
   ) {
     for (const reason of ['backpressure', 'breaker', 'stuck'] as const) metrics.partitionsPaused.set({ topic, reason }, 0);
   }

@@ -17,6 +17,7 @@ import { WorkerMetrics } from '../observability/metrics.js';
 import type { BreakerStatus } from '../pipeline/breakers.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
+import { pipelineResources, ResourceStack, type PipelineParts } from './resource-stack.js';
 
 /** Room for the reason headers a dead letter adds to its record. */
 export const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
@@ -42,6 +43,10 @@ export type WorkerOptions<T> = PipelineStages<T> & {
  * A consumer worker with its lifecycle: start (metrics server, topics, group), stop (flush,
  * commit, leave). Span and signal workers are this class with different decoders and sinks.
  *
+ * The worker owns every resource it runs on: it makes them, starts them in order (health server,
+ * status sampler, dead-letter producer, sinks or processor, then the pipeline, which joins the
+ * group) and stops them in reverse order (resource-stack.ts).
+ *
  * The Kafka client and the pipeline are made in start(), after the metrics server has bound:
  * the client id advertises the /status address, whose port is known only then (METRICS_PORT=0).
  */
@@ -51,6 +56,11 @@ export class Worker<T> {
   private readonly status: WorkerStatus;
   private readonly metrics: WorkerMetrics;
   private fatalError: Error | undefined;
+  /** Everything this worker started, stopped in reverse order. */
+  private readonly resources: ResourceStack;
+  private stopping: Promise<boolean> | undefined;
+  /** The pipeline's stop result (true until it stopped: a worker stopped before its pipeline started has nothing to lose). */
+  private clean = true;
   private fatalListeners: Array<(e: Error) => void> = [];
   metricsPort: number | undefined;
   /** host:port of /status as advertised in the Kafka client id (known once started). */
@@ -59,6 +69,7 @@ export class Worker<T> {
   constructor(private readonly options: WorkerOptions<T>) {
     const { worker, registry } = options;
     this.metrics = new WorkerMetrics(registry);
+    this.resources = new ResourceStack(options.logger);
     this.status = new WorkerStatus({
       role: options.role,
       group: options.group,
@@ -88,7 +99,8 @@ export class Worker<T> {
     return this.runner?.ready() ?? false;
   }
 
-  private createPipeline(client: ReturnType<typeof createKafka>): Pipeline<T> {
+  /** The worker's parts on the Kafka client: made here, started and stopped by start() and stop(). */
+  private createPipeline(client: ReturnType<typeof createKafka>): Omit<PipelineParts<T>, 'dlqMaxMessageBytes' | 'onPipelineStopped'> {
     const { options, metrics } = this;
     const { worker, logger } = options;
     const quarantine = new Quarantine(worker.quarantineDir, (letters, refusal) => {
@@ -99,7 +111,9 @@ export class Worker<T> {
       );
     });
     const stages: PipelineStages<T> = options.processor === undefined ? { sinks: options.sinks } : { processor: options.processor, tickIntervalMs: options.tickIntervalMs };
-    return new Pipeline<T>({
+    const deadLetters = new DeadLetterProducer(client, options.dlqTopic, { group: options.group, workerId: worker.workerId }, quarantine);
+    const decodePool = worker.decodeThreads > 0 && options.decoderSpec !== undefined ? new ThreadDecodePool<T>(options.decoderSpec, worker.decodeThreads) : undefined;
+    const pipeline = new Pipeline<T>({
       ...stages,
       consumer: new KafkaJsGroupConsumer(client, {
         group: options.group,
@@ -109,10 +123,10 @@ export class Worker<T> {
         maxInFlightBytes: worker.maxInFlightBytes,
         partitionsConcurrency: worker.partitionsConcurrency,
       }),
-      deadLetters: new DeadLetterProducer(client, options.dlqTopic, { group: options.group, workerId: worker.workerId }, quarantine),
+      deadLetters,
       topic: options.topic,
       decoder: options.decoder,
-      decodePool: worker.decodeThreads > 0 && options.decoderSpec !== undefined ? new ThreadDecodePool<T>(options.decoderSpec, worker.decodeThreads) : undefined,
+      decodePool,
       limits: { maxRecords: worker.batchMaxRecords, maxBytes: worker.batchMaxBytes, maxAgeMs: worker.batchMaxAgeMs },
       flushWhenCaughtUp: worker.flushWhenCaughtUp,
       maxInFlightBytes: worker.maxInFlightBytes,
@@ -128,6 +142,7 @@ export class Worker<T> {
         for (const listener of this.fatalListeners) listener(e);
       },
     });
+    return { deadLetters, stages, decodePool, pipeline, shutdownTimeoutMs: worker.shutdownTimeoutMs };
   }
 
   /** Every store's circuit breaker (state, since, next probe of an open one): for status pages. */
@@ -136,13 +151,18 @@ export class Worker<T> {
   }
 
   async start(): Promise<void> {
-    const { options } = this;
-    this.metricsPort = await this.health.start();
+    const { options, resources } = this;
+    await resources.start({
+      name: 'health server',
+      start: async () => {
+        this.metricsPort = await this.health.start();
+      },
+      stop: () => this.health.close(),
+      stopFailed: { msg: 'health server close failed' },
+    });
     this.statusAddress = options.worker.statusAdvertiseAddress || `${os.hostname()}:${this.metricsPort}`;
     const client = createKafka({ brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
-    const runner = this.createPipeline(client);
-    this.runner = runner;
-    this.status.start();
+    await resources.start({ name: 'status sampler', start: async () => this.status.start(), stop: async () => this.status.stop(), stopFailed: { msg: 'status sampler stop failed' } });
     const admin = client.admin();
     await admin.connect();
     let dlqMaxMessageBytes: number;
@@ -165,7 +185,13 @@ export class Worker<T> {
     } finally {
       await admin.disconnect();
     }
-    await runner.start(dlqMaxMessageBytes);
+    // Made only now, so that nothing is made that start() does not also start (and stop() stop).
+    const parts = this.createPipeline(client);
+    this.runner = parts.pipeline;
+    const onPipelineStopped = (clean: boolean) => {
+      this.clean = clean;
+    };
+    for (const resource of pipelineResources({ ...parts, dlqMaxMessageBytes, onPipelineStopped })) await resources.start(resource);
     options.logger.info(
       {
         topic: options.topic,
@@ -179,11 +205,15 @@ export class Worker<T> {
     );
   }
 
-  /** Resolves true if everything buffered was flushed and committed within the shutdown timeout. */
-  async stop(): Promise<boolean> {
-    const clean = (await this.runner?.stop(this.options.worker.shutdownTimeoutMs)) ?? true;
-    this.status.stop();
-    await this.health.close();
-    return clean;
+  /**
+   * Stops everything start() started, in reverse order: the pipeline (stop taking records, flush,
+   * commit, leave the group), the decode threads, the processor or sinks, the dead-letter
+   * producer, the status sampler, the health server. A part that fails to stop is logged and the
+   * others still stop. Idempotent: every call gets the first call's answer. Resolves true if
+   * everything buffered was flushed and committed within the shutdown timeout.
+   */
+  stop(): Promise<boolean> {
+    this.stopping ??= this.resources.stopAll().then(() => this.clean);
+    return this.stopping;
   }
 }

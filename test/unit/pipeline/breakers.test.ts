@@ -67,7 +67,7 @@ describe('circuit breakers per store', () => {
     for (const to of ['open', 'half_open', 'closed']) expect(await valueOf(h.registry, 'spanledger_breaker_transitions_total', { store: 'tigerbeetle', to })).toBe(1);
     expect(await valueOf(h.registry, 'spanledger_breaker_state_seconds_total', { store: 'tigerbeetle', state: 'open' })).toBeGreaterThanOrEqual(0.25);
     expect(h.deadLetters.sent).toEqual([]);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('a failed probe opens the breaker again for another half-open delay', async () => {
@@ -84,7 +84,7 @@ describe('circuit breakers per store', () => {
     await eventually(() => expect(h.consumer.committedOffset(0)).toBe(1), 3_000);
     expect(duck.sink.stored('a')).toEqual(['1']);
     expect(h.consumer.isPaused(0)).toBe(false);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('records a store refuses for good are dead-lettered and do not count as store failures', async () => {
@@ -99,7 +99,7 @@ describe('circuit breakers per store', () => {
     expect(h.deadLetters.sent).toHaveLength(5);
     expect(h.pipeline.breakerStates().every((b) => b.state === 'closed')).toBe(true);
     expect(await valueOf(h.registry, 'spanledger_breaker_transitions_total', { store: 'duckdb', to: 'open' })).toBe(0);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('waits inside the worker (LocalWaitError: its own pool or queue) are retried but never open the breaker', async () => {
@@ -120,7 +120,7 @@ describe('circuit breakers per store', () => {
     expect(waits).toBe(6); // every call failed at first: a store failing like this would have opened it
     expect(h.deadLetters.sent).toHaveLength(0);
     expect(await valueOf(h.registry, 'spanledger_breaker_transitions_total', { store: 'duckdb', to: 'open' })).toBe(0);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('the dead-letter producer has its own breaker: letters wait for its probe, nothing is committed past them', async () => {
@@ -141,7 +141,7 @@ describe('circuit breakers per store', () => {
     await eventually(() => expect(h.consumer.committedOffset(0)).toBe(3), 3_000);
     expect(h.deadLetters.sent.map((l) => l.source.offset)).toEqual([1n]);
     expect(h.consumer.isPaused(0)).toBe(false);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it("guards a processor's sync that has something to send with the breaker of its syncStore", async () => {
@@ -168,7 +168,7 @@ describe('circuit breakers per store', () => {
     expect(guardedSyncs).toBe(4);
     expect(h.consumer.isPaused(0)).toBe(false);
     pending = false;
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('a flush waiting for an open breaker gives up when its partition is revoked, and the partition fetches again if it comes back', async () => {
@@ -182,7 +182,7 @@ describe('circuit breakers per store', () => {
     await eventually(() => expect(tb.sink.released).toEqual([0]), 3_000);
     expect(h.consumer.isPaused(0)).toBe(false);
     expect(h.consumer.commits).toEqual([]);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 });
 
@@ -215,7 +215,7 @@ describe('backpressure marks', () => {
     await delivering;
     await eventually(() => expect(h.consumer.committedOffset(1)).toBe(2));
     expect(await valueOf(h.registry, 'spanledger_in_flight_ratio', {})).toBe(0);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('a partition held by a breaker stays paused when backpressure resumes the topic (kafkajs pause semantics)', () => {

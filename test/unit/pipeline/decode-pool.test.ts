@@ -50,7 +50,7 @@ describe('pipeline with decode threads (DECODE_THREADS)', () => {
     await eventually(() => expect(h.consumer.committedOffset(0)).toBe(1500));
     expect(sink.stored('a')).toEqual(values.filter((v) => v !== 'bad').map((v) => v.slice(2)));
     expect(h.deadLetters.sent.map((l) => [l.source.offset, l.error.errorClass])).toEqual([[700n, 'InvalidJson']]);
-    expect(await h.pipeline.stop(1_000)).toBe(true);
+    expect(await h.stop(1_000)).toBe(true);
     expect(pool.closed).toBe(true);
   });
 
@@ -63,7 +63,7 @@ describe('pipeline with decode threads (DECODE_THREADS)', () => {
     h.consumer.assign([0]);
     await h.consumer.deliver(0);
     await eventually(() => expect(pool.chunks).toEqual([3]));
-    const stopped = h.pipeline.stop(1_000);
+    const stopped = h.stop(1_000);
     await settleFor();
     pool.answerAll();
     expect(await stopped).toBe(true);

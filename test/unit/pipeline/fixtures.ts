@@ -7,6 +7,7 @@ import { WorkerMetrics } from '../../../src/observability/metrics.js';
 import { Pipeline, type PipelineOptions } from '../../../src/pipeline/pipeline.js';
 import type { PartitionProcessor, PipelineStages, ValidEntry } from '../../../src/pipeline/types.js';
 import type { FlushItem, FlushSink, Position, SinkFlush, SinkWriteResult } from '../../../src/sinks/types.js';
+import { pipelineResources, ResourceStack } from '../../../src/workers/resource-stack.js';
 import { FakeConsumer, FakeDeadLetters } from '../../support/fake-consumer.js';
 
 export const TOPIC = 'events';
@@ -165,17 +166,28 @@ export interface Harness {
   metrics: WorkerMetrics;
   registry: Registry;
   fatal: Error[];
+  /**
+   * Stops as a worker does: the pipeline (flush, commit, leave the group) within `timeoutMs`,
+   * then what it used in reverse start order (decode pool, processor or sinks, dead letters).
+   * Resolves the pipeline's answer: true when everything was flushed and committed in time.
+   */
+  stop(timeoutMs: number): Promise<boolean>;
 }
 
 type Tunables = Partial<Omit<PipelineOptions<string>, 'sinks' | 'processor' | 'tickIntervalMs'>>;
 
-/** A started pipeline on a fake consumer; records flush as soon as a partition caught up. */
+/**
+ * A started pipeline on a fake consumer, with its dead letters, sinks or processor started
+ * before it as a worker starts them (pipelineResources); records flush as soon as a partition
+ * caught up.
+ */
 export async function startPipeline(stages: PipelineStages<string>, tunables: Tunables = {}): Promise<Harness> {
   const consumer = new FakeConsumer(TOPIC);
   const deadLetters = new FakeDeadLetters();
   const registry = new Registry();
   const metrics = new WorkerMetrics(registry);
   const fatal: Error[] = [];
+  const logger = pino({ level: 'silent' });
   const pipeline = new Pipeline<string>({
     ...stages,
     consumer,
@@ -191,13 +203,35 @@ export async function startPipeline(stages: PipelineStages<string>, tunables: Tu
     heartbeatIntervalMs: 50,
     retryMaxDelayMs: 20,
     shutdownTimeoutMs: 200,
-    logger: pino({ level: 'silent' }),
+    logger,
     metrics,
     onFatal: (e) => fatal.push(e),
     ...tunables,
   });
-  await pipeline.start(1 << 20);
-  return { pipeline, consumer, deadLetters, metrics, registry, fatal };
+  const resources = new ResourceStack(logger);
+  let clean = true;
+  let stopTimeoutMs = 0;
+  const parts = {
+    deadLetters,
+    dlqMaxMessageBytes: 1 << 20,
+    stages,
+    decodePool: tunables.decodePool,
+    pipeline,
+    // Each test says how long its stop may take.
+    get shutdownTimeoutMs() {
+      return stopTimeoutMs;
+    },
+    onPipelineStopped: (stopped: boolean) => {
+      clean = stopped;
+    },
+  };
+  for (const resource of pipelineResources(parts)) await resources.start(resource);
+  const stop = async (timeoutMs: number) => {
+    stopTimeoutMs = timeoutMs;
+    await resources.stopAll();
+    return clean;
+  };
+  return { pipeline, consumer, deadLetters, metrics, registry, fatal, stop };
 }
 
 /** Polls `check` until it stops throwing (real timers, 1 ms apart). */

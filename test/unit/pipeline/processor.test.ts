@@ -16,7 +16,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     expect(processor.calls).toEqual(['start', 'open 0', 'apply 0 0.0 0.1 1.0 3.0 3.1 3.2 last=3', 'sync 0', 'beforeCommit 0 4']);
     expect(processor.applied[0]!.items.map((i) => `${i.tenantId}:${i.value}`)).toEqual(['a:1', 'b:1', 'b:2', 'a:3', 'c:1', 'a:4']);
     expect(h.deadLetters.sent.map((l) => [l.source.offset, l.stage])).toEqual([[2n, 'DECODE']]);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('merges flushes queued behind a busy one into one apply, still in order', async () => {
@@ -37,7 +37,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     syncing.resolve();
     await eventually(() => expect(h.consumer.committedOffsets(0).at(-1)).toBe(3));
     expect(processor.calls.filter((c) => c.startsWith('apply'))).toEqual(['apply 0 0.0 last=0', 'apply 0 1.0 2.0 2.1 last=2']);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('applies a flush once even when its sync is retried, and commits nothing until the sync succeeded', async () => {
@@ -54,7 +54,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     await eventually(() => expect(h.consumer.committedOffsets(0)).toEqual([2]));
     expect(processor.applied).toHaveLength(1);
     expect(processor.calls.filter((c) => c === 'sync 0')).toHaveLength(3);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('stops the worker when a sync fails for good, without committing', async () => {
@@ -68,7 +68,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     await h.consumer.deliver(0);
     await eventually(() => expect(h.fatal.map((e) => e.message)).toEqual(['signals topic not authorized']));
     expect(h.consumer.commits).toEqual([]);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('commits min(durable offset, committable offset), never backwards', async () => {
@@ -93,7 +93,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     await settleFor();
     expect(h.consumer.committedOffsets(0)).toEqual([2, 6]);
     expect(processor.calls.filter((c) => c.startsWith('beforeCommit'))).toEqual(['beforeCommit 0 2', 'beforeCommit 0 6']);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('awaits beforeCommit before the commit, and a throwing beforeCommit skips that commit until the next flush', async () => {
@@ -125,7 +125,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     await h.consumer.deliver(0);
     await eventually(() => expect(h.consumer.committedOffsets(0)).toEqual([1, 3]));
     expect(processor.calls.filter((c) => c.startsWith('beforeCommit'))).toEqual(['beforeCommit 0 1', 'beforeCommit 0 2', 'beforeCommit 0 3']);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('ticks each assigned partition in its chain, not while a flush is under way, and commits what a tick released', async () => {
@@ -155,7 +155,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     const last = calls.lastIndexOf('beforeCommit 0 3');
     expect(calls.slice(last - 2, last + 1)).toEqual(['tick 0', 'sync 0', 'beforeCommit 0 3']);
     expect(calls.indexOf('apply 0 0.0 1.0 2.0 last=2')).toBeGreaterThan(calls.indexOf('tick 0'));
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
     const stoppedAt = calls.length;
     await settleFor(30);
     expect(calls.length).toBe(stoppedAt);
@@ -182,7 +182,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     opening.resolve();
     await eventually(() => expect(h.consumer.committedOffsets(0)).toEqual([1]));
     expect(processor.calls.slice(1, 4)).toEqual(['open 0', 'open 0', 'apply 0 0.0 last=0']);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('stops the worker when openPartition fails with anything but a RetriableError', async () => {
@@ -198,7 +198,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     await settleFor();
     expect(processor.applied).toEqual([]);
     expect(h.consumer.commits).toEqual([]);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('releases a revoked partition after its flush settled, and opens it again only after the release', async () => {
@@ -215,7 +215,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     expect(calls.indexOf('release 0')).toBeGreaterThan(calls.indexOf('beforeCommit 0 1'));
     expect(calls.lastIndexOf('open 0')).toBeGreaterThan(calls.indexOf('release 0'));
     expect(calls).not.toContain('release 1');
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
     expect(calls.slice(-3).sort()).toEqual(['close', 'release 0', 'release 1'].sort());
     expect(calls.at(-1)).toBe('close');
   });
@@ -228,7 +228,7 @@ describe('pipeline with a partition processor (rule worker)', () => {
     await h.consumer.deliver(0);
     await settleFor();
     expect(processor.applied).toEqual([]);
-    expect(await h.pipeline.stop(1_000)).toBe(true);
+    expect(await h.stop(1_000)).toBe(true);
     expect(h.consumer.committedOffsets(0)).toEqual([2]);
     expect(processor.calls).toEqual(['start', 'open 0', 'apply 0 0.0 1.0 last=1', 'sync 0', 'beforeCommit 0 2', 'release 0', 'close']);
   });

@@ -30,7 +30,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     expect(first.syncs).toBeGreaterThan(0);
     expect(h.consumer.subscribed).toEqual({ topic: TOPIC, fromBeginning: true });
     expect(h.pipeline.ready()).toBe(true);
-    expect(await h.pipeline.stop(1_000)).toBe(true);
+    expect(await h.stop(1_000)).toBe(true);
   });
 
   it('commits only once every sink stored the flush and the dead-letter topic acknowledged it', async () => {
@@ -54,7 +54,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     acking.resolve();
     await eventually(() => expect(h.consumer.committedOffsets(0)).toEqual([3]));
     expect(h.deadLetters.sent.map((l) => [l.source.offset, l.stage, l.error.errorClass])).toEqual([[1n, 'DECODE', 'InvalidJson']]);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('dead-letters a record a sink refuses and does not give it to the next sink', async () => {
@@ -69,7 +69,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     expect(second.stored('a')).toEqual(['1', '2']);
     expect(h.deadLetters.sent.map((l) => [l.source.offset, l.stage, l.error.errorClass])).toEqual([[1n, 'first', 'Conflict']]);
     expect(await metric(h.registry, 'spanledger_records_dead_lettered_total')).toBe(1);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('keeps one commit in flight per partition, coalesces requests meanwhile, and never goes backwards', async () => {
@@ -98,7 +98,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     firstCommit.resolve();
     await eventually(() => expect(h.consumer.committedOffsets(0)).toEqual([2, 5]));
     expect(most).toBe(1);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('retries a refused commit at the next flush and at the next assignment', async () => {
@@ -119,7 +119,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     refuse = false;
     h.consumer.rebalance([0]);
     await eventually(() => expect(h.consumer.committedOffsets(0)).toEqual([2]));
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('retries a sink that fails transiently and commits nothing meanwhile', async () => {
@@ -137,7 +137,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     expect(sink.stored('a')).toEqual(['1', '2']);
     expect(await metric(h.registry, 'spanledger_sink_retries_total')).toBe(2);
     expect(h.fatal).toEqual([]);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('stops the worker on a non-retriable failure and commits nothing past it', async () => {
@@ -159,7 +159,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     await settleFor();
     expect(h.consumer.committedOffsets(0)).toEqual([1]);
     expect(h.pipeline.healthy()).toBe(false);
-    expect(await h.pipeline.stop(1_000)).toBe(false);
+    expect(await h.stop(1_000)).toBe(false);
   });
 
   it('releases a partition revoked while a sink write hangs within shutdownTimeoutMs, commits nothing after, and waits for the release before taking it back', async () => {
@@ -170,7 +170,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     h.consumer.assign([0, 1]);
     h.consumer.append(0, records('a:1', 'a:2'));
     await h.consumer.deliver(0);
-    await eventually(() => expect(h.pipeline['pipelines'].get(0)?.pending).toBe(1));
+    await eventually(() => expect(h.pipeline['partitions'].pipes.get(0)?.pending).toBe(1));
     const revokedAt = Date.now();
     h.consumer.rebalance([1]);
     // Back at once: the new pipeline takes nothing before the old one is released.
@@ -187,7 +187,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     expect(sink.events.indexOf('release 0')).toBeLessThan(sink.events.indexOf('write a 1 2'));
     await settleFor();
     expect(h.consumer.committedOffsets(0)).toEqual([2]);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('drops what a revoked partition buffered and commits none of it', async () => {
@@ -198,14 +198,14 @@ describe('pipeline with sinks (span and signal workers)', () => {
     h.consumer.assign([0]);
     h.consumer.append(0, records('a:1'));
     await h.consumer.deliver(0);
-    await eventually(() => expect(h.pipeline['pipelines'].get(0)?.pending).toBe(1));
+    await eventually(() => expect(h.pipeline['partitions'].pipes.get(0)?.pending).toBe(1));
     h.consumer.rebalance([]);
     await eventually(() => expect(sink.released).toEqual([0]));
     hanging.resolve();
     await settleFor();
     expect(h.consumer.commits).toEqual([]);
     expect(await metric(h.registry, 'spanledger_assigned_partitions')).toBe(0);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('pauses fetching when the in-flight budget is spent and resumes once flushes made room', async () => {
@@ -227,7 +227,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     expect(sink.stored('a')).toHaveLength(12);
     expect(await metric(h.registry, 'spanledger_fetch_paused')).toBe(0);
     expect(await metric(h.registry, 'spanledger_fetch_pauses_total')).toBe(1);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('skips records Kafka delivers again after a rebalance', async () => {
@@ -240,7 +240,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     h.consumer.rebalance([0]);
     await h.consumer.deliver(0);
     expect(await metric(h.registry, 'spanledger_records_redelivered_skipped_total')).toBe(2);
-    expect(await h.pipeline.stop(1_000)).toBe(true);
+    expect(await h.stop(1_000)).toBe(true);
     expect(sink.stored('a')).toEqual(['1', '2']);
   });
 
@@ -252,7 +252,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     await h.consumer.deliver(0);
     await settleFor();
     expect(sink.writes).toEqual([]);
-    expect(await h.pipeline.stop(1_000)).toBe(true);
+    expect(await h.stop(1_000)).toBe(true);
     expect(h.consumer.committedOffsets(0)).toEqual([2]);
     expect(h.consumer.connected).toBe(false);
     expect(sink.closed).toBe(true);
@@ -274,7 +274,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     h.consumer.rebalance([1]);
     expect(h.pipeline.stuckPartitions()).toEqual([]);
     expect(h.consumer.resumes).toEqual([[0]]);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('reports a consumer crash without restart as fatal', async () => {
@@ -284,7 +284,7 @@ describe('pipeline with sinks (span and signal workers)', () => {
     h.consumer.crash(new Error('gone'), false);
     expect(h.fatal.map((e) => e.message)).toEqual(['gone']);
     expect(h.pipeline.healthy()).toBe(false);
-    await h.pipeline.stop(1_000);
+    await h.stop(1_000);
   });
 
   it('takes either sinks or a processor with a tick interval', () => {

@@ -1,0 +1,47 @@
+import type { Logger } from 'pino';
+import type { FlushLimits } from '../batching/partition-batch.js';
+import type { RecordDecoder } from '../model/decode.js';
+import type { BreakerSettings } from './breakers.js';
+import type { DeadLetterPort, GroupConsumer } from './consumer-port.js';
+import type { DecodePool } from './decode-pool.js';
+import type { PipelineMetrics } from './metrics-port.js';
+import type { PipelineStages } from './types.js';
+
+/**
+ * What a pipeline is made of. The pipeline uses these and does not own them: the worker that
+ * made the dead-letter producer, the sinks or processor and the decode pool starts them before
+ * the pipeline and stops them after it.
+ */
+export type PipelineOptions<T> = PipelineStages<T> & {
+  consumer: GroupConsumer;
+  deadLetters: DeadLetterPort;
+  topic: string;
+  decoder: RecordDecoder<T>;
+  /**
+   * DECODE_THREADS > 0: decode on these threads instead of the event loop (the same decoder's
+   * answers, applied per partition in offset order). Records it fails to decode (a thread died)
+   * are decoded with `decoder` here instead.
+   */
+  decodePool?: DecodePool<T>;
+  limits: FlushLimits;
+  /** Flush as soon as a partition has caught up with its high watermark, not only on the limits. */
+  flushWhenCaughtUp: boolean;
+  maxInFlightBytes: number;
+  /**
+   * Backpressure marks as fractions of maxInFlightBytes: fetching pauses once in-flight bytes pass
+   * `pauseFraction` and resumes once they are back at or below `resumeFraction` (lower, so that a
+   * worker near its budget does not pause and resume at every batch).
+   */
+  backpressure: { pauseFraction: number; resumeFraction: number };
+  /** The circuit breakers' settings (one breaker per store: each sink, the dead-letter topic, a processor's syncStore). */
+  breakers: BreakerSettings;
+  /** Waits for room in the in-flight budget heartbeat at least this often. */
+  heartbeatIntervalMs: number;
+  retryMaxDelayMs: number;
+  /** A revoked partition's flush under way gets this long before the partition is released anyway. */
+  shutdownTimeoutMs: number;
+  logger: Logger;
+  metrics: PipelineMetrics;
+  /** Called once when the worker cannot go on (a non-retriable failure that is not a record's fault). */
+  onFatal: (error: Error) => void;
+};
