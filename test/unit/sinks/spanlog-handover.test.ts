@@ -62,10 +62,11 @@ describe('span log partition hand-over', () => {
     const consumer = new FakeConsumer(TOPIC);
     const registry = new Registry();
     const sink = makeSink();
+    const deadLetters = new FakeDeadLetters();
     const pipeline = new Pipeline<DecodedSpan>({
       sinks: [sink],
       consumer,
-      deadLetters: new FakeDeadLetters(),
+      deadLetters,
       topic: TOPIC,
       decoder: new SpanDecoder(1_000_000),
       limits: { maxRecords: 10_000, maxBytes: 64 << 20, maxAgeMs: 60_000 },
@@ -80,8 +81,14 @@ describe('span log partition hand-over', () => {
       metrics: new WorkerMetrics(registry),
       onFatal: () => undefined,
     });
-    await pipeline.start(1 << 20);
-    closers.push(async () => void (await pipeline.stop(2_000)));
+    // What the worker does (it owns the sink and the dead-letter producer): start them, then the pipeline.
+    await deadLetters.start(1 << 20);
+    await sink.start();
+    await pipeline.start();
+    closers.push(async () => {
+      await pipeline.stop(2_000);
+      await sink.close();
+    });
     const spanlogBreaker = () => pipeline.breakerStates().find((b) => b.store === 'spanlog')!.state;
     const seen = new Set<string>();
     const watch = setInterval(() => seen.add(spanlogBreaker()), 2);
