@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { envValues, resolveSettings } from '../../../src/config/load.js';
 import { signalSettings } from '../../../src/config/settings.js';
-import { ConfigError, InvariantError, RecordRejectedError, RetriableError } from '../../../src/errors.js';
+import { ConfigError, FatalStoreError, InvariantError, RecordRejectedError, RetriableError } from '../../../src/errors.js';
 import type { Signal } from '../../../src/model/signal.js';
 import { SEVERITIES } from '../../../src/model/signal.js';
 import { tenantAlias } from '../../../src/sinks/duckdb/sql.js';
@@ -337,6 +337,15 @@ describe('DuckDbSignalSink', () => {
     const error = await writeTenant(fx.sink, TENANT_A, records([signal(TENANT_A, 0)])).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(RetriableError);
     expect((error as Error).message).toMatch(/IO Error/);
+  });
+
+  it('throws FatalStoreError for a tenant file DuckDB can never read (not a DuckDB file), not a retry forever', async () => {
+    fx.makeSink();
+    fs.writeFileSync(path.join(fx.dir, `${TENANT_A}.duckdb`), Buffer.alloc(20_000, 7));
+    const error = await writeTenant(fx.sink, TENANT_A, records([signal(TENANT_A, 0)])).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(FatalStoreError);
+    expect(error).not.toBeInstanceOf(RetriableError);
+    expect((error as Error).message).toMatch(/^duckdb: cannot open DuckDB database .*not a valid DuckDB database file/);
   });
 
   it('refuses a second sink of the same process on an open file until the first releases it', async () => {
