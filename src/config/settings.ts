@@ -22,6 +22,9 @@ const brokers = z
   .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, 'each broker must be host:port')).min(1, 'at least one broker'));
 const topicName = z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/, 'must be a valid Kafka topic name');
 const nonEmpty = z.string().min(1);
+/** A DuckDB memory size: 256MB, 1.5GiB, … (KB/MB/GB/TB powers of 1000, KiB/… of 1024; memoryBytes in the DuckDB sink reads the groups). */
+export const MEMORY_SIZE = /^(\d+(?:\.\d+)?)\s*([KMGT])(i?)B$/i;
+const memorySize = z.string().trim().regex(MEMORY_SIZE, 'must be a size like 256MB or 1GiB');
 const fraction = z.coerce.number({ error: 'must be a number above 0 and at most 1' }).gt(0, 'must be a number above 0 and at most 1').max(1, 'must be a number above 0 and at most 1');
 
 function setting<T>(env: string, flag: string, def: string, description: string, schema: z.ZodType<T>): Setting<T> {
@@ -93,13 +96,13 @@ export const signalSettings = {
   duckdbDir: setting('DUCKDB_DIR', 'duckdb-dir', './data/duckdb', 'folder of the per-tenant DuckDB databases', nonEmpty),
   duckdbMaxRowsPerTxn: setting('DUCKDB_MAX_ROWS_PER_TXN', 'duckdb-max-rows-per-txn', '10000', 'most rows one DuckDB transaction writes', positiveInt),
   duckdbMaxOpenTenants: setting('DUCKDB_MAX_OPEN_TENANTS', 'duckdb-max-open-tenants', '1024', 'most tenant databases attached at once (the least recently used idle one is detached); each holds 2 file descriptors', positiveInt),
-  duckdbMemoryLimit: setting('DUCKDB_MEMORY_LIMIT', 'duckdb-memory-limit', '256MB', 'DuckDB memory_limit of the worker\'s one DuckDB instance, shared by every attached tenant database (e.g. 256MB, 1GiB)', z.string().trim().regex(/^\d+(\.\d+)?\s*[KMGT]i?B$/i, 'must be a size like 256MB or 1GiB')),
+  duckdbMemoryLimit: setting('DUCKDB_MEMORY_LIMIT', 'duckdb-memory-limit', '256MB', 'DuckDB memory_limit of the worker\'s one DuckDB instance, shared by every attached tenant database (e.g. 256MB, 1GiB)', memorySize),
   duckdbThreads: setting('DUCKDB_THREADS', 'duckdb-threads', '1', 'DuckDB threads of the worker\'s one DuckDB instance', positiveInt),
   duckdbConnections: setting('DUCKDB_CONNECTIONS', 'duckdb-connections', '4', 'DuckDB connections of the worker: how many tenant databases are written at the same time', positiveInt),
   duckdbIdleTimeoutMs: setting('DUCKDB_IDLE_TIMEOUT_MS', 'duckdb-idle-timeout-ms', '60000', 'detach a tenant database unused for this long (ms; releases its file lock)', positiveInt),
   duckdbAppendMaxRows: setting('DUCKDB_APPEND_MAX_ROWS', 'duckdb-append-max-rows', '64', 'a tenant write of at most this many new rows goes through an appender straight into its table (cheaper small transactions; 0 = always the staged INSERT)', z.coerce.number().int().min(0)),
   duckdbCheckpointAtMemoryFraction: setting('DUCKDB_CHECKPOINT_AT_MEMORY_FRACTION', 'duckdb-checkpoint-at-memory-fraction', '0.6', 'checkpoint the least recently written tenant databases while DuckDB memory is above this fraction of DUCKDB_MEMORY_LIMIT (0 = never)', z.coerce.number().min(0).lt(1)),
-  duckdbCheckpointWalSize: setting('DUCKDB_CHECKPOINT_WAL_SIZE', 'duckdb-checkpoint-wal-size', '256KB', 'DuckDB checkpoint_threshold: a tenant database checkpoints once its write-ahead log passes this size, writing its new rows into its file (blocks DuckDB can then drop instead of spilling) and keeping the log small (e.g. 256KB, 16MB)', z.string().trim().regex(/^\d+(\.\d+)?\s*[KMGT]i?B$/i, 'must be a size like 256MB or 1GiB')),
+  duckdbCheckpointWalSize: setting('DUCKDB_CHECKPOINT_WAL_SIZE', 'duckdb-checkpoint-wal-size', '256KB', 'DuckDB checkpoint_threshold: a tenant database checkpoints once its write-ahead log passes this size, writing its new rows into its file (blocks DuckDB can then drop instead of spilling) and keeping the log small (e.g. 256KB, 16MB)', memorySize),
   duckdbAcquireTimeoutMs: setting('DUCKDB_ACQUIRE_TIMEOUT_MS', 'duckdb-acquire-timeout-ms', '60000', 'a DuckDB write waiting longer than this for a tenant database\'s file lock held by another process, a connection or its tenant\'s turn fails as retriable (counted by the duckdb circuit breaker) (ms)', positiveInt),
   duckdbMaxHoldMs: setting('DUCKDB_MAX_HOLD_MS', 'duckdb-max-hold-ms', '5000', 'hand a tenant database held this long over to another process waiting for its file lock (ms)', positiveInt),
   tbAddress: setting('TB_ADDRESS', 'tb-address', '3000', 'TigerBeetle replica addresses, comma-separated (port or host:port)', z.string().regex(/^[\w.:,\[\]-]+$/, 'comma-separated ports or host:port')),

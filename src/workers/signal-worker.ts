@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import type { kafkaSettings, Parsed, signalSettings, workerSettings } from '../config/settings.js';
 import { SignalDecoder } from '../model/decode.js';
 import type { Signal } from '../model/signal.js';
+import { duckDbSinkConfig } from '../sinks/duckdb/config.js';
 import { DuckDbSignalSink } from '../sinks/duckdb/duckdb-sink.js';
 import { TigerBeetleSignalSink, type TigerBeetleClientFactory } from '../sinks/tigerbeetle/tigerbeetle-sink.js';
 import { Worker } from './worker.js';
@@ -29,23 +30,7 @@ export function tigerBeetleAddresses(spec: string): string[] {
 }
 
 export function createDuckDbSink(signals: SignalWorkerConfig['signals'], logger: Logger, registry: Registry): DuckDbSignalSink {
-  return new DuckDbSignalSink(
-    {
-      dir: signals.duckdbDir,
-      maxRowsPerTransaction: signals.duckdbMaxRowsPerTxn,
-      maxOpenTenants: signals.duckdbMaxOpenTenants,
-      idleTimeoutMs: signals.duckdbIdleTimeoutMs,
-      maxHoldMs: signals.duckdbMaxHoldMs,
-      acquireTimeoutMs: signals.duckdbAcquireTimeoutMs,
-      memoryLimit: signals.duckdbMemoryLimit,
-      threads: signals.duckdbThreads,
-      connections: signals.duckdbConnections,
-      appendMaxRows: signals.duckdbAppendMaxRows,
-      checkpointAtMemoryFraction: signals.duckdbCheckpointAtMemoryFraction,
-      checkpointWalSize: signals.duckdbCheckpointWalSize,
-    },
-    { logger, registry },
-  );
+  return new DuckDbSignalSink(duckDbSinkConfig(signals), { logger, registry });
 }
 
 export function createTigerBeetleSink(signals: SignalWorkerConfig['signals'], logger: Logger, registry: Registry, clientFactory?: TigerBeetleClientFactory): TigerBeetleSignalSink {
@@ -77,7 +62,7 @@ export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, r
     dlqTopic: config.signals.dlqTopic,
     group: config.signals.group,
     decoder: new SignalDecoder(config.worker.maxMessageBytes),
-    sinks: [fromTenantBatchSink(createDuckDbSink(config.signals, logger, registry)), fromTenantBatchSink(createTigerBeetleSink(config.signals, logger, registry, options.tigerBeetleClientFactory))],
+    sinks: [createDuckDbSink(config.signals, logger, registry), fromTenantBatchSink(createTigerBeetleSink(config.signals, logger, registry, options.tigerBeetleClientFactory))],
     logger,
     registry,
   });

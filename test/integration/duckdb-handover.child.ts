@@ -9,8 +9,11 @@
  */
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
+import { envValues, resolveSettings } from '../../src/config/load.js';
+import { signalSettings } from '../../src/config/settings.js';
 import { RetriableError } from '../../src/errors.js';
 import { SEVERITIES, type Signal } from '../../src/model/signal.js';
+import { duckDbSinkConfig } from '../../src/sinks/duckdb/config.js';
 import { DuckDbSignalSink } from '../../src/sinks/duckdb/duckdb-sink.js';
 import { registryValue } from '../support/metrics.js';
 
@@ -42,8 +45,9 @@ function signalFor(space: number, n: number): Signal {
 }
 
 const registry = new Registry();
+const settings = resolveSettings(signalSettings, envValues(signalSettings, {}), {});
 const sink = new DuckDbSignalSink(
-  { dir, maxHoldMs: Number(maxHoldArg), idleTimeoutMs: 600_000 },
+  { ...duckDbSinkConfig(settings), dir: dir!, maxHoldMs: Number(maxHoldArg), idleTimeoutMs: 600_000 },
   { logger: pino({ level: 'silent' }), registry },
 );
 await sink.start();
@@ -55,10 +59,10 @@ let offset = 0;
 while (Date.now() < until) {
   const own = Array.from({ length: OWN_PER_WRITE }, (_, i) => signalFor(1 + partition, writes * OWN_PER_WRITE + i));
   const shared = Array.from({ length: SHARED_PER_WRITE }, (_, i) => signalFor(0, writes * SHARED_PER_WRITE + i));
-  const records = [...own, ...shared].map((value) => ({ value, source: { topic: 'signals', partition, offset: String(offset++) } }));
+  const items = [...own, ...shared].map((value) => ({ value, offset: BigInt(offset++), index: 0 }));
   for (;;) {
     try {
-      const { rejected } = await sink.write(tenantId!, records);
+      const { rejected } = await sink.write({ topic: 'signals', partition, tenants: new Map([[tenantId!, items]]) });
       if (rejected.size > 0) throw new Error(`rejected: ${[...rejected.values()].map((e) => e.message).join('; ')}`);
       break;
     } catch (err) {

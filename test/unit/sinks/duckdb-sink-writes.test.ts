@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { RetriableError } from '../../../src/errors.js';
-import { tenantAlias } from '../../../src/sinks/duckdb/duckdb-sink.js';
-import { duckDbSinkFixture, records, signal, TENANT_A, TENANT_B } from '../../support/duckdb-sink.js';
+import { tenantAlias } from '../../../src/sinks/duckdb/sql.js';
+import { duckDbSinkFixture, records, signal, TENANT_A, TENANT_B, writeTenant } from '../../support/duckdb-sink.js';
 import { registryValue } from '../../support/metrics.js';
 
 describe('DuckDbSignalSink', () => {
@@ -20,14 +20,14 @@ describe('DuckDbSignalSink', () => {
     it('writes a small batch in one appender transaction; a replay rolls it back and takes the staged path, with exact counts', async () => {
       fx.makeSink({ appendMaxRows: 8 });
       const batch = Array.from({ length: 5 }, (_, i) => signal(TENANT_A, i));
-      expect((await fx.sink.write(TENANT_A, records(batch))).rejected.size).toBe(0);
+      expect((await writeTenant(fx.sink, TENANT_A, records(batch))).rejected.size).toBe(0);
       expect(await value('spanledger_duckdb_transactions_total', { outcome: 'committed' })).toBe(1);
       expect(await value('spanledger_duckdb_rows_written_total')).toBe(5);
 
       // Two stored (one changed: a conflict), three new: the appender's transaction finds the
       // stored ids and rolls back, the staged path writes the new ones and checks the stored ones.
       const fresh = Array.from({ length: 3 }, (_, i) => signal(TENANT_A, 10 + i));
-      const { rejected } = await fx.sink.write(TENANT_A, records([batch[0]!, fresh[0]!, { ...batch[1]!, message: 'changed' }, fresh[1]!, fresh[2]!], 5));
+      const { rejected } = await writeTenant(fx.sink, TENANT_A, records([batch[0]!, fresh[0]!, { ...batch[1]!, message: 'changed' }, fresh[1]!, fresh[2]!], 5));
       expect([...rejected.keys()]).toEqual([2]);
       expect(rejected.get(2)!.errorClass).toBe('DuckDbConflict');
       expect(await value('spanledger_duckdb_rows_written_total')).toBe(8);
@@ -44,7 +44,7 @@ describe('DuckDbSignalSink', () => {
       // Past the signal decoder's checks only in a test: an invalid calendar date, a lone surrogate.
       batch[2] = { ...batch[2]!, timestamp: '2026-02-30T00:00:00Z' };
       batch[4] = { ...batch[4]!, metadata: { note: 'broken \ud800' } };
-      const { rejected } = await fx.sink.write(TENANT_A, records(batch));
+      const { rejected } = await writeTenant(fx.sink, TENANT_A, records(batch));
       expect([...rejected.keys()].sort()).toEqual([2, 4]);
       expect(rejected.get(2)!.errorClass).toBe('DuckDbRowRejected');
       expect(rejected.get(2)!.message).toMatch(/timestamp/);
@@ -56,7 +56,7 @@ describe('DuckDbSignalSink', () => {
       // Only the bad timestamp: the appender refuses the whole chunk (nothing flushed), the staged path bisects.
       const second = Array.from({ length: 3 }, (_, i) => signal(TENANT_A, 20 + i));
       second[1] = { ...second[1]!, timestamp: '2026-13-01T00:00:00Z' };
-      const again = await fx.sink.write(TENANT_A, records(second, 10));
+      const again = await writeTenant(fx.sink, TENANT_A, records(second, 10));
       expect([...again.rejected.keys()]).toEqual([1]);
       expect(await value('spanledger_duckdb_rows_written_total')).toBe(6);
       expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(0);
@@ -67,7 +67,7 @@ describe('DuckDbSignalSink', () => {
       fx.makeSink({ connections: 1 });
       await fx.sink.start();
       // Occupy the only connection with another tenant's write so the next writes queue up together.
-      const blocker = fx.sink.write(TENANT_B, records(Array.from({ length: 2000 }, (_, i) => signal(TENANT_B, i))));
+      const blocker = writeTenant(fx.sink, TENANT_B, records(Array.from({ length: 2000 }, (_, i) => signal(TENANT_B, i))));
       const shared = signal(TENANT_A, 100);
       const dup = signal(TENANT_A, 101);
       const w1 = [signal(TENANT_A, 1), dup, signal(TENANT_A, 2)];
@@ -75,9 +75,9 @@ describe('DuckDbSignalSink', () => {
       const w2 = [{ ...dup }, signal(TENANT_A, 3), { ...dup, severity: 'CRITICAL' as const }];
       const w3 = [signal(TENANT_A, 4, { metadata: { bad: '\udc00' } }), signal(TENANT_B, 5), signal(TENANT_A, 6)];
       const results = await Promise.all([
-        fx.sink.write(TENANT_A, records(w1, 0)),
-        fx.sink.write(TENANT_A, records(w2, 10)),
-        fx.sink.write(TENANT_A, records(w3, 20)),
+        writeTenant(fx.sink, TENANT_A, records(w1, 0)),
+        writeTenant(fx.sink, TENANT_A, records(w2, 10)),
+        writeTenant(fx.sink, TENANT_A, records(w3, 20)),
         blocker,
       ]);
       expect([...results[0]!.rejected.keys()]).toEqual([]);
@@ -95,8 +95,8 @@ describe('DuckDbSignalSink', () => {
       // Without a bad row: three writes (each with its own new signal and one shared by all three)
       // are one transaction, plus TENANT_B's one; the shared one is written once, twice a duplicate.
       const c0 = await value('spanledger_duckdb_transactions_total', { outcome: 'committed' });
-      const blocker2 = fx.sink.write(TENANT_B, records(Array.from({ length: 2000 }, (_, i) => signal(TENANT_B, i)), 5000));
-      const more = await Promise.all([0, 1, 2].map((k) => fx.sink.write(TENANT_A, records([signal(TENANT_A, 30 + k), shared], 40 + k * 2))));
+      const blocker2 = writeTenant(fx.sink, TENANT_B, records(Array.from({ length: 2000 }, (_, i) => signal(TENANT_B, i)), 5000));
+      const more = await Promise.all([0, 1, 2].map((k) => writeTenant(fx.sink, TENANT_A, records([signal(TENANT_A, 30 + k), shared], 40 + k * 2))));
       await blocker2;
       expect(more.every((r) => r.rejected.size === 0)).toBe(true);
       expect(await value('spanledger_duckdb_transactions_total', { outcome: 'committed' }) - c0).toBe(2);
@@ -110,7 +110,7 @@ describe('DuckDbSignalSink', () => {
       await fx.sink.start();
       const tenants = Array.from({ length: 60 }, () => randomUUID());
       for (const [k, t] of tenants.entries()) {
-        expect((await fx.sink.write(t, records(Array.from({ length: 4 }, (_, i) => signal(t, k * 4 + i))))).rejected.size).toBe(0);
+        expect((await writeTenant(fx.sink, t, records(Array.from({ length: 4 }, (_, i) => signal(t, k * 4 + i))))).rejected.size).toBe(0);
       }
       await fx.sink.close(); // waits for the checkpoints started after the 50th write
       // The memory check that started them is the gauge's sample: above 10% of 64 MB.
@@ -131,7 +131,7 @@ describe('DuckDbSignalSink', () => {
       const other = path.join(fx.dir, '.tmp', 'another-worker-1');
       // The first spill finds no .tmp folder: DuckDB makes only the last folder of its temp_directory.
       const rows = Array.from({ length: 60_000 }, (_, i) => signal(TENANT_A, i));
-      expect((await fx.sink.write(TENANT_A, records(rows))).rejected.size).toBe(0);
+      expect((await writeTenant(fx.sink, TENANT_A, records(rows))).rejected.size).toBe(0);
       fs.mkdirSync(other, { recursive: true });
       expect(fs.readdirSync(path.join(fx.dir, '.tmp')).sort()).toEqual([path.basename(own), 'another-worker-1'].sort());
       expect(fs.readdirSync(own).length).toBeGreaterThan(0);
@@ -145,7 +145,7 @@ describe('DuckDbSignalSink', () => {
       await fx.sink.start();
       const day = 86_400_000;
       const old = Array.from({ length: 8000 }, (_, i) => signal(TENANT_A, i));
-      for (let k = 0; k < old.length; k += 2000) expect((await fx.sink.write(TENANT_A, records(old.slice(k, k + 2000), k))).rejected.size).toBe(0);
+      for (let k = 0; k < old.length; k += 2000) expect((await writeTenant(fx.sink, TENANT_A, records(old.slice(k, k + 2000), k))).rejected.size).toBe(0);
       const memory = (await fx.sink.stats()).memoryByTag;
       expect(memory['ART_INDEX'] ?? 0).toBe(0);
       await fx.sink.releaseTenant(TENANT_A);
@@ -154,17 +154,17 @@ describe('DuckDbSignalSink', () => {
       // beside new ones ten days later: only the new ones are stored.
       const later = (i: number) => signal(TENANT_A, i, { timestamp: new Date(Date.UTC(2026, 10, 24, 10) + 10 * day + i * 1000).toISOString() });
       const fresh = Array.from({ length: 1000 }, (_, i) => later(i));
-      expect((await fx.sink.write(TENANT_A, records([old[7]!, fresh[0]!, old[7999]!, fresh[1]!]))).rejected.size).toBe(0);
-      expect((await fx.sink.write(TENANT_A, records([fresh[2]!, fresh[3]!]))).rejected.size).toBe(0);
-      expect((await fx.sink.write(TENANT_A, records([...old.slice(100, 1100), ...fresh.slice(4)]))).rejected.size).toBe(0);
-      expect((await fx.sink.write(TENANT_A, records(fresh.slice(0, 10)))).rejected.size).toBe(0);
+      expect((await writeTenant(fx.sink, TENANT_A, records([old[7]!, fresh[0]!, old[7999]!, fresh[1]!]))).rejected.size).toBe(0);
+      expect((await writeTenant(fx.sink, TENANT_A, records([fresh[2]!, fresh[3]!]))).rejected.size).toBe(0);
+      expect((await writeTenant(fx.sink, TENANT_A, records([...old.slice(100, 1100), ...fresh.slice(4)]))).rejected.size).toBe(0);
+      expect((await writeTenant(fx.sink, TENANT_A, records(fresh.slice(0, 10)))).rejected.size).toBe(0);
       expect(await value('spanledger_duckdb_rows_written_total')).toBe(9000);
       expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(2 + 1000 + 10);
       expect(await stored(TENANT_A)).toBe(9000);
       // A stored id with another time within the write's times is a conflict, as with the primary
       // key (farther away it is not looked for: docs/signals.md).
       const moved = { ...fresh[5]!, timestamp: new Date(Date.parse(fresh[5]!.timestamp) + 1).toISOString() };
-      const { rejected } = await fx.sink.write(TENANT_A, records([fresh[4]!, moved]));
+      const { rejected } = await writeTenant(fx.sink, TENANT_A, records([fresh[4]!, moved]));
       expect([...rejected.entries()].map(([i, e]) => [i, e.errorClass])).toEqual([[1, 'DuckDbConflict']]);
       expect(await stored(TENANT_A)).toBe(9000);
     }, 60_000);
@@ -181,13 +181,13 @@ describe('DuckDbSignalSink', () => {
       const first = [at(0), at(1), at(2)];
       try {
         // In time order, small (appender) and large (staged): nothing to look up.
-        expect((await fx.sink.write(TENANT_A, records(first))).rejected.size).toBe(0);
-        expect((await fx.sink.write(TENANT_A, records(Array.from({ length: 100 }, (_, i) => at(10 + i)), 3))).rejected.size).toBe(0);
+        expect((await writeTenant(fx.sink, TENANT_A, records(first))).rejected.size).toBe(0);
+        expect((await writeTenant(fx.sink, TENANT_A, records(Array.from({ length: 100 }, (_, i) => at(10 + i)), 3))).rejected.size).toBe(0);
         expect(lookups()).toBe(0);
         // Earlier than the latest stored signal: looked up (a new one is stored, a replay is not).
-        expect((await fx.sink.write(TENANT_A, records([at(5)]))).rejected.size).toBe(0);
+        expect((await writeTenant(fx.sink, TENANT_A, records([at(5)]))).rejected.size).toBe(0);
         expect(lookups()).toBe(1);
-        expect((await fx.sink.write(TENANT_A, records([at(200), first[0]!]))).rejected.size).toBe(0);
+        expect((await writeTenant(fx.sink, TENANT_A, records([at(200), first[0]!]))).rejected.size).toBe(0);
         expect(lookups()).toBeGreaterThanOrEqual(2);
       } finally {
         run.mockRestore();
@@ -196,7 +196,7 @@ describe('DuckDbSignalSink', () => {
       expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(1);
       // Attached again, the latest stored time comes from the table: a replay is still found.
       await fx.sink.releaseTenant(TENANT_A);
-      expect((await fx.sink.write(TENANT_A, records([first[1]!]))).rejected.size).toBe(0);
+      expect((await writeTenant(fx.sink, TENANT_A, records([first[1]!]))).rejected.size).toBe(0);
       expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(2);
       expect(await stored(TENANT_A)).toBe(105);
     });
@@ -208,7 +208,7 @@ describe('DuckDbSignalSink', () => {
         const tenants = Array.from({ length: 3 }, () => randomUUID());
         for (let round = 0; round < 5; round++) {
           for (const t of tenants) {
-            expect((await fx.sink.write(t, records(Array.from({ length: 400 }, (_, i) => signal(t, round * 400 + i)), round * 400))).rejected.size).toBe(0);
+            expect((await writeTenant(fx.sink, t, records(Array.from({ length: 400 }, (_, i) => signal(t, round * 400 + i)), round * 400))).rejected.size).toBe(0);
           }
         }
         // While they are still attached: a DETACH checkpoints too.
@@ -243,7 +243,7 @@ describe('DuckDbSignalSink', () => {
 
       fx.makeSink();
       const fresh = signal(TENANT_A, 9);
-      expect((await fx.sink.write(TENANT_A, records([before[1]!, fresh]))).rejected.size).toBe(0);
+      expect((await writeTenant(fx.sink, TENANT_A, records([before[1]!, fresh]))).rejected.size).toBe(0);
       expect(await value('spanledger_duckdb_rows_written_total')).toBe(1);
       expect(await value('spanledger_duckdb_rows_duplicate_total')).toBe(1);
       expect(await stored(TENANT_A)).toBe(4);
@@ -261,7 +261,7 @@ describe('DuckDbSignalSink', () => {
     it('replaces an instance DuckDB invalidated (a FATAL error, simulated) and writes on the new one', async () => {
       fx.makeSink({ appendMaxRows: 8 });
       await fx.sink.start();
-      expect((await fx.sink.write(TENANT_A, records([signal(TENANT_A, 0)]))).rejected.size).toBe(0);
+      expect((await writeTenant(fx.sink, TENANT_A, records([signal(TENANT_A, 0)]))).rejected.size).toBe(0);
       // What a rollback that ran out of memory does to DuckDB: from then on every query fails so.
       const { DuckDBConnection } = await import('@duckdb/node-api');
       const realRun = DuckDBConnection.prototype.run;
@@ -276,10 +276,10 @@ describe('DuckDbSignalSink', () => {
       } as typeof realRun);
       try {
         const batch = Array.from({ length: 4 }, (_, i) => signal(TENANT_A, 1 + i));
-        await expect(fx.sink.write(TENANT_A, records(batch, 1))).rejects.toBeInstanceOf(RetriableError);
+        await expect(writeTenant(fx.sink, TENANT_A, records(batch, 1))).rejects.toBeInstanceOf(RetriableError);
         expect(await value('spanledger_duckdb_instances_invalidated_total')).toBe(1);
         // The worker retries the flush: a new instance attaches the tenant again.
-        expect((await fx.sink.write(TENANT_A, records(batch, 1))).rejected.size).toBe(0);
+        expect((await writeTenant(fx.sink, TENANT_A, records(batch, 1))).rejected.size).toBe(0);
         expect(await stored(TENANT_A)).toBe(5);
         expect((await fx.sink.stats()).attached).toEqual([tenantAlias(TENANT_A)]);
         expect(fs.readdirSync(path.join(fx.dir, '.tmp'))).toEqual([`${os.hostname()}-${process.pid}-1`]);
@@ -292,7 +292,7 @@ describe('DuckDbSignalSink', () => {
       fx.makeSink({ connections: 1 });
       await fx.sink.start();
       await fx.sink.close();
-      const results = await Promise.allSettled([0, 1].map((k) => fx.sink.write(TENANT_A, records([signal(TENANT_A, k)]))));
+      const results = await Promise.allSettled([0, 1].map((k) => writeTenant(fx.sink, TENANT_A, records([signal(TENANT_A, k)]))));
       expect(results.every((r) => r.status === 'rejected' && r.reason instanceof RetriableError)).toBe(true);
     });
   });
