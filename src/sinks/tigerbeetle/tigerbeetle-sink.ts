@@ -18,7 +18,7 @@ import {
 } from 'tigerbeetle-node';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { ConfigError, RecordRejectedError, RetriableError } from '../../errors.js';
+import { ConfigError, FatalStoreError, InvariantError, RecordRejectedError, RetriableError } from '../../errors.js';
 import { SEVERITIES, parseSignalTime, signalTime, type Severity, type Signal } from '../../model/signal.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
 import type { SinkContext } from '../types.js';
@@ -423,7 +423,7 @@ export class TigerBeetleSignalSink implements TenantBatchSink<Signal> {
     if (records.length === 0) return { rejected };
     if (!isCanonicalUuid(tenantId)) {
       // Tenant ids are validated before any sink sees them: this is a caller bug.
-      throw new ConfigError(`TigerBeetleSignalSink.write: tenant id ${JSON.stringify(tenantId)} is not a canonical UUID`);
+      throw new InvariantError(`TigerBeetleSignalSink.write: tenant id ${JSON.stringify(tenantId)} is not a canonical UUID`);
     }
 
     const transfers: Transfer[] = [];
@@ -660,7 +660,7 @@ export class TigerBeetleSignalSink implements TenantBatchSink<Signal> {
         failFrom(
           offset,
           err instanceof TooMuchDataError
-            ? new ConfigError('TigerBeetle cluster refuses even a single transfer per request (ERR_TOO_MUCH_DATA)')
+            ? new FatalStoreError('tigerbeetle', 'the cluster refuses even a single transfer per request (ERR_TOO_MUCH_DATA)')
             : err instanceof Error
               ? err
               : new Error(String(err)),
@@ -785,7 +785,7 @@ export class TigerBeetleSignalSink implements TenantBatchSink<Signal> {
     if (code === null) {
       // Not the client's own error type: a bug (e.g. a malformed event), retrying cannot help.
       this.metrics.requestErrors.inc({ op, reason: 'unexpected' });
-      return err instanceof Error ? err : new Error(String(err));
+      return new FatalStoreError('tigerbeetle', `${op} failed with an error that is not the client's own: ${err instanceof Error ? err.message : String(err)}`, err);
     }
     this.metrics.requestErrors.inc({ op, reason: code });
     switch (code) {

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { CreateTransferStatus, ErrorCodes, RequestError } from 'tigerbeetle-node';
-import { ConfigError, RecordRejectedError, RetriableError } from '../../../src/errors.js';
+import { ConfigError, FatalStoreError, InvariantError, RecordRejectedError, RetriableError, dispositionOf } from '../../../src/errors.js';
 import type { Severity, Signal } from '../../../src/model/signal.js';
 import {
   TigerBeetleSignalSink,
@@ -286,6 +286,38 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const err = await sink.write(TENANT, records([signal()])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).toContain('ERR_CLIENT_RELEASE_TOO_HIGH');
+  });
+
+  it('surfaces an answer the client must never give (not a RequestError) as a FatalStoreError: the worker stops', async () => {
+    const { sink, cluster, registry } = setup();
+    await sink.start();
+    await sink.write(TENANT, records([signal()]));
+    cluster.failNext = new TypeError('invalid transfer event');
+    const err = await sink.write(TENANT, records([signal()])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalStoreError);
+    expect(dispositionOf(err)).toBe('fatal');
+    expect((err as Error).message).toContain('invalid transfer event');
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_request_errors_total', { op: 'create_transfers', reason: 'unexpected' })).toBe(1);
+  });
+
+  it('stops with a FatalStoreError when the cluster refuses even one transfer per request (ERR_TOO_MUCH_DATA)', async () => {
+    const { sink, cluster } = setup({ maxBatch: 4 });
+    await sink.start();
+    cluster.failWhen = (call) => (call.op === 'create_transfers' ? new RequestError(ErrorCodes.ERR_TOO_MUCH_DATA) : undefined);
+    const err = await sink.write(TENANT, records([signal(), signal(), signal(), signal()])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalStoreError);
+    expect((err as Error).message).toContain('ERR_TOO_MUCH_DATA');
+    expect(cluster.callsOf('create_transfers')).toEqual([4, 2, 1]);
+  });
+
+  it('throws an InvariantError for a tenant id that is not canonical (the decoder refuses those)', async () => {
+    const { sink, cluster } = setup();
+    await sink.start();
+    const upper = TENANT.toUpperCase();
+    const err = await sink.write(upper, records([signal({ tenantId: upper })])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvariantError);
+    expect((err as Error).message).toContain(upper);
+    expect(cluster.calls).toEqual([]);
   });
 
   it('halves the batch when the cluster refuses it as too large (ERR_TOO_MUCH_DATA)', async () => {
