@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { CreateTransferStatus, ErrorCodes, RequestError } from 'tigerbeetle-node';
+import { signalSettings } from '../../../src/config/settings.js';
 import { ConfigError, FatalStoreError, InvariantError, RecordRejectedError, RetriableError, dispositionOf } from '../../../src/errors.js';
 import type { Severity, Signal } from '../../../src/model/signal.js';
 import { accountIdFor, ruleTag, signalToTransfer, transferIdFor, uuidToU128 } from '../../../src/sinks/tigerbeetle/derivation.js';
@@ -341,6 +342,13 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     expect(() => setup({ ledger: 0 })).toThrow(/ledger/);
     expect(() => setup({ addresses: [] })).toThrow(/addresses/);
     expect(() => setup({ requestTimeoutMs: 0 })).toThrow(/requestTimeoutMs/);
+  });
+
+  it('the settings table checks the cluster id the sink needs (0..2^128-1)', () => {
+    const clusterId = signalSettings.tbClusterId.schema;
+    expect(clusterId.parse(String((1n << 128n) - 1n))).toBe((1n << 128n) - 1n);
+    expect(clusterId.safeParse(String(1n << 128n)).success).toBe(false);
+    expect(() => setup({ clusterId: 1n << 128n })).toThrow(/clusterId/);
   });
 
   it('close() destroys the client', async () => {
