@@ -9,10 +9,10 @@
  *
  * Three loops, each BATCHES (default 20) rounds after 2 warm-up rounds: (1) the raw
  * tigerbeetle-node client, one request of 8189 pre-built transfers a round; (2) the sink's write()
- * of 8189 signals of one tenant a round, which also turns signals into transfers and reads the
- * results; (3) flush-shaped: TENANTS (default 500) concurrent sink writes of 16 signals each a
- * round, as the pipeline writes a flush over many tenants (the sink coalesces them into shared
- * requests; the round's createTransfers count is printed). Each prints transfers/s next to the
+ * of a flush of 8189 signals of one tenant a round, which also turns signals into transfers and
+ * reads the results; (3) flush-shaped: one flush of TENANTS (default 500) tenants × 16 signals a
+ * round, as the pipeline writes a partition's flush over many tenants (the sink sends them in
+ * shared requests; the round's createTransfers count is printed). Each prints transfers/s next to the
  * 50K signals/s target. Bounded: about 3 × (2 + BATCHES) requests (plus TENANTS account
  * requests) and it stops.
  */
@@ -21,13 +21,10 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { createClient, CreateTransferStatus, type Transfer } from 'tigerbeetle-node';
 import type { Signal } from '../src/model/signal.js';
-import {
-  TIGERBEETLE_BATCH_MAX,
-  TigerBeetleSignalSink,
-  accountIdFor,
-  signalToTransfer,
-} from '../src/sinks/tigerbeetle/tigerbeetle-sink.js';
+import { accountIdFor, signalToTransfer } from '../src/sinks/tigerbeetle/derivation.js';
+import { TIGERBEETLE_BATCH_MAX, TigerBeetleSignalSink } from '../src/sinks/tigerbeetle/tigerbeetle-sink.js';
 import { startTigerBeetle } from '../test/support/tigerbeetle.js';
+import { TB_SETTING_DEFAULTS, signalFlush } from '../test/support/tigerbeetle-flush.js';
 
 const TARGET_PER_SECOND = 50_000;
 const BATCHES = Number(process.env.BATCHES ?? 20);
@@ -72,7 +69,7 @@ console.log(`TigerBeetle from ${tb.source} at ${tb.address}; ${BATCHES} batches 
 const logger = pino({ level: 'warn' });
 const registry = new Registry();
 const sink = new TigerBeetleSignalSink(
-  { clusterId: tb.clusterId, addresses: tb.addresses, maxBatch: TIGERBEETLE_BATCH_MAX },
+  { clusterId: tb.clusterId, addresses: tb.addresses, ...TB_SETTING_DEFAULTS, maxBatch: TIGERBEETLE_BATCH_MAX },
   { logger, registry },
 );
 async function requestCount(): Promise<number> {
@@ -85,9 +82,7 @@ try {
 
   // (1) Raw client. The sink creates the tenant's accounts; transfers are built before timing.
   const rawTenant = randomUUID();
-  await sink.write(rawTenant, [
-    { value: makeSignals(rawTenant, 1)[0]!, source: { topic: 'bench', partition: 0, offset: '0' } },
-  ]);
+  await sink.write(signalFlush(new Map([[rawTenant, makeSignals(rawTenant, 1)]])));
   const accounts = { debit: accountIdFor(rawTenant, 'tenant'), credit: accountIdFor(rawTenant, 'signals') };
   const batches: Transfer[][] = [];
   for (let b = 0; b < WARMUP + BATCHES; b += 1) {
@@ -110,29 +105,24 @@ try {
   // (2) Through the sink: signals → transfers → createTransfers → results.
   const sinkTenant = randomUUID();
   const signalBatches = Array.from({ length: WARMUP + BATCHES }, () =>
-    makeSignals(sinkTenant, TIGERBEETLE_BATCH_MAX).map((value, i) => ({
-      value,
-      source: { topic: 'bench', partition: 0, offset: String(i) },
-    })),
+    signalFlush(new Map([[sinkTenant, makeSignals(sinkTenant, TIGERBEETLE_BATCH_MAX)]])),
   );
   const sinkLatencies: number[] = [];
   let sinkStart = 0;
   for (let b = 0; b < signalBatches.length; b += 1) {
     if (b === WARMUP) sinkStart = performance.now();
     const t0 = performance.now();
-    const result = await sink.write(sinkTenant, signalBatches[b]!);
+    const result = await sink.write(signalBatches[b]!);
     if (b >= WARMUP) sinkLatencies.push(performance.now() - t0);
     if (result.rejected.size > 0) throw new Error(`${result.rejected.size} signals rejected in batch ${b}`);
   }
   report('sink.write (signals)       ', BATCHES * TIGERBEETLE_BATCH_MAX, (performance.now() - sinkStart) / 1000, sinkLatencies);
 
-  // (3) Flush-shaped: TENANTS concurrent writes of PER_TENANT signals (the first round, a warm-up,
-  // also creates the tenants' accounts).
+  // (3) Flush-shaped: one flush of TENANTS tenants × PER_TENANT signals (the first round, a
+  // warm-up, also creates the tenants' accounts).
   const tenants = Array.from({ length: TENANTS }, () => randomUUID());
   const rounds = Array.from({ length: WARMUP + BATCHES }, () =>
-    tenants.map((tenantId) =>
-      makeSignals(tenantId, PER_TENANT).map((value, i) => ({ value, source: { topic: 'bench', partition: 0, offset: String(i) } })),
-    ),
+    signalFlush(new Map(tenants.map((tenantId) => [tenantId, makeSignals(tenantId, PER_TENANT)]))),
   );
   const flushLatencies: number[] = [];
   let flushStart = 0;
@@ -143,15 +133,15 @@ try {
       requestsBefore = await requestCount();
     }
     const t0 = performance.now();
-    const results = await Promise.all(tenants.map((tenantId, i) => sink.write(tenantId, rounds[b]![i]!)));
+    const result = await sink.write(rounds[b]!);
     if (b >= WARMUP) flushLatencies.push(performance.now() - t0);
-    const rejected = results.reduce((n, r) => n + r.rejected.size, 0);
+    const rejected = result.rejected.size;
     if (rejected > 0) throw new Error(`${rejected} signals rejected in round ${b}`);
   }
   const flushSeconds = (performance.now() - flushStart) / 1000;
   const requests = (await requestCount()) - requestsBefore;
-  report(`sink.write, ${TENANTS} tenants × ${PER_TENANT} at once`, BATCHES * TENANTS * PER_TENANT, flushSeconds, flushLatencies);
-  console.log(`  ${requests} createTransfers requests for ${BATCHES} rounds (${(requests / BATCHES).toFixed(1)} a round of ${TENANTS} writes)`);
+  report(`sink.write, one flush of ${TENANTS} tenants × ${PER_TENANT}`, BATCHES * TENANTS * PER_TENANT, flushSeconds, flushLatencies);
+  console.log(`  ${requests} createTransfers requests for ${BATCHES} rounds (${(requests / BATCHES).toFixed(1)} a round of ${TENANTS} tenants)`);
 } finally {
   client.destroy();
   await sink.close();

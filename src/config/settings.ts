@@ -106,7 +106,7 @@ export const signalSettings = {
   duckdbAcquireTimeoutMs: setting('DUCKDB_ACQUIRE_TIMEOUT_MS', 'duckdb-acquire-timeout-ms', '60000', 'a DuckDB write waiting longer than this for a tenant database\'s file lock held by another process, a connection or its tenant\'s turn fails as retriable (counted by the duckdb circuit breaker) (ms)', positiveInt),
   duckdbMaxHoldMs: setting('DUCKDB_MAX_HOLD_MS', 'duckdb-max-hold-ms', '5000', 'hand a tenant database held this long over to another process waiting for its file lock (ms)', positiveInt),
   tbAddress: setting('TB_ADDRESS', 'tb-address', '3000', 'TigerBeetle replica addresses, comma-separated (port or host:port)', z.string().regex(/^[\w.:,\[\]-]+$/, 'comma-separated ports or host:port')),
-  tbClusterId: setting('TB_CLUSTER_ID', 'tb-cluster-id', '0', 'TigerBeetle cluster id', z.string().regex(/^\d{1,39}$/, 'must be an unsigned integer').transform((s) => BigInt(s))),
+  tbClusterId: setting('TB_CLUSTER_ID', 'tb-cluster-id', '0', 'TigerBeetle cluster id', z.string().regex(/^\d{1,39}$/, 'must be an unsigned integer').transform((s) => BigInt(s)).refine((id) => id < 1n << 128n, 'must be below 2^128')),
   tbLedger: setting('TB_LEDGER', 'tb-ledger', '1', 'TigerBeetle ledger of the signal accounts', z.coerce.number().int().min(1).max(2 ** 32 - 1)),
   tbMaxBatch: setting('TB_MAX_BATCH', 'tb-max-batch', '8189', 'most transfers in one createTransfers request (cluster maximum 8189)', z.coerce.number().int().min(1).max(8189)),
   tbRequestTimeoutMs: setting('TB_REQUEST_TIMEOUT_MS', 'tb-request-timeout-ms', '10000', 'a TigerBeetle request not answered in this time is retried (ms)', positiveInt),

@@ -1,4 +1,3 @@
-import { fromTenantBatchSink } from '../sinks/tenant-batch-adapter.js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { kafkaSettings, Parsed, signalSettings, workerSettings } from '../config/settings.js';
@@ -62,7 +61,7 @@ export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, r
     dlqTopic: config.signals.dlqTopic,
     group: config.signals.group,
     decoder: new SignalDecoder(config.worker.maxMessageBytes),
-    sinks: [createDuckDbSink(config.signals, logger, registry), fromTenantBatchSink(createTigerBeetleSink(config.signals, logger, registry, options.tigerBeetleClientFactory))],
+    sinks: [createDuckDbSink(config.signals, logger, registry), createTigerBeetleSink(config.signals, logger, registry, options.tigerBeetleClientFactory)],
     logger,
     registry,
   });

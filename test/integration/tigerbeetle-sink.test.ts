@@ -8,15 +8,11 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AccountFlags, createClient } from 'tigerbeetle-node';
-import { ConfigError, RetriableError } from '../../src/errors.js';
+import { FatalStoreError, RetriableError } from '../../src/errors.js';
 import type { Signal } from '../../src/model/signal.js';
-import {
-  TigerBeetleSignalSink,
-  accountIdFor,
-  uuidToU128,
-  type TigerBeetleSinkConfig,
-} from '../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
-import type { SourcePosition } from '../../src/sinks/tenant-batch-adapter.js';
+import { accountIdFor, uuidToU128 } from '../../src/sinks/tigerbeetle/derivation.js';
+import { TigerBeetleSignalSink, type TigerBeetleSinkConfig } from '../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
+import { TB_SETTING_DEFAULTS, writeTenant } from '../support/tigerbeetle-flush.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
 import { registryValue } from '../support/metrics.js';
 
@@ -42,17 +38,13 @@ function signalFor(tenantId: string, overrides: Partial<Signal> = {}): Signal {
   };
 }
 
-function records(signals: Signal[]): Array<{ value: Signal; source: SourcePosition }> {
-  return signals.map((value, i) => ({ value, source: { topic: 'signals', partition: 0, offset: String(i) } }));
-}
-
 const logger = pino({ level: 'warn' });
 
 function makeSink(config: Partial<TigerBeetleSinkConfig> = {}) {
   if ('skipped' in tb) throw new Error('unreachable');
   const registry = new Registry();
   const sink = new TigerBeetleSignalSink(
-    { clusterId: tb.clusterId, addresses: tb.addresses, maxBatch: 8189, ...config },
+    { clusterId: tb.clusterId, addresses: tb.addresses, ...TB_SETTING_DEFAULTS, maxBatch: 8189, ...config },
     { logger, registry },
   );
   return { sink, registry };
@@ -68,7 +60,7 @@ describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle',
     const first = makeSink();
     await first.sink.start();
     const seed = signalFor(randomUUID());
-    await first.sink.write(seed.tenantId, records([seed]));
+    await writeTenant(first.sink, seed.tenantId, [seed]);
     expect(await registryValue(first.registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_accounts' })).toBe(1);
 
     const client = createClient({ cluster_id: tb.clusterId, replica_addresses: tb.addresses });
@@ -90,7 +82,7 @@ describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle',
     const second = makeSink();
     await second.sink.start();
     const again = signalFor(seed.tenantId);
-    expect((await second.sink.write(seed.tenantId, records([again]))).rejected.size).toBe(0);
+    expect((await writeTenant(second.sink, seed.tenantId, [again])).rejected.size).toBe(0);
     expect((await second.sink.lookupTenantBalances(seed.tenantId)).signals?.creditsPosted).toBe(2n);
     await first.sink.close();
     await second.sink.close();
@@ -99,7 +91,7 @@ describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle',
   it('stores 10,000 signals of one tenant in exactly 2 createTransfers requests', async () => {
     const { sink, registry } = makeSink();
     await sink.start();
-    const result = await sink.write(tenantId, records(signals));
+    const result = await writeTenant(sink, tenantId, signals);
     expect(result.rejected.size).toBe(0);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_transfers' })).toBe(2);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(10_000);
@@ -114,7 +106,7 @@ describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle',
   it('treats a replay of the same signals as success and leaves balances unchanged', async () => {
     const { sink, registry } = makeSink();
     await sink.start();
-    const result = await sink.write(tenantId, records(signals));
+    const result = await writeTenant(sink, tenantId, signals);
     expect(result.rejected.size).toBe(0);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(10_000);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(0);
@@ -133,7 +125,7 @@ describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle',
       signalFor(tenantId),
       { ...signals[1]!, timestamp: '2020-01-01T00:00:00.000Z' },
     ];
-    const result = await sink.write(tenantId, records(batch));
+    const result = await writeTenant(sink, tenantId, batch);
     expect([...result.rejected.keys()].sort()).toEqual([1, 3]);
     expect(result.rejected.get(1)?.errorClass).toBe('exists_with_different_code');
     expect(result.rejected.get(1)?.message).toContain(signals[0]!.id);
@@ -143,11 +135,11 @@ describe.skipIf(skipped !== null)('TigerBeetleSignalSink on a real TigerBeetle',
     await sink.close();
   });
 
-  it('refuses to run with a ledger other than the one the accounts were created with', async () => {
+  it('refuses to run with a ledger other than the one the accounts were created with (FatalStoreError: the worker stops)', async () => {
     const { sink } = makeSink({ ledger: 2 });
     await sink.start();
-    const err = await sink.write(tenantId, records([signalFor(tenantId)])).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ConfigError);
+    const err = await writeTenant(sink, tenantId, [signalFor(tenantId)]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalStoreError);
     expect((err as Error).message).toContain('exists_with_different_ledger');
     await sink.close();
   });
@@ -162,13 +154,13 @@ describe('TigerBeetleSignalSink with the real client and no cluster', () => {
       });
     });
     const sink = new TigerBeetleSignalSink(
-      { clusterId: 0n, addresses: [`127.0.0.1:${port}`], requestTimeoutMs: 300 },
+      { clusterId: 0n, addresses: [`127.0.0.1:${port}`], ...TB_SETTING_DEFAULTS, requestTimeoutMs: 300 },
       { logger, registry: new Registry() },
     );
     await sink.start();
     const tenant = randomUUID();
     const started = Date.now();
-    const err = await sink.write(tenant, records([signalFor(tenant)])).catch((e: unknown) => e);
+    const err = await writeTenant(sink, tenant, [signalFor(tenant)]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RetriableError);
     expect(Date.now() - started).toBeLessThan(5_000);
     await sink.close();

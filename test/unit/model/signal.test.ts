@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { SignalDecoder } from '../../../src/model/decode.js';
 import { generateSignal, tenantIdFor } from '../../../src/model/generate.js';
 import { parseSignalTime, signalTime, SIGNAL_METADATA_MAX_DEPTH, SIGNAL_TIME_MAX_MS } from '../../../src/model/signal.js';
-import { signalTimeMs } from '../../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
+import { signalTimeMs } from '../../../src/sinks/tigerbeetle/derivation.js';
 
 const tenant = tenantIdFor(3);
 const decoder = new SignalDecoder(1_048_576);

@@ -3,18 +3,12 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { CreateTransferStatus, ErrorCodes, RequestError } from 'tigerbeetle-node';
-import { ConfigError, RecordRejectedError, RetriableError } from '../../../src/errors.js';
+import { signalSettings } from '../../../src/config/settings.js';
+import { ConfigError, FatalStoreError, InvariantError, RecordRejectedError, RetriableError, dispositionOf } from '../../../src/errors.js';
 import type { Severity, Signal } from '../../../src/model/signal.js';
-import {
-  TigerBeetleSignalSink,
-  accountIdFor,
-  ruleTag,
-  signalToTransfer,
-  transferIdFor,
-  uuidToU128,
-  type TigerBeetleSinkConfig,
-} from '../../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
-import type { SourcePosition } from '../../../src/sinks/tenant-batch-adapter.js';
+import { accountIdFor, ruleTag, signalToTransfer, transferIdFor, uuidToU128 } from '../../../src/sinks/tigerbeetle/derivation.js';
+import { TigerBeetleSignalSink, type TigerBeetleSinkConfig } from '../../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
+import { TB_SETTING_DEFAULTS, writeFlush, writeTenant } from '../../support/tigerbeetle-flush.js';
 import { StandInCluster } from '../../support/tigerbeetle-standin.js';
 import { registryValue } from '../../support/metrics.js';
 
@@ -35,10 +29,6 @@ function signal(overrides: Partial<Signal> = {}): Signal {
   };
 }
 
-function records(signals: Signal[]): Array<{ value: Signal; source: SourcePosition }> {
-  return signals.map((value, i) => ({ value, source: { topic: 'signals', partition: 0, offset: String(i) } }));
-}
-
 function setup(config: Partial<TigerBeetleSinkConfig> = {}, cluster = new StandInCluster()) {
   const registry = new Registry();
   const logs: Array<{ level: number; msg: string }> = [];
@@ -47,7 +37,7 @@ function setup(config: Partial<TigerBeetleSinkConfig> = {}, cluster = new StandI
     { write: (line: string) => void logs.push(JSON.parse(line) as { level: number; msg: string }) },
   );
   const sink = new TigerBeetleSignalSink(
-    { clusterId: 0n, addresses: ['127.0.0.1:3000'], ...config },
+    { clusterId: 0n, addresses: ['127.0.0.1:3000'], ...TB_SETTING_DEFAULTS, ...config },
     { logger, registry },
     { clientFactory: cluster.factory },
   );
@@ -112,7 +102,7 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
   it('splits a batch into createTransfers calls of at most maxBatch (default 8189)', async () => {
     const { sink, cluster, registry } = setup();
     await sink.start();
-    const result = await sink.write(TENANT, records(Array.from({ length: 20_000 }, () => signal())));
+    const result = await writeTenant(sink, TENANT, Array.from({ length: 20_000 }, () => signal()));
     expect(result.rejected.size).toBe(0);
     expect(cluster.callsOf('create_transfers')).toEqual([8189, 8189, 3622]);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_requests_total', { op: 'create_transfers' })).toBe(3);
@@ -130,16 +120,16 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
   it('honours a configured maxBatch', async () => {
     const { sink, cluster } = setup({ maxBatch: 100 });
     await sink.start();
-    await sink.write(TENANT, records(Array.from({ length: 250 }, () => signal())));
+    await writeTenant(sink, TENANT, Array.from({ length: 250 }, () => signal()));
     expect(cluster.callsOf('create_transfers')).toEqual([100, 100, 50]);
   });
 
   it('counts a replay (exists) as success and leaves balances unchanged', async () => {
     const { sink, registry } = setup();
     await sink.start();
-    const batch = records(Array.from({ length: 500 }, () => signal()));
-    expect((await sink.write(TENANT, batch)).rejected.size).toBe(0);
-    expect((await sink.write(TENANT, batch)).rejected.size).toBe(0);
+    const batch = Array.from({ length: 500 }, () => signal());
+    expect((await writeTenant(sink, TENANT, batch)).rejected.size).toBe(0);
+    expect((await writeTenant(sink, TENANT, batch)).rejected.size).toBe(0);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(500);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(500);
     expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(500n);
@@ -150,7 +140,7 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     await sink.start();
     const original = signal({ severity: 'LOW' });
     const traced = signal();
-    await sink.write(TENANT, records([original, traced]));
+    await writeTenant(sink, TENANT, [original, traced]);
 
     const batch = [
       signal(),
@@ -158,7 +148,7 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
       signal(),
       { ...traced, traceId: 'ffffffffffffffffffffffffffffffff' },
     ];
-    const result = await sink.write(TENANT, records(batch));
+    const result = await writeTenant(sink, TENANT, batch);
     expect([...result.rejected.keys()].sort()).toEqual([1, 3]);
     const codeConflict = result.rejected.get(1)!;
     expect(codeConflict).toBeInstanceOf(RecordRejectedError);
@@ -177,7 +167,7 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const { sink, cluster } = setup();
     await sink.start();
     const batch = [signal(), signal({ tenantId: OTHER_TENANT }), signal({ timestamp: '1969-12-31T23:59:59Z' })];
-    const result = await sink.write(TENANT, records(batch));
+    const result = await writeTenant(sink, TENANT, batch);
     expect(result.rejected.get(1)?.errorClass).toBe('TenantMismatch');
     expect(result.rejected.get(2)?.errorClass).toBe('InvalidTimestamp');
     expect(cluster.callsOf('create_transfers')).toEqual([1]);
@@ -189,13 +179,13 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const id = randomUUID();
     const mine = signal({ id, severity: 'LOW' });
     const theirs = signal({ id, tenantId: OTHER_TENANT, severity: 'CRITICAL', traceId: 'ffffffffffffffffffffffffffffffff' });
-    expect((await sink.write(TENANT, records([mine]))).rejected.size).toBe(0);
-    expect((await sink.write(OTHER_TENANT, records([theirs]))).rejected.size).toBe(0);
+    expect((await writeTenant(sink, TENANT, [mine])).rejected.size).toBe(0);
+    expect((await writeTenant(sink, OTHER_TENANT, [theirs])).rejected.size).toBe(0);
     expect(cluster.transfers.get(transferIdFor(TENANT, id))?.code).toBe(1);
     expect(cluster.transfers.get(transferIdFor(OTHER_TENANT, id))?.code).toBe(4);
     // Replays of both, in the other order: exists, nothing counted twice.
-    expect((await sink.write(OTHER_TENANT, records([theirs]))).rejected.size).toBe(0);
-    expect((await sink.write(TENANT, records([mine]))).rejected.size).toBe(0);
+    expect((await writeTenant(sink, OTHER_TENANT, [theirs])).rejected.size).toBe(0);
+    expect((await writeTenant(sink, TENANT, [mine])).rejected.size).toBe(0);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'ok' })).toBe(2);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_transfers_total', { result: 'exists' })).toBe(2);
     expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(1n);
@@ -206,11 +196,11 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const { sink, cluster } = setup();
     await sink.start();
     await Promise.all([
-      sink.write(TENANT, records([signal()])),
-      sink.write(TENANT, records([signal()])),
-      sink.write(OTHER_TENANT, records([signal({ tenantId: OTHER_TENANT })])),
+      writeTenant(sink, TENANT, [signal()]),
+      writeTenant(sink, TENANT, [signal()]),
+      writeTenant(sink, OTHER_TENANT, [signal({ tenantId: OTHER_TENANT })]),
     ]);
-    await sink.write(TENANT, records([signal()]));
+    await writeTenant(sink, TENANT, [signal()]);
     expect(cluster.callsOf('create_accounts')).toEqual([2, 2]);
     expect(cluster.accounts.size).toBe(4);
     const tenantAccount = cluster.accounts.get(accountIdFor(TENANT, 'tenant'))!;
@@ -222,19 +212,19 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
   it('accepts accounts that already exist (another process made them)', async () => {
     const cluster = new StandInCluster();
     const first = setup({}, cluster);
-    await first.sink.write(TENANT, records([signal()]));
+    await writeTenant(first.sink, TENANT, [signal()]);
     const second = setup({}, cluster);
-    expect((await second.sink.write(TENANT, records([signal()]))).rejected.size).toBe(0);
+    expect((await writeTenant(second.sink, TENANT, [signal()])).rejected.size).toBe(0);
     expect(cluster.callsOf('create_accounts')).toEqual([2, 2]);
   });
 
-  it('throws a non-retriable ConfigError when accounts exist with a different ledger', async () => {
+  it('throws a FatalStoreError (the worker stops) when accounts exist with a different ledger', async () => {
     const cluster = new StandInCluster();
-    await setup({ ledger: 1 }, cluster).sink.write(TENANT, records([signal()]));
+    await writeTenant(setup({ ledger: 1 }, cluster).sink, TENANT, [signal()]);
     const { sink } = setup({ ledger: 2 }, cluster);
-    const err = await sink.write(TENANT, records([signal()])).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).retriable).toBe(false);
+    const err = await writeTenant(sink, TENANT, [signal()]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalStoreError);
+    expect((err as FatalStoreError).retriable).toBe(false);
     expect((err as Error).message).toContain('exists_with_different_ledger');
     expect(cluster.callsOf('create_transfers')).toEqual([1]);
   });
@@ -243,21 +233,21 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const { sink, cluster, registry } = setup({ requestTimeoutMs: 50 });
     await sink.start();
     cluster.hang = true;
-    const batch = records([signal(), signal()]);
-    const err = await sink.write(TENANT, batch).catch((e: unknown) => e);
+    const batch = [signal(), signal()];
+    const err = await writeTenant(sink, TENANT, batch).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RetriableError);
     expect((err as Error).message).toMatch(/create_accounts did not answer within 50 ms/);
     expect(await registryValue(registry, 'spanledger_tigerbeetle_request_errors_total', { op: 'create_accounts', reason: 'timeout' })).toBe(1);
 
     cluster.hang = false;
-    expect((await sink.write(TENANT, batch)).rejected.size).toBe(0);
+    expect((await writeTenant(sink, TENANT, batch)).rejected.size).toBe(0);
     // The client was kept: one timed-out request is not a reason to replace it.
     expect(cluster.clients.length).toBe(1);
 
     cluster.hang = true;
-    await expect(sink.write(TENANT, batch)).rejects.toBeInstanceOf(RetriableError);
+    await expect(writeTenant(sink, TENANT, batch)).rejects.toBeInstanceOf(RetriableError);
     cluster.hang = false;
-    const replay = await sink.write(TENANT, batch);
+    const replay = await writeTenant(sink, TENANT, batch);
     expect(replay.rejected.size).toBe(0);
     expect((await sink.lookupTenantBalances(TENANT)).signals?.creditsPosted).toBe(2n);
   });
@@ -266,26 +256,58 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     const { sink, cluster } = setup({ requestTimeoutMs: 20, maxAbandonedRequests: 2 });
     await sink.start();
     cluster.hang = true;
-    await expect(sink.write(TENANT, records([signal()]))).rejects.toBeInstanceOf(RetriableError);
+    await expect(writeTenant(sink, TENANT, [signal()])).rejects.toBeInstanceOf(RetriableError);
     expect(cluster.clients.length).toBe(1);
-    await expect(sink.write(TENANT, records([signal()]))).rejects.toBeInstanceOf(RetriableError);
+    await expect(writeTenant(sink, TENANT, [signal()])).rejects.toBeInstanceOf(RetriableError);
     expect(cluster.clients.length).toBe(2);
     expect(cluster.clients[0]!.destroyed).toBe(true);
     cluster.hang = false;
-    expect((await sink.write(TENANT, records([signal()]))).rejected.size).toBe(0);
+    expect((await writeTenant(sink, TENANT, [signal()])).rejected.size).toBe(0);
   });
 
-  it('maps the client\'s own errors: evicted → retriable (new client), release mismatch → ConfigError', async () => {
+  it('maps the client\'s own errors: evicted → retriable (new client), release mismatch → FatalStoreError', async () => {
     const { sink, cluster } = setup();
     await sink.start();
-    await sink.write(TENANT, records([signal()]));
+    await writeTenant(sink, TENANT, [signal()]);
     cluster.failNext = new RequestError(ErrorCodes.ERR_CLIENT_EVICTED);
-    await expect(sink.write(TENANT, records([signal()]))).rejects.toBeInstanceOf(RetriableError);
+    await expect(writeTenant(sink, TENANT, [signal()])).rejects.toBeInstanceOf(RetriableError);
     expect(cluster.clients.length).toBe(2);
     cluster.failNext = new RequestError(ErrorCodes.ERR_CLIENT_RELEASE_TOO_HIGH);
-    const err = await sink.write(TENANT, records([signal()])).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ConfigError);
+    const err = await writeTenant(sink, TENANT, [signal()]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalStoreError);
     expect((err as Error).message).toContain('ERR_CLIENT_RELEASE_TOO_HIGH');
+  });
+
+  it('surfaces an answer the client must never give (not a RequestError) as a FatalStoreError: the worker stops', async () => {
+    const { sink, cluster, registry } = setup();
+    await sink.start();
+    await writeTenant(sink, TENANT, [signal()]);
+    cluster.failNext = new TypeError('invalid transfer event');
+    const err = await writeTenant(sink, TENANT, [signal()]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalStoreError);
+    expect(dispositionOf(err)).toBe('fatal');
+    expect((err as Error).message).toContain('invalid transfer event');
+    expect(await registryValue(registry, 'spanledger_tigerbeetle_request_errors_total', { op: 'create_transfers', reason: 'unexpected' })).toBe(1);
+  });
+
+  it('stops with a FatalStoreError when the cluster refuses even one transfer per request (ERR_TOO_MUCH_DATA)', async () => {
+    const { sink, cluster } = setup({ maxBatch: 4 });
+    await sink.start();
+    cluster.failWhen = (call) => (call.op === 'create_transfers' ? new RequestError(ErrorCodes.ERR_TOO_MUCH_DATA) : undefined);
+    const err = await writeTenant(sink, TENANT, [signal(), signal(), signal(), signal()]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalStoreError);
+    expect((err as Error).message).toContain('ERR_TOO_MUCH_DATA');
+    expect(cluster.callsOf('create_transfers')).toEqual([4, 2, 1]);
+  });
+
+  it('throws an InvariantError for a tenant id that is not canonical (the decoder refuses those)', async () => {
+    const { sink, cluster } = setup();
+    await sink.start();
+    const upper = TENANT.toUpperCase();
+    const err = await writeTenant(sink, upper, [signal({ tenantId: upper })]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvariantError);
+    expect((err as Error).message).toContain(upper);
+    expect(cluster.calls).toEqual([]);
   });
 
   it('halves the batch when the cluster refuses it as too large (ERR_TOO_MUCH_DATA)', async () => {
@@ -293,7 +315,7 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     cluster.batchLimit = 253; // what a replica started with --development accepts
     const { sink, logs } = setup({}, cluster);
     await sink.start();
-    const result = await sink.write(TENANT, records(Array.from({ length: 1000 }, () => signal())));
+    const result = await writeTenant(sink, TENANT, Array.from({ length: 1000 }, () => signal()));
     expect(result.rejected.size).toBe(0);
     expect(cluster.transfers.size).toBe(1000);
     expect(Math.max(...cluster.callsOf('create_transfers'))).toBeLessThanOrEqual(253);
@@ -303,12 +325,12 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
   it('forgets a tenant whose accounts vanished from the cluster, so the next batch recreates them', async () => {
     const { sink, cluster } = setup();
     await sink.start();
-    await sink.write(TENANT, records([signal()]));
+    await writeTenant(sink, TENANT, [signal()]);
     cluster.accounts.clear(); // e.g. the cluster was re-formatted under a running worker
     const lost = signal();
-    const result = await sink.write(TENANT, records([lost]));
+    const result = await writeTenant(sink, TENANT, [lost]);
     expect(result.rejected.get(0)?.errorClass).toBe('debit_account_not_found');
-    const next = await sink.write(TENANT, records([signal(), lost]));
+    const next = await writeTenant(sink, TENANT, [signal(), lost]);
     expect(cluster.callsOf('create_accounts')).toEqual([2, 2]);
     expect(next.rejected.size).toBe(1);
     expect(next.rejected.get(1)?.errorClass).toBe(CreateTransferStatus[CreateTransferStatus.id_already_failed]);
@@ -322,21 +344,27 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
     expect(() => setup({ requestTimeoutMs: 0 })).toThrow(/requestTimeoutMs/);
   });
 
+  it('the settings table checks the cluster id the sink needs (0..2^128-1)', () => {
+    const clusterId = signalSettings.tbClusterId.schema;
+    expect(clusterId.parse(String((1n << 128n) - 1n))).toBe((1n << 128n) - 1n);
+    expect(clusterId.safeParse(String(1n << 128n)).success).toBe(false);
+    expect(() => setup({ clusterId: 1n << 128n })).toThrow(/clusterId/);
+  });
+
   it('close() destroys the client', async () => {
     const { sink, cluster } = setup();
     await sink.start();
     await sink.close();
     expect(cluster.current.destroyed).toBe(true);
-    await expect(sink.write(TENANT, records([signal()]))).rejects.toBeInstanceOf(RetriableError);
+    await expect(writeTenant(sink, TENANT, [signal()])).rejects.toBeInstanceOf(RetriableError);
   });
 });
 
-describe('TigerBeetleSignalSink: one createTransfers request for the concurrent writes of a flush', () => {
+describe('TigerBeetleSignalSink: one createTransfers request for the tenants of a flush and the concurrent flushes', () => {
   const tenants = (n: number) => Array.from({ length: n }, () => randomUUID());
   const signalsOf = (tenantId: string, n: number) => Array.from({ length: n }, () => signal({ tenantId }));
-  /** Like the pipeline's runSink: every tenant of a flush written concurrently. */
-  const flush = (sink: TigerBeetleSignalSink, batches: Map<string, Signal[]>) =>
-    Promise.all([...batches].map(([tenantId, signals]) => sink.write(tenantId, records(signals))));
+  /** Like the pipeline's runSink: one write of the whole flush; each tenant's result, in the flush's order. */
+  const flush = async (sink: TigerBeetleSignalSink, batches: Map<string, Signal[]>) => [...(await writeFlush(sink, batches)).values()];
 
   /** A started sink whose `n` tenants have their accounts and one signal each; `calls` emptied. */
   const warmed = async (config: Partial<TigerBeetleSinkConfig>, n: number) => {
@@ -431,7 +459,7 @@ describe('TigerBeetleSignalSink: one createTransfers request for the concurrent 
     // (the caller retries the whole write): the third request holds write 29 only.
     cluster.failWhen = (call, index) => (index === 1 ? new RequestError(ErrorCodes.ERR_CLIENT_CLOSED) : undefined);
     const batches = new Map(ids.map((t) => [t, signalsOf(t, 7)]));
-    const outcomes = await Promise.allSettled([...batches].map(([t, s]) => sink.write(t, records(s))));
+    const outcomes = await Promise.allSettled([...batches].map(([t, s]) => writeTenant(sink, t, s)));
     cluster.failWhen = null;
     expect(cluster.callsOf('create_transfers')).toEqual([100, 100, 7]);
     const failed = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [i] : []));
@@ -445,9 +473,24 @@ describe('TigerBeetleSignalSink: one createTransfers request for the concurrent 
 
     // Each caller retries its own write; the retries go out together, replayed parts answer exists.
     cluster.calls.length = 0;
-    const retried = await Promise.all(failed.map((i) => sink.write(ids[i]!, records(batches.get(ids[i]!)!))));
+    const retried = await Promise.all(failed.map((i) => writeTenant(sink, ids[i]!, batches.get(ids[i]!)!)));
     expect(retried.every((r) => r.rejected.size === 0)).toBe(true);
     expect(cluster.callsOf('create_transfers')).toEqual([100, 5]);
+    for (const t of ids) expect((await sink.lookupTenantBalances(t)).signals?.creditsPosted).toBe(8n);
+  });
+
+  it('a flush whose second request fails is refused as a whole (retriable); its retry stores every transfer once', async () => {
+    const { sink, cluster, ids } = await warmed({ maxBatch: 100 }, 30);
+    cluster.failWhen = (_call, index) => (index === 1 ? new RequestError(ErrorCodes.ERR_CLIENT_CLOSED) : undefined);
+    const batches = new Map(ids.map((t) => [t, signalsOf(t, 7)]));
+    const err = await flush(sink, batches).catch((e: unknown) => e);
+    cluster.failWhen = null;
+    expect(err).toBeInstanceOf(RetriableError);
+    expect(cluster.callsOf('create_transfers')).toEqual([100, 100]);
+    cluster.calls.length = 0;
+    const retried = await flush(sink, batches);
+    expect(retried.every((r) => r.rejected.size === 0)).toBe(true);
+    expect(cluster.callsOf('create_transfers')).toEqual([100, 100, 10]);
     for (const t of ids) expect((await sink.lookupTenantBalances(t)).signals?.creditsPosted).toBe(8n);
   });
 
@@ -455,7 +498,7 @@ describe('TigerBeetleSignalSink: one createTransfers request for the concurrent 
     const { sink, cluster, ids } = await warmed({ requestTimeoutMs: 50 }, 20);
     cluster.hang = true;
     const batches = new Map(ids.map((t) => [t, signalsOf(t, 5)]));
-    const outcomes = await Promise.allSettled([...batches].map(([t, s]) => sink.write(t, records(s))));
+    const outcomes = await Promise.allSettled([...batches].map(([t, s]) => writeTenant(sink, t, s)));
     expect(outcomes.every((o) => o.status === 'rejected' && o.reason instanceof RetriableError)).toBe(true);
     expect(cluster.callsOf('create_transfers')).toEqual([100]);
     cluster.hang = false;
@@ -474,11 +517,11 @@ describe('TigerBeetleSignalSink: one createTransfers request for the concurrent 
     const first = signalsOf(t, 3);
     const other = signalsOf(u, 3);
     const second = signalsOf(t, 3);
-    const pending = [sink.write(t, records(first)), sink.write(u, records(other)), sink.write(t, records(second))];
+    const pending = [writeTenant(sink, t, first), writeTenant(sink, u, other), writeTenant(sink, t, second)];
     // Arrives while the first request is in flight: joins the queue behind it.
     await new Promise((resolve) => setImmediate(resolve));
     const late = signalsOf(u, 1);
-    pending.push(sink.write(u, records(late)));
+    pending.push(writeTenant(sink, u, late));
     await Promise.all(pending);
     expect(cluster.callsOf('create_transfers')).toEqual([4, 4, 2]);
     const stamps = [...first, ...second].map((s) => cluster.transfers.get(transferIdFor(t, s.id))!.timestamp);
@@ -489,11 +532,11 @@ describe('TigerBeetleSignalSink: one createTransfers request for the concurrent 
     const { sink, cluster } = setup();
     await sink.start();
     const t = randomUUID();
-    await sink.write(t, records(signalsOf(t, 1)));
+    await writeTenant(sink, t, signalsOf(t, 1));
     cluster.hang = true;
-    const inFlight = sink.write(t, records(signalsOf(t, 2)));
+    const inFlight = writeTenant(sink, t, signalsOf(t, 2));
     await new Promise((resolve) => setImmediate(resolve));
-    const queued = sink.write(t, records(signalsOf(t, 2)));
+    const queued = writeTenant(sink, t, signalsOf(t, 2));
     await sink.close();
     await expect(inFlight).rejects.toBeInstanceOf(RetriableError);
     await expect(queued).rejects.toBeInstanceOf(RetriableError);
