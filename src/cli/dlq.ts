@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { makeTable } from './table.js';
 import type { Kafka, KafkaMessage, Message } from 'kafkajs';
-import { DLQ_HEADERS, headersInOrder, orderedHeaders, type HeaderList } from '../kafka/dead-letter.js';
+import { DLQ_HEADERS } from '../kafka/dead-letter.js';
+import { headersInOrder, orderedHeaders, type HeaderList } from '../kafka/ordered-headers.js';
 import type { RecordHeaders } from '../model/headers.js';
 
 /** One record header as Kafka holds it: a name and its bytes, or null. */
