@@ -5,6 +5,7 @@ import './codecs.js';
 // kafkajs is CommonJS and Node sees only some of its exports as named ones.
 const { ConfigResourceTypes } = kafkajs;
 import type { Logger } from 'pino';
+import { kafkaFailure } from './kafka-errors.js';
 import { kafkajsLogLevel } from './kafkajs-log.js';
 
 /** A kafkajs client whose own logs go through pino (warnings and errors only; retried start-up errors as warnings). */
@@ -51,11 +52,6 @@ export async function ensureTopics(
   return missing.map((t) => t.topic);
 }
 
-/** True for errors kafkajs marks retriable (leader elections, a topic still being created). */
-export function isRetriableKafkaError(e: unknown): boolean {
-  return typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
-}
-
 /** Resolves once every partition of every topic has a leader; bounded by `timeoutMs`. */
 export async function waitForLeaders(admin: Pick<Admin, 'fetchTopicMetadata'>, topics: string[], timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -70,7 +66,7 @@ export async function waitForLeaders(admin: Pick<Admin, 'fetchTopicMetadata'>, t
       if (leaderless.length === 0) return;
       why = `no leader yet for a partition of ${leaderless.join(', ')}`;
     } catch (e) {
-      if (!isRetriableKafkaError(e)) throw e;
+      if (kafkaFailure(e, { topicMayBeNew: true }).kind !== 'retry') throw e;
       why = (e as Error).message;
     }
     if (Date.now() + delayMs > deadline) throw new Error(`topics ${topics.join(', ')} not ready within ${timeoutMs} ms: ${why}`);
