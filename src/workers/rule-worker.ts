@@ -35,6 +35,7 @@ export function traceTickMs(traceIdleMs: number): number {
  */
 export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
   const { ruleWorker } = config;
+  const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, withDay: false };
   const kafka = createKafka({ brokers: config.kafka.brokers, clientId: config.kafka.clientId, logger });
   const processor = new RuleProcessor({
     kafka,
@@ -56,7 +57,8 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
     topic: config.spans.topic,
     dlqTopic: ruleWorker.dlqTopic,
     group: ruleWorker.group,
-    decoder: new SpanDecoder(config.worker.maxMessageBytes, { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, withDay: false }),
+    decoder: new SpanDecoder(config.worker.maxMessageBytes, decoderOptions),
+    decoderSpec: { kind: 'spans', maxMessageBytes: config.worker.maxMessageBytes, options: decoderOptions },
     processor,
     openTraces: () => processor.openTraces,
     tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs),

@@ -77,6 +77,7 @@ export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, r
     dlqTopic: config.signals.dlqTopic,
     group: config.signals.group,
     decoder: new SignalDecoder(config.worker.maxMessageBytes),
+    decoderSpec: { kind: 'signals', maxMessageBytes: config.worker.maxMessageBytes },
     sinks: [fromTenantBatchSink(createDuckDbSink(config.signals, logger, registry)), fromTenantBatchSink(createTigerBeetleSink(config.signals, logger, registry, options.tigerBeetleClientFactory))],
     logger,
     registry,
