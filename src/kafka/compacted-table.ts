@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Admin, Batch, Consumer, Kafka } from 'kafkajs';
 import { backOff } from 'exponential-backoff';
 import type { Logger } from 'pino';
-import { ensureTopics } from './client.js';
+import { ensureTopics } from './topics.js';
 import { kafkaFailure } from './kafka-errors.js';
 
 /** Where a record stands in the topic. `offset` is Kafka's 64-bit offset as a decimal string. */
@@ -173,7 +173,7 @@ export class CompactedTable {
     await admin.connect();
     if (await closed()) return;
     if (this.options.create) {
-      await ensureTopics(admin, [{ topic: this.topic, ...this.options.create }]);
+      await ensureTopics(this.kafka, [{ topic: this.topic, ...this.options.create }]);
     } else if (!(await admin.listTopics()).includes(this.topic)) {
       throw new TopicNotFoundError(this.topic);
     }
