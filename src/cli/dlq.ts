@@ -95,7 +95,11 @@ export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, on
     try {
       await consumer.subscribe({ topic, fromBeginning: true });
       await new Promise<void>((resolve, reject) => {
-        consumer.on(consumer.events.CRASH, (e) => reject(e.payload.error));
+        // A crash kafkajs restarts the consumer after (a retriable one, e.g. "not the correct
+        // coordinator" while a fresh group's coordinator loads) is not the end of the read.
+        consumer.on(consumer.events.CRASH, (e) => {
+          if (!e.payload.restart) reject(e.payload.error);
+        });
         void consumer.run({
           autoCommit: false,
           eachMessage: async ({ partition, message }) => {
