@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { kafkaSettings } from '../config/settings.js';
+import { kafkaSettings, spanSettings } from '../config/settings.js';
 import { createKafka } from '../kafka/client.js';
 import { createLogger } from '../observability/logger.js';
 import { deadLetterJson, readDeadLetters, renderDeadLetterTable, replayDeadLetters } from './dlq.js';
@@ -31,18 +31,29 @@ class Progress {
   }
 }
 
+/**
+ * `--topic` of the dlq commands: a setting of its own whose default, environment variable and
+ * check are the span workers' dead-letter topic (SPANS_DLQ_TOPIC), so that a fleet configured
+ * with other topic names finds its dead letters without the flag (config file included).
+ */
+export const dlqCommandSettings = {
+  topic: {
+    ...spanSettings.dlqTopic,
+    flag: 'topic',
+    description: "dead-letter topic to read (the span workers'; signal workers dead-letter to SIGNALS_DLQ_TOPIC, rule workers to RULES_DLQ_TOPIC)",
+  },
+};
+
 /** `spanledger dlq inspect|replay`. */
 export function addDlqCommands(program: Command): void {
   const dlq = program.command('dlq').description('dead-letter topics');
   addSettings(
-    dlq
-      .command('inspect')
-      .description('print the dead-lettered records and why (a table, or JSON lines with --json)')
-      .option('--topic <name>', 'dead-letter topic to read', 'spans.dlq')
+    addSettings(dlq.command('inspect').description('print the dead-lettered records and why (a table, or JSON lines with --json)'), dlqCommandSettings)
       .option('--json', 'one JSON object per line instead of a table, with key, value and headers ([name, value] pairs): UTF-8 text as a string, other bytes as {"base64": "..."}', false)
       .option('--limit <n>', 'at most this many records (0 = all)', intArg('--limit', 0), 0),
     kafkaSettings,
-  ).action(async (opts: { topic: string; json: boolean; limit: number }, cmd: Command) => {
+  ).action(async (flags: { json: boolean; limit: number }, cmd: Command) => {
+    const opts = { ...flags, ...settingsOf(cmd, dlqCommandSettings) };
     const kafka = settingsOf(cmd, kafkaSettings);
     const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
     const progress = new Progress(`reading ${opts.topic}`);
@@ -61,16 +72,17 @@ export function addDlqCommands(program: Command): void {
   });
 
   addSettings(
-    dlq
-      .command('replay')
-      .description('send dead-lettered records back to their source topic, byte for byte (original key, value and headers), to be processed again')
-      .option('--topic <name>', 'dead-letter topic to read', 'spans.dlq')
+    addSettings(
+      dlq.command('replay').description('send dead-lettered records back to their source topic, byte for byte (original key, value and headers), to be processed again'),
+      dlqCommandSettings,
+    )
       .option('--reason <class>', 'only records with this reason, e.g. InvalidTenantId (default: all)')
       .option('--to <topic>', "produce here instead of each record's source topic (default: the source topic in each record's __connect.errors.topic header)")
       .option('--limit <n>', 'at most this many records (0 = all)', intArg('--limit', 0), 0)
       .option('--dry-run', 'list what would be replayed, send nothing', false),
     kafkaSettings,
-  ).action(async (opts: { topic: string; reason?: string; to?: string; limit: number; dryRun: boolean }, cmd: Command) => {
+  ).action(async (flags: { reason?: string; to?: string; limit: number; dryRun: boolean }, cmd: Command) => {
+    const opts = { ...flags, ...settingsOf(cmd, dlqCommandSettings) };
     const kafka = settingsOf(cmd, kafkaSettings);
     const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
     const reading = new Progress(`reading ${opts.topic}`);

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { makeTable } from './table.js';
 import type { Kafka, KafkaMessage, Message } from 'kafkajs';
-import { DLQ_HEADERS, headersInOrder, orderedHeaders, type HeaderList } from '../kafka/dead-letter.js';
+import { DLQ_HEADERS } from '../kafka/dead-letter.js';
+import { headersInOrder, orderedHeaders, type HeaderList } from '../kafka/ordered-headers.js';
 import type { RecordHeaders } from '../model/headers.js';
 
 /** One record header as Kafka holds it: a name and its bytes, or null. */
@@ -94,7 +95,11 @@ export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, on
     try {
       await consumer.subscribe({ topic, fromBeginning: true });
       await new Promise<void>((resolve, reject) => {
-        consumer.on(consumer.events.CRASH, (e) => reject(e.payload.error));
+        // A crash kafkajs restarts the consumer after (a retriable one, e.g. "not the correct
+        // coordinator" while a fresh group's coordinator loads) is not the end of the read.
+        consumer.on(consumer.events.CRASH, (e) => {
+          if (!e.payload.restart) reject(e.payload.error);
+        });
         void consumer.run({
           autoCommit: false,
           eachMessage: async ({ partition, message }) => {

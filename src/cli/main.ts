@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '../errors.js';
-import { kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
+import { kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettingsByRole } from '../config/settings.js';
 import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { createSpanWorker } from '../workers/span-worker.js';
@@ -26,9 +26,9 @@ export function buildProgram(): Command {
     .configureHelp({ sortOptions: false });
 
   const worker = program.command('worker').description('run a consumer worker (one member of a consumer group)');
-  addSettings(addSettings(addSettings(worker.command('spans').description('span worker: spans topic → per-tenant, per-day JSONL span log'), spanSettings), kafkaSettings), workerSettings).action(
+  addSettings(addSettings(addSettings(worker.command('spans').description('span worker: spans topic → per-tenant, per-day JSONL span log'), spanSettings), kafkaSettings), workerSettingsByRole.spans).action(
     async (_opts, cmd: Command) => {
-      const config = { spans: settingsOf(cmd, spanSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, workerSettings) };
+      const config = { spans: settingsOf(cmd, spanSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, workerSettingsByRole.spans) };
       const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'spans' });
       await runWorker(createSpanWorker(config, logger, createRegistry()), logger);
     },
@@ -38,7 +38,7 @@ export function buildProgram(): Command {
   const ruleSpanSettings = { topic: spanSettings.topic, encoding: spanSettings.encoding, tenantAttribute: spanSettings.tenantAttribute };
   const ruleSignalSettings = { topic: { ...signalSettings.topic, flag: 'signals-topic', description: 'topic the rule workers produce signals to (the signal workers read it)' } };
   const rulesCmd = worker.command('rules').description('rule worker: spans topic (own group) → traces → tenant rules → signals topic');
-  for (const group of [ruleSpanSettings, ruleSettings, ruleWorkerSettings, ruleSignalSettings, kafkaSettings, workerSettings]) addSettings(rulesCmd, group);
+  for (const group of [ruleSpanSettings, ruleSettings, ruleWorkerSettings, ruleSignalSettings, kafkaSettings, workerSettingsByRole.rules]) addSettings(rulesCmd, group);
   rulesCmd.action(async (_opts, cmd: Command) => {
     const config = {
       spans: settingsOf(cmd, ruleSpanSettings),
@@ -46,7 +46,7 @@ export function buildProgram(): Command {
       ruleWorker: settingsOf(cmd, ruleWorkerSettings),
       signals: settingsOf(cmd, ruleSignalSettings),
       kafka: settingsOf(cmd, kafkaSettings),
-      worker: settingsOf(cmd, workerSettings),
+      worker: settingsOf(cmd, workerSettingsByRole.rules),
     };
     const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'rules' });
     await runWorker(createRuleWorker(config, logger, createRegistry()), logger);

@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { Kafka, Message } from 'kafkajs';
-import { ensureTopics } from '../kafka/client.js';
+import { ensureTopics } from '../kafka/topics.js';
 import { TENANT_HEADER } from '../model/decode.js';
 import { generateSignal, generateSpan, malformedRecords, tenantIdFor } from '../model/generate.js';
 import { generateOtlpRequest } from '../model/generate-otlp.js';
@@ -84,13 +84,7 @@ const MAX_BATCH_BYTES = 512 * 1024;
  * tenant id (so a tenant stays on one partition), in batches, acks=all.
  */
 export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceResult> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await ensureTopics(admin, [{ topic: o.topic, numPartitions: o.topicPartitions }]);
-  } finally {
-    await admin.disconnect();
-  }
+  await ensureTopics(kafka, [{ topic: o.topic, numPartitions: o.topicPartitions }]);
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   const encoding = o.kind === 'spans' ? (o.encoding ?? 'json') : 'json';

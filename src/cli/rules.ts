@@ -8,22 +8,9 @@ import { describeErrors } from '../model/json-schema.js';
 import { validateSpan, type Span } from '../model/span.js';
 import { canonicalTenantId } from '../model/tenant.js';
 import { loadRuleFile, RuleSetCache, TraceEvaluation, type RuleHit } from '../rules/index.js';
+import { EXAMPLE_RULE_FILE } from '../rules/example-rule-file.js';
 import { addSettings, settingsOf } from './options.js';
 import { deleteRule, listRules, putRules, renderPutPlan, renderRuleTable, ruleJson, tenantArg, type RulesTopic } from './rules-topic.js';
-
-export const EXAMPLE_RULE_FILE = `rules:
-  - id: high-value-payment-controls
-    name: High-value payment controls
-    description: Payments over 1000 need a fraud check and never bypass validation
-    severity: critical
-    condition: |
-      when { payment.charge_card.where(amount > 1000) }
-      always { payment.fraud_check }
-      never { payment.bypass_validation }
-  - id: too-many-retries
-    name: More than 3 retries
-    severity: medium
-    condition: count(http.retry) > 3`;
 
 export interface TraceResult {
   tenantId: string;

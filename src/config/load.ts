@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { crossChecks, type Parsed, type Settings } from './settings.js';
+import type { Parsed, Settings } from './settings.js';
 
 /** Where a raw value came from, as commander reports it. */
 export type ValueSource = 'cli' | 'env' | 'config' | 'default' | 'implied' | undefined;
@@ -59,8 +59,10 @@ export function resolveSettings<S extends Settings>(
     }
     out[key] = result.data;
   }
-  const broken = crossChecks.get(settings)?.(out);
-  if (broken !== undefined) throw new ConfigError(`invalid configuration: ${broken}`);
+  for (const spec of Object.values(settings)) {
+    const broken = spec.crossCheck?.(out);
+    if (broken !== undefined) throw new ConfigError(`invalid configuration: ${broken}`);
+  }
   return out as Parsed<S>;
 }
 

@@ -13,7 +13,18 @@ export interface Setting<T = unknown> {
   description: string;
   default: string;
   schema: z.ZodType<T>;
+  /** Worker roles whose default differs from `default` (workerSettingsFor gives each role its own). */
+  roleDefaults?: Partial<Record<WorkerRoleName, string>>;
+  /**
+   * A rule relating this setting to others of its group, checked by resolveSettings after every
+   * value passed its own schema: a message when broken. It travels with the setting, so every
+   * group holding the setting (each role's copy included) checks it.
+   */
+  crossCheck?: (values: Record<string, unknown>) => string | undefined;
 }
+
+/** The worker roles (`spanledger worker <role>`). */
+export type WorkerRoleName = 'spans' | 'rules' | 'signals';
 
 const positiveInt = z.coerce.number({ error: 'must be a positive whole number' }).int('must be a positive whole number').positive('must be a positive whole number');
 const brokers = z
@@ -27,8 +38,8 @@ export const MEMORY_SIZE = /^(\d+(?:\.\d+)?)\s*([KMGT])(i?)B$/i;
 const memorySize = z.string().trim().regex(MEMORY_SIZE, 'must be a size like 256MB or 1GiB');
 const fraction = z.coerce.number({ error: 'must be a number above 0 and at most 1' }).gt(0, 'must be a number above 0 and at most 1').max(1, 'must be a number above 0 and at most 1');
 
-function setting<T>(env: string, flag: string, def: string, description: string, schema: z.ZodType<T>): Setting<T> {
-  return { env, flag, default: def, description, schema };
+function setting<T>(env: string, flag: string, def: string, description: string, schema: z.ZodType<T>, more: Pick<Setting<T>, 'roleDefaults' | 'crossCheck'> = {}): Setting<T> {
+  return { env, flag, default: def, description, schema, ...more };
 }
 
 export const kafkaSettings = {
@@ -40,12 +51,12 @@ export const kafkaSettings = {
 export const workerSettings = {
   metricsPort: setting('METRICS_PORT', 'metrics-port', '9464', 'port of /metrics, /healthz, /readyz and /status (0 = any free port)', z.coerce.number().int().min(0).max(65535)),
   statusAdvertiseAddress: setting('STATUS_ADVERTISE_ADDRESS', 'status-advertise-address', '', 'host:port where `spanledger status` reaches this worker\'s /status, carried in its Kafka client id (empty = this host\'s name and the metrics port actually bound)', z.string().trim().regex(new RegExp(`^$|${STATUS_ADDRESS_PATTERN.source}`), 'must be host:port (or empty)')),
-  batchMaxRecords: setting('BATCH_MAX_RECORDS', 'batch-max-records', '1000', 'flush a partition buffer at this many records (an OTLP record counts its spans)', positiveInt),
+  batchMaxRecords: setting('BATCH_MAX_RECORDS', 'batch-max-records', '1000', 'flush a partition buffer at this many records (an OTLP record counts its spans)', positiveInt, { roleDefaults: { signals: '10000' } }),
   batchMaxBytes: setting('BATCH_MAX_BYTES', 'batch-max-bytes', '4194304', 'flush a partition buffer at this many bytes of record values', positiveInt),
   batchMaxAgeMs: setting('BATCH_MAX_AGE_MS', 'batch-max-age-ms', '1000', 'flush a partition buffer when its oldest record is this old (ms)', positiveInt),
   flushWhenCaughtUp: setting('BATCH_FLUSH_WHEN_CAUGHT_UP', 'batch-flush-when-caught-up', 'true', 'also flush a partition as soon as nothing more is waiting in Kafka for it (low latency when not under backlog)', z.enum(['true', 'false']).transform((v) => v === 'true')),
   maxMessageBytes: setting('MAX_MESSAGE_BYTES', 'max-message-bytes', '1000000', 'records with a larger value are dead-lettered as RecordTooLarge', positiveInt),
-  maxInFlightBytes: setting('MAX_IN_FLIGHT_BYTES', 'max-in-flight-bytes', '16777216', 'pause fetching while buffered and flushing records exceed this many bytes (fetch responses are sized from it: a quarter per response, a sixteenth per partition, at least 1 MiB)', positiveInt),
+  maxInFlightBytes: setting('MAX_IN_FLIGHT_BYTES', 'max-in-flight-bytes', '16777216', 'pause fetching while buffered and flushing records exceed this many bytes (fetch responses are sized from it: a quarter per response, a sixteenth per partition, at least 1 MiB)', positiveInt, { roleDefaults: { signals: String(64 * 1024 * 1024) } }),
   decodeThreads: setting('DECODE_THREADS', 'decode-threads', '0', 'worker threads that decode and validate records (0 = on the main thread; measured slower on 2 cores, see bench/README.md)', z.coerce.number({ error: 'must be a whole number from 0 to 64' }).int('must be a whole number from 0 to 64').min(0, 'must be a whole number from 0 to 64').max(64, 'must be a whole number from 0 to 64')),
   partitionsConcurrency: setting('PARTITIONS_CONCURRENCY', 'partitions-concurrency', '4', 'partitions processed concurrently by one worker', positiveInt),
   shutdownTimeoutMs: setting('SHUTDOWN_TIMEOUT_MS', 'shutdown-timeout-ms', '30000', 'graceful stop must finish within this time (ms), or the worker exits 1', positiveInt),
@@ -54,7 +65,12 @@ export const workerSettings = {
   heartbeatIntervalMs: setting('KAFKA_HEARTBEAT_INTERVAL_MS', 'heartbeat-interval-ms', '3000', 'consumer group heartbeat interval (ms)', positiveInt),
   retryMaxDelayMs: setting('RETRY_MAX_DELAY_MS', 'retry-max-delay-ms', '30000', 'longest backoff between retries of a failed store write (ms)', positiveInt),
   backpressurePauseFraction: setting('BACKPRESSURE_PAUSE_FRACTION', 'backpressure-pause-fraction', '0.9', 'fetching pauses once buffered and flushing records exceed this fraction of MAX_IN_FLIGHT_BYTES', fraction),
-  backpressureResumeFraction: setting('BACKPRESSURE_RESUME_FRACTION', 'backpressure-resume-fraction', '0.5', 'paused fetching resumes once they are back at or below this fraction of MAX_IN_FLIGHT_BYTES (below BACKPRESSURE_PAUSE_FRACTION)', fraction),
+  backpressureResumeFraction: setting('BACKPRESSURE_RESUME_FRACTION', 'backpressure-resume-fraction', '0.5', 'paused fetching resumes once they are back at or below this fraction of MAX_IN_FLIGHT_BYTES (below BACKPRESSURE_PAUSE_FRACTION)', fraction, {
+    crossCheck: (v) =>
+      v.backpressurePauseFraction === undefined || (v.backpressureResumeFraction as number) < (v.backpressurePauseFraction as number)
+        ? undefined
+        : `BACKPRESSURE_RESUME_FRACTION=${String(v.backpressureResumeFraction)} must be below BACKPRESSURE_PAUSE_FRACTION=${String(v.backpressurePauseFraction)}`,
+  }),
   breakerFailureRate: setting('BREAKER_FAILURE_RATE', 'breaker-failure-rate', '0.5', 'a store\'s circuit breaker opens when more than this fraction of its calls in the window failed with a retriable error (0 < x < 1)', z.coerce.number().gt(0, 'must be above 0 and below 1').lt(1, 'must be above 0 and below 1')),
   breakerWindowMs: setting('BREAKER_WINDOW_MS', 'breaker-window-ms', '60000', 'the window a breaker judges the failure rate over (ms)', positiveInt),
   breakerMinCalls: setting('BREAKER_MIN_CALLS', 'breaker-min-calls', '5', 'calls to a store the window must hold before its breaker may open', positiveInt),
@@ -65,18 +81,32 @@ export const workerSettings = {
 };
 
 /**
- * The signal worker's worker settings: the shared table with its own batching defaults. Every
- * tenant a flush touches costs the signal worker one DuckDB transaction on the tenant's own file
- * (about 2-4 ms of CPU however few its rows: bench/README.md, issue 10), so it flushes larger
- * batches than span and rule workers: over 500 tenants, 10,000 records per partition flush used
- * about 40% less CPU per signal than 1,000 and held less memory (fewer, larger transactions).
- * The in-flight budget grows with it, or the budget would cut the batches short.
+ * A role's worker settings: the shared table with the role's own defaults (roleDefaults), every
+ * setting otherwise as it is, cross-checks included.
+ *
+ * Signal workers flush larger batches: every tenant a flush touches costs the signal worker one
+ * DuckDB transaction on the tenant's own file (about 2-4 ms of CPU however few its rows:
+ * bench/README.md, issue 10); over 500 tenants, 10,000 records per partition flush used about 40%
+ * less CPU per signal than 1,000 and held less memory (fewer, larger transactions). The in-flight
+ * budget grows with it, or the budget would cut the batches short.
  */
-export const signalWorkerSettings = {
-  ...workerSettings,
-  batchMaxRecords: { ...workerSettings.batchMaxRecords, default: '10000' },
-  maxInFlightBytes: { ...workerSettings.maxInFlightBytes, default: String(64 * 1024 * 1024) },
+export function workerSettingsFor(role: WorkerRoleName): typeof workerSettings {
+  const entries = Object.entries(workerSettings).map(([key, spec]: [string, Setting]) => {
+    const roleDefault = spec.roleDefaults?.[role];
+    return [key, roleDefault === undefined ? spec : { ...spec, default: roleDefault }];
+  });
+  return Object.fromEntries(entries) as typeof workerSettings;
+}
+
+/** The worker settings each role resolves at start. */
+export const workerSettingsByRole: Record<WorkerRoleName, typeof workerSettings> = {
+  spans: workerSettingsFor('spans'),
+  rules: workerSettingsFor('rules'),
+  signals: workerSettingsFor('signals'),
 };
+
+/** The signal worker's worker settings (see workerSettingsFor). */
+export const signalWorkerSettings = workerSettingsByRole.signals;
 
 export const spanSettings = {
   topic: setting('SPANS_TOPIC', 'topic', 'spans', 'topic the span workers read', topicName),
@@ -118,19 +148,6 @@ export const ruleSettings = {
 
 export type Settings = Record<string, Setting>;
 
-/**
- * Rules that relate several settings of one group, checked by resolveSettings after every value
- * passed its own schema: a message for the first broken rule, or undefined.
- */
-export const crossChecks = new Map<Settings, (values: Record<string, unknown>) => string | undefined>([
-  [
-    workerSettings,
-    (v) =>
-      (v.backpressureResumeFraction as number) < (v.backpressurePauseFraction as number)
-        ? undefined
-        : `BACKPRESSURE_RESUME_FRACTION=${String(v.backpressureResumeFraction)} must be below BACKPRESSURE_PAUSE_FRACTION=${String(v.backpressurePauseFraction)}`,
-  ],
-]);
 export type Parsed<S extends Settings> = { [K in keyof S]: S[K] extends Setting<infer T> ? T : never };
 
 /**

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
-import { EXAMPLE_RULE_FILE } from '../cli/rules.js';
+import { EXAMPLE_RULE_FILE } from '../rules/example-rule-file.js';
 import type { StoredSpan } from '../model/span-line.js';
 
 /** The `rules test --help` example (a conditional invariant and a count) plus a negated match. */

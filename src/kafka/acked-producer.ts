@@ -1,14 +1,14 @@
 import type { CompressionTypes, Kafka, Message, Producer } from 'kafkajs';
-import { RetriableError, SpanledgerError } from '../errors.js';
-import { permanentRefusal } from './dead-letter.js';
+import { classifyKafkaError } from './kafka-errors.js';
 
 /** Most bytes (keys + values) in one produce request: well under a topic's default 1 MB batch limit. */
 export const MAX_REQUEST_BYTES = 512 * 1024;
 
 /**
  * A producer whose `send` resolves only once the broker acknowledged every record (acks=all), and
- * says whether a failure is worth retrying: a permanent refusal (not authorized, topic gone,
- * record too large) rejects with a non-retriable error, anything else with a RetriableError.
+ * says whether a failure is worth retrying, as Kafka's classifier (kafka-errors.ts) has it: a
+ * permanent refusal (not authorized, topic gone, record too large) rejects with a
+ * KafkaRefusalError (fatal), a transient failure with a RetriableError, an unknown one as it is.
  * Retries inside kafkajs are bounded so that a send never hangs a flush or a shutdown; the
  * caller's retry loop (with backoff, visible in spanledger_sink_retries_total) does the rest.
  * Not idempotent on purpose: what it writes (signals, checkpoints) is keyed by deterministic ids,
@@ -37,9 +37,7 @@ export class AckedProducer {
     try {
       await this.producer.send({ topic, messages, acks: -1, ...(this.compression === undefined ? {} : { compression: this.compression }) });
     } catch (e) {
-      const refusal = permanentRefusal(e);
-      if (refusal !== undefined) throw new SpanledgerError(`${this.what}: ${topic} refused the records for good (${refusal}): ${(e as Error).message}`, { retriable: false, cause: e });
-      throw new RetriableError(`${this.what}: ${topic} did not acknowledge: ${(e as Error).message}`, e);
+      throw classifyKafkaError(e, this.what, topic);
     }
   }
 

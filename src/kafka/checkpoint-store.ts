@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { RetriableError } from '../errors.js';
 import { AckedProducer } from './acked-producer.js';
 import { CompactedTable } from './compacted-table.js';
+import type { TopicNeed } from './topics.js';
 
 // kafkajs is CommonJS: its enums are not named exports for Node.
 const { CompressionTypes } = kafkajs;
@@ -17,9 +18,19 @@ export interface CheckpointStoreOptions {
   topic: string;
   /** Checkpoints are per consumer group: two rule-worker groups on one spans topic keep their own. */
   group: string;
-  /** Partitions of the checkpoint topic when spanledger creates it. */
-  partitions: number;
   logger: Logger;
+}
+
+/** The checkpoint topic as the rule worker ensures it at start: compacted, taking large checkpoints. */
+export function checkpointTopicNeed(topic: string, numPartitions: number): TopicNeed {
+  return {
+    topic,
+    numPartitions,
+    configEntries: [
+      { name: 'cleanup.policy', value: 'compact' },
+      { name: 'max.message.bytes', value: String(CHECKPOINT_MAX_MESSAGE_BYTES) },
+    ],
+  };
 }
 
 /**
@@ -43,13 +54,6 @@ export class CheckpointStore {
       topic: options.topic,
       logger: options.logger,
       groupPrefix: `${options.group}-checkpoints`,
-      create: {
-        numPartitions: options.partitions,
-        configEntries: [
-          { name: 'cleanup.policy', value: 'compact' },
-          { name: 'max.message.bytes', value: String(CHECKPOINT_MAX_MESSAGE_BYTES) },
-        ],
-      },
       onRecord: (key, value) => {
         if (!key.startsWith(prefix)) return;
         if (value === null) this.latest.delete(key);

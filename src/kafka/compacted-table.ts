@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Admin, Batch, Consumer, Kafka } from 'kafkajs';
 import { backOff } from 'exponential-backoff';
 import type { Logger } from 'pino';
-import { ensureTopics, isRetriableKafkaError } from './client.js';
+import { ensureTopics } from './topics.js';
+import { kafkaFailure } from './kafka-errors.js';
 
 /** Where a record stands in the topic. `offset` is Kafka's 64-bit offset as a decimal string. */
 export interface RecordMeta {
@@ -172,7 +173,7 @@ export class CompactedTable {
     await admin.connect();
     if (await closed()) return;
     if (this.options.create) {
-      await ensureTopics(admin, [{ topic: this.topic, ...this.options.create }]);
+      await ensureTopics(this.kafka, [{ topic: this.topic, ...this.options.create }]);
     } else if (!(await admin.listTopics()).includes(this.topic)) {
       throw new TopicNotFoundError(this.topic);
     }
@@ -291,8 +292,8 @@ export class CompactedTable {
 /** `promise`, or a rejection with `message()` once `deadline` (ms since the epoch) passes. */
 /**
  * The topic's end offsets. Right after a topic is created (by this worker's start or another's)
- * the broker may answer "not the leader" for a moment: errors kafkajs marks `retriable` (leader
- * elections, coordinators moving) are retried with backoff while `mayRetry()`; others at once.
+ * the broker may answer "not the leader" or "topic unknown" for a moment: what Kafka's classifier
+ * (kafka-errors.ts) calls `retry` is retried with backoff while `mayRetry()`; anything else fails at once.
  */
 export function endOffsets(admin: Pick<Admin, 'fetchTopicOffsets'>, topic: string, mayRetry: () => boolean): Promise<PartitionEnd[]> {
   return backOff(() => admin.fetchTopicOffsets(topic), {
@@ -300,7 +301,7 @@ export function endOffsets(admin: Pick<Admin, 'fetchTopicOffsets'>, topic: strin
     startingDelay: 50,
     maxDelay: 1_000,
     jitter: 'full',
-    retry: (e: unknown) => isRetriableKafkaError(e) && mayRetry(),
+    retry: (e: unknown) => kafkaFailure(e, { topicMayBeNew: true }).kind === 'retry' && mayRetry(),
   }).then((offsets) => offsets.map(({ partition, high, low }) => ({ partition, high, low })));
 }
 

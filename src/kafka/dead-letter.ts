@@ -1,7 +1,8 @@
 import type { IHeaders, Kafka, Producer } from 'kafkajs';
 import { RetriableError, capReason } from '../errors.js';
 import type { DeadLetter, DeadLetterPort } from '../pipeline/consumer-port.js';
-import type { HeaderValue, RecordHeaders } from '../model/headers.js';
+import { kafkaFailure } from './kafka-errors.js';
+import { headersInOrder, orderedHeaders, type HeaderList } from './ordered-headers.js';
 import type { Quarantine } from './quarantine.js';
 
 /**
@@ -22,66 +23,9 @@ export const DLQ_HEADERS = {
   originalTimestamp: 'spanledger.dlq.original.timestamp',
 } as const;
 
-/**
- * Where our kafkajs patch (patches/kafkajs+*.patch) keeps a record's headers in wire order, and
- * where it reads them from when producing: repeated keys, their order and null values survive.
- */
-export const ORDERED_HEADERS = Symbol.for('kafkajs.headers.ordered');
-export type HeaderList = Array<[string, HeaderValue]>;
-
-/** A record's headers in wire order (from the patched decoder, or rebuilt from the object). */
-export function orderedHeaders(headers: RecordHeaders): HeaderList {
-  const ordered = (headers as { [ORDERED_HEADERS]?: HeaderList })[ORDERED_HEADERS];
-  if (Array.isArray(ordered)) return ordered;
-  const list: HeaderList = [];
-  for (const [key, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
-    for (const v of Array.isArray(value) ? value : [value]) list.push([key, v]);
-  }
-  return list;
-}
-
-/** Headers for kafkajs that it writes exactly in this order. */
-export function headersInOrder(list: HeaderList): IHeaders {
-  const headers: IHeaders = {};
-  Object.defineProperty(headers, ORDERED_HEADERS, { value: list, enumerable: false });
-  return headers;
-}
-
 export interface DeadLetterIdentity {
   group: string;
   workerId: string;
-}
-
-/**
- * Broker answers that no retry can change for this record or topic. A dead letter refused this
- * way is quarantined instead of being retried forever.
- */
-const PERMANENT_REFUSALS = new Set([
-  'MESSAGE_TOO_LARGE',
-  'RECORD_LIST_TOO_LARGE',
-  'INVALID_RECORD',
-  'TOPIC_AUTHORIZATION_FAILED',
-  'CLUSTER_AUTHORIZATION_FAILED',
-  'POLICY_VIOLATION',
-  'INVALID_TOPIC_EXCEPTION',
-  'UNKNOWN_TOPIC_OR_PARTITION',
-]);
-
-/** The broker's refusal type when `error` (or what it wraps) is a permanent one. */
-export function permanentRefusal(error: unknown): string | undefined {
-  const seen = new Set<unknown>();
-  const queue: unknown[] = [error];
-  while (queue.length > 0) {
-    const e = queue.shift();
-    if (typeof e !== 'object' || e === null || seen.has(e)) continue;
-    seen.add(e);
-    const { type, cause, originalError, errors } = e as { type?: unknown; cause?: unknown; originalError?: unknown; errors?: unknown };
-    if (typeof type === 'string' && PERMANENT_REFUSALS.has(type)) return type;
-    queue.push(cause, originalError);
-    if (Array.isArray(errors)) queue.push(...errors);
-  }
-  return undefined;
 }
 
 /** Record batch overhead and per-record framing the size estimate adds (generous, never under). */
@@ -153,12 +97,13 @@ export class DeadLetterProducer implements DeadLetterPort {
       for (const o of chunk) o.letter.outcome = 'delivered';
       return;
     } catch (e) {
-      const refusal = permanentRefusal(e);
-      if (refusal === undefined) {
-        // Nothing is committed past a record whose dead letter was not acknowledged.
-        throw new RetriableError(`dead-letter topic ${this.dlqTopic} did not acknowledge: ${(e as Error).message}`, e);
-      }
-      if (chunk.length > 1 && refusal !== 'TOPIC_AUTHORIZATION_FAILED' && refusal !== 'UNKNOWN_TOPIC_OR_PARTITION') {
+      const failure = kafkaFailure(e);
+      // Nothing is committed past a record whose dead letter was not acknowledged.
+      if (failure.kind === 'retry') throw new RetriableError(`dead-letter topic ${this.dlqTopic} did not acknowledge: ${(e as Error).message}`, e);
+      if (failure.kind === 'unknown') throw e;
+      const { refusal } = failure;
+      // A refusal of some records of the batch: the others may still be taken.
+      if (chunk.length > 1 && failure.scope === 'records') {
         for (const o of chunk) await this.deliver([o]);
         return;
       }

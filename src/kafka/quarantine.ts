@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { DeadLetter } from '../pipeline/consumer-port.js';
-import { orderedHeaders } from './dead-letter.js';
+import { orderedHeaders } from './ordered-headers.js';
 
 /** One quarantined dead letter: everything needed to replay it, bytes as base64. */
 export interface QuarantineEntry {

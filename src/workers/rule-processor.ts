@@ -1,8 +1,7 @@
-import type { Kafka, Message } from 'kafkajs';
+import type { Message } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { ValidEntry } from '../batching/partition-batch.js';
 import { MAX_REQUEST_BYTES } from '../kafka/acked-producer.js';
-import { ensureTopics } from '../kafka/client.js';
 import type { DecodedSpan } from '../model/decode.js';
 import { TENANT_HEADER } from '../model/decode.js';
 import type { RuleWorkerMetrics } from '../observability/rule-metrics.js';
@@ -42,11 +41,9 @@ export interface RulesSource {
 }
 
 export interface RuleProcessorOptions {
-  kafka: Kafka;
   group: string;
+  /** The worker ensures it at start (with the rules and checkpoint topics). */
   signalsTopic: string;
-  /** Partitions of the signals topic when spanledger creates it. */
-  signalsPartitions: number;
   signals: SignalSink;
   checkpoints: CheckpointPort;
   ruleBook: RulesSource;
@@ -116,15 +113,6 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   }
 
   async start(): Promise<void> {
-    const { options } = this;
-    const admin = options.kafka.admin();
-    await admin.connect();
-    try {
-      const created = await ensureTopics(admin, [{ topic: options.signalsTopic, numPartitions: options.signalsPartitions }]);
-      if (created.length > 0) options.logger.info({ topics: created }, 'created missing topics');
-    } finally {
-      await admin.disconnect();
-    }
     await this.options.ruleBook.start();
     await this.options.checkpoints.start();
     await this.options.signals.start();

@@ -3,11 +3,11 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { kafkaSettings, Parsed, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
 import { AckedProducer } from '../kafka/acked-producer.js';
-import { CheckpointStore } from '../kafka/checkpoint-store.js';
+import { CheckpointStore, checkpointTopicNeed } from '../kafka/checkpoint-store.js';
 import { createKafka } from '../kafka/client.js';
 import { SpanDecoder, type DecodedSpan } from '../model/decode.js';
 import { RuleWorkerMetrics } from '../observability/rule-metrics.js';
-import { RuleBook } from '../rules/rule-book.js';
+import { RuleBook, RULES_TOPIC_CONFIG } from '../rules/rule-book.js';
 import { RuleProcessor } from './rule-processor.js';
 import { Worker } from './worker.js';
 
@@ -35,15 +35,14 @@ export function traceTickMs(traceIdleMs: number): number {
  */
 export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
   const { ruleWorker } = config;
+  const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, withDay: false };
   const kafka = createKafka({ brokers: config.kafka.brokers, clientId: config.kafka.clientId, logger });
   const processor = new RuleProcessor({
-    kafka,
     group: ruleWorker.group,
     signalsTopic: config.signals.topic,
-    signalsPartitions: config.kafka.topicPartitions,
     signals: new AckedProducer(kafka, 'signals'),
-    checkpoints: new CheckpointStore(kafka, { topic: ruleWorker.checkpointTopic, group: ruleWorker.group, partitions: config.kafka.topicPartitions, logger }),
-    ruleBook: new RuleBook({ kafka, topic: config.rules.topic, logger, registry, createTopic: true }),
+    checkpoints: new CheckpointStore(kafka, { topic: ruleWorker.checkpointTopic, group: ruleWorker.group, logger }),
+    ruleBook: new RuleBook({ kafka, topic: config.rules.topic, logger, registry }),
     limits: { idleMs: ruleWorker.traceIdleMs, maxAgeMs: ruleWorker.traceMaxAgeMs, maxOpenTraces: ruleWorker.maxOpenTraces, maxOpenTraceBytes: ruleWorker.maxOpenTraceBytes, closedMemory: ruleWorker.closedTraceMemory },
     checkpointIntervalMs: ruleWorker.checkpointIntervalMs,
     logger,
@@ -56,8 +55,14 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
     topic: config.spans.topic,
     dlqTopic: ruleWorker.dlqTopic,
     group: ruleWorker.group,
-    decoder: new SpanDecoder(config.worker.maxMessageBytes, { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, withDay: false }),
+    decoder: new SpanDecoder(config.worker.maxMessageBytes, decoderOptions),
+    decoderSpec: { kind: 'spans', maxMessageBytes: config.worker.maxMessageBytes, options: decoderOptions },
     processor,
+    topics: [
+      { topic: config.signals.topic, numPartitions: config.kafka.topicPartitions },
+      { topic: config.rules.topic, ...RULES_TOPIC_CONFIG },
+      checkpointTopicNeed(ruleWorker.checkpointTopic, config.kafka.topicPartitions),
+    ],
     openTraces: () => processor.openTraces,
     tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs),
     logger,

@@ -61,6 +61,7 @@ export function createSignalWorker(config: SignalWorkerConfig, logger: Logger, r
     dlqTopic: config.signals.dlqTopic,
     group: config.signals.group,
     decoder: new SignalDecoder(config.worker.maxMessageBytes),
+    decoderSpec: { kind: 'signals', maxMessageBytes: config.worker.maxMessageBytes },
     sinks: [createDuckDbSink(config.signals, logger, registry), createTigerBeetleSink(config.signals, logger, registry, options.tigerBeetleClientFactory)],
     logger,
     registry,

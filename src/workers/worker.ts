@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Parsed } from '../config/settings.js';
 import type { kafkaSettings, workerSettings } from '../config/settings.js';
-import { createKafka, ensureTopics, topicMaxMessageBytes } from '../kafka/client.js';
+import { createKafka } from '../kafka/client.js';
+import { ensureTopics, type TopicNeed } from '../kafka/topics.js';
 import { DeadLetterProducer } from '../kafka/dead-letter.js';
 import { KafkaJsGroupConsumer } from '../kafka/kafkajs-consumer.js';
 import { Quarantine } from '../kafka/quarantine.js';
@@ -18,9 +19,6 @@ import type { BreakerStatus } from '../pipeline/breakers.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
 import { pipelineResources, ResourceStack, type PipelineParts } from './resource-stack.js';
-
-/** Room for the reason headers a dead letter adds to its record. */
-export const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
 
 /** `sinks` (span and signal workers) or a `processor` with its `tickIntervalMs` (rule worker). */
 export type WorkerOptions<T> = PipelineStages<T> & {
@@ -37,6 +35,8 @@ export type WorkerOptions<T> = PipelineStages<T> & {
   registry: Registry;
   /** Rule workers: open traces held by the rule processor, for /status. */
   openTraces?: () => number;
+  /** Topics the worker's stages read or write besides its source and dead-letter topics, ensured with them at start. */
+  topics?: TopicNeed[];
 };
 
 /**
@@ -163,28 +163,13 @@ export class Worker<T> {
     this.statusAddress = options.worker.statusAdvertiseAddress || `${os.hostname()}:${this.metricsPort}`;
     const client = createKafka({ brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
     await resources.start({ name: 'status sampler', start: async () => this.status.start(), stop: async () => this.status.stop(), stopFailed: { msg: 'status sampler stop failed' } });
-    const admin = client.admin();
-    await admin.connect();
-    let dlqMaxMessageBytes: number;
-    try {
-      const partitions = options.kafka.topicPartitions;
-      const created = await ensureTopics(admin, [{ topic: options.topic, numPartitions: partitions }]);
-      // A dead letter is the source record plus reason headers: the dead-letter topic spanledger
-      // creates takes records as large as the source topic does, with room for the headers.
-      const sourceMaxMessageBytes = await topicMaxMessageBytes(admin, options.topic);
-      const dlqConfig = [{ name: 'max.message.bytes', value: String(sourceMaxMessageBytes + DLQ_HEADER_ROOM_BYTES) }];
-      created.push(...(await ensureTopics(admin, [{ topic: options.dlqTopic, numPartitions: partitions, configEntries: dlqConfig }])));
-      if (created.length > 0) options.logger.info({ topics: created, partitions }, 'created missing topics');
-      dlqMaxMessageBytes = await topicMaxMessageBytes(admin, options.dlqTopic);
-      if (dlqMaxMessageBytes < sourceMaxMessageBytes) {
-        options.logger.warn(
-          { dlqTopic: options.dlqTopic, dlqMaxMessageBytes, topic: options.topic, sourceMaxMessageBytes },
-          'the dead-letter topic takes smaller records than the source topic: dead letters of the largest records will be quarantined (raise its max.message.bytes)',
-        );
-      }
-    } finally {
-      await admin.disconnect();
-    }
+    const partitions = options.kafka.topicPartitions;
+    const topics = await ensureTopics(
+      client,
+      [{ topic: options.topic, numPartitions: partitions }, { topic: options.dlqTopic, numPartitions: partitions, deadLettersOf: options.topic }, ...(options.topics ?? [])],
+      options.logger,
+    );
+    const dlqMaxMessageBytes = topics.maxMessageBytes.get(options.dlqTopic)!;
     // Made only now, so that nothing is made that start() does not also start (and stop() stop).
     const parts = this.createPipeline(client);
     this.runner = parts.pipeline;

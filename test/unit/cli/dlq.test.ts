@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { deadLetterFromMessage, deadLetterJson, jsonBytes, renderDeadLetterTable, replayMessage } from '../../../src/cli/dlq.js';
-import { DLQ_HEADERS, headersInOrder, orderedHeaders, type HeaderList } from '../../../src/kafka/dead-letter.js';
+import { DLQ_HEADERS } from '../../../src/kafka/dead-letter.js';
+import { headersInOrder, orderedHeaders, type HeaderList } from '../../../src/kafka/ordered-headers.js';
 import type { RecordHeaders } from '../../../src/model/headers.js';
 import { decodeRecord, recordEncoder } from '../../support/kafkajs-record.js';
 

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings, type Setting } from '../../../src/config/settings.js';
 import { CHECKPOINT_MAX_MESSAGE_BYTES } from '../../../src/kafka/checkpoint-store.js';
-import { DLQ_HEADER_ROOM_BYTES } from '../../../src/workers/worker.js';
+import { DLQ_HEADER_ROOM_BYTES } from '../../../src/kafka/topics.js';
 
 /**
  * Renders the Kubernetes manifests (deploy/k8s) with scripts/kustomize.sh and checks them against

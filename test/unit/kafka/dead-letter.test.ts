@@ -4,7 +4,8 @@ import path from 'node:path';
 import type { Kafka, ProducerRecord } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RecordRejectedError, RetriableError } from '../../../src/errors.js';
-import { DeadLetterProducer, orderedHeaders, permanentRefusal } from '../../../src/kafka/dead-letter.js';
+import { DeadLetterProducer } from '../../../src/kafka/dead-letter.js';
+import { orderedHeaders } from '../../../src/kafka/ordered-headers.js';
 import type { DeadLetter } from '../../../src/pipeline/consumer-port.js';
 import { Quarantine, type QuarantineEntry } from '../../../src/kafka/quarantine.js';
 import type { RecordHeaders } from '../../../src/model/headers.js';
@@ -138,15 +139,5 @@ describe('DeadLetterProducer', () => {
     await s.producer.send(letters);
     expect(letters.map((l) => l.outcome)).toEqual(['quarantined', 'quarantined']);
     expect(quarantined(s.dir).map((e) => e.offset)).toEqual(['0', '1']);
-  });
-});
-
-describe('permanentRefusal', () => {
-  it('finds a permanent broker refusal anywhere in the cause chain, and nothing in transient errors', () => {
-    expect(permanentRefusal({ type: 'TOPIC_AUTHORIZATION_FAILED' })).toBe('TOPIC_AUTHORIZATION_FAILED');
-    expect(permanentRefusal(new Error('x', { cause: { originalError: { type: 'RECORD_LIST_TOO_LARGE' } } }))).toBe('RECORD_LIST_TOO_LARGE');
-    expect(permanentRefusal({ errors: [{ type: 'NOT_LEADER_FOR_PARTITION' }, { type: 'MESSAGE_TOO_LARGE' }] })).toBe('MESSAGE_TOO_LARGE');
-    expect(permanentRefusal({ type: 'LEADER_NOT_AVAILABLE' })).toBeUndefined();
-    expect(permanentRefusal(new Error('ECONNREFUSED'))).toBeUndefined();
   });
 });

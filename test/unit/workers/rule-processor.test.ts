@@ -1,4 +1,4 @@
-import type { Kafka, Message } from 'kafkajs';
+import type { Message } from 'kafkajs';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -109,11 +109,8 @@ function harness(rules: Record<string, CompiledRuleSet>, options: { checkpoints?
   const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as Record<string, unknown>) });
   const ruleBook: RulesSource = { start: async () => {}, close: async () => {}, rulesFor: (tenantId) => rules[tenantId] };
   const processor = new RuleProcessor({
-    // Only start() uses Kafka (to create the signals topic); these tests never call it.
-    kafka: {} as Kafka,
     group: 'rules',
     signalsTopic: SIGNALS_TOPIC,
-    signalsPartitions: 1,
     signals,
     checkpoints,
     ruleBook,

@@ -1,0 +1,133 @@
+import kafkajs, { type Admin, type Kafka } from 'kafkajs';
+import type { Logger } from 'pino';
+import { kafkaFailure } from './kafka-errors.js';
+
+// kafkajs is CommonJS and Node sees only some of its exports as named ones.
+const { ConfigResourceTypes } = kafkajs;
+
+/** Room for the reason headers a dead letter adds to its record. */
+export const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
+
+/** A topic something needs, with what it is created with when missing. */
+export interface TopicNeed {
+  topic: string;
+  numPartitions: number;
+  configEntries?: Array<{ name: string; value: string }>;
+  /**
+   * This is the dead-letter topic of that source topic: a dead letter is the source record plus
+   * reason headers, so when created it takes records as large as the source topic does
+   * (max.message.bytes) with room for the headers; one that takes less is warned about.
+   */
+  deadLettersOf?: string;
+}
+
+export interface EnsuredTopics {
+  /** The topics this call created. */
+  created: string[];
+  /** Each needed topic's max.message.bytes (its override or the broker's default). */
+  maxMessageBytes: Map<string, number>;
+}
+
+/**
+ * The one place spanledger creates topics: a worker calls it once at start with every topic it
+ * needs (its source and dead-letter topics, and what its stages read and write), and a CLI
+ * command that needs a topic calls it too. Missing topics are created (partitions and settings
+ * as given, replication as the broker's default); existing ones are left as they are. Resolves
+ * once every partition of every topic has a leader.
+ */
+export async function ensureTopics(kafka: Pick<Kafka, 'admin'>, needs: TopicNeed[], logger?: Logger): Promise<EnsuredTopics> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = needs.filter((n) => !existing.has(n.topic));
+    const sources = needs.filter((n) => n.deadLettersOf === undefined);
+    const deadLetters = needs.filter((n) => n.deadLettersOf !== undefined);
+    // Sources first: a missing dead-letter topic is sized from its source topic's limit.
+    await createTopics(admin, missing.filter((n) => n.deadLettersOf === undefined));
+    await waitForLeaders(admin, sources.map((n) => n.topic));
+    const sourceBytes = await topicsMaxMessageBytes(admin, [...new Set(deadLetters.map((n) => n.deadLettersOf!))]);
+    await createTopics(
+      admin,
+      missing.filter((n) => n.deadLettersOf !== undefined).map((n) => ({ ...n, configEntries: [...(n.configEntries ?? []), { name: 'max.message.bytes', value: String(sourceBytes.get(n.deadLettersOf!)! + DLQ_HEADER_ROOM_BYTES) }] })),
+    );
+    await waitForLeaders(admin, deadLetters.map((n) => n.topic));
+    const maxMessageBytes = await topicsMaxMessageBytes(admin, needs.map((n) => n.topic));
+    for (const n of deadLetters) {
+      const dlqMaxMessageBytes = maxMessageBytes.get(n.topic)!;
+      const sourceMaxMessageBytes = sourceBytes.get(n.deadLettersOf!)!;
+      if (dlqMaxMessageBytes < sourceMaxMessageBytes) {
+        logger?.warn(
+          { dlqTopic: n.topic, dlqMaxMessageBytes, topic: n.deadLettersOf, sourceMaxMessageBytes },
+          'the dead-letter topic takes smaller records than the source topic: dead letters of the largest records will be quarantined (raise its max.message.bytes)',
+        );
+      }
+    }
+    const created = missing.map((n) => n.topic);
+    if (created.length > 0) {
+      const counts = new Set(missing.map((n) => n.numPartitions));
+      const partitions = counts.size === 1 ? missing[0]!.numPartitions : Object.fromEntries(missing.map((n) => [n.topic, n.numPartitions]));
+      logger?.info({ topics: created, partitions }, 'created missing topics');
+    }
+    return { created, maxMessageBytes };
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function createTopics(admin: Admin, topics: TopicNeed[]): Promise<void> {
+  if (topics.length === 0) return;
+  try {
+    // Not kafkajs' waitForLeaders: on a broker that has just started it gave up with "This
+    // server does not host this topic-partition" (make profile); waitForLeaders below is bounded.
+    await admin.createTopics({ topics: topics.map(({ topic, numPartitions, configEntries }) => ({ topic, numPartitions, configEntries })), waitForLeaders: false });
+  } catch (e) {
+    // Another worker may have created it at the same moment.
+    if (!String((e as Error).message).includes('exists')) throw e;
+  }
+}
+
+/**
+ * Resolves once every partition of every topic has a leader; bounded by `timeoutMs`. A topic
+ * just created (here, or by another worker: listed, or "already exists") may not have its leaders
+ * yet: reading or describing it then fails with "This server does not host this topic-partition",
+ * which stopped a rule worker starting beside a span worker on fresh topics.
+ */
+export async function waitForLeaders(admin: Pick<Admin, 'fetchTopicMetadata'>, topics: string[], timeoutMs = 30_000): Promise<void> {
+  if (topics.length === 0) return;
+  const deadline = Date.now() + timeoutMs;
+  let why = 'no metadata yet';
+  for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1000)) {
+    try {
+      const metadata = (await admin.fetchTopicMetadata({ topics })).topics;
+      const leaderless = topics.filter((topic) => {
+        const partitions = metadata.find((m) => m.name === topic)?.partitions ?? [];
+        return partitions.length === 0 || partitions.some((p) => p.leader < 0);
+      });
+      if (leaderless.length === 0) return;
+      why = `no leader yet for a partition of ${leaderless.join(', ')}`;
+    } catch (e) {
+      if (kafkaFailure(e, { topicMayBeNew: true }).kind !== 'retry') throw e;
+      why = (e as Error).message;
+    }
+    if (Date.now() + delayMs > deadline) throw new Error(`topics ${topics.join(', ')} not ready within ${timeoutMs} ms: ${why}`);
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
+/** The largest record batch each topic takes: its max.message.bytes (topic override or broker default). */
+async function topicsMaxMessageBytes(admin: Admin, topics: string[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  if (topics.length === 0) return out;
+  const described = await admin.describeConfigs({
+    resources: topics.map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ['max.message.bytes'] })),
+    includeSynonyms: false,
+  });
+  for (const topic of topics) {
+    const value = described.resources.find((r) => r.resourceName === topic)?.configEntries.find((c) => c.configName === 'max.message.bytes')?.configValue;
+    const bytes = Number(value);
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new Error(`cannot read max.message.bytes of topic ${topic} (got ${JSON.stringify(value)})`);
+    out.set(topic, bytes);
+  }
+  return out;
+}

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { DLQ_HEADER_ROOM_BYTES, ensureTopics, waitForLeaders } from '../../../src/kafka/topics.js';
+
+// kafkajs' KafkaJSProtocolError for UNKNOWN_TOPIC_OR_PARTITION, as a broker answers for a topic another worker has just created.
+const unknownTopic = () => Object.assign(new Error('This server does not host this topic-partition'), { type: 'UNKNOWN_TOPIC_OR_PARTITION', code: 3, retriable: true });
+const metadata = (leader: number) => ({ topics: [{ name: 't', partitions: [{ partitionErrorCode: 0, partitionId: 0, leader, replicas: [1], isr: [1] }] }] });
+
+describe('waitForLeaders', () => {
+  it('waits through retriable errors and leaderless partitions until every partition has a leader', async () => {
+    const answers = [() => { throw unknownTopic(); }, () => metadata(-1), () => metadata(1)];
+    let calls = 0;
+    const admin = { fetchTopicMetadata: async () => answers[calls++]!() };
+    await expect(waitForLeaders(admin as never, ['t'])).resolves.toBeUndefined();
+    expect(calls).toBe(3);
+  });
+
+  it('fails at once on an error that is not retriable, and within its bound when leaders never come', async () => {
+    const refused = { fetchTopicMetadata: async () => { throw new Error('topic authorization failed'); } };
+    await expect(waitForLeaders(refused as never, ['t'])).rejects.toThrow('topic authorization failed');
+    const leaderless = { fetchTopicMetadata: async () => metadata(-1) };
+    const started = Date.now();
+    await expect(waitForLeaders(leaderless as never, ['t'], 300)).rejects.toThrow(/^topics t not ready within 300 ms: no leader yet for a partition of t$/);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+});
+
+/** A broker's admin API as ensureTopics uses it: topics with their max.message.bytes. */
+class FakeAdmin {
+  readonly topics = new Map<string, number>();
+  readonly created: Array<{ topic: string; numPartitions: number; configEntries?: Array<{ name: string; value: string }> }> = [];
+  connected = 0;
+  /** Another worker creates these between our listTopics and createTopics. */
+  racing: string[] = [];
+
+  constructor(existing: Record<string, number>) {
+    for (const [t, bytes] of Object.entries(existing)) this.topics.set(t, bytes);
+  }
+  async connect() { this.connected++; }
+  async disconnect() { this.connected--; }
+  async listTopics() { return [...this.topics.keys()]; }
+  async createTopics({ topics }: { topics: FakeAdmin['created'] }) {
+    for (const t of this.racing) this.topics.set(t, 1_048_588);
+    this.created.push(...topics);
+    const exists = topics.find((t) => this.topics.has(t.topic));
+    for (const t of topics) this.topics.set(t.topic, Number(t.configEntries?.find((c) => c.name === 'max.message.bytes')?.value ?? 1_048_588));
+    if (exists) throw new Error(`Topic with this name already exists: ${exists.topic}`);
+    return true;
+  }
+  async fetchTopicMetadata({ topics }: { topics: string[] }) {
+    return { topics: topics.filter((t) => this.topics.has(t)).map((name) => ({ name, partitions: [{ partitionId: 0, leader: 1 }] })) };
+  }
+  async describeConfigs({ resources }: { resources: Array<{ name: string }> }) {
+    return { resources: resources.map((r) => ({ resourceName: r.name, configEntries: [{ configName: 'max.message.bytes', configValue: String(this.topics.get(r.name)) }] })) };
+  }
+}
+
+function quietLogger() {
+  const lines: Array<Record<string, unknown>> = [];
+  return { lines, logger: pino({ level: 'info' }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) }) };
+}
+
+describe('ensureTopics', () => {
+  it("creates what is missing in one call, a dead-letter topic sized from its source topic's limit, and reads every topic's limit", async () => {
+    const admin = new FakeAdmin({ spans: 2_000_000 });
+    const { lines, logger } = quietLogger();
+    const ensured = await ensureTopics({ admin: () => admin as never }, [
+      { topic: 'spans', numPartitions: 6 },
+      { topic: 'spans.dlq', numPartitions: 6, deadLettersOf: 'spans' },
+      { topic: 'rules', numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
+    ], logger);
+    expect(admin.created).toEqual([
+      { topic: 'rules', numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
+      { topic: 'spans.dlq', numPartitions: 6, configEntries: [{ name: 'max.message.bytes', value: String(2_000_000 + DLQ_HEADER_ROOM_BYTES) }] },
+    ]);
+    expect(ensured.created).toEqual(['spans.dlq', 'rules']);
+    expect(Object.fromEntries(ensured.maxMessageBytes)).toEqual({ spans: 2_000_000, 'spans.dlq': 2_000_000 + DLQ_HEADER_ROOM_BYTES, rules: 1_048_588 });
+    expect(lines.map((l) => [l.msg, l.topics, l.partitions])).toEqual([['created missing topics', ['spans.dlq', 'rules'], { 'spans.dlq': 6, rules: 1 }]]);
+    expect(admin.connected).toBe(0);
+  });
+
+  it('leaves existing topics as they are, warns about a dead-letter topic that takes smaller records than its source, and takes a race with a peer', async () => {
+    const admin = new FakeAdmin({ spans: 2_000_000, 'spans.dlq': 1_000_000 });
+    admin.racing = ['signals'];
+    const { lines, logger } = quietLogger();
+    const ensured = await ensureTopics({ admin: () => admin as never }, [
+      { topic: 'spans', numPartitions: 6 },
+      { topic: 'spans.dlq', numPartitions: 6, deadLettersOf: 'spans' },
+      { topic: 'signals', numPartitions: 3 },
+    ], logger);
+    expect(admin.created.map((c) => c.topic)).toEqual(['signals']);
+    expect(ensured.maxMessageBytes.get('spans.dlq')).toBe(1_000_000);
+    expect(lines.find((l) => String(l.msg).startsWith('the dead-letter topic takes smaller records'))).toMatchObject({ dlqTopic: 'spans.dlq', dlqMaxMessageBytes: 1_000_000, topic: 'spans', sourceMaxMessageBytes: 2_000_000 });
+    expect(admin.connected).toBe(0);
+  });
+});
