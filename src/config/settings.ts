@@ -1,6 +1,8 @@
 import os from 'node:os';
 import { z } from 'zod';
-import { STATUS_ADDRESS_PATTERN } from '../kafka/status-address.js';
+
+/** A host (name, IPv4 or [IPv6]) and a port: what STATUS_ADVERTISE_ADDRESS accepts (and kafka/status-address.ts reads back from client ids). */
+export const STATUS_ADDRESS_PATTERN = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/;
 
 /**
  * Every setting in one table: its environment variable, its CLI flag, its default and how it is

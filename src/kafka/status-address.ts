@@ -4,8 +4,7 @@
  * finds each member's /status without any other registry; see docs/status.md for why not userData.
  */
 
-/** A host (name, IPv4 or [IPv6]) and a port: what STATUS_ADVERTISE_ADDRESS accepts. */
-export const STATUS_ADDRESS_PATTERN = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/;
+import { STATUS_ADDRESS_PATTERN } from '../config/settings.js';
 
 export function advertisingClientId(clientId: string, address: string): string {
   return `${clientId}@${address}`;

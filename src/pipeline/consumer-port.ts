@@ -1,5 +1,5 @@
 import type { RecordRejectedError } from '../errors.js';
-import type { SourceMessage } from '../batching/partition-batch.js';
+import type { SourceMessage } from './partition-batch.js';
 import type { RecordHeaders } from '../model/headers.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { FlushPlan, SourceMessage, ValidEntry } from '../batching/partition-batch.js';
+import type { FlushPlan, SourceMessage, ValidEntry } from './partition-batch.js';
 import type { DeadLetter, DeadLetterPort } from './consumer-port.js';
 import type { PartitionPipeline } from './partition-pipeline.js';
 import type { PipelineOptions } from './options.js';

@@ -1,4 +1,4 @@
-import { mergePlans, type FlushReason } from '../batching/partition-batch.js';
+import { mergePlans, type FlushReason } from './partition-batch.js';
 import type { FlushState, Stage } from './flush-completion.js';
 import type { InFlightBudget } from './in-flight-budget.js';
 import type { PipelineLifecycle } from './lifecycle.js';

@@ -1,4 +1,4 @@
-import type { SourceMessage } from '../batching/partition-batch.js';
+import type { SourceMessage } from './partition-batch.js';
 import type { Decoded } from '../model/decode.js';
 import { recordFootprint } from '../model/headers.js';
 import type { Committer } from './committer.js';

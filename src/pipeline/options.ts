@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { FlushLimits } from '../batching/partition-batch.js';
+import type { FlushLimits } from './partition-batch.js';
 import type { RecordDecoder } from '../model/decode.js';
 import type { BreakerSettings } from './breakers.js';
 import type { DeadLetterPort, GroupConsumer } from './consumer-port.js';

@@ -1,4 +1,4 @@
-import { PartitionBatch, type BatchOrder, type FlushPlan } from '../batching/partition-batch.js';
+import { PartitionBatch, type BatchOrder, type FlushPlan } from './partition-batch.js';
 import type { ConsumedMessage } from './consumer-port.js';
 import { PartitionOffsets } from './partition-offsets.js';
 

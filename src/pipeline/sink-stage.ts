@@ -1,4 +1,4 @@
-import type { SourceMessage, ValidEntry } from '../batching/partition-batch.js';
+import type { SourceMessage, ValidEntry } from './partition-batch.js';
 import type { FlushSink } from '../sinks/types.js';
 import type { Committer } from './committer.js';
 import type { FlushCompletion, FlushState, Stage } from './flush-completion.js';

@@ -1,7 +1,7 @@
-import type { ValidEntry } from '../batching/partition-batch.js';
+import type { ValidEntry } from './partition-batch.js';
 import type { FlushSink } from '../sinks/types.js';
 
-export type { ValidEntry } from '../batching/partition-batch.js';
+export type { ValidEntry } from './partition-batch.js';
 
 /** A stage that keeps state per partition (the rule worker's open traces) instead of storing tenant batches. */
 export interface PartitionProcessor<T> {

@@ -1,6 +1,6 @@
 import type { Message } from 'kafkajs';
 import type { Logger } from 'pino';
-import type { ValidEntry } from '../batching/partition-batch.js';
+import type { ValidEntry } from '../pipeline/types.js';
 import { MAX_REQUEST_BYTES } from '../kafka/acked-producer.js';
 import type { DecodedSpan } from '../model/decode.js';
 import { TENANT_HEADER } from '../model/decode.js';

@@ -2,7 +2,7 @@ import type { Message } from 'kafkajs';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import type { ValidEntry } from '../../../src/batching/partition-batch.js';
+import type { ValidEntry } from '../../../src/pipeline/partition-batch.js';
 import { corpusTrace, expectedSignals, RULES_A, RULES_B, spansInTimeOrder, type CorpusSpan, type CorpusTrace } from '../../../src/devtools/trace-corpus.js';
 import { RetriableError, SpanledgerError } from '../../../src/errors.js';
 import { MAX_REQUEST_BYTES } from '../../../src/kafka/acked-producer.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PartitionBatch, mergePlans, type FlushLimits } from '../../../src/batching/partition-batch.js';
+import { PartitionBatch, mergePlans, type FlushLimits } from '../../../src/pipeline/partition-batch.js';
 import { RecordRejectedError } from '../../../src/errors.js';
 
 const source = (offset: bigint) => ({ offset, key: null, value: null, headers: {}, timestamp: '0' });
