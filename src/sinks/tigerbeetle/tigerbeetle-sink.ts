@@ -7,7 +7,7 @@
  * transport.ts the client and the request pump, classify.ts what every answer means.
  */
 import { createClient, type Transfer } from 'tigerbeetle-node';
-import { ConfigError, InvariantError, RecordRejectedError } from '../../errors.js';
+import { InvariantError, RecordRejectedError } from '../../errors.js';
 import type { Signal } from '../../model/signal.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
 import type { FlushItem, FlushSink, SinkContext, SinkFlush, SinkWriteResult } from '../types.js';
@@ -61,26 +61,29 @@ export interface TenantBalances {
   signals: AccountBalances | null;
 }
 
-/** One clear line at start for a configuration the sink cannot work with. */
+/**
+ * The settings table validates what users configure (TB_*); this asserts the same bounds for code
+ * that builds the config itself (tests, benches): a config outside them is the caller's bug.
+ */
 function checkConfig(config: TigerBeetleSinkConfig, maxAbandoned: number): void {
   const { clusterId, addresses, maxBatch, ledger, requestTimeoutMs } = config;
   if (typeof clusterId !== 'bigint' || clusterId < 0n || clusterId > U128_MAX) {
-    throw new ConfigError('tigerbeetle.clusterId must be a bigint in 0..2^128-1');
+    throw new InvariantError('tigerbeetle.clusterId must be a bigint in 0..2^128-1');
   }
   if (!Array.isArray(addresses) || addresses.length === 0 || addresses.some((a) => !a)) {
-    throw new ConfigError('tigerbeetle.addresses must list at least one replica address, e.g. 127.0.0.1:3000');
+    throw new InvariantError('tigerbeetle.addresses must list at least one replica address, e.g. 127.0.0.1:3000');
   }
   if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > TIGERBEETLE_BATCH_MAX) {
-    throw new ConfigError(`tigerbeetle.maxBatch must be an integer in 1..${TIGERBEETLE_BATCH_MAX}, got ${maxBatch}`);
+    throw new InvariantError(`tigerbeetle.maxBatch must be an integer in 1..${TIGERBEETLE_BATCH_MAX}, got ${maxBatch}`);
   }
   if (!Number.isInteger(ledger) || ledger < 1 || ledger > 0xffff_ffff) {
-    throw new ConfigError(`tigerbeetle.ledger must be an integer in 1..2^32-1, got ${ledger}`);
+    throw new InvariantError(`tigerbeetle.ledger must be an integer in 1..2^32-1, got ${ledger}`);
   }
   if (!Number.isFinite(requestTimeoutMs) || requestTimeoutMs <= 0) {
-    throw new ConfigError(`tigerbeetle.requestTimeoutMs must be a positive number, got ${requestTimeoutMs}`);
+    throw new InvariantError(`tigerbeetle.requestTimeoutMs must be a positive number, got ${requestTimeoutMs}`);
   }
   if (!Number.isInteger(maxAbandoned) || maxAbandoned < 1) {
-    throw new ConfigError(`tigerbeetle.maxAbandonedRequests must be a positive integer, got ${maxAbandoned}`);
+    throw new InvariantError(`tigerbeetle.maxAbandonedRequests must be a positive integer, got ${maxAbandoned}`);
   }
 }
 

@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { CreateTransferStatus, ErrorCodes, RequestError } from 'tigerbeetle-node';
 import { signalSettings } from '../../../src/config/settings.js';
-import { ConfigError, FatalStoreError, InvariantError, RecordRejectedError, RetriableError, dispositionOf } from '../../../src/errors.js';
+import { FatalStoreError, InvariantError, RecordRejectedError, RetriableError, dispositionOf } from '../../../src/errors.js';
 import type { Severity, Signal } from '../../../src/model/signal.js';
 import { accountIdFor, ruleTag, signalToTransfer, transferIdFor, uuidToU128 } from '../../../src/sinks/tigerbeetle/derivation.js';
 import { TigerBeetleSignalSink, type TigerBeetleSinkConfig } from '../../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
@@ -337,7 +337,7 @@ describe('TigerBeetleSignalSink with the stand-in client', () => {
   });
 
   it('validates its configuration', () => {
-    expect(() => setup({ maxBatch: 0 })).toThrow(ConfigError);
+    expect(() => setup({ maxBatch: 0 })).toThrow(InvariantError);
     expect(() => setup({ maxBatch: 8190 })).toThrow(/maxBatch/);
     expect(() => setup({ ledger: 0 })).toThrow(/ledger/);
     expect(() => setup({ addresses: [] })).toThrow(/addresses/);
