@@ -10,10 +10,9 @@ export { parseRuleFile, loadRuleFile, checkRule, type CheckedRule, type RuleProb
 export { RuleBook, RULES_TOPIC_CONFIG, type RuleBookOptions, type RuleChange, type TenantRule } from './rule-book.js';
 export { parseRuleRecord, ruleRecordKey, encodeRuleValue, contentVersion, planPut, BAD_RULE_REASONS, type BadRuleReason, type RuleRecord, type PutPlan } from './rule-record.js';
 export type { RuleAst } from './ast.js';
+export { OpenTraceBudget, traceStateBytes } from './open-trace-budget.js';
 export {
   PartitionTraces,
-  OpenTraceBudget,
-  traceStateBytes,
   CLOSE_REASONS,
   type PartitionTracesOptions,
   type TraceItem,
