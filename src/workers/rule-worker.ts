@@ -1,14 +1,15 @@
 
+import type { Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { kafkaSettings, Parsed, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
-import { AckedProducer } from '../kafka/acked-producer.js';
 import { CheckpointStore } from '../kafka/checkpoint-store.js';
-import { createKafka } from '../kafka/client.js';
+import { rulesTopicFeed } from '../kafka/rules-feed.js';
+import { KafkaSignalPublisher } from '../kafka/signal-publisher.js';
 import { SpanDecoder, type DecodedSpan } from '../model/decode.js';
 import { RuleWorkerMetrics } from '../observability/rule-metrics.js';
 import { RuleBook } from '../rules/rule-book.js';
-import { RuleProcessor } from './rule-processor.js';
+import { RuleProcessor } from '../rules/rule-processor.js';
 import { Worker } from './worker.js';
 
 export interface RuleWorkerConfig {
@@ -31,24 +32,25 @@ export function traceTickMs(traceIdleMs: number): number {
 
 /**
  * Rule worker: spans topic (its own group) → traces per tenant → the tenant's rules → one signal
- * per violation on the signals topic. Decodes spans exactly as the span worker does.
+ * per violation on the signals topic. Decodes spans exactly as the span worker does. The rule
+ * stage's stores (signals producer, checkpoint topic, rules topic) use the worker's one Kafka
+ * client, which the worker makes in start(): the stage is built there (createStages).
  */
 export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
   const { ruleWorker } = config;
-  const kafka = createKafka({ brokers: config.kafka.brokers, clientId: config.kafka.clientId, logger });
-  const processor = new RuleProcessor({
-    kafka,
-    group: ruleWorker.group,
-    signalsTopic: config.signals.topic,
-    signalsPartitions: config.kafka.topicPartitions,
-    signals: new AckedProducer(kafka, 'signals'),
-    checkpoints: new CheckpointStore(kafka, { topic: ruleWorker.checkpointTopic, group: ruleWorker.group, partitions: config.kafka.topicPartitions, logger }),
-    ruleBook: new RuleBook({ kafka, topic: config.rules.topic, logger, registry, createTopic: true }),
-    limits: { idleMs: ruleWorker.traceIdleMs, maxAgeMs: ruleWorker.traceMaxAgeMs, maxOpenTraces: ruleWorker.maxOpenTraces, maxOpenTraceBytes: ruleWorker.maxOpenTraceBytes, closedMemory: ruleWorker.closedTraceMemory },
-    checkpointIntervalMs: ruleWorker.checkpointIntervalMs,
-    logger,
-    metrics: new RuleWorkerMetrics(registry),
-  });
+  const metrics = new RuleWorkerMetrics(registry);
+  let processor: RuleProcessor | undefined;
+  const createProcessor = (kafka: Kafka): RuleProcessor =>
+    new RuleProcessor({
+      signalsTopic: config.signals.topic,
+      signals: new KafkaSignalPublisher(kafka, { topic: config.signals.topic, partitions: config.kafka.topicPartitions, logger }),
+      checkpoints: new CheckpointStore(kafka, { topic: ruleWorker.checkpointTopic, group: ruleWorker.group, partitions: config.kafka.topicPartitions, logger }),
+      ruleBook: new RuleBook({ feed: rulesTopicFeed(kafka, { topic: config.rules.topic, logger, createTopic: true }), logger, registry }),
+      limits: { idleMs: ruleWorker.traceIdleMs, maxAgeMs: ruleWorker.traceMaxAgeMs, maxOpenTraces: ruleWorker.maxOpenTraces, maxOpenTraceBytes: ruleWorker.maxOpenTraceBytes, closedMemory: ruleWorker.closedTraceMemory },
+      checkpointIntervalMs: ruleWorker.checkpointIntervalMs,
+      logger,
+      metrics,
+    });
   return new Worker<DecodedSpan>({
     role: 'rules',
     kafka: config.kafka,
@@ -57,9 +59,12 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
     dlqTopic: ruleWorker.dlqTopic,
     group: ruleWorker.group,
     decoder: new SpanDecoder(config.worker.maxMessageBytes, { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, withDay: false }),
-    processor,
-    openTraces: () => processor.openTraces,
-    tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs),
+    createStages: (kafka) => {
+      processor = createProcessor(kafka);
+      return { processor, tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs) };
+    },
+    // Before start() made the stage, nothing is open.
+    openTraces: () => processor?.openTraces ?? 0,
     logger,
     registry,
   });

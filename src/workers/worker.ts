@@ -1,4 +1,5 @@
 import os from 'node:os';
+import type { Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Parsed } from '../config/settings.js';
@@ -21,8 +22,18 @@ import type { PipelineStages } from '../pipeline/types.js';
 /** Room for the reason headers a dead letter adds to its record. */
 export const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
 
-/** `sinks` (span and signal workers) or a `processor` with its `tickIntervalMs` (rule worker). */
-export type WorkerOptions<T> = PipelineStages<T> & {
+/**
+ * The stages built in start() with the worker's own Kafka client (made there, see Worker): for a
+ * stage whose stores are on Kafka too (the rule worker's producer, checkpoints and rules table).
+ */
+export interface StagesOfClient<T> {
+  createStages: (client: Kafka) => PipelineStages<T>;
+  sinks?: undefined;
+  processor?: undefined;
+}
+
+/** `sinks` (span and signal workers), a `processor` with its `tickIntervalMs`, or `createStages` (rule worker). */
+export type WorkerOptions<T> = (PipelineStages<T> | StagesOfClient<T>) & {
   role: WorkerRole;
   kafka: Parsed<typeof kafkaSettings>;
   worker: Parsed<typeof workerSettings>;
@@ -88,7 +99,13 @@ export class Worker<T> {
     return this.runner?.ready() ?? false;
   }
 
-  private createPipeline(client: ReturnType<typeof createKafka>): Pipeline<T> {
+  private stagesFor(client: Kafka): PipelineStages<T> {
+    const { options } = this;
+    if ('createStages' in options) return options.createStages(client);
+    return options.processor === undefined ? { sinks: options.sinks } : { processor: options.processor, tickIntervalMs: options.tickIntervalMs };
+  }
+
+  private createPipeline(client: Kafka, stages: PipelineStages<T>): Pipeline<T> {
     const { options, metrics } = this;
     const { worker, logger } = options;
     const quarantine = new Quarantine(worker.quarantineDir, (letters, refusal) => {
@@ -98,7 +115,6 @@ export class Worker<T> {
         'dead-letter topic refused dead letters for good; quarantined them on disk and going on',
       );
     });
-    const stages: PipelineStages<T> = options.processor === undefined ? { sinks: options.sinks } : { processor: options.processor, tickIntervalMs: options.tickIntervalMs };
     return new Pipeline<T>({
       ...stages,
       consumer: new KafkaJsGroupConsumer(client, {
@@ -140,7 +156,8 @@ export class Worker<T> {
     this.metricsPort = await this.health.start();
     this.statusAddress = options.worker.statusAdvertiseAddress || `${os.hostname()}:${this.metricsPort}`;
     const client = createKafka({ brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
-    const runner = this.createPipeline(client);
+    const stages = this.stagesFor(client);
+    const runner = this.createPipeline(client, stages);
     this.runner = runner;
     this.status.start();
     const admin = client.admin();
@@ -173,7 +190,7 @@ export class Worker<T> {
         dlqTopic: options.dlqTopic,
         metricsPort: this.metricsPort,
         statusAddress: this.statusAddress,
-        ...(options.processor === undefined ? { sinks: options.sinks.map((s) => s.name) } : { processor: options.processor.name }),
+        ...(stages.processor === undefined ? { sinks: stages.sinks.map((s) => s.name) } : { processor: stages.processor.name }),
       },
       'worker started',
     );

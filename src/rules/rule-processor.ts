@@ -1,13 +1,15 @@
-import type { Kafka, Message } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { ValidEntry } from '../batching/partition-batch.js';
-import { MAX_REQUEST_BYTES } from '../kafka/acked-producer.js';
-import { ensureTopics } from '../kafka/client.js';
+import { InvariantError } from '../errors.js';
 import type { DecodedSpan } from '../model/decode.js';
 import { TENANT_HEADER } from '../model/decode.js';
 import type { RuleWorkerMetrics } from '../observability/rule-metrics.js';
 import type { PartitionProcessor } from '../pipeline/types.js';
-import { decodeCheckpoint, encodeCheckpoint, OpenTraceBudget, PartitionTraces, signalsOf, TraceCheckpointError, type ClosedTrace, type CompiledRuleSet, type TraceCheckpoint } from '../rules/index.js';
+import { OpenTraceBudget } from './open-trace-budget.js';
+import type { CheckpointStorePort, RulesTable, SignalPublisher, SignalRecord } from './rule-stage-ports.js';
+import { PartitionTraces, type ClosedTrace } from './trace-assembler.js';
+import { decodeCheckpoint, encodeCheckpoint, TraceCheckpointError, type TraceCheckpoint } from './trace-checkpoint.js';
+import { signalsOf } from './trace-signals.js';
 
 export interface TraceLimits {
   idleMs: number;
@@ -17,39 +19,11 @@ export interface TraceLimits {
   closedMemory: number;
 }
 
-/** Where signals go (an AckedProducer): `send` resolves once the broker acknowledged every message. */
-export interface SignalSink {
-  start(): Promise<void>;
-  /** Rejects with a RetriableError when worth retrying, with a non-retriable error otherwise. */
-  send(topic: string, messages: Message[]): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** Where checkpoints are kept per partition (a CheckpointStore). */
-export interface CheckpointPort {
-  start(): Promise<void>;
-  load(topic: string, partition: number): Promise<Buffer | undefined>;
-  /** Resolves once the checkpoint is durable. */
-  save(topic: string, partition: number, value: Buffer): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** Every tenant's compiled rules (a RuleBook). */
-export interface RulesSource {
-  start(): Promise<void>;
-  rulesFor(tenantId: string): CompiledRuleSet | undefined;
-  close(): Promise<void>;
-}
-
 export interface RuleProcessorOptions {
-  kafka: Kafka;
-  group: string;
   signalsTopic: string;
-  /** Partitions of the signals topic when spanledger creates it. */
-  signalsPartitions: number;
-  signals: SignalSink;
-  checkpoints: CheckpointPort;
-  ruleBook: RulesSource;
+  signals: SignalPublisher;
+  checkpoints: CheckpointStorePort;
+  ruleBook: RulesTable;
   limits: TraceLimits;
   checkpointIntervalMs: number;
   logger: Logger;
@@ -60,7 +34,7 @@ export interface RuleProcessorOptions {
 
 /** A signal on its way to the signals topic, and when its trace closed (for the latency metric). */
 interface PendingSignals {
-  messages: Message[];
+  messages: SignalRecord[];
   /** Keys and values of `messages`, for request sizing. */
   bytes: number;
   ruleIds: string[];
@@ -116,15 +90,6 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   }
 
   async start(): Promise<void> {
-    const { options } = this;
-    const admin = options.kafka.admin();
-    await admin.connect();
-    try {
-      const created = await ensureTopics(admin, [{ topic: options.signalsTopic, numPartitions: options.signalsPartitions }]);
-      if (created.length > 0) options.logger.info({ topics: created }, 'created missing topics');
-    } finally {
-      await admin.disconnect();
-    }
     await this.options.ruleBook.start();
     await this.options.checkpoints.start();
     await this.options.signals.start();
@@ -246,8 +211,8 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     const { options } = this;
     // Acknowledged chunks leave `pending` at once, so a retry after a failure sends only the rest.
     while (state.pending.length > 0) {
-      const take = takeChunk(state.pending);
-      await options.signals.send(options.signalsTopic, take.flatMap((p) => p.messages));
+      const take = takeChunk(state.pending, options.signals.maxRequestBytes);
+      await options.signals.publish(options.signalsTopic, take.flatMap((p) => p.messages));
       state.pending.splice(0, take.length);
       const done = this.now();
       const byRule = new Map<string, number>();
@@ -316,17 +281,17 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   private state(partition: number): PartitionRules {
     const state = this.partitions.get(partition);
     // The pipeline opens every partition before its first flush or tick.
-    if (state === undefined) throw new Error(`rule processor: partition ${partition} was not opened`);
+    if (state === undefined) throw new InvariantError(`rule processor: partition ${partition} was not opened`);
     return state;
   }
 }
 
-/** The oldest pending traces whose signals fit one produce request (at least one trace). */
-function takeChunk(pending: PendingSignals[]): PendingSignals[] {
+/** The oldest pending traces whose signals fit one produce request of `maxBytes` (at least one trace). */
+function takeChunk(pending: PendingSignals[], maxBytes: number): PendingSignals[] {
   let bytes = 0;
   let count = 0;
   for (const p of pending) {
-    if (count > 0 && bytes + p.bytes > MAX_REQUEST_BYTES) break;
+    if (count > 0 && bytes + p.bytes > maxBytes) break;
     bytes += p.bytes;
     count += 1;
   }
