@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ConfigError, RuleFileError, RuleSyntaxError } from '../errors.js';
 import { TopicNotFoundError } from '../kafka/compacted-table.js';
+import { rulesTopicFeed } from '../kafka/rules-feed.js';
 import { canonicalTenantId } from '../model/tenant.js';
 import { compileRuleSet } from '../rules/compile.js';
 import { RuleBook, type TenantRule } from '../rules/rule-book.js';
@@ -29,7 +30,8 @@ export function tenantArg(value: string): string {
 
 /** Reads the rules topic to its end into a RuleBook, runs `fn` with it, closes it. */
 async function withRuleBook<T>(rules: RulesTopic, createTopic: boolean, fn: (book: RuleBook) => Promise<T>): Promise<T> {
-  const book = new RuleBook({ kafka: rules.kafka, topic: rules.topic, logger: rules.logger, registry: new Registry(), startTimeoutMs: rules.timeoutMs, createTopic });
+  const feed = rulesTopicFeed(rules.kafka, { topic: rules.topic, logger: rules.logger, startTimeoutMs: rules.timeoutMs, createTopic });
+  const book = new RuleBook({ feed, logger: rules.logger, registry: new Registry() });
   await book.start();
   try {
     return await fn(book);

@@ -7,13 +7,14 @@ export { compileRuleSet, type CompiledRuleSet, type RuleDefinition, type RuleSpa
 export { TraceEvaluation, EVIDENCE_SPAN_IDS, type RuleHit, type TraceState } from './evaluate.js';
 export { RuleSetCache, type RuleCacheStats } from './cache.js';
 export { parseRuleFile, loadRuleFile, checkRule, type CheckedRule, type RuleProblem } from './rule-file.js';
-export { RuleBook, RULES_TOPIC_CONFIG, type RuleBookOptions, type RuleChange, type TenantRule } from './rule-book.js';
+export { RuleBook, type RuleBookOptions, type RuleChange, type RuleRecordFeed, type RuleRecordMeta, type TenantRule } from './rule-book.js';
+export { RuleProcessor, type RuleProcessorOptions, type TraceLimits } from './rule-processor.js';
+export type { CheckpointStorePort, RulesTable, SignalPublisher, SignalRecord } from './rule-stage-ports.js';
 export { parseRuleRecord, ruleRecordKey, encodeRuleValue, contentVersion, planPut, BAD_RULE_REASONS, type BadRuleReason, type RuleRecord, type PutPlan } from './rule-record.js';
 export type { RuleAst } from './ast.js';
+export { OpenTraceBudget, traceStateBytes } from './open-trace-budget.js';
 export {
   PartitionTraces,
-  OpenTraceBudget,
-  traceStateBytes,
   CLOSE_REASONS,
   type PartitionTracesOptions,
   type TraceItem,

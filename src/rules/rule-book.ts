@@ -1,15 +1,35 @@
-import type { Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { capReason } from '../errors.js';
-import { CompactedTable, type RecordMeta } from '../kafka/compacted-table.js';
 import { canonicalTenantId } from '../model/tenant.js';
 import { RuleSetCache } from './cache.js';
 import type { CompiledRuleSet, RuleDefinition } from './compile.js';
 import { BAD_RULE_REASONS, encodeRuleValue, parseRuleRecord, type BadRuleReason } from './rule-record.js';
 
-/** How `rules put` and a RuleBook create the rules topic: compacted, one partition (see README, "Managing rules"). */
-export const RULES_TOPIC_CONFIG = { numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] };
+/** Where a record stands in the rules topic (for the logs). `offset` is Kafka's offset as a decimal string. */
+export interface RuleRecordMeta {
+  partition: number;
+  offset: string;
+  /** The record's timestamp, ms since the epoch. */
+  timestamp: number;
+}
+
+/**
+ * The rules topic as a table the book follows (a CompactedTable, see src/kafka/rules-feed.ts):
+ * `open` hands every record, from the beginning and then live, to `onRecord` (key '' when the
+ * record has no usable key, value null for a tombstone).
+ */
+export interface RuleRecordFeed {
+  /** The topic's name, for the logs. */
+  readonly topic: string;
+  open(onRecord: (key: string, value: Buffer | null, meta: RuleRecordMeta) => void): {
+    /** Reads the whole topic, then follows it; fails naming the topic if it cannot be read in time. */
+    start(): Promise<void>;
+    /** Resolves once every record written to the topic before the call is handed over. */
+    catchUp(timeoutMs: number): Promise<void>;
+    close(): Promise<void>;
+  };
+}
 
 /** A rule and the tenant it belongs to. */
 export type TenantRule = RuleDefinition & { tenantId: string };
@@ -23,16 +43,11 @@ export interface RuleChange {
 }
 
 export interface RuleBookOptions {
-  kafka: Kafka;
-  /** The rules topic (RULES_TOPIC). */
-  topic: string;
+  /** The rules topic (RULES_TOPIC), record by record. */
+  feed: RuleRecordFeed;
   logger: Logger;
   /** Where the `spanledger_rules_*` metrics are registered (one RuleBook per registry). */
   registry: Registry;
-  /** start() fails if the topic cannot be read to its end within this time (ms). Default 30 s. */
-  startTimeoutMs?: number;
-  /** Create the topic (compacted, one partition) when it does not exist, instead of failing. */
-  createTopic?: boolean;
   /** The cache of compiled rule sets; by default one of its own. */
   cache?: RuleSetCache;
 }
@@ -52,7 +67,7 @@ export interface RuleBookOptions {
 const MAX_ANSWERS = 10_000;
 
 export class RuleBook {
-  private readonly table: CompactedTable;
+  private readonly table: ReturnType<RuleRecordFeed['open']>;
   private readonly logger: Logger;
   private readonly cache: RuleSetCache;
   /** tenant → rule id → rule. */
@@ -69,17 +84,9 @@ export class RuleBook {
   private answerHits = 0;
 
   constructor(options: RuleBookOptions) {
-    this.logger = options.logger.child({ component: 'rule-book', topic: options.topic });
+    this.logger = options.logger.child({ component: 'rule-book', topic: options.feed.topic });
     this.cache = options.cache ?? new RuleSetCache();
-    this.table = new CompactedTable({
-      kafka: options.kafka,
-      topic: options.topic,
-      logger: options.logger,
-      groupPrefix: 'spanledger-rules',
-      onRecord: (key, value, meta) => this.apply(key, value, meta),
-      ...(options.startTimeoutMs === undefined ? {} : { startTimeoutMs: options.startTimeoutMs }),
-      ...(options.createTopic ? { create: RULES_TOPIC_CONFIG } : {}),
-    });
+    this.table = options.feed.open((key, value, meta) => this.apply(key, value, meta));
     const registers = [options.registry];
     this.bad = new Counter({ name: 'spanledger_rules_bad_total', help: 'Records of the rules topic skipped because they are not a valid rule, by reason', labelNames: ['reason'], registers });
     for (const reason of BAD_RULE_REASONS) this.bad.inc({ reason }, 0);
@@ -176,7 +183,7 @@ export class RuleBook {
   }
 
   /** Applies one record of the rules topic (the table's callback; public for tests). */
-  apply(key: string, value: Buffer | null, meta: RecordMeta): void {
+  apply(key: string, value: Buffer | null, meta: RuleRecordMeta): void {
     const record = parseRuleRecord(key, value);
     if (!record.ok) {
       this.skip(record.reason, record.message, key, meta);
@@ -207,7 +214,7 @@ export class RuleBook {
     }
   }
 
-  private skip(reason: BadRuleReason, message: string, key: string, meta: RecordMeta): void {
+  private skip(reason: BadRuleReason, message: string, key: string, meta: RuleRecordMeta): void {
     this.bad.inc({ reason });
     this.logger.warn({ reason, key: key.slice(0, 300), partition: meta.partition, offset: meta.offset }, `bad rule record skipped: ${capReason(message)}`);
   }

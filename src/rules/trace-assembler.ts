@@ -1,7 +1,9 @@
-import { ConfigError } from '../errors.js';
+import { InvariantError } from '../errors.js';
 import type { StoredSpan } from '../model/span-line.js';
 import type { CompiledRuleSet } from './compile.js';
-import { EVIDENCE_SPAN_IDS, TraceEvaluation, type RuleHit } from './evaluate.js';
+import { TraceEvaluation, type RuleHit } from './evaluate.js';
+import { traceStateBytes, type OpenTraceBudget } from './open-trace-budget.js';
+import { ClosedTraceMemory, FINISHED, first, OpenSegments, type OpenSegment } from './open-segments.js';
 import { checkpointProblem, TraceCheckpointError, type CheckpointClosedTrace, type CheckpointOpenSegment, type TraceCheckpoint } from './trace-checkpoint.js';
 
 /**
@@ -42,65 +44,6 @@ export interface ClosedTrace {
   hits: RuleHit[];
 }
 
-/**
- * The open-trace limit of one rule worker, shared by all its partitions: a number of traces and
- * the memory they may hold (each counted at its upper bound, traceStateBytes). A partition
- * opening a trace when the budget is full closes its own oldest open traces first (reason `cap`).
- */
-export class OpenTraceBudget {
-  private count = 0;
-  private byteCount = 0;
-
-  constructor(
-    readonly maxOpenTraces: number,
-    readonly maxBytes = Number.POSITIVE_INFINITY,
-  ) {
-    if (!Number.isSafeInteger(maxOpenTraces) || maxOpenTraces < 1) throw new ConfigError(`maxOpenTraces must be a positive integer, not ${maxOpenTraces}`);
-    if (!(maxBytes > 0)) throw new ConfigError(`maxBytes must be positive, not ${maxBytes}`);
-  }
-
-  /** Open traces of all partitions (may exceed maxOpenTraces by at most the partition count). */
-  get open(): number {
-    return this.count;
-  }
-
-  /** The upper bound of the memory the open traces hold. */
-  get bytes(): number {
-    return this.byteCount;
-  }
-
-  get isFull(): boolean {
-    return this.count >= this.maxOpenTraces || this.byteCount >= this.maxBytes;
-  }
-
-  acquire(bytes = 0): void {
-    this.count++;
-    this.byteCount += bytes;
-  }
-
-  release(n = 1, bytes = 0): void {
-    this.count -= n;
-    this.byteCount -= bytes;
-  }
-}
-
-const stateBytes = new WeakMap<CompiledRuleSet, number>();
-
-/**
- * The most memory one open trace can hold against `rules`, whatever its span count: the segment
- * and its maps (~512 bytes), and per distinct span check a counter and at most EVIDENCE_SPAN_IDS
- * span ids (16 hex characters each, ~40 bytes with their slot). Measured traces stay well under
- * it (~1.7 KB with 10 rules): the budget errs on the safe side.
- */
-export function traceStateBytes(rules: CompiledRuleSet): number {
-  let bytes = stateBytes.get(rules);
-  if (bytes === undefined) {
-    bytes = 512 + rules.checks.length * (8 + 48 + EVIDENCE_SPAN_IDS * 40);
-    stateBytes.set(rules, bytes);
-  }
-  return bytes;
-}
-
 export interface PartitionTracesOptions {
   topic: string;
   partition: number;
@@ -132,29 +75,11 @@ export interface TraceCounters {
   largestClosed: number;
 }
 
-interface OpenSegment {
-  readonly key: string;
-  readonly tenantId: string;
-  readonly traceId: string;
-  readonly segment: number;
-  readonly evaluation: TraceEvaluation;
-  readonly firstOffset: bigint;
-  readonly firstIndex: number;
-  readonly firstTimestamp: number;
-  /** What it counts against the budget (traceStateBytes of its rules). */
-  readonly bytes: number;
-  lastOffset: bigint;
-  lastTimestamp: number;
-}
-
 /** A checkpointed open segment waiting, during a replay, for the span that opened it. */
 interface PendingSegment {
   readonly key: string;
   readonly entry: CheckpointOpenSegment;
 }
-
-/** Value of a remembered closed trace whose later spans are late (closed for good). */
-const FINISHED = -1;
 
 const keyOf = (tenantId: string, traceId: string): string => `${tenantId}/${traceId}`;
 const positionKey = (offset: bigint, index: number): string => `${offset}:${index}`;
@@ -204,21 +129,12 @@ export class PartitionTraces {
   private readonly idleMs: number;
   private readonly maxAgeMs: number;
   private readonly budget: OpenTraceBudget;
-  /** Budget bytes of this partition's open segments (returned whole on drop). */
-  private openBytes = 0;
   private readonly rulesFor: (tenantId: string) => CompiledRuleSet | undefined;
   private readonly closedMemory: number;
 
-  /** Open segments by tenant and trace id (two lookups: cheaper than building a key per span). */
-  private readonly openByTenant = new Map<string, Map<string, OpenSegment>>();
-  /** Open segments in order of last activity (a touched segment moves to the end). */
-  private readonly byActivity = new Set<OpenSegment>();
-  /** Open segments in order of creation, which is also the order of their first offsets. */
-  private readonly byCreation = new Set<OpenSegment>();
-  /** The last entry of byActivity: touching it again needs no move. */
-  private lastTouched: OpenSegment | undefined;
+  private readonly segments: OpenSegments;
   /** Closed traces, least recently used first: the next segment number, or FINISHED. */
-  private readonly remembered = new Map<string, number>();
+  private readonly remembered: ClosedTraceMemory;
   private closedSinceTake: Array<{ segment: OpenSegment; reason: CloseReason }> = [];
 
   private streamTime: number | undefined;
@@ -233,10 +149,11 @@ export class PartitionTraces {
   private readonly pending = new Map<string, PendingSegment>();
 
   constructor(options: PartitionTracesOptions) {
+    // The limits come from the validated settings: a bad one here is the caller's bug.
     for (const name of ['idleMs', 'maxAgeMs'] as const) {
-      if (!(options[name] > 0)) throw new ConfigError(`${name} must be positive, not ${options[name]}`);
+      if (!(options[name] > 0)) throw new InvariantError(`${name} must be positive, not ${options[name]}`);
     }
-    if (!Number.isSafeInteger(options.closedMemory) || options.closedMemory < 0) throw new ConfigError(`closedMemory must be a non-negative integer, not ${options.closedMemory}`);
+    if (!Number.isSafeInteger(options.closedMemory) || options.closedMemory < 0) throw new InvariantError(`closedMemory must be a non-negative integer, not ${options.closedMemory}`);
     this.topic = options.topic;
     this.partition = options.partition;
     this.idleMs = options.idleMs;
@@ -244,11 +161,13 @@ export class PartitionTraces {
     this.budget = options.budget;
     this.rulesFor = options.rulesFor;
     this.closedMemory = options.closedMemory;
+    this.segments = new OpenSegments(options.budget);
+    this.remembered = new ClosedTraceMemory(options.closedMemory);
   }
 
   /** Open trace segments (reopened ones included; those still awaited in a replay not). */
   get openCount(): number {
-    return this.byCreation.size;
+    return this.segments.size;
   }
 
   /** Closed traces remembered (at most closedMemory). */
@@ -289,9 +208,9 @@ export class PartitionTraces {
    * shutdown the state is dropped instead (see drop): the next owner re-reads.
    */
   tick(wallNow: number): void {
-    if (this.replayEnd !== undefined || this.lastItemWall === undefined || this.byCreation.size === 0) return;
+    if (this.replayEnd !== undefined || this.lastItemWall === undefined || this.segments.size === 0) return;
     if (wallNow - this.lastItemWall < this.idleMs) return;
-    for (const segment of this.byCreation) this.close(segment, 'idle_wall');
+    for (const segment of this.segments.byCreation) this.close(segment, 'idle_wall');
   }
 
   /** The segments closed since the last call, evaluated now, in the order they closed. */
@@ -317,7 +236,7 @@ export class PartitionTraces {
    * reopen); undefined when none is open. The caller commits `retainedOffset() ?? processedEnd`.
    */
   retainedOffset(): bigint | undefined {
-    const oldest = first(this.byCreation)?.firstOffset;
+    const oldest = this.segments.oldest()?.firstOffset;
     const awaited = first(this.pending)?.entry.firstOffset;
     if (oldest === undefined) return awaited;
     return awaited !== undefined && awaited < oldest ? awaited : oldest;
@@ -330,11 +249,11 @@ export class PartitionTraces {
    * offset is not known, and the restored one stays true until the replay ends.
    */
   checkpoint(processedEnd: bigint): TraceCheckpoint {
-    if (this.closedSinceTake.length > 0) throw new Error(`${this.closedSinceTake.length} closed traces not taken: take them, and have their signals acknowledged, before the checkpoint`);
-    if (processedEnd <= this.lastOffset) throw new Error(`processedEnd ${processedEnd} is not after the last applied offset ${this.lastOffset}`);
+    if (this.closedSinceTake.length > 0) throw new InvariantError(`${this.closedSinceTake.length} closed traces not taken: take them, and have their signals acknowledged, before the checkpoint`);
+    if (processedEnd <= this.lastOffset) throw new InvariantError(`processedEnd ${processedEnd} is not after the last applied offset ${this.lastOffset}`);
     const end = this.replayEnd !== undefined && this.replayEnd > processedEnd ? this.replayEnd : processedEnd;
     const open: CheckpointOpenSegment[] = [];
-    for (const s of this.byCreation) open.push({ tenantId: s.tenantId, traceId: s.traceId, segment: s.segment, firstOffset: s.firstOffset, firstIndex: s.firstIndex });
+    for (const s of this.segments.byCreation) open.push({ tenantId: s.tenantId, traceId: s.traceId, segment: s.segment, firstOffset: s.firstOffset, firstIndex: s.firstIndex });
     for (const p of this.pending.values()) open.push(p.entry);
     const closed: CheckpointClosedTrace[] = [];
     for (const [key, next] of this.remembered) {
@@ -383,7 +302,7 @@ export class PartitionTraces {
    * remembered as closed for good, so that its later spans are late rather than a fragment.
    */
   restore(checkpoint: TraceCheckpoint | undefined): void {
-    if (this.lastOffset >= 0n || this.byCreation.size > 0 || this.remembered.size > 0) throw new Error('restore must come before the first apply');
+    if (this.lastOffset >= 0n || this.segments.size > 0 || this.remembered.size > 0) throw new InvariantError('restore must come before the first apply');
     if (checkpoint === undefined) return;
     const problem = checkpointProblem(checkpoint);
     if (problem) throw new TraceCheckpointError(problem);
@@ -393,18 +312,13 @@ export class PartitionTraces {
     for (const entry of open) this.pending.set(positionKey(entry.firstOffset, entry.firstIndex), { key: keyOf(entry.tenantId, entry.traceId), entry });
     // A smaller memory than the previous owner's keeps the most recently used traces.
     for (const c of checkpoint.closed.slice(Math.max(0, checkpoint.closed.length - this.closedMemory))) {
-      this.remembered.set(keyOf(c.tenantId, c.traceId), c.continuesAs ?? FINISHED);
+      this.remembered.restore(keyOf(c.tenantId, c.traceId), c.continuesAs ?? FINISHED);
     }
   }
 
   /** Revoke or shutdown: forgets everything without closing (the next owner re-reads) and returns the budget; the instance is done. */
   drop(): void {
-    this.budget.release(this.byCreation.size, this.openBytes);
-    this.openBytes = 0;
-    this.openByTenant.clear();
-    this.byCreation.clear();
-    this.byActivity.clear();
-    this.lastTouched = undefined;
+    this.segments.clear();
     this.pending.clear();
     this.remembered.clear();
     this.closedSinceTake = [];
@@ -412,7 +326,7 @@ export class PartitionTraces {
 
   private checkOrder(item: TraceItem): void {
     if (item.offset < this.lastOffset || (item.offset === this.lastOffset && item.index <= this.lastIndex)) {
-      throw new Error(`spans must come in (offset, index) order: ${item.offset}:${item.index} after ${this.lastOffset}:${this.lastIndex}`);
+      throw new InvariantError(`spans must come in (offset, index) order: ${item.offset}:${item.index} after ${this.lastOffset}:${this.lastIndex}`);
     }
     this.lastOffset = item.offset;
     this.lastIndex = item.index;
@@ -429,18 +343,18 @@ export class PartitionTraces {
   }
 
   private closeExpired(streamTime: number): void {
-    for (const segment of this.byActivity) {
+    for (const segment of this.segments.byActivity) {
       if (streamTime - segment.lastTimestamp < this.idleMs) break;
       this.close(segment, 'idle');
     }
-    for (const segment of this.byCreation) {
+    for (const segment of this.segments.byCreation) {
       if (streamTime - segment.firstTimestamp < this.maxAgeMs) break;
       this.close(segment, 'max_age');
     }
   }
 
   private place(item: TraceItem, time: number): void {
-    const segment = this.openByTenant.get(item.tenantId)?.get(item.span.traceId);
+    const segment = this.segments.find(item.tenantId, item.span.traceId);
     if (segment !== undefined) {
       this.join(segment, item, time);
       return;
@@ -451,25 +365,22 @@ export class PartitionTraces {
       this.counters.spansWithoutRules++;
       return;
     }
-    const next = this.remembered.get(key);
-    if (next !== undefined) {
-      this.remembered.delete(key);
-      if (next === FINISHED) {
-        // Still arriving: keep remembering it (moved to the most recently used end).
-        this.remembered.set(key, FINISHED);
-        this.counters.lateSpans++;
-        return;
-      }
+    const next = this.remembered.take(key);
+    if (next === FINISHED) {
+      // Still arriving: keep remembering it (moved to the most recently used end).
+      this.remembered.remember(key, FINISHED);
+      this.counters.lateSpans++;
+      return;
     }
     // Overshoot: a partition without open traces opens anyway, so the budget is exceeded by at
     // most one trace per partition without one; closing another partition's trace would make
     // one partition's closures depend on another's timing.
-    for (let oldest = first(this.byCreation); this.budget.isFull && oldest !== undefined; oldest = first(this.byCreation)) this.close(oldest, 'cap');
+    for (let oldest = this.segments.oldest(); this.budget.isFull && oldest !== undefined; oldest = this.segments.oldest()) this.close(oldest, 'cap');
     this.open(key, item, time, rules, next ?? 0);
   }
 
   private replay(item: TraceItem): void {
-    const segment = this.openByTenant.get(item.tenantId)?.get(item.span.traceId);
+    const segment = this.segments.find(item.tenantId, item.span.traceId);
     if (segment !== undefined) {
       this.join(segment, item, this.eventTime(item));
       return;
@@ -506,7 +417,7 @@ export class PartitionTraces {
   private lose(awaited: PendingSegment): void {
     this.pending.delete(positionKey(awaited.entry.firstOffset, awaited.entry.firstIndex));
     this.counters.lostSegments++;
-    this.remember(awaited.key, FINISHED);
+    this.remembered.remember(awaited.key, FINISHED);
   }
 
   private rulesOf(tenantId: string): CompiledRuleSet | undefined {
@@ -530,14 +441,7 @@ export class PartitionTraces {
     };
     segment.evaluation.add(item.span);
     this.counters.spansEvaluated++;
-    let tenantSegments = this.openByTenant.get(item.tenantId);
-    if (tenantSegments === undefined) this.openByTenant.set(item.tenantId, (tenantSegments = new Map()));
-    tenantSegments.set(item.span.traceId, segment);
-    this.byCreation.add(segment);
-    this.byActivity.add(segment);
-    this.lastTouched = segment;
-    this.openBytes += segment.bytes;
-    this.budget.acquire(segment.bytes);
+    this.segments.add(segment);
   }
 
   private join(segment: OpenSegment, item: TraceItem, time: number): void {
@@ -545,40 +449,19 @@ export class PartitionTraces {
     this.counters.spansEvaluated++;
     segment.lastOffset = item.offset;
     if (time > segment.lastTimestamp) segment.lastTimestamp = time;
-    if (this.lastTouched !== segment) {
-      this.byActivity.delete(segment);
-      this.byActivity.add(segment);
-      this.lastTouched = segment;
-    }
+    this.segments.touch(segment);
   }
 
   private close(segment: OpenSegment, reason: CloseReason): void {
-    const tenantSegments = this.openByTenant.get(segment.tenantId)!;
-    tenantSegments.delete(segment.traceId);
-    if (tenantSegments.size === 0) this.openByTenant.delete(segment.tenantId);
-    this.byCreation.delete(segment);
-    this.byActivity.delete(segment);
-    if (this.lastTouched === segment) this.lastTouched = undefined;
-    this.openBytes -= segment.bytes;
-    this.budget.release(1, segment.bytes);
+    this.segments.remove(segment);
     this.closedSinceTake.push({ segment, reason });
-    this.remember(segment.key, reason === 'max_age' || reason === 'cap' ? segment.segment + 1 : FINISHED);
+    this.remembered.remember(segment.key, reason === 'max_age' || reason === 'cap' ? segment.segment + 1 : FINISHED);
     const spans = segment.evaluation.state.spanCount;
     this.counters.closed[reason]++;
     this.counters.closedSpans += spans;
     if (spans > this.counters.largestClosed) this.counters.largestClosed = spans;
   }
 
-  private remember(key: string, next: number): void {
-    this.remembered.delete(key);
-    this.remembered.set(key, next);
-    if (this.remembered.size > this.closedMemory) this.remembered.delete(this.remembered.keys().next().value as string);
-  }
-}
-
-function first<V>(collection: ReadonlySet<V> | ReadonlyMap<unknown, V>): V | undefined {
-  for (const value of collection.values()) return value;
-  return undefined;
 }
 
 function splitKey(key: string): [string, string] {

@@ -1,14 +1,14 @@
-
+import type { Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { kafkaSettings, Parsed, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
-import { AckedProducer } from '../kafka/acked-producer.js';
 import { CheckpointStore, checkpointTopicNeed } from '../kafka/checkpoint-store.js';
-import { createKafka } from '../kafka/client.js';
+import { rulesTopicFeed, RULES_TOPIC_CONFIG } from '../kafka/rules-feed.js';
+import { KafkaSignalPublisher } from '../kafka/signal-publisher.js';
 import { SpanDecoder, type DecodedSpan } from '../model/decode.js';
 import { RuleWorkerMetrics } from '../observability/rule-metrics.js';
-import { RuleBook, RULES_TOPIC_CONFIG } from '../rules/rule-book.js';
-import { RuleProcessor } from './rule-processor.js';
+import { RuleBook } from '../rules/rule-book.js';
+import { RuleProcessor } from '../rules/rule-processor.js';
 import { Worker } from './worker.js';
 
 export interface RuleWorkerConfig {
@@ -31,23 +31,26 @@ export function traceTickMs(traceIdleMs: number): number {
 
 /**
  * Rule worker: spans topic (its own group) → traces per tenant → the tenant's rules → one signal
- * per violation on the signals topic. Decodes spans exactly as the span worker does.
+ * per violation on the signals topic. Decodes spans exactly as the span worker does. The rule
+ * stage's stores (signals producer, checkpoint topic, rules topic) use the worker's one Kafka
+ * client, which the worker makes in start(): the stage is built there (createStages).
  */
 export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
   const { ruleWorker } = config;
   const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, withDay: false };
-  const kafka = createKafka({ brokers: config.kafka.brokers, clientId: config.kafka.clientId, logger });
-  const processor = new RuleProcessor({
-    group: ruleWorker.group,
-    signalsTopic: config.signals.topic,
-    signals: new AckedProducer(kafka, 'signals'),
-    checkpoints: new CheckpointStore(kafka, { topic: ruleWorker.checkpointTopic, group: ruleWorker.group, logger }),
-    ruleBook: new RuleBook({ kafka, topic: config.rules.topic, logger, registry }),
-    limits: { idleMs: ruleWorker.traceIdleMs, maxAgeMs: ruleWorker.traceMaxAgeMs, maxOpenTraces: ruleWorker.maxOpenTraces, maxOpenTraceBytes: ruleWorker.maxOpenTraceBytes, closedMemory: ruleWorker.closedTraceMemory },
-    checkpointIntervalMs: ruleWorker.checkpointIntervalMs,
-    logger,
-    metrics: new RuleWorkerMetrics(registry),
-  });
+  const metrics = new RuleWorkerMetrics(registry);
+  let processor: RuleProcessor | undefined;
+  const createProcessor = (kafka: Kafka): RuleProcessor =>
+    new RuleProcessor({
+      signalsTopic: config.signals.topic,
+      signals: new KafkaSignalPublisher(kafka),
+      checkpoints: new CheckpointStore(kafka, { topic: ruleWorker.checkpointTopic, group: ruleWorker.group, logger }),
+      ruleBook: new RuleBook({ feed: rulesTopicFeed(kafka, { topic: config.rules.topic, logger }), logger, registry }),
+      limits: { idleMs: ruleWorker.traceIdleMs, maxAgeMs: ruleWorker.traceMaxAgeMs, maxOpenTraces: ruleWorker.maxOpenTraces, maxOpenTraceBytes: ruleWorker.maxOpenTraceBytes, closedMemory: ruleWorker.closedTraceMemory },
+      checkpointIntervalMs: ruleWorker.checkpointIntervalMs,
+      logger,
+      metrics,
+    });
   return new Worker<DecodedSpan>({
     role: 'rules',
     kafka: config.kafka,
@@ -57,14 +60,18 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
     group: ruleWorker.group,
     decoder: new SpanDecoder(config.worker.maxMessageBytes, decoderOptions),
     decoderSpec: { kind: 'spans', maxMessageBytes: config.worker.maxMessageBytes, options: decoderOptions },
-    processor,
+    // Ensured by the worker at start, with its own topics (kafka/topics.ts).
     topics: [
       { topic: config.signals.topic, numPartitions: config.kafka.topicPartitions },
       { topic: config.rules.topic, ...RULES_TOPIC_CONFIG },
       checkpointTopicNeed(ruleWorker.checkpointTopic, config.kafka.topicPartitions),
     ],
-    openTraces: () => processor.openTraces,
-    tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs),
+    createStages: (kafka) => {
+      processor = createProcessor(kafka);
+      return { processor, tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs) };
+    },
+    // Before start() made the stage, nothing is open.
+    openTraces: () => processor?.openTraces ?? 0,
     logger,
     registry,
   });

@@ -1,4 +1,5 @@
 import os from 'node:os';
+import type { Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Parsed } from '../config/settings.js';
@@ -20,8 +21,18 @@ import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
 import { pipelineResources, ResourceStack, type PipelineParts } from './resource-stack.js';
 
-/** `sinks` (span and signal workers) or a `processor` with its `tickIntervalMs` (rule worker). */
-export type WorkerOptions<T> = PipelineStages<T> & {
+/**
+ * The stages built in start() with the worker's own Kafka client (made there, see Worker): for a
+ * stage whose stores are on Kafka too (the rule worker's producer, checkpoints and rules table).
+ */
+export interface StagesOfClient<T> {
+  createStages: (client: Kafka) => PipelineStages<T>;
+  sinks?: undefined;
+  processor?: undefined;
+}
+
+/** `sinks` (span and signal workers), a `processor` with its `tickIntervalMs`, or `createStages` (rule worker). */
+export type WorkerOptions<T> = (PipelineStages<T> | StagesOfClient<T>) & {
   role: WorkerRole;
   kafka: Parsed<typeof kafkaSettings>;
   worker: Parsed<typeof workerSettings>;
@@ -99,8 +110,14 @@ export class Worker<T> {
     return this.runner?.ready() ?? false;
   }
 
+  private stagesFor(client: Kafka): PipelineStages<T> {
+    const { options } = this;
+    if ('createStages' in options) return options.createStages(client);
+    return options.processor === undefined ? { sinks: options.sinks } : { processor: options.processor, tickIntervalMs: options.tickIntervalMs };
+  }
+
   /** The worker's parts on the Kafka client: made here, started and stopped by start() and stop(). */
-  private createPipeline(client: ReturnType<typeof createKafka>): Omit<PipelineParts<T>, 'dlqMaxMessageBytes' | 'onPipelineStopped'> {
+  private createPipeline(client: Kafka, stages: PipelineStages<T>): Omit<PipelineParts<T>, 'dlqMaxMessageBytes' | 'onPipelineStopped'> {
     const { options, metrics } = this;
     const { worker, logger } = options;
     const quarantine = new Quarantine(worker.quarantineDir, (letters, refusal) => {
@@ -110,7 +127,6 @@ export class Worker<T> {
         'dead-letter topic refused dead letters for good; quarantined them on disk and going on',
       );
     });
-    const stages: PipelineStages<T> = options.processor === undefined ? { sinks: options.sinks } : { processor: options.processor, tickIntervalMs: options.tickIntervalMs };
     const deadLetters = new DeadLetterProducer(client, options.dlqTopic, { group: options.group, workerId: worker.workerId }, quarantine);
     const decodePool = worker.decodeThreads > 0 && options.decoderSpec !== undefined ? new ThreadDecodePool<T>(options.decoderSpec, worker.decodeThreads) : undefined;
     const pipeline = new Pipeline<T>({
@@ -171,7 +187,8 @@ export class Worker<T> {
     );
     const dlqMaxMessageBytes = topics.maxMessageBytes.get(options.dlqTopic)!;
     // Made only now, so that nothing is made that start() does not also start (and stop() stop).
-    const parts = this.createPipeline(client);
+    const stages = this.stagesFor(client);
+    const parts = this.createPipeline(client, stages);
     this.runner = parts.pipeline;
     const onPipelineStopped = (clean: boolean) => {
       this.clean = clean;
@@ -184,7 +201,7 @@ export class Worker<T> {
         dlqTopic: options.dlqTopic,
         metricsPort: this.metricsPort,
         statusAddress: this.statusAddress,
-        ...(options.processor === undefined ? { sinks: options.sinks.map((s) => s.name) } : { processor: options.processor.name }),
+        ...(stages.processor === undefined ? { sinks: stages.sinks.map((s) => s.name) } : { processor: stages.processor.name }),
       },
       'worker started',
     );

@@ -7,6 +7,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { CompactedTable, TopicNotFoundError, type RecordMeta } from '../../src/kafka/compacted-table.js';
+import { rulesTopicFeed } from '../../src/kafka/rules-feed.js';
 import { RuleBook, type RuleChange } from '../../src/rules/rule-book.js';
 import { CLI, ROOT, createTopic, kafkaClient, sleep, tempDir, uniqueName } from '../support/harness.js';
 
@@ -283,7 +284,7 @@ describe('RuleBook on the rules topic', () => {
   it('follows rules live as they are put, changed and deleted; a bad record is counted and skipped, the previous version kept', async () => {
     const topic = rulesTopic();
     const registry = new Registry();
-    const book = new RuleBook({ kafka, topic, logger: quiet, registry, createTopic: true });
+    const book = new RuleBook({ feed: rulesTopicFeed(kafka, { topic, logger: quiet, createTopic: true }), logger: quiet, registry });
     const changes: RuleChange[] = [];
     book.onChange((c) => changes.push(c));
     await book.start();
@@ -345,7 +346,7 @@ describe('RuleBook on the rules topic', () => {
     expect((await cli(['rules', 'put', '--tenant', TENANT, '--file', ruleFile('later.yaml', TWO_RULES)], topic)).code).toBe(0);
     await send(topic, [{ key: `${TENANT}/big-payment`, value: '{' }]);
     const registry = new Registry();
-    const book = new RuleBook({ kafka, topic, logger: quiet, registry });
+    const book = new RuleBook({ feed: rulesTopicFeed(kafka, { topic, logger: quiet }), logger: quiet, registry });
     await book.start();
     try {
       expect(book.list().map((r) => `${r.tenantId} ${r.id}`)).toEqual([`${TENANT} big-payment`, `${TENANT} retries`]);

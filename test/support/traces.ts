@@ -1,5 +1,6 @@
 import { compileRuleSet, type CompiledRuleSet, type RuleDefinition } from '../../src/rules/compile.js';
-import { OpenTraceBudget, PartitionTraces, type PartitionTracesOptions, type TraceItem } from '../../src/rules/trace-assembler.js';
+import { OpenTraceBudget } from '../../src/rules/open-trace-budget.js';
+import { PartitionTraces, type PartitionTracesOptions, type TraceItem } from '../../src/rules/trace-assembler.js';
 import type { StoredSpan } from '../../src/model/span-line.js';
 
 /** Test helpers for PartitionTraces: tenants, spans, rule sets and a record feed. */

@@ -1,8 +1,7 @@
-import type { Kafka } from 'kafkajs';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { RuleBook, type RuleChange } from '../../../src/rules/rule-book.js';
+import { RuleBook, type RuleChange, type RuleRecordFeed } from '../../../src/rules/rule-book.js';
 
 const TENANT = '6f9619ff-8b86-d011-b42d-00c04fc964ff';
 const OTHER = '00000000-0000-4000-8000-000000000002';
@@ -10,12 +9,18 @@ const meta = { partition: 0, offset: '0', timestamp: 0 };
 const value = (v: unknown) => Buffer.from(JSON.stringify(v));
 const rule = (id: string, condition: string, version: number | string = 1, enabled = true) => value({ id, name: id, severity: 'HIGH', condition, enabled, version });
 
-/** A RuleBook fed records by hand: apply() is what the compacted table calls. */
+/** A feed that hands nothing over (the books here are never started). */
+const noFeed: RuleRecordFeed = {
+  topic: 'rules',
+  open: () => ({ start: async () => {}, catchUp: async () => {}, close: async () => {} }),
+};
+
+/** A RuleBook fed records by hand: apply() is what the feed's table calls. */
 function book(): { book: RuleBook; registry: Registry; logs: Array<Record<string, unknown>> } {
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'debug' }, { write: (line: string) => logs.push(JSON.parse(line) as Record<string, unknown>) });
   const registry = new Registry();
-  return { book: new RuleBook({ kafka: {} as Kafka, topic: 'rules', logger, registry }), registry, logs };
+  return { book: new RuleBook({ feed: noFeed, logger, registry }), registry, logs };
 }
 
 async function metric(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { OpenTraceBudget, traceStateBytes, type ClosedTrace } from '../../../src/rules/trace-assembler.js';
+import { ConfigError, InvariantError } from '../../../src/errors.js';
+import { OpenTraceBudget, traceStateBytes } from '../../../src/rules/open-trace-budget.js';
+import type { ClosedTrace } from '../../../src/rules/trace-assembler.js';
 import { signalsOf } from '../../../src/rules/trace-signals.js';
 import { partitionTraces, RecordFeed, ruleSetOf, TENANT_A, TENANT_B, TENANT_NO_RULES, traceIdOf } from '../../support/traces.js';
 
@@ -144,6 +146,23 @@ describe('PartitionTraces: closure by event time', () => {
     const items = feed.record(0, { trace: 1 }, { trace: 2 });
     traces.apply(items, 0);
     expect(() => traces.apply(items.slice(1), 0)).toThrow(/order/);
+    // A caller's bug: fatal at once (the pipeline's rule), never retried as an unknown failure.
+    expect(() => traces.apply(items.slice(1), 0)).toThrow(InvariantError);
+  });
+
+  it('refuses limits the validated settings could not give with an InvariantError (a caller bug), not a ConfigError', () => {
+    const refusals: Array<[string, () => unknown]> = [
+      ['maxOpenTraces', () => new OpenTraceBudget(0)],
+      ['maxBytes', () => new OpenTraceBudget(1, 0)],
+      ['idleMs', () => partitionTraces({ rulesFor: rulesForA, idleMs: 0 })],
+      ['maxAgeMs', () => partitionTraces({ rulesFor: rulesForA, maxAgeMs: -1 })],
+      ['closedMemory', () => partitionTraces({ rulesFor: rulesForA, closedMemory: 1.5 })],
+    ];
+    for (const [name, make] of refusals) {
+      expect(make, name).toThrow(InvariantError);
+      expect(make, name).toThrow(name);
+      expect(make, name).not.toThrow(ConfigError);
+    }
   });
 });
 

@@ -1,12 +1,15 @@
-import type { Message } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { ValidEntry } from '../pipeline/types.js';
-import { MAX_REQUEST_BYTES } from '../kafka/acked-producer.js';
+import { InvariantError } from '../errors.js';
 import type { DecodedSpan } from '../model/decode.js';
 import { TENANT_HEADER } from '../model/decode.js';
 import type { RuleWorkerMetrics } from '../observability/rule-metrics.js';
 import type { PartitionProcessor } from '../pipeline/types.js';
-import { decodeCheckpoint, encodeCheckpoint, OpenTraceBudget, PartitionTraces, signalsOf, TraceCheckpointError, type ClosedTrace, type CompiledRuleSet, type TraceCheckpoint } from '../rules/index.js';
+import { OpenTraceBudget } from './open-trace-budget.js';
+import type { CheckpointStorePort, RulesTable, SignalPublisher, SignalRecord } from './rule-stage-ports.js';
+import { PartitionTraces, type ClosedTrace } from './trace-assembler.js';
+import { decodeCheckpoint, encodeCheckpoint, TraceCheckpointError, type TraceCheckpoint } from './trace-checkpoint.js';
+import { signalsOf } from './trace-signals.js';
 
 export interface TraceLimits {
   idleMs: number;
@@ -16,37 +19,11 @@ export interface TraceLimits {
   closedMemory: number;
 }
 
-/** Where signals go (an AckedProducer): `send` resolves once the broker acknowledged every message. */
-export interface SignalSink {
-  start(): Promise<void>;
-  /** Rejects with a RetriableError when worth retrying, with a non-retriable error otherwise. */
-  send(topic: string, messages: Message[]): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** Where checkpoints are kept per partition (a CheckpointStore). */
-export interface CheckpointPort {
-  start(): Promise<void>;
-  load(topic: string, partition: number): Promise<Buffer | undefined>;
-  /** Resolves once the checkpoint is durable. */
-  save(topic: string, partition: number, value: Buffer): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** Every tenant's compiled rules (a RuleBook). */
-export interface RulesSource {
-  start(): Promise<void>;
-  rulesFor(tenantId: string): CompiledRuleSet | undefined;
-  close(): Promise<void>;
-}
-
 export interface RuleProcessorOptions {
-  group: string;
-  /** The worker ensures it at start (with the rules and checkpoint topics). */
   signalsTopic: string;
-  signals: SignalSink;
-  checkpoints: CheckpointPort;
-  ruleBook: RulesSource;
+  signals: SignalPublisher;
+  checkpoints: CheckpointStorePort;
+  ruleBook: RulesTable;
   limits: TraceLimits;
   checkpointIntervalMs: number;
   logger: Logger;
@@ -57,7 +34,7 @@ export interface RuleProcessorOptions {
 
 /** A signal on its way to the signals topic, and when its trace closed (for the latency metric). */
 interface PendingSignals {
-  messages: Message[];
+  messages: SignalRecord[];
   /** Keys and values of `messages`, for request sizing. */
   bytes: number;
   ruleIds: string[];
@@ -234,8 +211,8 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     const { options } = this;
     // Acknowledged chunks leave `pending` at once, so a retry after a failure sends only the rest.
     while (state.pending.length > 0) {
-      const take = takeChunk(state.pending);
-      await options.signals.send(options.signalsTopic, take.flatMap((p) => p.messages));
+      const take = takeChunk(state.pending, options.signals.maxRequestBytes);
+      await options.signals.publish(options.signalsTopic, take.flatMap((p) => p.messages));
       state.pending.splice(0, take.length);
       const done = this.now();
       const byRule = new Map<string, number>();
@@ -304,17 +281,17 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
   private state(partition: number): PartitionRules {
     const state = this.partitions.get(partition);
     // The pipeline opens every partition before its first flush or tick.
-    if (state === undefined) throw new Error(`rule processor: partition ${partition} was not opened`);
+    if (state === undefined) throw new InvariantError(`rule processor: partition ${partition} was not opened`);
     return state;
   }
 }
 
-/** The oldest pending traces whose signals fit one produce request (at least one trace). */
-function takeChunk(pending: PendingSignals[]): PendingSignals[] {
+/** The oldest pending traces whose signals fit one produce request of `maxBytes` (at least one trace). */
+function takeChunk(pending: PendingSignals[], maxBytes: number): PendingSignals[] {
   let bytes = 0;
   let count = 0;
   for (const p of pending) {
-    if (count > 0 && bytes + p.bytes > MAX_REQUEST_BYTES) break;
+    if (count > 0 && bytes + p.bytes > maxBytes) break;
     bytes += p.bytes;
     count += 1;
   }

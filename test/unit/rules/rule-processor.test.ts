@@ -1,10 +1,9 @@
-import type { Message } from 'kafkajs';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import type { ValidEntry } from '../../../src/pipeline/partition-batch.js';
 import { corpusTrace, expectedSignals, RULES_A, RULES_B, spansInTimeOrder, type CorpusSpan, type CorpusTrace } from '../../../src/devtools/trace-corpus.js';
-import { RetriableError, SpanledgerError } from '../../../src/errors.js';
+import { InvariantError, RetriableError, SpanledgerError } from '../../../src/errors.js';
 import { MAX_REQUEST_BYTES } from '../../../src/kafka/acked-producer.js';
 import { SignalDecoder, TENANT_HEADER, type DecodedSpan } from '../../../src/model/decode.js';
 import type { Signal } from '../../../src/model/signal.js';
@@ -14,7 +13,8 @@ import { compileRuleSet, type CompiledRuleSet } from '../../../src/rules/compile
 import { parseRuleFile } from '../../../src/rules/rule-file.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../../../src/rules/trace-checkpoint.js';
 import type { TraceItem } from '../../../src/rules/trace-assembler.js';
-import { RuleProcessor, type CheckpointPort, type RulesSource, type SignalSink, type TraceLimits } from '../../../src/workers/rule-processor.js';
+import { RuleProcessor, type TraceLimits } from '../../../src/rules/rule-processor.js';
+import type { CheckpointStorePort, RulesTable, SignalPublisher, SignalRecord } from '../../../src/rules/rule-stage-ports.js';
 import { registryValue } from '../../support/metrics.js';
 import { RecordFeed, ruleSetOf, TENANT_A, TENANT_B, TENANT_NO_RULES, traceIdOf } from '../../support/traces.js';
 
@@ -37,8 +37,9 @@ const HAS_X = ruleSetOf({ 'has-x': 'x' });
 type Failure = 'retriable' | 'permanent';
 
 /** The signals producer: keeps every acknowledged request; `failNext` makes sends fail, as AckedProducer's do. */
-class FakeSignals implements SignalSink {
-  readonly requests: Array<{ topic: string; messages: Message[] }> = [];
+class FakeSignals implements SignalPublisher {
+  readonly maxRequestBytes = MAX_REQUEST_BYTES;
+  readonly requests: Array<{ topic: string; messages: SignalRecord[] }> = [];
   attempts = 0;
   private readonly plan: Array<Failure | 'ok'> = [];
 
@@ -48,13 +49,13 @@ class FakeSignals implements SignalSink {
   }
 
   /** Every message acknowledged, in order. */
-  get sent(): Message[] {
+  get sent(): SignalRecord[] {
     return this.requests.flatMap((r) => r.messages);
   }
 
   async start(): Promise<void> {}
 
-  async send(topic: string, messages: Message[]): Promise<void> {
+  async publish(topic: string, messages: SignalRecord[]): Promise<void> {
     this.attempts += 1;
     const next = this.plan.shift();
     if (next === 'retriable') throw new RetriableError(`signals: ${topic} did not acknowledge`);
@@ -66,7 +67,7 @@ class FakeSignals implements SignalSink {
 }
 
 /** The checkpoint store: a Map; `failSaves` saves fail next (RetriableError). */
-class FakeCheckpoints implements CheckpointPort {
+class FakeCheckpoints implements CheckpointStorePort {
   readonly stored = new Map<string, Buffer>();
   readonly saves: Buffer[] = [];
   failSaves = 0;
@@ -107,9 +108,8 @@ function harness(rules: Record<string, CompiledRuleSet>, options: { checkpoints?
   const clock = { ms: 0 };
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as Record<string, unknown>) });
-  const ruleBook: RulesSource = { start: async () => {}, close: async () => {}, rulesFor: (tenantId) => rules[tenantId] };
+  const ruleBook: RulesTable = { start: async () => {}, close: async () => {}, rulesFor: (tenantId) => rules[tenantId] };
   const processor = new RuleProcessor({
-    group: 'rules',
     signalsTopic: SIGNALS_TOPIC,
     signals,
     checkpoints,
@@ -151,7 +151,7 @@ function clockRecord(feed: RecordFeed, timestamp: number): TraceItem[] {
 }
 
 /** Checks what the signals topic would get (key and header = tenant, a value the signal worker accepts) and returns the signals. */
-function decoded(messages: readonly Message[]): Signal[] {
+function decoded(messages: readonly SignalRecord[]): Signal[] {
   return messages.map((m) => {
     const headers = m.headers as Record<string, string>;
     const decodedSignal = decoder.decode({ value: Buffer.from(m.value as string), headers });
@@ -459,6 +459,8 @@ describe('RuleProcessor', () => {
 
     expect(() => apply(h, feed0.record(3_000, { trace: 2 }))).toThrow('rule processor: partition 0 was not opened');
     expect(() => h.processor.tick(TOPIC, 0, 0)).toThrow('partition 0 was not opened');
+    // The pipeline's bug, not a store's: fatal at once (InvariantError), never retried as unknown.
+    expect(() => h.processor.tick(TOPIC, 0, 0)).toThrow(InvariantError);
     await expect(h.processor.sync(TOPIC, 0)).rejects.toThrow('partition 0 was not opened');
     expect(h.processor.committableOffset(TOPIC, 0)).toBeUndefined();
     await h.processor.beforeCommit(TOPIC, 0, 0n);

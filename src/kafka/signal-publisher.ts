@@ -1,0 +1,28 @@
+import type { Kafka } from 'kafkajs';
+import type { SignalPublisher, SignalRecord } from '../rules/rule-stage-ports.js';
+import { AckedProducer, MAX_REQUEST_BYTES } from './acked-producer.js';
+
+/**
+ * The rule stage's signal producer on Kafka: an AckedProducer (acks=all; its failures classified
+ * by the Kafka classifier). The rule worker ensures the signals topic at start (kafka/topics.ts).
+ */
+export class KafkaSignalPublisher implements SignalPublisher {
+  readonly maxRequestBytes = MAX_REQUEST_BYTES;
+  private readonly producer: AckedProducer;
+
+  constructor(kafka: Kafka) {
+    this.producer = new AckedProducer(kafka, 'signals');
+  }
+
+  start(): Promise<void> {
+    return this.producer.start();
+  }
+
+  publish(topic: string, records: SignalRecord[]): Promise<void> {
+    return this.producer.send(topic, records);
+  }
+
+  close(): Promise<void> {
+    return this.producer.close();
+  }
+}
