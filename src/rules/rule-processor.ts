@@ -3,7 +3,7 @@ import type { ValidEntry } from '../pipeline/types.js';
 import { InvariantError } from '../errors.js';
 import type { DecodedSpan } from '../model/decode.js';
 import { TENANT_HEADER } from '../model/decode.js';
-import type { RuleWorkerMetrics } from '../observability/rule-metrics.js';
+import type { RuleWorkerMetrics } from './rule-metrics.js';
 import type { PartitionProcessor } from '../pipeline/types.js';
 import { OpenTraceBudget } from './open-trace-budget.js';
 import type { CheckpointStorePort, RulesTable, SignalPublisher, SignalRecord } from './rule-stage-ports.js';

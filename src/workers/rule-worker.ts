@@ -6,7 +6,7 @@ import { CheckpointStore, checkpointTopicNeed } from '../kafka/checkpoint-store.
 import { rulesTopicFeed, RULES_TOPIC_CONFIG } from '../kafka/rules-feed.js';
 import { KafkaSignalPublisher } from '../kafka/signal-publisher.js';
 import { SpanDecoder, type DecodedSpan } from '../model/decode.js';
-import { RuleWorkerMetrics } from '../observability/rule-metrics.js';
+import { RuleWorkerMetrics } from '../rules/rule-metrics.js';
 import { RuleBook } from '../rules/rule-book.js';
 import { RuleProcessor } from '../rules/rule-processor.js';
 import { Worker } from './worker.js';

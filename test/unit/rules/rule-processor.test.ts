@@ -7,7 +7,7 @@ import { InvariantError, RetriableError, SpanledgerError } from '../../../src/er
 import { MAX_REQUEST_BYTES } from '../../../src/kafka/acked-producer.js';
 import { SignalDecoder, TENANT_HEADER, type DecodedSpan } from '../../../src/model/decode.js';
 import type { Signal } from '../../../src/model/signal.js';
-import { RuleWorkerMetrics } from '../../../src/observability/rule-metrics.js';
+import { RuleWorkerMetrics } from '../../../src/rules/rule-metrics.js';
 import { isRetriable } from '../../../src/pipeline/retry.js';
 import { compileRuleSet, type CompiledRuleSet } from '../../../src/rules/compile.js';
 import { parseRuleFile } from '../../../src/rules/rule-file.js';
