@@ -10,7 +10,8 @@ import { Kafka, logLevel } from 'kafkajs';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'bin', 'spanledger.js');
 const { produce } = await import(path.join(ROOT, 'dist/cli/produce.js'));
-const { groupLag, ensureTopics } = await import(path.join(ROOT, 'dist/kafka/client.js'));
+const { groupLag } = await import(path.join(ROOT, 'dist/kafka/client.js'));
+const { ensureTopics } = await import(path.join(ROOT, 'dist/kafka/topics.js'));
 const { corpus, produceCorpus, spansInTimeOrder, RULES_A } = await import(path.join(ROOT, 'dist/devtools/trace-corpus.js'));
 const { putRules } = await import(path.join(ROOT, 'dist/cli/rules-topic.js'));
 const { tenantIdFor, generateSpan, generateSignal } = await import(path.join(ROOT, 'dist/model/generate.js'));
@@ -96,7 +97,10 @@ export function benchKafka(brokers) {
 }
 
 export async function createTopic(admin, topic) {
-  await ensureTopics(admin, [{ topic, numPartitions: 6 }]);
+  // The workers' one topic function connects and disconnects an admin of its own; the bench's
+  // admin stays connected for the whole run, so it is lent without its connect and disconnect.
+  const lent = Object.assign(Object.create(admin), { connect: async () => {}, disconnect: async () => {} });
+  await ensureTopics({ admin: () => lent }, [{ topic, numPartitions: 6 }]);
 }
 
 export async function preload(kafka, admin, kind, topic, count, tenants, extra = {}) {

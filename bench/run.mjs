@@ -208,11 +208,15 @@ try {
     const base = await baseline(topic, SPANS);
     const rates = [];
     const peaks = [];
+    const cpus = [];
     let flushes;
     for (let i = 0; i < RUNS; i++) {
       const group = `bench-${run}-spans-${i}`;
       const { w, metricsPort } = await startSpanWorker(topic, group, `spanlog-${i}`);
-      rates.push(await drain(group, topic, SPANS, w));
+      // CPU per span from the first commit on, as the rate (start-up excluded): comparable between runs on a busy machine, unlike rates.
+      let first;
+      rates.push(await drain(group, topic, SPANS, w, (done) => (first = { cpu: procCpuSeconds(w.pid), done })));
+      cpus.push(((procCpuSeconds(w.pid) - first.cpu) * 1e6) / (SPANS - first.done));
       flushes ??= quantiles(await metricsText(metricsPort), 'spanledger_flush_duration_seconds');
       peaks.push(await stopWorker(w));
       if (RUNS > 1) say(`span drain ${i + 1}/${RUNS}: ${fmt(rates[i])} spans/s`);
@@ -222,6 +226,7 @@ try {
     rows.push([`span worker: backlog drain (spans/s${runsLabel})`, runsText(rates), fmt(base), fmt(TARGETS.spans), rate >= TARGETS.spans ? 'met' : 'NOT met']);
     rows.push([`  / baseline`, (rate / base).toFixed(2), '', '', '']);
     rows.push(['  flushes / p50 flush (s), first run', `${flushes.count} / ${flushes.p50}`, '', '', '']);
+    rows.push([`  worker CPU per span (µs${runsLabel})`, runsText(cpus.map((c) => Math.round(c * 10) / 10)), '', '', '']);
     peakRow(Math.max(...peaks));
 
     // Memory as deployed: docker-compose.yml caps V8's old generation of span workers (a V8 flag,

@@ -11,6 +11,7 @@ import type { DuckDbSinkConfig } from './config.js';
 import { HANDOVER_COOL_DOWN_MS, isWanted, openWhenFree, sleep } from './handover.js';
 import { ReplaceableInstance } from './instance.js';
 import type { DuckDbMetrics } from './metrics.js';
+import { singleFlight } from '../single-flight.js';
 import { attachedTableSql, dropLegacyPrimaryKey, schemaSql, sqlString, tenantAlias } from './sql.js';
 
 /**
@@ -199,12 +200,7 @@ export class TenantRegistry {
   }
 
   private open(tenantId: string): Promise<OpenTenant> {
-    let opening = this.opening.get(tenantId);
-    if (!opening) {
-      opening = this.openAfterCoolDown(tenantId).finally(() => this.opening.delete(tenantId));
-      this.opening.set(tenantId, opening);
-    }
-    return opening;
+    return singleFlight(this.opening, tenantId, () => this.openAfterCoolDown(tenantId));
   }
 
   private async openAfterCoolDown(tenantId: string): Promise<OpenTenant> {

@@ -14,6 +14,7 @@ import type { FlushItem, FlushSink, SinkContext, SinkFlush, SinkWriteResult } fr
 import { classifyAccountResult, resultCountMismatch, sinkClosed } from './classify.js';
 import { U128_MAX, accountIdFor, signalToTransfer, tenantAccount, type AccountRole } from './derivation.js';
 import { tigerBeetleMetrics, type TigerBeetleMetrics } from './metrics.js';
+import { singleFlight } from '../single-flight.js';
 import { ClientSession, DEFAULT_MAX_ABANDONED_REQUESTS, TransferPump, type TigerBeetleClientFactory } from './transport.js';
 
 export type { TigerBeetleClient, TigerBeetleClientFactory } from './transport.js';
@@ -199,12 +200,7 @@ export class TigerBeetleSignalSink implements FlushSink<Signal> {
   /** Creates the tenant's two accounts once per process (concurrent callers share one request). */
   private async ensureAccounts(tenantId: string): Promise<void> {
     if (this.knownTenants.has(tenantId)) return;
-    let pending = this.pendingTenants.get(tenantId);
-    if (!pending) {
-      pending = this.createAccounts(tenantId).finally(() => this.pendingTenants.delete(tenantId));
-      this.pendingTenants.set(tenantId, pending);
-    }
-    await pending;
+    await singleFlight(this.pendingTenants, tenantId, () => this.createAccounts(tenantId));
   }
 
   private async createAccounts(tenantId: string): Promise<void> {

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BreakerOpenError,
+  ConfigError,
+  FatalStoreError,
+  InvariantError,
+  LocalWaitError,
+  RecordRejectedError,
+  RetriableError,
+  dispositionOf,
+  type Disposition,
+} from '../../../src/errors.js';
+import { UNKNOWN_FAILURE_ATTEMPTS, isRetriable, retrying } from '../../../src/pipeline/retry.js';
+
+/** The one failure rule the pipeline applies, after each store's classifier typed its errors. */
+describe('the failure rule', () => {
+  const rows: Array<[string, unknown, Disposition, boolean]> = [
+    ['a store failure', new RetriableError('connection refused'), 'retry', true],
+    ['an open breaker told to stop waiting', new BreakerOpenError('duckdb'), 'retry', true],
+    ['a wait inside the worker', new LocalWaitError('lock held by the previous owner'), 'local_wait', true],
+    ['a caller bug', new InvariantError('tenant id is not canonical'), 'fatal', false],
+    ['a store answer no retry changes', new FatalStoreError('tigerbeetle', 'unexpected outcome'), 'fatal', false],
+    ['a record rejection thrown instead of returned in the result', new RecordRejectedError('Conflict', 'stored differently'), 'fatal', false],
+    ['invalid configuration', new ConfigError('BATCH_MAX_RECORDS: not a number'), 'fatal', false],
+    ['a plain Error no classifier knows', new Error('socket hang up'), 'unknown', false],
+    ['a thrown string', 'boom', 'unknown', false],
+  ];
+  it.each(rows)('%s → %s', (_what, error, disposition, retriable) => {
+    expect(dispositionOf(error)).toBe(disposition);
+    expect(isRetriable(error)).toBe(retriable);
+  });
+
+  const quick = { maxDelayMs: 1, shouldStop: () => false, onRetry: () => undefined };
+
+  it('retries a store failure until it succeeds', async () => {
+    let calls = 0;
+    const result = await retrying(async () => {
+      calls += 1;
+      if (calls < UNKNOWN_FAILURE_ATTEMPTS + 3) throw new RetriableError('down');
+      return 'stored';
+    }, quick);
+    expect(result).toBe('stored');
+    expect(calls).toBe(UNKNOWN_FAILURE_ATTEMPTS + 3);
+  });
+
+  it('surfaces an unknown failure after UNKNOWN_FAILURE_ATTEMPTS tries in a row, as a FatalStoreError naming it', async () => {
+    let calls = 0;
+    const failure = new Error('something odd');
+    const outcome = retrying(async () => {
+      calls += 1;
+      throw failure;
+    }, { ...quick, what: 'duckdb' });
+    await expect(outcome).rejects.toBeInstanceOf(FatalStoreError);
+    await expect(outcome).rejects.toMatchObject({ store: 'duckdb', cause: failure });
+    expect(calls).toBe(UNKNOWN_FAILURE_ATTEMPTS);
+  });
+
+  it('counts unknown failures in a row only: a typed store failure between them starts the count again', async () => {
+    let calls = 0;
+    const result = await retrying(async () => {
+      calls += 1;
+      if (calls === UNKNOWN_FAILURE_ATTEMPTS) throw new RetriableError('down');
+      if (calls < 2 * UNKNOWN_FAILURE_ATTEMPTS - 1) throw new Error('odd');
+      return 'stored';
+    }, quick);
+    expect(result).toBe('stored');
+  });
+
+  it('never retries a fatal failure', async () => {
+    let calls = 0;
+    const bug = new InvariantError('caller bug');
+    await expect(
+      retrying(async () => {
+        calls += 1;
+        throw bug;
+      }, quick),
+    ).rejects.toBe(bug);
+    expect(calls).toBe(1);
+  });
+});
