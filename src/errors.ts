@@ -107,6 +107,13 @@ export function dispositionOf(error: unknown): Disposition {
   return 'unknown';
 }
 
+/** Of several failures of one call (tenants written side by side), the one to report: fatal first, then unknown, retry, local_wait. */
+const SEVERITY: Readonly<Record<Disposition, number>> = { fatal: 0, unknown: 1, retry: 2, local_wait: 3 };
+
+export function worstFailure(failures: readonly unknown[]): unknown {
+  return failures.reduce((worst, e) => (SEVERITY[dispositionOf(e)] < SEVERITY[dispositionOf(worst)] ? e : worst));
+}
+
 /** Longest reason text carried in a dead-letter header or a log line, in UTF-16 code units. */
 export const MAX_REASON_LENGTH = 1024;
 

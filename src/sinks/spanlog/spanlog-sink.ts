@@ -2,7 +2,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { Counter, Histogram } from 'prom-client';
-import { InvariantError, dispositionOf, type Disposition } from '../../errors.js';
+import { InvariantError, worstFailure } from '../../errors.js';
 import type { DecodedSpan } from '../../model/decode.js';
 import { SpanDays } from '../../model/span.js';
 import { isCanonicalUuid } from '../../model/tenant.js';
@@ -50,8 +50,6 @@ interface PartitionState {
  * most (a fatal one stops the worker; a store failure must reach the breaker even when another
  * tenant only waited).
  */
-const PRECEDENCE: Readonly<Record<Disposition, number>> = { fatal: 0, unknown: 1, retry: 2, local_wait: 3 };
-
 /**
  * The span log: JSONL, one folder per tenant and UTC day, one segment file per writer session of
  * a partition:
@@ -131,7 +129,7 @@ export class SpanLogSink implements FlushSink<DecodedSpan> {
     const state = await this.own(topic, partition);
     const outcomes = await Promise.allSettled(groups.map(([tenantId, items]) => this.writeTenant(state, topic, partition, tenantId, items)));
     const failures = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
-    if (failures.length > 0) throw failures.reduce((worst, e) => (PRECEDENCE[dispositionOf(e)] < PRECEDENCE[dispositionOf(worst)] ? e : worst));
+    if (failures.length > 0) throw worstFailure(failures);
     return allStored();
   }
 

@@ -8,6 +8,7 @@ import {
   RecordRejectedError,
   RetriableError,
   dispositionOf,
+  worstFailure,
   type Disposition,
 } from '../../../src/errors.js';
 import { UNKNOWN_FAILURE_ATTEMPTS, isRetriable, retrying } from '../../../src/pipeline/retry.js';
@@ -28,6 +29,17 @@ describe('the failure rule', () => {
   it.each(rows)('%s → %s', (_what, error, disposition, retriable) => {
     expect(dispositionOf(error)).toBe(disposition);
     expect(isRetriable(error)).toBe(retriable);
+  });
+
+  it('of several failures reports the worst: fatal, then unknown, then a store failure, then a local wait', () => {
+    const wait = new LocalWaitError('lock held');
+    const down = new RetriableError('down');
+    const odd = new Error('odd');
+    const bug = new InvariantError('bug');
+    expect(worstFailure([wait, down])).toBe(down);
+    expect(worstFailure([wait, down, odd])).toBe(odd);
+    expect(worstFailure([odd, bug, down])).toBe(bug);
+    expect(worstFailure([wait])).toBe(wait);
   });
 
   const quick = { maxDelayMs: 1, shouldStop: () => false, onRetry: () => undefined };
