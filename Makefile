@@ -2,6 +2,16 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NODE_DEPS := node_modules/.install-stamp
+
+# spanledger runs on Node 24 LTS: when the node on PATH is older, every target runs on a
+# project-local Node 24 fetched once from the npm registry (scripts/node.sh, .cache/node24).
+NODE24_BIN := $(shell bash scripts/node.sh)
+ifneq ($(.SHELLSTATUS),0)
+$(error no Node 24 to run on (see the line above))
+endif
+ifneq ($(NODE24_BIN),)
+export PATH := $(NODE24_BIN):$(PATH)
+endif
 export KAFKAJS_NO_PARTITIONER_WARNING := 1
 
 .PHONY: help install build test test-unit test-integration kafka-up kafka-down demo up down bench profile clean
@@ -13,7 +23,7 @@ $(NODE_DEPS): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-install: $(NODE_DEPS) ## install dependencies (npm ci) and build
+install: $(NODE_DEPS) ## install dependencies (npm ci) and build, on Node 24 (fetched into .cache/node24 when yours is older)
 	npm run build
 
 build: $(NODE_DEPS) ## compile TypeScript to dist/
