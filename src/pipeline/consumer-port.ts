@@ -61,6 +61,12 @@ export interface GroupConsumer {
   onRebalancing(listener: () => void): void;
   /** The consumer crashed; `restart`: it restarts by itself, otherwise it is gone. */
   onCrash(listener: (event: { error: Error; restart: boolean }) => void): void;
+  /**
+   * The partition's log was read through `nextOffset` (exclusive), control records (transaction
+   * markers) included, even when no record of it reached `run`'s callback: how a reader of a
+   * compacted topic knows it has caught up with the end offsets.
+   */
+  onFetchedThrough?(listener: (event: { topic: string; partition: number; nextOffset: bigint }) => void): void;
 }
 
 export interface DeadLetter {
