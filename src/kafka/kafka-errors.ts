@@ -1,7 +1,10 @@
 import { FatalStoreError, RetriableError } from '../errors.js';
+import { isPlatformaticRetriable, platformaticAnswer } from './platformatic/errors.js';
 
 /**
- * Kafka's classifier: the one place that decides what a failed kafkajs call means. Every Kafka
+ * Kafka's classifier: the one place that decides what a failed Kafka call means, whichever client
+ * made it (kafkajs or @platformatic/kafka: their errors differ in shape, platformatic/errors.ts
+ * describes the latter's, and the same broker answer classifies alike). Every Kafka
  * call of spanledger (produce, dead letters, checkpoints, metadata and offsets while a topic is
  * being created) asks kafkaFailure or classifyKafkaError, so one broker answer is treated alike
  * everywhere. The table (test/unit/kafka/kafka-errors.test.ts has one row per line):
@@ -14,13 +17,17 @@ import { FatalStoreError, RetriableError } from '../errors.js';
  * - what kafkajs marks retriable (a connection lost or refused, a request timeout, a leader election) → `retry`;
  * - KafkaJSNumberOfRetriesExceeded: kafkajs' own bounded retries of a transient failure ran out;
  *   the failure may still pass → `retry` (our loop goes on with backoff, the breaker watching);
- * - anything else (kafkajs marks it non-retriable, or it is not a Kafka error at all) → `unknown`:
+ * - a @platformatic/kafka error whose every part the library marks canRetry (NetworkError,
+ *   TimeoutError, NOT_LEADER_OR_FOLLOWER, ...; also when wrapped in the MultipleErrors of its
+ *   retries that ran out, as KafkaJSNumberOfRetriesExceeded above) → `retry`;
+ * - anything else (the client marks it non-retriable, or it is not a Kafka error at all) → `unknown`:
  *   the pipeline's rule for errors no classifier knows applies (retried a bounded number of
  *   times, then fatal), never retried forever.
  *
  * A refusal is looked for in the whole cause chain (kafkajs wraps a broker's answer in
- * KafkaJSNumberOfRetriesExceeded, a KafkaJSAggregateError or an originalError), before the
- * retriable flag: kafkajs marks UNKNOWN_TOPIC_OR_PARTITION retriable.
+ * KafkaJSNumberOfRetriesExceeded, a KafkaJSAggregateError or an originalError; platformatic in a
+ * ResponseError or MultipleErrors, the answer's name in `apiId`), before the retriable flag: both
+ * clients mark UNKNOWN_TOPIC_OR_PARTITION retriable.
  */
 export type KafkaFailure = { kind: 'retry' } | { kind: 'refused'; refusal: string; scope: 'records' | 'topic' } | { kind: 'unknown' };
 
@@ -38,7 +45,7 @@ export function kafkaFailure(error: unknown, context: KafkaCallContext = {}): Ka
   const refusal = refusalIn(error);
   if (refusal === 'UNKNOWN_TOPIC_OR_PARTITION' && context.topicMayBeNew) return { kind: 'retry' };
   if (refusal !== undefined) return { kind: 'refused', refusal, scope: RECORD_REFUSALS.has(refusal) ? 'records' : 'topic' };
-  if (isKafkaJsRetriable(error) || nameOf(error) === 'KafkaJSNumberOfRetriesExceeded') return { kind: 'retry' };
+  if (isKafkaJsRetriable(error) || nameOf(error) === 'KafkaJSNumberOfRetriesExceeded' || isPlatformaticRetriable(error)) return { kind: 'retry' };
   return { kind: 'unknown' };
 }
 
@@ -90,7 +97,8 @@ function refusalIn(error: unknown): string | undefined {
     if (typeof e !== 'object' || e === null || seen.has(e)) continue;
     seen.add(e);
     const { type, cause, originalError, errors } = e as { type?: unknown; cause?: unknown; originalError?: unknown; errors?: unknown };
-    if (typeof type === 'string' && (RECORD_REFUSALS.has(type) || TOPIC_REFUSALS.has(type))) return type;
+    const answer = typeof type === 'string' ? type : platformaticAnswer(e);
+    if (answer !== undefined && (RECORD_REFUSALS.has(answer) || TOPIC_REFUSALS.has(answer))) return answer;
     queue.push(cause, originalError);
     if (Array.isArray(errors)) queue.push(...errors);
   }

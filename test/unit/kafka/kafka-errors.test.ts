@@ -1,3 +1,4 @@
+import { MultipleErrors, NetworkError, ProtocolError, ResponseError, TimeoutError, UserError } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
 import { FatalStoreError, RetriableError } from '../../../src/errors.js';
 import { classifyKafkaError, kafkaFailure, KafkaRefusalError, type KafkaCallContext, type KafkaFailure } from '../../../src/kafka/kafka-errors.js';
@@ -29,7 +30,37 @@ const rows: Array<[string, unknown, KafkaCallContext, KafkaFailure]> = [
   ['not an error at all', 'boom', {}, { kind: 'unknown' }],
 ];
 
+/** @platformatic/kafka's errors, built by its own classes as the client builds them. */
+const answer = (id: string) => new ProtocolError(id);
+/** A produce response carrying a broker answer for one partition (the shape the Produce API rejects with). */
+const produceResponse = (id: string) => new ResponseError(0, 9, { '/responses/0/partitionResponses/0': [answer(id).apiCode as number, null] }, {});
+/** What an operation rejects with once the client's own retries ran out: every try's error. */
+const retriesRanOut = (...errors: Error[]) => new MultipleErrors(`produce failed ${errors.length} times.`, errors);
+
+const platformaticRows: Array<[string, unknown, KafkaCallContext, KafkaFailure]> = [
+  ['platformatic: connection lost (NetworkError)', new NetworkError('Connection closed'), {}, { kind: 'retry' }],
+  ['platformatic: request timed out (TimeoutError)', new TimeoutError('Request timed out', { canRetry: true }), {}, { kind: 'retry' }],
+  ['platformatic: retries ran out on a leader change', retriesRanOut(produceResponse('NOT_LEADER_OR_FOLLOWER'), new NetworkError('Connection closed'), produceResponse('NOT_LEADER_OR_FOLLOWER')), {}, { kind: 'retry' }],
+  ['platformatic: the broker timed out (REQUEST_TIMED_OUT)', produceResponse('REQUEST_TIMED_OUT'), {}, { kind: 'retry' }],
+  ['platformatic: record too large', produceResponse('MESSAGE_TOO_LARGE'), {}, { kind: 'refused', refusal: 'MESSAGE_TOO_LARGE', scope: 'records' }],
+  ['platformatic: record batch too large, among several brokers\' answers', new MultipleErrors('Producing messages failed.', [new NetworkError('Connection closed'), produceResponse('RECORD_LIST_TOO_LARGE')]), {}, { kind: 'refused', refusal: 'RECORD_LIST_TOO_LARGE', scope: 'records' }],
+  ['platformatic: invalid record', produceResponse('INVALID_RECORD'), {}, { kind: 'refused', refusal: 'INVALID_RECORD', scope: 'records' }],
+  ['platformatic: topic authorization failed', produceResponse('TOPIC_AUTHORIZATION_FAILED'), {}, { kind: 'refused', refusal: 'TOPIC_AUTHORIZATION_FAILED', scope: 'topic' }],
+  ['platformatic: topic gone, after the retries ran out', retriesRanOut(produceResponse('UNKNOWN_TOPIC_OR_PARTITION'), produceResponse('UNKNOWN_TOPIC_OR_PARTITION')), {}, { kind: 'refused', refusal: 'UNKNOWN_TOPIC_OR_PARTITION', scope: 'topic' }],
+  ['platformatic: topic unknown to the metadata ("Unknown topic" UserError)', new UserError('Unknown topic spans-x.'), {}, { kind: 'refused', refusal: 'UNKNOWN_TOPIC_OR_PARTITION', scope: 'topic' }],
+  ['platformatic: topic unknown while it may have just been created', new UserError('Unknown topic spans-x.'), { topicMayBeNew: true }, { kind: 'retry' }],
+  ['platformatic: the client was closed', new NetworkError('Client is closed.', { canRetry: false, closed: true }), {}, { kind: 'unknown' }],
+  ['platformatic: a non-retriable answer that is not a refusal', produceResponse('INVALID_REQUIRED_ACKS'), {}, { kind: 'unknown' }],
+  ['platformatic: retries ran out, the last answer not retriable', retriesRanOut(new NetworkError('Connection closed'), produceResponse('INVALID_REQUIRED_ACKS')), {}, { kind: 'unknown' }],
+  ['platformatic: a UserError (bad call)', new UserError('Failed to serialize a message.'), {}, { kind: 'unknown' }],
+];
+
 describe("Kafka's error classifier", () => {
+  it.each(platformaticRows)('%s', (_name, error, context, expected) => {
+    expect(kafkaFailure(error, context)).toEqual(expected);
+  });
+
+
   it.each(rows)('%s', (_name, error, context, expected) => {
     expect(kafkaFailure(error, context)).toEqual(expected);
   });
