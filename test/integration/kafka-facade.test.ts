@@ -300,6 +300,39 @@ describe.each(facades)('the Kafka facade on %s', (_name, createFacade) => {
     expect((await readBack(topic, 1)).map((r) => r.value?.toString())).toEqual(['fits']);
   });
 
+  it('refuses a record for a partition the topic does not have (the client would wrap it around)', async () => {
+    const topic = uniqueName('facade-partitions');
+    await admin.createTopics([{ topic, numPartitions: 3 }]);
+    const producer = facade.producer({ delivery: 'bounded' });
+    await producer.connect();
+    try {
+      const error = await producer.send(topic, [{ value: 'x', partition: 3 }]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(kafkaFailure(error)).toEqual({ kind: 'refused', refusal: 'UNKNOWN_TOPIC_OR_PARTITION', scope: 'topic' });
+    } finally {
+      await producer.disconnect();
+    }
+    expect((await admin.topicOffsets(topic)).map((p) => p.high)).toEqual([0n, 0n, 0n]);
+  });
+
+  it('gives up within seconds on a broker that cannot be reached, as a failure worth retrying', async () => {
+    const unreachable = createFacade({ brokers: ['127.0.0.1:1'], clientId: 'facade-test-unreachable', logger: pino({ level: 'silent' }) });
+    const producer = unreachable.producer({ delivery: 'bounded' });
+    const started = Date.now();
+    const error = await producer.send(uniqueName('facade-unreachable'), [{ value: 'x' }]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await producer.disconnect();
+    expect(kafkaFailure(error)).toEqual({ kind: 'retry' });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const unreachableAdmin = unreachable.admin();
+    await expect(unreachableAdmin.connect()).rejects.toSatisfy((e: unknown) => kafkaFailure(e).kind === 'retry');
+    await unreachableAdmin.disconnect();
+  });
+
   it('rejects a send to a topic the cluster does not have as a refusal of the topic (a retry while it may be new)', async () => {
     const producer = facade.producer({ delivery: 'bounded' });
     await producer.connect();

@@ -1,4 +1,4 @@
-import { murmur2, ProduceAcks, Producer, type MessageToProduce, type ProducerOptions as PlatformaticProducerOptions } from '@platformatic/kafka';
+import { murmur2, ProduceAcks, Producer, ProtocolError, type MessageToProduce, type ProducerOptions as PlatformaticProducerOptions } from '@platformatic/kafka';
 import type { HeaderValue } from '../../model/headers.js';
 import type { HeaderList, KafkaFacadeOptions, OutgoingRecord, ProducerOptions, RecordProducer } from '../facade.js';
 import { logClientEvents, platformaticBaseOptions, retryDelay } from './options.js';
@@ -58,7 +58,20 @@ export class PlatformaticProducer implements RecordProducer {
 
   async send(topic: string, records: OutgoingRecord[]): Promise<void> {
     if (records.length === 0) return;
+    if (records.some((r) => r.partition !== undefined)) await this.checkPartitions(topic, records);
     await this.producer.send({ messages: records.map((r) => toPlatformaticMessage(topic, r)), acks: ProduceAcks.ALL });
+  }
+
+  /**
+   * The client takes an explicit partition modulo the topic's partition count (Producer#performSend):
+   * partition 4 of a 3-partition topic would silently land on partition 1. Refused here instead,
+   * as the broker answers a produce to a partition it does not have.
+   */
+  private async checkPartitions(topic: string, records: OutgoingRecord[]): Promise<void> {
+    const metadata = await this.producer.metadata({ topics: [topic] });
+    const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
+    const outside = records.find((r) => r.partition !== undefined && (r.partition < 0 || r.partition >= count || !Number.isInteger(r.partition)));
+    if (outside !== undefined) throw new ProtocolError('UNKNOWN_TOPIC_OR_PARTITION', `${topic} has no partition ${outside.partition} (it has ${count})`);
   }
 
   async disconnect(): Promise<void> {
