@@ -1,6 +1,6 @@
 import { Admin, ConfigResourceTypes, FetchIsolationLevels, ListOffsetTimestamps, type Group } from '@platformatic/kafka';
 import type { CommittedOffset, GroupDescription, GroupMember, KafkaAdmin, KafkaFacadeOptions, PartitionOffsets, TopicSpec } from '../facade.js';
-import { everyProtocolErrorIs } from './errors.js';
+import { everyProtocolErrorIs, isPlatformaticError } from './errors.js';
 import { logClientEvents, platformaticBaseOptions } from './options.js';
 
 /** KafkaAdmin on @platformatic/kafka's Admin client. */
@@ -52,7 +52,15 @@ export class PlatformaticAdmin implements KafkaAdmin {
     // (not with an empty topic): ask only for the topics the cluster has.
     const known = await this.knownTopics(topics);
     if (known.length === 0) return result;
-    const metadata = await this.admin.metadata({ topics: known, forceUpdate: true });
+    let metadata;
+    try {
+      metadata = await this.admin.metadata({ topics: known, forceUpdate: true, retries: 0 });
+    } catch (e) {
+      // A partition without a leader fails the client's metadata call; the answer rides on the error.
+      const answered = leadersInMetadataAnswer(e, known);
+      if (answered !== undefined) return answered;
+      metadata = await this.admin.metadata({ topics: known, forceUpdate: true });
+    }
     for (const topic of known) {
       const described = metadata.topics.get(topic);
       if (described === undefined) continue;
@@ -79,7 +87,9 @@ export class PlatformaticAdmin implements KafkaAdmin {
   }
 
   async topicOffsets(topic: string): Promise<PartitionOffsets[]> {
-    const partitions = (await this.partitionCount(topic)) ?? 0;
+    // A topic the cluster does not have fails here (the client's "Unknown topic", classified
+    // UNKNOWN_TOPIC_OR_PARTITION), as kafkajs' fetchTopicOffsets fails.
+    const partitions = (await this.admin.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? 0;
     const indexes = Array.from({ length: partitions }, (_, i) => i);
     // READ_COMMITTED as kafkajs' fetchTopicOffsets: the end is the last stable offset (the high
     // watermark unless a transaction is open).
@@ -138,10 +148,6 @@ export class PlatformaticAdmin implements KafkaAdmin {
     const existing = new Set(await this.admin.listTopics({ includeInternals: true }));
     return [...new Set(topics)].filter((t) => existing.has(t));
   }
-
-  private async partitionCount(topic: string): Promise<number | undefined> {
-    return (await this.topicPartitions([topic])).get(topic)?.length;
-  }
 }
 
 export function describedGroup(g: Pick<Group, 'id' | 'state' | 'members'>): GroupDescription {
@@ -153,4 +159,30 @@ export function describedGroup(g: Pick<Group, 'id' | 'state' | 'members'>): Grou
     assignment: Object.fromEntries([...(m.assignments?.values() ?? [])].map((a) => [a.topic, [...a.partitions].sort((x, y) => x - y)])),
   }));
   return { group: g.id, state: g.state, members };
+}
+
+interface MetadataAnswer {
+  topics: Array<{ errorCode: number; name: string | null; partitions: Array<{ partitionIndex: number; leaderId: number }> }>;
+}
+
+/**
+ * The partitions and leaders of `topics` from a metadata answer the client rejected because some
+ * partitions carry an error (LEADER_NOT_AVAILABLE while a leader is elected: the broker says leader
+ * -1; REPLICA_NOT_AVAILABLE while a follower is down), when
+ * every topic itself was answered; undefined for any other failure.
+ */
+export function leadersInMetadataAnswer(error: unknown, topics: string[]): Map<string, Array<{ partition: number; leader: number }>> | undefined {
+  const response = isPlatformaticError(error) && error.code === 'PLT_KFK_RESPONSE' ? (error as { response?: unknown }).response : undefined;
+  const answered = (response as Partial<MetadataAnswer> | undefined)?.topics;
+  if (!Array.isArray(answered)) return undefined;
+  const result = new Map<string, Array<{ partition: number; leader: number }>>();
+  for (const topic of topics) {
+    const t = answered.find((a) => a.name === topic);
+    if (t === undefined || t.errorCode !== 0) return undefined;
+    result.set(
+      topic,
+      t.partitions.map((p) => ({ partition: p.partitionIndex, leader: p.leaderId })).sort((a, b) => a.partition - b.partition),
+    );
+  }
+  return result;
 }

@@ -1,6 +1,6 @@
 import { MultipleErrors, NetworkError, ProtocolError, ResponseError } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
-import { describedGroup } from '../../../src/kafka/platformatic/admin.js';
+import { describedGroup, leadersInMetadataAnswer } from '../../../src/kafka/platformatic/admin.js';
 import { everyProtocolErrorIs } from '../../../src/kafka/platformatic/errors.js';
 
 const response = (...ids: string[]) =>
@@ -31,5 +31,26 @@ describe('@platformatic/kafka admin adapter', () => {
         { memberId: 'm-2', clientId: 'c', clientHost: '/10.0.0.2', groupInstanceId: null, assignment: {} },
       ],
     });
+  });
+
+  it('reads partitions and leaders from a metadata answer the client rejected for a leaderless partition', () => {
+    const answer = {
+      topics: [
+        { errorCode: 0, name: 'spans', partitions: [{ errorCode: 0, partitionIndex: 1, leaderId: 2 }, { errorCode: 5, partitionIndex: 0, leaderId: -1 }] },
+        { errorCode: 0, name: 'rules', partitions: [{ errorCode: 0, partitionIndex: 0, leaderId: 1 }] },
+      ],
+    };
+    const rejected = new ResponseError(3, 12, { '/topics/0/partitions/1': [5, null] }, answer);
+    expect(leadersInMetadataAnswer(rejected, ['spans', 'rules'])).toEqual(
+      new Map([
+        ['spans', [{ partition: 0, leader: -1 }, { partition: 1, leader: 2 }]],
+        ['rules', [{ partition: 0, leader: 1 }]],
+      ]),
+    );
+    // A topic itself in error (or missing from the answer), or another failure: not an answer to use.
+    expect(leadersInMetadataAnswer(rejected, ['spans', 'other'])).toBeUndefined();
+    const topicInError = new ResponseError(3, 12, { '/topics/0': [29, null] }, { topics: [{ errorCode: 29, name: 'spans', partitions: [] }] });
+    expect(leadersInMetadataAnswer(topicInError, ['spans'])).toBeUndefined();
+    expect(leadersInMetadataAnswer(new NetworkError('Connection closed'), ['spans'])).toBeUndefined();
   });
 });
