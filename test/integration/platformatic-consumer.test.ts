@@ -36,7 +36,7 @@ class Member {
   constructor(
     readonly topic: string,
     group: string,
-    extra: { rebalanceProtocol?: 'cooperative' | 'eager' } = {},
+    extra: { rebalanceProtocol?: 'cooperative' | 'eager'; groupInstanceId?: string } = {},
   ) {
     this.consumer = new PlatformaticGroupConsumer(
       { brokers: brokers.split(','), clientId: 'platformatic-consumer-test', logger },
@@ -264,5 +264,27 @@ describe('PlatformaticGroupConsumer on a real broker', () => {
     // The retained partitions were never taken away: in every assignment the first member was told of.
     for (const assignment of first.joins) for (const p of retained) expect(assignment[topic]).toContain(p);
     expect(first.batches.filter((b) => retained.includes(b.partition) && b.stale)).toEqual([]);
+  });
+
+  it('eager (roundrobin) with static membership: a second member takes half, every record is read', async () => {
+    const topic = uniqueName('pfc-eager');
+    const group = uniqueName('g');
+    await createTopic(kafka, topic, 4);
+    for (const p of [0, 1, 2, 3]) await produce(topic, p, plainRecords(`e${p}`, 5));
+    const first = new Member(topic, group, { rebalanceProtocol: 'eager', groupInstanceId: uniqueName('static') });
+    await first.start();
+    await waitFor('first member reads all', () => first.seen.length === 20);
+    const second = new Member(topic, group, { rebalanceProtocol: 'eager', groupInstanceId: uniqueName('static') });
+    await second.start();
+    await waitFor('partitions split', () => first.assignment.length === 2 && second.assignment.length === 2, 60_000);
+    for (const p of [0, 1, 2, 3]) await produce(topic, p, plainRecords(`late${p}`, 3));
+    const late = () => [...first.seen, ...second.seen].filter((s) => s.message.value!.toString().startsWith('late'));
+    await waitFor('the records written after the split', () => late().length === 12);
+    for (const member of [first, second]) {
+      for (const p of member.assignment) expect(member.of(p).filter((m) => m.value!.toString().startsWith('late')).map((m) => m.offset)).toEqual([5n, 6n, 7n]);
+    }
+    // A graceful stop leaves the group (the library sends LeaveGroup, static member or not): the other member takes over.
+    await first.consumer.disconnect();
+    await waitFor('second member holds all', () => second.assignment.length === 4, 60_000);
   });
 });
