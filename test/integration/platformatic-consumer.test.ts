@@ -4,7 +4,7 @@
  */
 import type { IHeaders, Kafka } from 'kafkajs';
 import pino from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { headersInOrder, orderedHeaders, type HeaderList } from '../../src/kafka/ordered-headers.js';
 import { installCodecGuard } from '../../src/kafka/platformatic/codec-guard.js';
 import { PlatformaticGroupConsumer } from '../../src/kafka/platformatic/group-consumer.js';
@@ -125,7 +125,6 @@ afterEach(async () => {
   installCodecGuard();
 });
 
-afterAll(() => {});
 
 describe('PlatformaticGroupConsumer on a real broker', () => {
   it('delivers several partitions in offset order with exact bytes and headers in wire order', async () => {
