@@ -1,9 +1,8 @@
 import fs from 'node:fs';
 import type { Kafka } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { groupLag } from '../../src/kafka/client.js';
 import { generateSpan, tenantIdFor } from '../../src/model/generate.js';
-import { createTopic, kafkaClient, metricValue, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers } from '../support/harness.js';
+import { createTopic, kafkaClient, metricValue, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers, kafkaFacade, groupLag } from '../support/harness.js';
 import { kcatProduce, kcatSkipReason } from '../support/kcat.js';
 
 const brokers = inject('kafkaBrokers');

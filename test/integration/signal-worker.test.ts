@@ -8,7 +8,7 @@ import { readDeadLetters } from '../../src/cli/dlq.js';
 import type { TenantStats } from '../../src/cli/signals.js';
 import { generateSignal } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
-import { CLI, ROOT, committedTotal, metricValue, kafkaClient, sleep, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { CLI, ROOT, committedTotal, metricValue, kafkaClient, sleep, waitForCommitted, WorkerProcess, kafkaFacade } from '../support/harness.js';
 import { produceSignals as produceTo, signalSetup, type SignalSetup } from '../support/signal-topics.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
 
@@ -102,7 +102,7 @@ describe('signal worker without a reachable TigerBeetle', () => {
     w.kill('SIGTERM');
     expect((await w.exited).code).toBe(1);
     expect(await committedTotal(kafka, s.group, s.topic)).toBe(0n);
-    expect(await readDeadLetters(kafka, s.dlqTopic)).toEqual([]);
+    expect(await readDeadLetters(kafkaFacade(brokers), s.dlqTopic)).toEqual([]);
   });
 });
 
@@ -136,7 +136,7 @@ describe.skipIf(tbSkipped)('signal worker with TigerBeetle and DuckDB', () => {
     await produceSignals(s.topic, [...signals, conflicting]);
     const w = startWorker(s);
     await waitForCommitted(kafka, s.group, s.topic);
-    const letters = await readDeadLetters(kafka, s.dlqTopic);
+    const letters = await readDeadLetters(kafkaFacade(brokers), s.dlqTopic);
     expect(letters).toHaveLength(1);
     expect(letters[0]!.source.offset).toBe('200');
     expect(letters[0]!.errorClass).toMatch(/Conflict|exists_with_different/);
