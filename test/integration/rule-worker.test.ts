@@ -10,7 +10,7 @@ import { malformedRecords, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
 import type { TenantStats } from '../../src/cli/signals.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
-import { CLI, ROOT, createTopic, kafkaClient, metricValue, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers, kafkaFacade } from '../support/harness.js';
+import { CLI, ROOT, createTopic, kafkaClient, metricValue, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers, kafkaFacade, kafkaClientsUnderTest, useKafkaClient } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -138,7 +138,8 @@ afterAll(async () => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-describe('rule worker', () => {
+describe.each(kafkaClientsUnderTest())('rule worker on %s', (client) => {
+  useKafkaClient(client);
   it('finds exactly the expected violations over two tenants with different rules, and dead-letters bad spans', async () => {
     const s = await setup(3);
     await putRules(s, TENANTS[0]!.tenantId, RULES_A);

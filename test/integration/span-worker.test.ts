@@ -7,7 +7,7 @@ import { readDeadLetters } from '../../src/cli/dlq.js';
 import { DLQ_HEADERS } from '../../src/kafka/dead-letter.js';
 import { generateSpan, malformedRecords, tenantIdFor } from '../../src/model/generate.js';
 import { spanDay } from '../../src/model/span.js';
-import { CLI, metricValue, ROOT, committedTotal, createSpanTopics, type SpanTopics, kafkaClient, readSpanLog, sleep, waitForCommitted, WorkerProcess, killWorkers, kafkaFacade } from '../support/harness.js';
+import { CLI, metricValue, ROOT, committedTotal, createSpanTopics, type SpanTopics, kafkaClient, readSpanLog, sleep, waitForCommitted, WorkerProcess, killWorkers, kafkaFacade, kafkaClientsUnderTest, useKafkaClient } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -83,7 +83,8 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-describe('span worker on a real broker', () => {
+describe.each(kafkaClientsUnderTest())('span worker on a real broker on %s', (client) => {
+  useKafkaClient(client);
   it('writes N spans for M tenants exactly once into the file of their tenant and day', async () => {
     const s = await setup(3);
     const expected = await produceSpans(s.topic, 6000, 5);

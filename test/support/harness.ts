@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import pino from 'pino';
+import { afterAll, beforeAll } from 'vitest';
 import { createKafkaFacade } from '../../src/kafka/client.js';
 import { KAFKA_CLIENTS, type KafkaClientKind, type KafkaFacade } from '../../src/kafka/facade.js';
 // So that tests can read topics written in any codec.
@@ -33,6 +34,22 @@ export function kafkaClientsUnderTest(): KafkaClientKind[] {
  * (platformatic) is not what SPANLEDGER_TEST_CLIENTS=kafkajs asks for.
  */
 process.env.KAFKA_CLIENT ??= kafkaClientsUnderTest()[0]!;
+
+/**
+ * Runs the enclosing describe block's workers, CLI commands and in-process facades (kafkaFacade)
+ * on `client`: KAFKA_CLIENT for the block (each of them takes process.env), restored after it.
+ * Integration files run one at a time, their tests in order, so nothing else sees the change.
+ */
+export function useKafkaClient(client: KafkaClientKind): void {
+  let before: string | undefined;
+  beforeAll(() => {
+    before = process.env.KAFKA_CLIENT;
+    process.env.KAFKA_CLIENT = client;
+  });
+  afterAll(() => {
+    process.env.KAFKA_CLIENT = before;
+  });
+}
 
 /** spanledger's own Kafka facade on `client` (default: KAFKA_CLIENT as set above), for calling src/ in-process. */
 export function kafkaFacade(brokers: string, client: KafkaClientKind = process.env.KAFKA_CLIENT as KafkaClientKind): KafkaFacade {
