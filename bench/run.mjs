@@ -32,7 +32,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  ROOT, say, sleep, fmt, mib, parseArgs, freePort, procStatusBytes, procCpuSeconds, openFds, brokerFromEnv, benchKafka, createTopic, preload as preloadOn, drain as drainOn,
+  ROOT, say, sleep, fmt, mib, parseArgs, freePort, procStatusBytes, procCpuSeconds, openFds, brokerFromEnv, benchKafka, benchKafkaJs, createTopic, preload as preloadOn, drain as drainOn,
   startWorker as startWorkerOn, stopWorker, metricsText, buckets, bucketQuantiles, bucketDelta, quantiles, slope, produce, corpus, produceCorpus, spansInTimeOrder,
   benchRuleTenants, traceBacklog, ruleWorkerEnv, steadyLoad,
 } from './lib.mjs';
@@ -78,7 +78,7 @@ const startWorker = (kind, env) => startWorkerOn(brokers, kind, env);
 
 /** The ceiling: a kafkajs consumer group member that only counts the records. */
 async function baseline(topic, total) {
-  const consumer = kafka.consumer({ groupId: `bench-baseline-${Date.now()}` });
+  const consumer = benchKafkaJs(brokers).consumer({ groupId: `bench-baseline-${Date.now()}` });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   let n = 0;

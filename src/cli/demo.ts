@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { kafkaSettings, Parsed } from '../config/settings.js';
 import { ruleSettings, ruleWorkerSettings, signalSettings, signalWorkerSettings, spanSettings, workerSettings } from '../config/settings.js';
 import { envValues, resolveSettings } from '../config/load.js';
-import { createKafka, groupLag } from '../kafka/client.js';
+import { createKafkaFacade, groupLag } from '../kafka/client.js';
+import type { KafkaAdmin } from '../kafka/facade.js';
 import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
@@ -30,9 +31,7 @@ export interface DemoOptions {
   kafka: Parsed<typeof kafkaSettings>;
 }
 
-type Admin = ReturnType<ReturnType<typeof createKafka>['admin']>;
-
-async function waitForLag(admin: Admin, group: string, topic: string, timeoutMs: number): Promise<boolean> {
+async function waitForLag(admin: KafkaAdmin, group: string, topic: string, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const lag = await groupLag(admin, group, topic).catch(() => undefined);
@@ -119,7 +118,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   const ruleWorker = resolveSettings(ruleWorkerSettings, envValues(ruleWorkerSettings, env), {});
   const signals = resolveSettings(signalSettings, envValues(signalSettings, env), {});
   const kafka = { ...o.kafka, topicPartitions: 3 };
-  const client = createKafka({ brokers: kafka.brokers, clientId: 'spanledger-demo', logger });
+  const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: 'spanledger-demo', logger });
   const admin = client.admin();
   await admin.connect();
   let ok = true;

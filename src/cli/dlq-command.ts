@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { kafkaSettings, spanSettings } from '../config/settings.js';
-import { createKafka } from '../kafka/client.js';
+import { createKafkaFacade } from '../kafka/client.js';
 import { createLogger } from '../observability/logger.js';
 import { deadLetterJson, readDeadLetters, renderDeadLetterTable, replayDeadLetters } from './dlq.js';
 import { addSettings, intArg, settingsOf } from './options.js';
@@ -55,7 +55,7 @@ export function addDlqCommands(program: Command): void {
   ).action(async (flags: { json: boolean; limit: number }, cmd: Command) => {
     const opts = { ...flags, ...settingsOf(cmd, dlqCommandSettings) };
     const kafka = settingsOf(cmd, kafkaSettings);
-    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
+    const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
     const progress = new Progress(`reading ${opts.topic}`);
     let records;
     try {
@@ -84,7 +84,7 @@ export function addDlqCommands(program: Command): void {
   ).action(async (flags: { reason?: string; to?: string; limit: number; dryRun: boolean }, cmd: Command) => {
     const opts = { ...flags, ...settingsOf(cmd, dlqCommandSettings) };
     const kafka = settingsOf(cmd, kafkaSettings);
-    const client = createKafka({ brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
+    const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
     const reading = new Progress(`reading ${opts.topic}`);
     const sending = new Progress('replaying');
     let result;

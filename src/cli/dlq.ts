@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { makeTable } from './table.js';
-import type { Kafka, KafkaMessage, Message } from 'kafkajs';
 import { DLQ_HEADERS } from '../kafka/dead-letter.js';
-import { headersInOrder, orderedHeaders, type HeaderList } from '../kafka/ordered-headers.js';
+import type { HeaderList, KafkaFacade, OutgoingRecord } from '../kafka/facade.js';
+import { orderedHeaders } from '../kafka/ordered-headers.js';
 import type { RecordHeaders } from '../model/headers.js';
+import type { ConsumedMessage } from '../pipeline/consumer-port.js';
 
 /** One record header as Kafka holds it: a name and its bytes, or null. */
 export interface RecordHeader {
@@ -15,7 +16,7 @@ export interface RecordHeader {
 export interface RecordBytes {
   key: Buffer | null;
   value: Buffer | null;
-  /** In wire order (our kafkajs patch keeps it), repeated names and null values included. */
+  /** In wire order (the Kafka adapter keeps it), repeated names and null values included. */
   headers: RecordHeader[];
 }
 
@@ -38,8 +39,8 @@ export interface DeadLetterRecord {
   original: RecordBytes;
 }
 
-function headerList(headers: KafkaMessage['headers']): RecordHeader[] {
-  return orderedHeaders((headers ?? {}) as RecordHeaders).map(([name, value]) => ({ name, value: value === null ? null : Buffer.from(value) }));
+function headerList(headers: RecordHeaders | undefined): RecordHeader[] {
+  return orderedHeaders(headers ?? {}).map(([name, value]) => ({ name, value: value === null ? null : Buffer.from(value) }));
 }
 
 function firstText(headers: RecordHeader[], name: string): string {
@@ -47,14 +48,14 @@ function firstText(headers: RecordHeader[], name: string): string {
 }
 
 /** A consumed dead-letter record: the fields of its dead-letter headers, text views, and its exact bytes. */
-export function deadLetterFromMessage(partition: number, message: KafkaMessage): DeadLetterRecord {
+export function deadLetterFromMessage(partition: number, message: ConsumedMessage): DeadLetterRecord {
   const original: RecordBytes = { key: message.key, value: message.value, headers: headerList(message.headers) };
   const headers: Record<string, string> = {};
   for (const h of original.headers) if (!(h.name in headers)) headers[h.name] = h.value?.toString('utf8') ?? '';
   const text = (name: string) => firstText(original.headers, name);
   return {
     partition,
-    offset: message.offset,
+    offset: message.offset.toString(),
     source: { topic: text(DLQ_HEADERS.topic), partition: Number(text(DLQ_HEADERS.partition)), offset: text(DLQ_HEADERS.offset) },
     errorClass: text(DLQ_HEADERS.errorClass),
     message: text(DLQ_HEADERS.message),
@@ -72,7 +73,7 @@ export function deadLetterFromMessage(partition: number, message: KafkaMessage):
  * Reads a dead-letter topic from the beginning up to its end offsets at the time of the call,
  * with a throwaway consumer group that is deleted afterwards.
  */
-export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, onProgress?: (read: number, total: number) => void): Promise<DeadLetterRecord[]> {
+export async function readDeadLetters(kafka: KafkaFacade, topic: string, limit = 0, onProgress?: (read: number, total: number) => void): Promise<DeadLetterRecord[]> {
   const admin = kafka.admin();
   await admin.connect();
   const group = `spanledger-dlq-inspect-${randomUUID()}`;
@@ -80,39 +81,55 @@ export async function readDeadLetters(kafka: Kafka, topic: string, limit = 0, on
   try {
     const topics = await admin.listTopics();
     if (!topics.includes(topic)) throw new Error(`topic ${topic} does not exist`);
-    const ends = await admin.fetchTopicOffsets(topic);
+    const ends = await admin.topicOffsets(topic);
     const remaining = new Map<number, bigint>();
     let total = 0n;
     for (const e of ends) {
-      if (BigInt(e.high) <= BigInt(e.low)) continue;
-      remaining.set(e.partition, BigInt(e.high));
-      total += BigInt(e.high) - BigInt(e.low);
+      if (e.high <= e.low) continue;
+      remaining.set(e.partition, e.high);
+      total += e.high - e.low;
     }
     if (remaining.size === 0) return out;
     const expected = limit > 0 && BigInt(limit) < total ? limit : Number(total);
-    const consumer = kafka.consumer({ groupId: group, maxWaitTimeInMs: 250 });
+    const consumer = kafka.groupConsumer({
+      group,
+      sessionTimeoutMs: 30_000,
+      rebalanceTimeoutMs: 60_000,
+      heartbeatIntervalMs: 3_000,
+      maxInFlightBytes: 40 << 20,
+      partitionsConcurrency: 1,
+      maxWaitTimeMs: 250,
+    });
     await consumer.connect();
     try {
-      await consumer.subscribe({ topic, fromBeginning: true });
+      await consumer.subscribe(topic, true);
       await new Promise<void>((resolve, reject) => {
-        // A crash kafkajs restarts the consumer after (a retriable one, e.g. "not the correct
+        // A crash the client restarts the consumer after (a retriable one, e.g. "not the correct
         // coordinator" while a fresh group's coordinator loads) is not the end of the read.
-        consumer.on(consumer.events.CRASH, (e) => {
-          if (!e.payload.restart) reject(e.payload.error);
+        consumer.onCrash(({ error, restart }) => {
+          if (!restart) reject(error);
         });
-        void consumer.run({
-          autoCommit: false,
-          eachMessage: async ({ partition, message }) => {
-            const end = remaining.get(partition);
-            if (end === undefined) return;
-            if (limit === 0 || out.length < limit) {
-              out.push(deadLetterFromMessage(partition, message));
-              onProgress?.(out.length, expected);
+        consumer
+          .run(async (batch) => {
+            const { partition } = batch;
+            for (const message of batch.messages) {
+              const end = remaining.get(partition);
+              if (end === undefined) {
+                // Read to its end: no more fetches of it.
+                consumer.pause(topic, [partition]);
+                return;
+              }
+              batch.resolveOffset(message.offset);
+              if (limit === 0 || out.length < limit) {
+                out.push(deadLetterFromMessage(partition, message));
+                onProgress?.(out.length, expected);
+              }
+              if (message.offset + 1n >= end) remaining.delete(partition);
+              if (remaining.size === 0 || (limit > 0 && out.length >= limit)) resolve();
             }
-            if (BigInt(message.offset) + 1n >= end) remaining.delete(partition);
-            if (remaining.size === 0 || (limit > 0 && out.length >= limit)) resolve();
-          },
-        });
+            if (batch.undecodable !== undefined) reject(new Error(`${topic} partition ${partition}: ${batch.undecodable}`));
+          })
+          .catch(reject);
       });
     } finally {
       await consumer.disconnect();
@@ -190,10 +207,10 @@ export const REPLAYED_FROM_HEADER = 'spanledger.replayed.from';
  * The record to send again: the original key and value bytes, and its headers (bytes, nulls and
  * repeats) minus the dead-letter headers and an earlier replay mark, plus `spanledger.replayed.from`.
  */
-export function replayMessage(dlqTopic: string, r: DeadLetterRecord): Message {
+export function replayMessage(dlqTopic: string, r: DeadLetterRecord): OutgoingRecord {
   const list: HeaderList = r.original.headers.filter(({ name }) => !isDeadLetterHeader(name) && name !== REPLAYED_FROM_HEADER).map(({ name, value }) => [name, value]);
   list.push([REPLAYED_FROM_HEADER, Buffer.from(`${dlqTopic}/${r.partition}/${r.offset}`)]);
-  return { key: r.original.key, value: r.original.value, headers: headersInOrder(list) };
+  return { key: r.original.key, value: r.original.value, headers: list };
 }
 
 export interface ReplayOptions {
@@ -216,7 +233,7 @@ const REPLAY_BATCH = 500;
  * topic is not changed.
  */
 export async function replayDeadLetters(
-  kafka: Kafka,
+  kafka: KafkaFacade,
   o: ReplayOptions,
   progress?: { onRead?: (read: number, total: number) => void; onSent?: (sent: number, total: number) => void },
 ): Promise<{ selected: DeadLetterRecord[]; sent: number }> {
@@ -228,7 +245,7 @@ export async function replayDeadLetters(
     if (!target) throw new Error(`dead letter ${r.partition}/${r.offset} has no source topic header; use --to`);
     return target;
   });
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 } });
+  const producer = kafka.producer({ delivery: 'idempotent' });
   await producer.connect();
   let sent = 0;
   try {
@@ -236,7 +253,7 @@ export async function replayDeadLetters(
     for (let i = 0; i < selected.length; ) {
       let j = i + 1;
       while (j < selected.length && j - i < REPLAY_BATCH && targets[j] === targets[i]) j += 1;
-      await producer.send({ topic: targets[i]!, acks: -1, messages: selected.slice(i, j).map((r) => replayMessage(o.topic, r)) });
+      await producer.send(targets[i]!, selected.slice(i, j).map((r) => replayMessage(o.topic, r)));
       sent += j - i;
       progress?.onSent?.(sent, selected.length);
       i = j;

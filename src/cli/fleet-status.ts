@@ -1,10 +1,7 @@
-import kafkajs, { type Admin } from 'kafkajs';
+import type { KafkaAdmin } from '../kafka/facade.js';
 import { advertisedAddress } from '../kafka/status-address.js';
 import type { WorkerStatusJson } from '../observability/worker-status.js';
 import { makeTable } from './table.js';
-
-// kafkajs is CommonJS and Node sees only some of its exports as named ones.
-const { AssignerProtocol } = kafkajs;
 
 /** A consumer group to show, with the topics it is known to read (from settings; more are found in its commits and assignments). */
 export interface GroupSpec {
@@ -90,7 +87,7 @@ export class FleetStatusReader {
   private readonly fetchStatus: StatusFetcher;
 
   constructor(
-    private readonly admin: Admin,
+    private readonly admin: KafkaAdmin,
     private readonly options: FleetStatusOptions,
   ) {
     this.fetchStatus = options.fetchStatus ?? fetchWorkerStatus;
@@ -103,7 +100,7 @@ export class FleetStatusReader {
     const described = await admin.describeGroups(specs.map((s) => s.group));
     const groups = await Promise.all(
       specs.map(async (spec) => {
-        const description = described.groups.find((g) => g.groupId === spec.group);
+        const description = described.find((g) => g.group === spec.group);
         const members: MemberStatus[] = (description?.members ?? []).map((m) => {
           const address = advertisedAddress(m.clientId) ?? null;
           return {
@@ -111,7 +108,7 @@ export class FleetStatusReader {
             clientId: m.clientId,
             clientHost: m.clientHost,
             address,
-            assignment: decodeAssignment(m.memberAssignment),
+            assignment: m.assignment,
             state: address === null ? 'no status address' : 'unreachable',
             reason: address === null ? `client id ${m.clientId} carries no status address (not a spanledger worker, or one from before /status)` : null,
             status: null,
@@ -125,22 +122,23 @@ export class FleetStatusReader {
     await Promise.all(asked.map((m) => this.askMember(m)));
     const result: GroupStatus[] = [];
     for (const { spec, state, members } of groups) {
-      const committed = await admin.fetchOffsets({ groupId: spec.group });
-      const topics = [...new Set([...spec.topics, ...committed.map((t) => t.topic), ...members.flatMap((m) => Object.keys(m.assignment))])].sort();
+      const committed = await admin.committedOffsets(spec.group);
+      const topics = [...new Set([...spec.topics, ...committed.map((c) => c.topic), ...members.flatMap((m) => Object.keys(m.assignment))])].sort();
       const partitions: PartitionRow[] = [];
       for (const topic of topics.filter((t) => existing.has(t))) {
-        const ends = await admin.fetchTopicOffsets(topic);
-        const commits = new Map((committed.find((t) => t.topic === topic)?.partitions ?? []).filter((p) => p.offset !== '-1').map((p) => [p.partition, p.offset]));
+        const ends = await admin.topicOffsets(topic);
+        const commits = new Map<number, bigint>();
+        for (const c of committed) if (c.topic === topic && c.offset !== null) commits.set(c.partition, c.offset);
         for (const e of [...ends].sort((a, b) => a.partition - b.partition)) {
           const owner = members.find((m) => m.assignment[topic]?.includes(e.partition));
           const done = commits.get(e.partition);
-          const lag = BigInt(e.high) - BigInt(done ?? e.low);
+          const lag = e.high - (done ?? e.low);
           partitions.push({
             topic,
             partition: e.partition,
             owner: owner === undefined ? null : { memberId: owner.memberId, address: owner.address, workerId: owner.status?.workerId ?? null },
-            committed: done ?? null,
-            end: e.high,
+            committed: done === undefined ? null : done.toString(),
+            end: e.high.toString(),
             lag: (lag > 0n ? lag : 0n).toString(),
           });
         }
@@ -174,12 +172,6 @@ export function judge(status: WorkerStatusJson): { state: MemberState; reason: s
   const breakers = status.breakers.filter((b) => b.state !== 'closed');
   if (breakers.length > 0) why.push(`breakers: ${breakers.map((b) => `${b.store} ${b.state}`).join(', ')}`);
   return why.length === 0 ? { state: 'ready', reason: null } : { state: 'degraded', reason: why.join('; ') };
-}
-
-/** A member's assignment, topic → partitions; empty while the group rebalances (no assignment yet). */
-function decodeAssignment(buffer: Buffer): Record<string, number[]> {
-  if (buffer.length === 0) return {};
-  return AssignerProtocol.MemberAssignment.decode(buffer)?.assignment ?? {};
 }
 
 /** How a member is named in the tables: its worker id when its /status answered, else its address or client id. */

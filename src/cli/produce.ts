@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { Kafka, Message } from 'kafkajs';
+import type { HeaderList, KafkaFacade, OutgoingRecord } from '../kafka/facade.js';
 import { ensureTopics } from '../kafka/topics.js';
 import { TENANT_HEADER } from '../model/decode.js';
 import { generateSignal, generateSpan, malformedRecords, tenantIdFor } from '../model/generate.js';
@@ -41,7 +41,7 @@ export interface ProduceResult {
 }
 
 /** One valid message and the records (spans or signals) it carries. */
-type MakeMessage = (seq: number, remaining: number) => { message: Message; records: number };
+type MakeMessage = (seq: number, remaining: number) => { message: OutgoingRecord; records: number };
 
 /** Messages of spanledger JSON: one record each; every fifth span carries its tenant in the header only, as some producers do. */
 function jsonMessages(o: ProduceOptions): MakeMessage {
@@ -49,11 +49,11 @@ function jsonMessages(o: ProduceOptions): MakeMessage {
     const tenantId = tenantIdFor((o.tenantBase ?? 0) + (seq % o.tenants));
     const record = o.kind === 'spans' ? generateSpan(tenantId, seq) : generateSignal(tenantId, seq);
     let value: unknown = record;
-    const headers: Record<string, string> = {};
+    const headers: HeaderList = [];
     if (o.kind === 'spans' && seq % 5 === 4) {
       const { tenantId: _omit, ...rest } = record as { tenantId: string };
       value = rest;
-      headers[TENANT_HEADER] = tenantId;
+      headers.push([TENANT_HEADER, tenantId]);
     }
     return { message: { key: tenantId, value: JSON.stringify(value), headers, timestamp: String(Date.now()) }, records: 1 };
   };
@@ -71,7 +71,7 @@ function otlpMessages(o: ProduceOptions, encoding: Exclude<SpanEncoding, 'json'>
     const tenantId = tenantIdFor((o.tenantBase ?? 0) + (message % o.tenants));
     message += 1;
     const request = generateOtlpRequest(tenantId, Math.min(spansPerMessage, remaining), encoding, seq);
-    const headers: Record<string, string> = o.tenantHeader ? { [TENANT_HEADER]: tenantId } : {};
+    const headers: HeaderList = o.tenantHeader ? [[TENANT_HEADER, tenantId]] : [];
     return { message: { key: request.key, value: request.value, headers, timestamp: String(Date.now()) }, records: request.spans.length };
   };
 }
@@ -83,9 +83,9 @@ const MAX_BATCH_BYTES = 512 * 1024;
  * Load generator: sends `count` records spread round-robin over `tenants` tenants, keyed by
  * tenant id (so a tenant stays on one partition), in batches, acks=all.
  */
-export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceResult> {
+export async function produce(kafka: KafkaFacade, o: ProduceOptions): Promise<ProduceResult> {
   await ensureTopics(kafka, [{ topic: o.topic, numPartitions: o.topicPartitions }]);
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  const producer = kafka.producer({ delivery: 'bounded' });
   await producer.connect();
   const encoding = o.kind === 'spans' ? (o.encoding ?? 'json') : 'json';
   const makeMessage = encoding === 'json' ? jsonMessages(o) : otlpMessages(o, encoding);
@@ -117,7 +117,7 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceR
   const inFlight: Array<Promise<void>> = [];
   try {
     while (queued < total) {
-      const messages: Message[] = [];
+      const messages: OutgoingRecord[] = [];
       let records = 0;
       let bytes = 0;
       while (messages.length < o.batchSize && queued + records < total && bytes < MAX_BATCH_BYTES) {
@@ -125,7 +125,7 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceR
           const b = bad[badSent % bad.length]!;
           // A large record travels alone: the broker limits the size of a whole record batch.
           if (b.value.length > 65536 && messages.length > 0) break;
-          messages.push({ key: tenantIdFor(0), value: b.value, headers: b.headers });
+          messages.push({ key: tenantIdFor(0), value: b.value, ...(b.headers === undefined ? {} : { headers: Object.entries(b.headers) }) });
           badSent += 1;
           records += 1;
           bytes += b.value.length;
@@ -142,7 +142,7 @@ export async function produce(kafka: Kafka, o: ProduceOptions): Promise<ProduceR
       const count = messages.length;
       queued += records;
       inFlight.push(
-        producer.send({ topic: o.topic, messages, acks: -1 }).then(() => {
+        producer.send(o.topic, messages).then(() => {
           sent += records;
           messagesSent += count;
           bar?.update(sent, { rate: Math.round(sent / Math.max((Date.now() - started) / 1000, 0.001)) });

@@ -1,9 +1,9 @@
 import fs from 'node:fs';
-import type { Kafka, Message } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ConfigError, RuleFileError, RuleSyntaxError } from '../errors.js';
 import { TopicNotFoundError } from '../kafka/compacted-table.js';
+import type { KafkaFacade, OutgoingRecord } from '../kafka/facade.js';
 import { rulesTopicFeed } from '../kafka/rules-feed.js';
 import { canonicalTenantId } from '../model/tenant.js';
 import { compileRuleSet } from '../rules/compile.js';
@@ -14,7 +14,7 @@ import { makeTable } from './table.js';
 
 /** What `rules put|list|delete` need to reach the rules topic. */
 export interface RulesTopic {
-  kafka: Kafka;
+  kafka: KafkaFacade;
   topic: string;
   logger: Logger;
   /** Longest time to read the topic to its end (ms). */
@@ -40,14 +40,14 @@ async function withRuleBook<T>(rules: RulesTopic, createTopic: boolean, fn: (boo
   }
 }
 
-async function produce(kafka: Kafka, topic: string, messages: Message[]): Promise<void> {
-  if (messages.length === 0) return;
+async function produce(kafka: KafkaFacade, topic: string, records: OutgoingRecord[]): Promise<void> {
+  if (records.length === 0) return;
   // Idempotent, one request in flight, every replica: the records land once, in this order
   // (an idempotent producer retries without a count limit, within 30 s, as dlq replay's does).
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 } });
+  const producer = kafka.producer({ delivery: 'idempotent' });
   await producer.connect();
   try {
-    await producer.send({ topic, acks: -1, messages });
+    await producer.send(topic, records);
   } finally {
     await producer.disconnect();
   }

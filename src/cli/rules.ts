@@ -3,7 +3,7 @@ import readline from 'node:readline';
 import { InvalidArgumentError, type Command } from 'commander';
 import pino from 'pino';
 import { kafkaSettings, ruleSettings } from '../config/settings.js';
-import { createKafka } from '../kafka/client.js';
+import { createKafkaFacade } from '../kafka/client.js';
 import { describeErrors } from '../model/json-schema.js';
 import { validateSpan, type Span } from '../model/span.js';
 import { canonicalTenantId } from '../model/tenant.js';
@@ -85,14 +85,14 @@ export function renderResults(result: { traces: TraceResult[]; spans: number; ru
 }
 
 /** The settings of `rules put|list|delete`: the rules topic and how to reach the broker. */
-const rulesTopicSettings = { topic: ruleSettings.topic, brokers: kafkaSettings.brokers, clientId: kafkaSettings.clientId };
+const rulesTopicSettings = { topic: ruleSettings.topic, brokers: kafkaSettings.brokers, clientId: kafkaSettings.clientId, client: kafkaSettings.client };
 
 function rulesTopicOf(cmd: Command, timeoutMs: number): RulesTopic {
   const settings = settingsOf(cmd, rulesTopicSettings);
-  // Warnings (bad rule records, kafkajs) go to stderr: stdout carries the result.
+  // Warnings (bad rule records, the Kafka client's) go to stderr: stdout carries the result.
   const logger = pino({ level: 'warn', base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
-  // kafkajs' own retried warnings (a coordinator still loading) are noise here: errors only.
-  const kafka = createKafka({ brokers: settings.brokers, clientId: settings.clientId, logger: logger.child({}, { level: 'error' }) });
+  // The client's own retried warnings (a coordinator still loading) are noise here: errors only.
+  const kafka = createKafkaFacade({ client: settings.client, brokers: settings.brokers, clientId: settings.clientId, logger: logger.child({}, { level: 'error' }) });
   return { kafka, topic: settings.topic, logger, timeoutMs };
 }
 

@@ -2,7 +2,6 @@ import { makeTable } from './table.js';
 import { Option, type Command } from 'commander';
 import pino from 'pino';
 import { kafkaSettings, signalSettings, signalWorkerSettings, type Parsed } from '../config/settings.js';
-import { createKafka } from '../kafka/client.js';
 import { SEVERITIES, type Severity } from '../model/signal.js';
 import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { kafkaSettings, ruleWorkerSettings, signalSettings, spanSettings } from '../config/settings.js';
-import { createKafka } from '../kafka/client.js';
+import { createKafkaFacade } from '../kafka/client.js';
+import type { KafkaClientKind } from '../kafka/facade.js';
 import { createLogger } from '../observability/logger.js';
 import { FleetStatusReader, renderFleetStatus, type FleetStatus, type GroupSpec, type StatusFetcher } from './fleet-status.js';
 import { addSettings, intArg, settingsOf } from './options.js';
@@ -28,6 +29,7 @@ export function groupSpecs(fleet: Parsed<typeof fleetSettings>, only: string | u
 }
 
 export interface StatusOptions {
+  client: KafkaClientKind;
   brokers: string[];
   clientId: string;
   groups: GroupSpec[];
@@ -38,7 +40,7 @@ export interface StatusOptions {
 
 /** What `spanledger status` shows, as data (the command prints it as tables or JSON). */
 export async function fleetStatus(options: StatusOptions): Promise<FleetStatus> {
-  const client = createKafka({ brokers: options.brokers, clientId: options.clientId, logger: createLogger('error') });
+  const client = createKafkaFacade({ client: options.client, brokers: options.brokers, clientId: options.clientId, logger: createLogger('error') });
   const admin = client.admin();
   await admin.connect();
   try {
@@ -60,6 +62,7 @@ export function addStatusCommand(program: Command): void {
     const kafka = settingsOf(c, kafkaSettings);
     const fleet = settingsOf(c, fleetSettings);
     const result = await fleetStatus({
+      client: kafka.client,
       brokers: kafka.brokers,
       clientId: kafka.clientId,
       groups: groupSpecs(fleet, opts.group),

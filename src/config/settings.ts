@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { ConfigError } from '../errors.js';
 
 /** A host (name, IPv4 or [IPv6]) and a port: what STATUS_ADVERTISE_ADDRESS accepts (and kafka/status-address.ts reads back from client ids). */
 export const STATUS_ADDRESS_PATTERN = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/;
@@ -35,6 +36,9 @@ const brokers = z
   .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, 'each broker must be host:port')).min(1, 'at least one broker'));
 const topicName = z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/, 'must be a valid Kafka topic name');
 const nonEmpty = z.string().min(1);
+/** As KAFKA_CLIENTS and REBALANCE_PROTOCOLS in kafka/facade.ts (config sits below kafka: the names are written twice, the types must agree). */
+const KAFKA_CLIENTS = ['platformatic', 'kafkajs'] as const;
+const REBALANCE_PROTOCOLS = ['cooperative', 'eager'] as const;
 /** A DuckDB memory size: 256MB, 1.5GiB, … (KB/MB/GB/TB powers of 1000, KiB/… of 1024; memoryBytes in the DuckDB sink reads the groups). */
 export const MEMORY_SIZE = /^(\d+(?:\.\d+)?)\s*([KMGT])(i?)B$/i;
 const memorySize = z.string().trim().regex(MEMORY_SIZE, 'must be a size like 256MB or 1GiB');
@@ -48,6 +52,7 @@ export const kafkaSettings = {
   brokers: setting('KAFKA_BROKERS', 'brokers', '127.0.0.1:9092', 'Kafka bootstrap brokers, comma-separated', brokers),
   clientId: setting('KAFKA_CLIENT_ID', 'client-id', 'spanledger', 'Kafka client id', nonEmpty),
   topicPartitions: setting('TOPIC_PARTITIONS', 'topic-partitions', '6', 'partitions of a topic spanledger creates because it is missing', positiveInt),
+  client: setting('KAFKA_CLIENT', 'kafka-client', 'platformatic', 'Kafka client library: platformatic (@platformatic/kafka) or kafkajs', z.enum(KAFKA_CLIENTS, { error: `must be one of ${KAFKA_CLIENTS.join(', ')}` })),
 };
 
 export const workerSettings = {
@@ -65,6 +70,20 @@ export const workerSettings = {
   sessionTimeoutMs: setting('KAFKA_SESSION_TIMEOUT_MS', 'session-timeout-ms', '30000', 'consumer group session timeout (ms)', positiveInt),
   rebalanceTimeoutMs: setting('KAFKA_REBALANCE_TIMEOUT_MS', 'rebalance-timeout-ms', '60000', 'consumer group rebalance timeout (ms)', positiveInt),
   heartbeatIntervalMs: setting('KAFKA_HEARTBEAT_INTERVAL_MS', 'heartbeat-interval-ms', '3000', 'consumer group heartbeat interval (ms)', positiveInt),
+  rebalanceProtocol: setting(
+    'KAFKA_REBALANCE_PROTOCOL',
+    'rebalance-protocol',
+    'cooperative',
+    'how a worker group rebalances: cooperative (KIP-429 cooperative-sticky: partitions that stay keep flowing) or eager (every partition stops); kafkajs has only eager and runs eager with a warning',
+    z.enum(REBALANCE_PROTOCOLS, { error: `must be one of ${REBALANCE_PROTOCOLS.join(', ')}` }),
+  ),
+  groupInstanceId: setting(
+    'KAFKA_GROUP_INSTANCE_ID',
+    'group-instance-id',
+    '',
+    'static membership (KIP-345): a worker restarting under the same id within the session timeout keeps its partitions without a rebalance; unique per worker of a group, e.g. the pod name (empty = dynamic membership; not with KAFKA_CLIENT=kafkajs)',
+    z.string().trim().regex(/^$|^[\w.-]{1,249}$/, 'letters, digits and . _ - only (or empty)'),
+  ),
   retryMaxDelayMs: setting('RETRY_MAX_DELAY_MS', 'retry-max-delay-ms', '30000', 'longest backoff between retries of a failed store write (ms)', positiveInt),
   backpressurePauseFraction: setting('BACKPRESSURE_PAUSE_FRACTION', 'backpressure-pause-fraction', '0.9', 'fetching pauses once buffered and flushing records exceed this fraction of MAX_IN_FLIGHT_BYTES', fraction),
   backpressureResumeFraction: setting('BACKPRESSURE_RESUME_FRACTION', 'backpressure-resume-fraction', '0.5', 'paused fetching resumes once they are back at or below this fraction of MAX_IN_FLIGHT_BYTES (below BACKPRESSURE_PAUSE_FRACTION)', fraction, {
@@ -98,6 +117,17 @@ export function workerSettingsFor(role: WorkerRoleName): typeof workerSettings {
     return [key, roleDefault === undefined ? spec : { ...spec, default: roleDefault }];
   });
   return Object.fromEntries(entries) as typeof workerSettings;
+}
+
+/**
+ * The one rule across the Kafka and worker settings, checked when a worker is made: kafkajs has no
+ * static membership, so KAFKA_GROUP_INSTANCE_ID needs KAFKA_CLIENT=platformatic. One line (a
+ * ConfigError, exit 2) rather than a worker that silently joins as a dynamic member.
+ */
+export function checkKafkaClientSettings(kafka: { client: string }, worker: { groupInstanceId: string }): void {
+  if (worker.groupInstanceId !== '' && kafka.client === 'kafkajs') {
+    throw new ConfigError(`invalid configuration: KAFKA_GROUP_INSTANCE_ID=${worker.groupInstanceId} needs KAFKA_CLIENT=platformatic: kafkajs has no static membership (unset KAFKA_GROUP_INSTANCE_ID to run on kafkajs)`);
+  }
 }
 
 /** The worker settings each role resolves at start. */

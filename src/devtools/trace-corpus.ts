@@ -4,7 +4,6 @@
  * none of the other, so a signal from the wrong tenant's rules cannot go unnoticed.
  */
 import { createHash } from 'node:crypto';
-import type { Kafka } from 'kafkajs';
 import { EXAMPLE_RULE_FILE } from '../rules/example-rule-file.js';
 import type { StoredSpan } from '../model/span-line.js';
 
@@ -159,19 +158,30 @@ export function expectedSignals(traces: CorpusTrace[]): Set<string> {
  * `paced`: each request waits until the wall clock reaches its first span's event time (a steady
  * load, for spans whose event times lie ahead).
  */
-export async function produceCorpus(kafka: Kafka, topic: string, spans: readonly CorpusSpan[], options: { chunk?: number; paced?: boolean; onProgress?: (sent: number) => void } = {}): Promise<void> {
+/**
+ * What produceCorpus needs of the Kafka facade (kafka/facade.ts, which devtools sits below): a
+ * producer that lands records once, in order.
+ */
+export interface CorpusKafka {
+  producer(options: { delivery: 'idempotent' }): {
+    connect(): Promise<void>;
+    send(topic: string, records: Array<{ key: string; value: string; timestamp: string }>): Promise<void>;
+    disconnect(): Promise<void>;
+  };
+}
+
+export async function produceCorpus(kafka: CorpusKafka, topic: string, spans: readonly CorpusSpan[], options: { chunk?: number; paced?: boolean; onProgress?: (sent: number) => void } = {}): Promise<void> {
   const chunk = options.chunk ?? 1000;
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producer = kafka.producer({ delivery: 'idempotent' });
   await producer.connect();
   try {
     for (let i = 0; i < spans.length; i += chunk) {
       const due = spans[i]!.timestamp - Date.now();
       if (options.paced && due > 0) await new Promise((resolve) => setTimeout(resolve, due));
-      await producer.send({
+      await producer.send(
         topic,
-        acks: -1,
-        messages: spans.slice(i, i + chunk).map(({ span, timestamp }) => ({ key: span.traceId, value: JSON.stringify(span), timestamp: String(timestamp) })),
-      });
+        spans.slice(i, i + chunk).map(({ span, timestamp }) => ({ key: span.traceId, value: JSON.stringify(span), timestamp: String(timestamp) })),
+      );
       options.onProgress?.(Math.min(spans.length, i + chunk));
     }
   } finally {

@@ -1,4 +1,4 @@
-import type { CompressionTypes, Kafka, Message, Producer } from 'kafkajs';
+import type { Compression, KafkaFacade, OutgoingRecord, RecordProducer } from './facade.js';
 import { classifyKafkaError } from './kafka-errors.js';
 
 /** Most bytes (keys + values) in one produce request: well under a topic's default 1 MB batch limit. */
@@ -9,7 +9,7 @@ export const MAX_REQUEST_BYTES = 512 * 1024;
  * says whether a failure is worth retrying, as Kafka's classifier (kafka-errors.ts) has it: a
  * permanent refusal (not authorized, topic gone, record too large) rejects with a
  * KafkaRefusalError (fatal), a transient failure with a RetriableError, an unknown one as it is.
- * Retries inside kafkajs are bounded so that a send never hangs a flush or a shutdown; the
+ * Retries inside the client are bounded (delivery 'bounded') so that a send never hangs a flush or a shutdown; the
  * caller's retry loop (with backoff, visible in spanledger_sink_retries_total) does the rest.
  * Not idempotent on purpose: what it writes (signals, checkpoints) is keyed by deterministic ids,
  * so a record repeated after a retry changes nothing downstream. Requests of several partitions
@@ -17,33 +17,29 @@ export const MAX_REQUEST_BYTES = 512 * 1024;
  * wait behind the others' (rule evaluation latency at 20K spans/s: p50 ~100 ms → < 50 ms).
  */
 export class AckedProducer {
-  private readonly producer: Producer;
-  private connected = false;
+  private readonly producer: RecordProducer;
 
   constructor(
-    kafka: Kafka,
+    kafka: KafkaFacade,
     private readonly what: string,
-    private readonly compression?: CompressionTypes,
+    compression?: Compression,
   ) {
-    this.producer = kafka.producer({ idempotent: false, allowAutoTopicCreation: false, retry: { retries: 5, maxRetryTime: 5_000 } });
+    this.producer = kafka.producer({ delivery: 'bounded', ...(compression === undefined ? {} : { compression }) });
   }
 
-  async start(): Promise<void> {
-    await this.producer.connect();
-    this.connected = true;
+  start(): Promise<void> {
+    return this.producer.connect();
   }
 
-  async send(topic: string, messages: Message[]): Promise<void> {
+  async send(topic: string, records: OutgoingRecord[]): Promise<void> {
     try {
-      await this.producer.send({ topic, messages, acks: -1, ...(this.compression === undefined ? {} : { compression: this.compression }) });
+      await this.producer.send(topic, records);
     } catch (e) {
       throw classifyKafkaError(e, this.what, topic);
     }
   }
 
-  async close(): Promise<void> {
-    if (!this.connected) return;
-    this.connected = false;
-    await this.producer.disconnect();
+  close(): Promise<void> {
+    return this.producer.disconnect();
   }
 }

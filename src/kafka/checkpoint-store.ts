@@ -1,12 +1,9 @@
-import kafkajs, { type Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import { RetriableError } from '../errors.js';
 import { AckedProducer } from './acked-producer.js';
 import { CompactedTable } from './compacted-table.js';
+import type { KafkaFacade } from './facade.js';
 import type { TopicNeed } from './topics.js';
-
-// kafkajs is CommonJS: its enums are not named exports for Node.
-const { CompressionTypes } = kafkajs;
 
 /** A checkpoint lists up to MAX_OPEN_TRACES traces: the topic takes records far larger than the default 1 MB. */
 export const CHECKPOINT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -45,7 +42,7 @@ export class CheckpointStore {
   private readonly producer: AckedProducer;
 
   constructor(
-    kafka: Kafka,
+    kafka: KafkaFacade,
     private readonly options: CheckpointStoreOptions,
   ) {
     const prefix = `${options.group}/`;
@@ -61,7 +58,7 @@ export class CheckpointStore {
       },
     });
     // gzip: a checkpoint is JSON with many repeated tenant ids and field names.
-    this.producer = new AckedProducer(kafka, 'rule checkpoint', CompressionTypes.GZIP);
+    this.producer = new AckedProducer(kafka, 'rule checkpoint', 'gzip');
   }
 
   async start(): Promise<void> {

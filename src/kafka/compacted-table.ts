@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Admin, Batch, Consumer, Kafka } from 'kafkajs';
 import { backOff } from 'exponential-backoff';
 import type { Logger } from 'pino';
+import type { ConsumedBatch, GroupConsumer } from '../pipeline/consumer-port.js';
+import type { KafkaAdmin, KafkaFacade } from './facade.js';
 import { ensureTopics } from './topics.js';
 import { kafkaFailure } from './kafka-errors.js';
 
@@ -24,7 +25,7 @@ export interface RecordMeta {
 export type OnRecord = (key: string, value: Buffer | null, meta: RecordMeta) => void;
 
 export interface CompactedTableOptions {
-  kafka: Kafka;
+  kafka: KafkaFacade;
   topic: string;
   onRecord: OnRecord;
   logger: Logger;
@@ -46,11 +47,11 @@ export class TopicNotFoundError extends Error {
   }
 }
 
-/** A partition's end offset (high watermark) and, if known, its start offset, as admin.fetchTopicOffsets reports them. */
+/** A partition's end offset (high watermark) and, if known, its start offset, as the admin's topicOffsets reports them. */
 export interface PartitionEnd {
   partition: number;
-  high: string;
-  low?: string;
+  high: bigint;
+  low?: bigint;
 }
 
 /**
@@ -61,8 +62,8 @@ export class PartitionPositions {
   private readonly next = new Map<number, bigint>();
 
   /** Whether the record at `offset` is yet to be handed over (a rebalance can deliver it again). */
-  isNew(partition: number, offset: string): boolean {
-    return BigInt(offset) >= (this.next.get(partition) ?? 0n);
+  isNew(partition: number, offset: bigint): boolean {
+    return offset >= (this.next.get(partition) ?? 0n);
   }
 
   /** Everything before `nextOffset` is handed over (never moves back). */
@@ -75,9 +76,9 @@ export class PartitionPositions {
     const out: Array<{ partition: number; at: bigint; end: bigint }> = [];
     for (const { partition, high, low } of ends) {
       const at = this.next.get(partition) ?? 0n;
-      const end = BigInt(high);
+      const end = high;
       // A partition with no record left (start offset = end offset) has nothing to hand over.
-      if (at < end && !(low !== undefined && BigInt(low) >= end)) out.push({ partition, at, end });
+      if (at < end && !(low !== undefined && low >= end)) out.push({ partition, at, end });
     }
     return out;
   }
@@ -117,22 +118,24 @@ interface Waiter {
  *   the call is handed over (for a caller that must see a record it has just written);
  * - `close()` stops the consumer and deletes its consumer group.
  *
- * kafkajs cannot assign partitions by hand, so the table is the only member of a consumer group
- * of its own (a throwaway id), reads from the beginning and never commits. A rebalance (say, a
- * partition added) makes kafkajs read from the beginning again: records already handed over are
- * skipped by offset, so each is handed over once, in order.
+ * The facade has no manual partition assignment, so the table is the only member of a consumer
+ * group of its own (a throwaway id), reads from the beginning and never commits. A rebalance
+ * (say, a partition added) makes the consumer read from the beginning again: records already
+ * handed over are skipped by offset, so each is handed over once, in order. The consumer's
+ * onFetchedThrough tells how far a partition was read, control records (transaction markers)
+ * and compacted-away offsets included: what the end offsets count.
  */
 export class CompactedTable {
   readonly topic: string;
   readonly groupId: string;
-  private readonly kafka: Kafka;
+  private readonly kafka: KafkaFacade;
   private readonly onRecord: OnRecord;
   private readonly logger: Logger;
   private readonly options: CompactedTableOptions;
   private readonly positions = new PartitionPositions();
   private waiters: Waiter[] = [];
-  private admin: Admin | undefined;
-  private consumer: Consumer | undefined;
+  private admin: KafkaAdmin | undefined;
+  private consumer: GroupConsumer | undefined;
   private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
   private failure: Error | undefined;
 
@@ -165,7 +168,7 @@ export class CompactedTable {
     this.admin = admin;
     // close() may come while this is under way (start() timed out): then what is connected by
     // now is let go here, since close() could not.
-    const closed = async (consumer?: Consumer): Promise<boolean> => {
+    const closed = async (consumer?: GroupConsumer): Promise<boolean> => {
       if (this.state !== 'closed') return false;
       await this.release(admin, consumer);
       return true;
@@ -178,40 +181,56 @@ export class CompactedTable {
       throw new TopicNotFoundError(this.topic);
     }
     if (await closed()) return;
-    const consumer = this.kafka.consumer({ groupId: this.groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 500 });
+    const consumer = this.kafka.groupConsumer({
+      group: this.groupId,
+      // The client's usual group timings: the table is its group's only member.
+      sessionTimeoutMs: 30_000,
+      rebalanceTimeoutMs: 60_000,
+      heartbeatIntervalMs: 3_000,
+      // Fetches of up to 10 MiB, 2.5 MiB a partition (a larger record still comes, alone).
+      maxInFlightBytes: 40 << 20,
+      partitionsConcurrency: 1,
+      maxWaitTimeMs: this.options.maxWaitTimeInMs ?? 500,
+    });
     this.consumer = consumer;
-    consumer.on(consumer.events.CRASH, ({ payload }) => {
-      if (payload.restart) {
-        this.logger.warn({ err: payload.error }, 'compacted table consumer crashed; kafkajs restarts it');
+    consumer.onCrash(({ error, restart }) => {
+      if (restart) {
+        this.logger.warn({ err: error }, 'compacted table consumer crashed; the client restarts it');
         return;
       }
-      this.fail(payload.error);
+      this.fail(error);
     });
-    // A batch of control records only (transaction markers) never reaches eachBatch: its end still counts.
-    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-      if (payload.topic === this.topic) this.advance(payload.partition, BigInt(payload.lastOffset) + 1n);
+    // A batch of control records only (transaction markers) never reaches run's callback: its end still counts.
+    consumer.onFetchedThrough?.(({ topic, partition, nextOffset }) => {
+      if (topic === this.topic) this.advance(partition, nextOffset);
     });
     await consumer.connect();
     if (await closed(consumer)) return;
-    await consumer.subscribe({ topic: this.topic, fromBeginning: true });
-    await consumer.run({ autoCommit: false, eachBatch: async ({ batch }) => this.handBatch(batch) });
+    await consumer.subscribe(this.topic, true);
+    await consumer.run(async (batch) => this.handBatch(batch));
     await closed(consumer);
   }
 
-  private handBatch(batch: Batch): void {
+  private handBatch(batch: ConsumedBatch): void {
     const { partition } = batch;
     for (const message of batch.messages) {
+      // The next fetch starts after it: nothing is ever committed.
+      batch.resolveOffset(message.offset);
       if (!this.positions.isNew(partition, message.offset)) continue;
       const key = tableKey(message.key);
-      if (key === '') this.logger.warn({ partition, offset: message.offset }, 'record without a usable key (missing, empty or not UTF-8)');
+      const offset = message.offset.toString();
+      if (key === '') this.logger.warn({ partition, offset }, 'record without a usable key (missing, empty or not UTF-8)');
       try {
-        this.onRecord(key, message.value, { partition, offset: message.offset, timestamp: Number(message.timestamp) });
+        this.onRecord(key, message.value, { partition, offset, timestamp: Number(message.timestamp) });
       } catch (e) {
-        this.logger.error({ err: e, partition, offset: message.offset }, 'compacted table callback failed on a record; the record is passed over');
+        this.logger.error({ err: e, partition, offset }, 'compacted table callback failed on a record; the record is passed over');
       }
-      this.positions.advance(partition, BigInt(message.offset) + 1n);
+      this.positions.advance(partition, message.offset + 1n);
     }
-    this.advance(partition, BigInt(batch.lastOffset()) + 1n);
+    // Nothing at or past a batch that cannot be decompressed can be read: the table cannot be whole.
+    if (batch.undecodable !== undefined) this.fail(new Error(`partition ${partition}: ${batch.undecodable}`));
+    const last = batch.messages.at(-1);
+    if (last !== undefined) this.advance(partition, last.offset + 1n);
   }
 
   private advance(partition: number, next: bigint): void {
@@ -227,6 +246,7 @@ export class CompactedTable {
   }
 
   private fail(error: Error): void {
+    if (this.failure !== undefined) return;
     this.failure = error;
     this.logger.error({ err: error }, 'compacted table consumer stopped for good');
     const waiters = this.waiters;
@@ -280,7 +300,7 @@ export class CompactedTable {
   }
 
   /** Disconnects the consumer, deletes its group (it held no offsets), disconnects the admin client. */
-  private async release(admin: Admin, consumer: Consumer | undefined): Promise<void> {
+  private async release(admin: KafkaAdmin, consumer: GroupConsumer | undefined): Promise<void> {
     if (consumer) {
       await consumer.disconnect().catch((e: unknown) => this.logger.warn({ err: e }, 'compacted table consumer did not disconnect cleanly'));
       await admin.deleteGroups([this.groupId]).catch((e: unknown) => this.logger.debug({ err: e }, 'throwaway consumer group not deleted'));
@@ -289,14 +309,13 @@ export class CompactedTable {
   }
 }
 
-/** `promise`, or a rejection with `message()` once `deadline` (ms since the epoch) passes. */
 /**
  * The topic's end offsets. Right after a topic is created (by this worker's start or another's)
  * the broker may answer "not the leader" or "topic unknown" for a moment: what Kafka's classifier
  * (kafka-errors.ts) calls `retry` is retried with backoff while `mayRetry()`; anything else fails at once.
  */
-export function endOffsets(admin: Pick<Admin, 'fetchTopicOffsets'>, topic: string, mayRetry: () => boolean): Promise<PartitionEnd[]> {
-  return backOff(() => admin.fetchTopicOffsets(topic), {
+export function endOffsets(admin: Pick<KafkaAdmin, 'topicOffsets'>, topic: string, mayRetry: () => boolean): Promise<PartitionEnd[]> {
+  return backOff(() => admin.topicOffsets(topic), {
     numOfAttempts: Number.MAX_SAFE_INTEGER,
     startingDelay: 50,
     maxDelay: 1_000,
@@ -305,7 +324,7 @@ export function endOffsets(admin: Pick<Admin, 'fetchTopicOffsets'>, topic: strin
   }).then((offsets) => offsets.map(({ partition, high, low }) => ({ partition, high, low })));
 }
 
-
+/** `promise`, or a rejection with `message()` once `deadline` (ms since the epoch) passes. */
 async function withDeadline<T>(promise: Promise<T>, deadline: number, message: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

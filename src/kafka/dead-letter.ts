@@ -1,8 +1,8 @@
-import type { IHeaders, Kafka, Producer } from 'kafkajs';
 import { RetriableError, capReason } from '../errors.js';
 import type { DeadLetter, DeadLetterPort } from '../pipeline/consumer-port.js';
+import type { HeaderList, KafkaFacade, OutgoingRecord, RecordProducer } from './facade.js';
 import { kafkaFailure } from './kafka-errors.js';
-import { headersInOrder, orderedHeaders, type HeaderList } from './ordered-headers.js';
+import { orderedHeaders } from './ordered-headers.js';
 import type { Quarantine } from './quarantine.js';
 
 /**
@@ -35,7 +35,7 @@ const HEADER_OVERHEAD = 10;
 
 interface Outgoing {
   letter: DeadLetter;
-  message: { key: Buffer | null; value: Buffer | null; headers: IHeaders };
+  message: OutgoingRecord;
   bytes: number;
 }
 
@@ -48,13 +48,12 @@ interface Outgoing {
  * RetriableError; letters already safe are not sent again on the retry.
  */
 export class DeadLetterProducer implements DeadLetterPort {
-  private readonly producer: Producer;
-  private connected = false;
+  private readonly producer: RecordProducer;
   /** The topic's max.message.bytes: sends are split to stay under it. */
   private maxBatchBytes = 1_000_000;
 
   constructor(
-    kafka: Kafka,
+    kafka: KafkaFacade,
     private readonly dlqTopic: string,
     private readonly identity: DeadLetterIdentity,
     private readonly quarantine: Quarantine,
@@ -62,19 +61,14 @@ export class DeadLetterProducer implements DeadLetterPort {
     // Not idempotent: that would demand unlimited internal retries, and a send must stay bounded
     // so that an unavailable dead-letter topic delays only its partitions and never a shutdown.
     // Dead letters are at-least-once anyway (a crash between ack and commit repeats them).
-    this.producer = kafka.producer({
-      idempotent: false,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      retry: { retries: 5, maxRetryTime: 5_000 },
-    });
+    // One request in flight: a partition's dead letters land in the order they were sent.
+    this.producer = kafka.producer({ delivery: 'bounded', maxInFlightRequests: 1 });
   }
 
   /** Connects; `maxMessageBytes` is the dead-letter topic's limit (max.message.bytes). */
   async start(maxMessageBytes: number): Promise<void> {
     this.maxBatchBytes = maxMessageBytes;
     await this.producer.connect();
-    this.connected = true;
   }
 
   async send(letters: DeadLetter[]): Promise<void> {
@@ -93,7 +87,7 @@ export class DeadLetterProducer implements DeadLetterPort {
   /** Sends one chunk; a permanent refusal is narrowed down to the letters the broker refuses. */
   private async deliver(chunk: Outgoing[]): Promise<void> {
     try {
-      await this.producer.send({ topic: this.dlqTopic, messages: chunk.map((o) => o.message), acks: -1 });
+      await this.producer.send(this.dlqTopic, chunk.map((o) => o.message));
       for (const o of chunk) o.letter.outcome = 'delivered';
       return;
     } catch (e) {
@@ -149,16 +143,14 @@ export class DeadLetterProducer implements DeadLetterPort {
     );
     let bytes = RECORD_OVERHEAD + (l.source.key?.length ?? 0) + (l.source.value?.length ?? 0);
     for (const [k, v] of list) bytes += HEADER_OVERHEAD + Buffer.byteLength(k) + (v === null ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length);
-    return { letter: l, message: { key: l.source.key, value: l.source.value, headers: headersInOrder(list) }, bytes };
+    return { letter: l, message: { key: l.source.key, value: l.source.value, headers: list }, bytes };
   }
 
   detail(): string | undefined {
     return this.quarantine.detail();
   }
 
-  async close(): Promise<void> {
-    if (!this.connected) return;
-    this.connected = false;
-    await this.producer.disconnect();
+  close(): Promise<void> {
+    return this.producer.disconnect();
   }
 }

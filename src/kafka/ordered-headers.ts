@@ -1,12 +1,13 @@
 import type { IHeaders } from 'kafkajs';
-import type { HeaderValue, RecordHeaders } from '../model/headers.js';
+import type { RecordHeaders } from '../model/headers.js';
+import type { HeaderList } from './facade.js';
 
 /**
  * Where our kafkajs patch (patches/kafkajs+*.patch) keeps a record's headers in wire order, and
  * where it reads them from when producing: repeated keys, their order and null values survive.
  */
 export const ORDERED_HEADERS = Symbol.for('kafkajs.headers.ordered');
-export type HeaderList = Array<[string, HeaderValue]>;
+export type { HeaderList };
 
 /** A record's headers in wire order (from the patched decoder, or rebuilt from the object). */
 export function orderedHeaders(headers: RecordHeaders): HeaderList {

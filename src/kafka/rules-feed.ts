@@ -1,7 +1,7 @@
-import type { Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { RuleRecordFeed } from '../rules/rule-book.js';
 import { CompactedTable } from './compacted-table.js';
+import type { KafkaFacade } from './facade.js';
 
 /** How `rules put` and a rule worker create the rules topic: compacted, one partition (see README, "Managing rules"). */
 export const RULES_TOPIC_CONFIG = { numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] };
@@ -17,7 +17,7 @@ export interface RulesFeedOptions {
 }
 
 /** The rules topic as a RuleBook reads it: a CompactedTable of a throwaway group `spanledger-rules-<uuid>`. */
-export function rulesTopicFeed(kafka: Kafka, options: RulesFeedOptions): RuleRecordFeed {
+export function rulesTopicFeed(kafka: KafkaFacade, options: RulesFeedOptions): RuleRecordFeed {
   return {
     topic: options.topic,
     open: (onRecord) =>

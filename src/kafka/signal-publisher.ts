@@ -1,6 +1,6 @@
-import type { Kafka } from 'kafkajs';
 import type { SignalPublisher, SignalRecord } from '../rules/rule-stage-ports.js';
 import { AckedProducer, MAX_REQUEST_BYTES } from './acked-producer.js';
+import type { KafkaFacade } from './facade.js';
 
 /**
  * The rule stage's signal producer on Kafka: an AckedProducer (acks=all; its failures classified
@@ -10,7 +10,7 @@ export class KafkaSignalPublisher implements SignalPublisher {
   readonly maxRequestBytes = MAX_REQUEST_BYTES;
   private readonly producer: AckedProducer;
 
-  constructor(kafka: Kafka) {
+  constructor(kafka: KafkaFacade) {
     this.producer = new AckedProducer(kafka, 'signals');
   }
 
@@ -19,7 +19,10 @@ export class KafkaSignalPublisher implements SignalPublisher {
   }
 
   publish(topic: string, records: SignalRecord[]): Promise<void> {
-    return this.producer.send(topic, records);
+    return this.producer.send(
+      topic,
+      records.map((r) => ({ key: r.key, value: r.value, headers: Object.entries(r.headers) })),
+    );
   }
 
   close(): Promise<void> {

@@ -1,9 +1,6 @@
-import kafkajs, { type Admin, type Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
+import type { KafkaAdmin, KafkaFacade } from './facade.js';
 import { kafkaFailure } from './kafka-errors.js';
-
-// kafkajs is CommonJS and Node sees only some of its exports as named ones.
-const { ConfigResourceTypes } = kafkajs;
 
 /** Room for the reason headers a dead letter adds to its record. */
 export const DLQ_HEADER_ROOM_BYTES = 64 * 1024;
@@ -35,7 +32,7 @@ export interface EnsuredTopics {
  * as given, replication as the broker's default); existing ones are left as they are. Resolves
  * once every partition of every topic has a leader.
  */
-export async function ensureTopics(kafka: Pick<Kafka, 'admin'>, needs: TopicNeed[], logger?: Logger): Promise<EnsuredTopics> {
+export async function ensureTopics(kafka: Pick<KafkaFacade, 'admin'>, needs: TopicNeed[], logger?: Logger): Promise<EnsuredTopics> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -75,16 +72,10 @@ export async function ensureTopics(kafka: Pick<Kafka, 'admin'>, needs: TopicNeed
   }
 }
 
-async function createTopics(admin: Admin, topics: TopicNeed[]): Promise<void> {
+/** Creates the topics without waiting for leaders (waitForLeaders does, bounded); one another worker created at the same moment is fine. */
+async function createTopics(admin: KafkaAdmin, topics: TopicNeed[]): Promise<void> {
   if (topics.length === 0) return;
-  try {
-    // Not kafkajs' waitForLeaders: on a broker that has just started it gave up with "This
-    // server does not host this topic-partition" (make profile); waitForLeaders below is bounded.
-    await admin.createTopics({ topics: topics.map(({ topic, numPartitions, configEntries }) => ({ topic, numPartitions, configEntries })), waitForLeaders: false });
-  } catch (e) {
-    // Another worker may have created it at the same moment.
-    if (!String((e as Error).message).includes('exists')) throw e;
-  }
+  await admin.createTopics(topics.map(({ topic, numPartitions, configEntries }) => ({ topic, numPartitions, ...(configEntries === undefined ? {} : { configEntries }) })));
 }
 
 /**
@@ -93,15 +84,15 @@ async function createTopics(admin: Admin, topics: TopicNeed[]): Promise<void> {
  * yet: reading or describing it then fails with "This server does not host this topic-partition",
  * which stopped a rule worker starting beside a span worker on fresh topics.
  */
-export async function waitForLeaders(admin: Pick<Admin, 'fetchTopicMetadata'>, topics: string[], timeoutMs = 30_000): Promise<void> {
+export async function waitForLeaders(admin: Pick<KafkaAdmin, 'topicPartitions'>, topics: string[], timeoutMs = 30_000): Promise<void> {
   if (topics.length === 0) return;
   const deadline = Date.now() + timeoutMs;
   let why = 'no metadata yet';
   for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1000)) {
     try {
-      const metadata = (await admin.fetchTopicMetadata({ topics })).topics;
+      const metadata = await admin.topicPartitions(topics);
       const leaderless = topics.filter((topic) => {
-        const partitions = metadata.find((m) => m.name === topic)?.partitions ?? [];
+        const partitions = metadata.get(topic) ?? [];
         return partitions.length === 0 || partitions.some((p) => p.leader < 0);
       });
       if (leaderless.length === 0) return;
@@ -116,15 +107,12 @@ export async function waitForLeaders(admin: Pick<Admin, 'fetchTopicMetadata'>, t
 }
 
 /** The largest record batch each topic takes: its max.message.bytes (topic override or broker default). */
-async function topicsMaxMessageBytes(admin: Admin, topics: string[]): Promise<Map<string, number>> {
+async function topicsMaxMessageBytes(admin: KafkaAdmin, topics: string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   if (topics.length === 0) return out;
-  const described = await admin.describeConfigs({
-    resources: topics.map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ['max.message.bytes'] })),
-    includeSynonyms: false,
-  });
+  const described = await admin.topicConfigs(topics, ['max.message.bytes']);
   for (const topic of topics) {
-    const value = described.resources.find((r) => r.resourceName === topic)?.configEntries.find((c) => c.configName === 'max.message.bytes')?.configValue;
+    const value = described.get(topic)?.get('max.message.bytes');
     const bytes = Number(value);
     if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new Error(`cannot read max.message.bytes of topic ${topic} (got ${JSON.stringify(value)})`);
     out.set(topic, bytes);

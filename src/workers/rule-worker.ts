@@ -1,7 +1,7 @@
-import type { Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { kafkaSettings, Parsed, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
+import type { KafkaFacade } from '../kafka/facade.js';
 import { CheckpointStore, checkpointTopicNeed } from '../kafka/checkpoint-store.js';
 import { rulesTopicFeed, RULES_TOPIC_CONFIG } from '../kafka/rules-feed.js';
 import { KafkaSignalPublisher } from '../kafka/signal-publisher.js';
@@ -33,14 +33,14 @@ export function traceTickMs(traceIdleMs: number): number {
  * Rule worker: spans topic (its own group) → traces per tenant → the tenant's rules → one signal
  * per violation on the signals topic. Decodes spans exactly as the span worker does. The rule
  * stage's stores (signals producer, checkpoint topic, rules topic) use the worker's one Kafka
- * client, which the worker makes in start(): the stage is built there (createStages).
+ * facade, which the worker makes in start(): the stage is built there (createStages).
  */
 export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
   const { ruleWorker } = config;
   const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, withDay: false };
   const metrics = new RuleWorkerMetrics(registry);
   let processor: RuleProcessor | undefined;
-  const createProcessor = (kafka: Kafka): RuleProcessor =>
+  const createProcessor = (kafka: KafkaFacade): RuleProcessor =>
     new RuleProcessor({
       signalsTopic: config.signals.topic,
       signals: new KafkaSignalPublisher(kafka),

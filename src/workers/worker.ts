@@ -1,13 +1,12 @@
 import os from 'node:os';
-import type { Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { Parsed } from '../config/settings.js';
+import { checkKafkaClientSettings, type Parsed } from '../config/settings.js';
 import type { kafkaSettings, workerSettings } from '../config/settings.js';
-import { createKafka } from '../kafka/client.js';
+import { createKafkaFacade } from '../kafka/client.js';
+import type { KafkaFacade } from '../kafka/facade.js';
 import { ensureTopics, type TopicNeed } from '../kafka/topics.js';
 import { DeadLetterProducer } from '../kafka/dead-letter.js';
-import { KafkaJsGroupConsumer } from '../kafka/kafkajs-consumer.js';
 import { Quarantine } from '../kafka/quarantine.js';
 import type { RecordDecoder } from '../model/decode.js';
 import type { DecoderSpec } from '../model/decode-thread.js';
@@ -22,11 +21,11 @@ import type { PipelineStages } from '../pipeline/types.js';
 import { pipelineResources, ResourceStack, type PipelineParts } from './resource-stack.js';
 
 /**
- * The stages built in start() with the worker's own Kafka client (made there, see Worker): for a
+ * The stages built in start() with the worker's own Kafka facade (made there, see Worker): for a
  * stage whose stores are on Kafka too (the rule worker's producer, checkpoints and rules table).
  */
 export interface StagesOfClient<T> {
-  createStages: (client: Kafka) => PipelineStages<T>;
+  createStages: (kafka: KafkaFacade) => PipelineStages<T>;
   sinks?: undefined;
   processor?: undefined;
 }
@@ -79,6 +78,7 @@ export class Worker<T> {
 
   constructor(private readonly options: WorkerOptions<T>) {
     const { worker, registry } = options;
+    checkKafkaClientSettings(options.kafka, worker);
     this.metrics = new WorkerMetrics(registry);
     this.resources = new ResourceStack(options.logger);
     this.status = new WorkerStatus({
@@ -110,14 +110,14 @@ export class Worker<T> {
     return this.runner?.ready() ?? false;
   }
 
-  private stagesFor(client: Kafka): PipelineStages<T> {
+  private stagesFor(client: KafkaFacade): PipelineStages<T> {
     const { options } = this;
     if ('createStages' in options) return options.createStages(client);
     return options.processor === undefined ? { sinks: options.sinks } : { processor: options.processor, tickIntervalMs: options.tickIntervalMs };
   }
 
   /** The worker's parts on the Kafka client: made here, started and stopped by start() and stop(). */
-  private createPipeline(client: Kafka, stages: PipelineStages<T>): Omit<PipelineParts<T>, 'dlqMaxMessageBytes' | 'onPipelineStopped'> {
+  private createPipeline(client: KafkaFacade, stages: PipelineStages<T>): Omit<PipelineParts<T>, 'dlqMaxMessageBytes' | 'onPipelineStopped'> {
     const { options, metrics } = this;
     const { worker, logger } = options;
     const quarantine = new Quarantine(worker.quarantineDir, (letters, refusal) => {
@@ -131,13 +131,15 @@ export class Worker<T> {
     const decodePool = worker.decodeThreads > 0 && options.decoderSpec !== undefined ? new ThreadDecodePool<T>(options.decoderSpec, worker.decodeThreads) : undefined;
     const pipeline = new Pipeline<T>({
       ...stages,
-      consumer: new KafkaJsGroupConsumer(client, {
+      consumer: client.groupConsumer({
         group: options.group,
         sessionTimeoutMs: worker.sessionTimeoutMs,
         rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
         heartbeatIntervalMs: worker.heartbeatIntervalMs,
         maxInFlightBytes: worker.maxInFlightBytes,
         partitionsConcurrency: worker.partitionsConcurrency,
+        rebalanceProtocol: worker.rebalanceProtocol,
+        ...(worker.groupInstanceId === '' ? {} : { groupInstanceId: worker.groupInstanceId }),
       }),
       deadLetters,
       topic: options.topic,
@@ -177,7 +179,7 @@ export class Worker<T> {
       stopFailed: { msg: 'health server close failed' },
     });
     this.statusAddress = options.worker.statusAdvertiseAddress || `${os.hostname()}:${this.metricsPort}`;
-    const client = createKafka({ brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
+    const client = createKafkaFacade({ client: options.kafka.client, brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
     await resources.start({ name: 'status sampler', start: async () => this.status.start(), stop: async () => this.status.stop(), stopFailed: { msg: 'status sampler stop failed' } });
     const partitions = options.kafka.topicPartitions;
     const topics = await ensureTopics(
@@ -201,6 +203,7 @@ export class Worker<T> {
         dlqTopic: options.dlqTopic,
         metricsPort: this.metricsPort,
         statusAddress: this.statusAddress,
+        kafkaClient: client.kind,
         ...(stages.processor === undefined ? { sinks: stages.sinks.map((s) => s.name) } : { processor: stages.processor.name }),
       },
       'worker started',

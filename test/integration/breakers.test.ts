@@ -25,13 +25,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { readDeadLetters } from '../../src/cli/dlq.js';
 import { envValues, resolveSettings } from '../../src/config/load.js';
 import { kafkaSettings, signalSettings, workerSettings } from '../../src/config/settings.js';
-import { groupLag } from '../../src/kafka/client.js';
 import { generateSignal, generateSpan, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
 import type { TigerBeetleClientFactory } from '../../src/sinks/tigerbeetle/tigerbeetle-sink.js';
 import { createSignalWorker, createTigerBeetleSink, type SignalWorkerConfig } from '../../src/workers/signal-worker.js';
 import type { Worker } from '../../src/workers/worker.js';
-import { ROOT, committedTotal, createTopic, kafkaClient, killWorkers, metricValue, readSpanLog, sleep, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { ROOT, committedTotal, createTopic, kafkaClient, killWorkers, metricValue, readSpanLog, sleep, uniqueName, waitForCommitted, WorkerProcess, kafkaFacade, groupLag } from '../support/harness.js';
 import { produceSignals as produceTo, signalSetup, type SignalSetup } from '../support/signal-topics.js';
 import { StandInCluster } from '../support/tigerbeetle-standin.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
@@ -249,7 +248,7 @@ describe('circuit breakers on a real broker', () => {
     expect(metricValue(metricsAfter, 'spanledger_records_dead_lettered_total')).toBe(0);
     expect((await w.readyz())[1]).toMatch(/^ready\n/);
     expect(await w.stop()).toBe(true);
-    expect(await readDeadLetters(kafka, s.dlqTopic)).toEqual([]);
+    expect(await readDeadLetters(kafkaFacade(brokers), s.dlqTopic)).toEqual([]);
 
     const perTenant = tenants.map((t) => [...before, ...during].filter((x) => x.tenantId === t).length);
     expect(await duckdbCounts(s.duckdbDir, tenants)).toEqual(perTenant.map((n) => [n, n]));
@@ -304,7 +303,7 @@ describe('circuit breakers on a real broker', () => {
     expect(metricValue(metrics, 'spanledger_breaker_transitions_total', 'store="duckdb",to="open"')).toBeGreaterThanOrEqual(1);
     expect(metricValue(metrics, 'spanledger_duckdb_lock_waits_total')).toBeGreaterThan(0);
     expect(await w.stop()).toBe(true);
-    expect(await readDeadLetters(kafka, s.dlqTopic)).toEqual([]);
+    expect(await readDeadLetters(kafkaFacade(brokers), s.dlqTopic)).toEqual([]);
     expect(await duckdbCounts(s.duckdbDir, [tenant])).toEqual([[300, 300]]);
     expect(await tigerBeetleCounts(w.config, standIn?.factory, [tenant])).toEqual([[300n, 300n]]);
   }, 180_000);
@@ -380,7 +379,7 @@ describe('circuit breakers on a real broker', () => {
     expect(metricValue(after, 'spanledger_records_dead_lettered_total')).toBe(0);
     w.kill('SIGTERM');
     expect((await w.exited).code).toBe(0);
-    expect(await readDeadLetters(kafka, `${topic}.dlq`)).toEqual([]);
+    expect(await readDeadLetters(kafkaFacade(brokers), `${topic}.dlq`)).toEqual([]);
     const lines = readSpanLog(path.join(dir, 'spanlog'));
     expect(lines).toHaveLength(4_000);
     expect(new Set(lines.map((l) => l.line.spanId))).toEqual(spanIds);

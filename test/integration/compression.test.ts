@@ -1,9 +1,8 @@
 import fs from 'node:fs';
 import type { Kafka } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { groupLag } from '../../src/kafka/client.js';
 import { generateSpan, tenantIdFor } from '../../src/model/generate.js';
-import { createTopic, kafkaClient, metricValue, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers } from '../support/harness.js';
+import { createTopic, kafkaClient, metricValue, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers, kafkaFacade, groupLag, kafkaClientsUnderTest, useKafkaClient } from '../support/harness.js';
 import { kcatProduce, kcatSkipReason } from '../support/kcat.js';
 
 const brokers = inject('kafkaBrokers');
@@ -87,7 +86,8 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-describe.skipIf(skipReason !== undefined)('span worker reading batches compressed by librdkafka (kcat)', () => {
+describe.skipIf(skipReason !== undefined).each(kafkaClientsUnderTest())('span worker reading batches compressed by librdkafka (kcat) on %s', (client) => {
+  useKafkaClient(client);
   it('stores every record of every codec exactly once', async () => {
     const codecs = ['none', 'gzip', 'snappy', 'lz4', 'zstd'];
     const s = await setup(codecs.length);

@@ -18,7 +18,7 @@ import { parse } from 'yaml';
 import { putRules } from '../../src/cli/rules-topic.js';
 import { corpus, produceCorpus, RULES_A, RULES_B, spansInTimeOrder, type CorpusTenant } from '../../src/devtools/trace-corpus.js';
 import { tenantIdFor } from '../../src/model/generate.js';
-import { ROOT, createTopic, kafkaClient, killWorkers, tempDir, uniqueName, waitForCommitted, WorkerProcess, sleep } from '../support/harness.js';
+import { ROOT, createTopic, kafkaClient, killWorkers, tempDir, uniqueName, waitForCommitted, WorkerProcess, sleep, kafkaFacade } from '../support/harness.js';
 import { instantQuery, prometheusApi, startPrometheus, type PrometheusServer } from '../support/prometheus.js';
 import { startTigerBeetle, type StartTigerBeetleResult } from '../support/tigerbeetle.js';
 
@@ -165,7 +165,7 @@ async function startWorkers(kafka: Kafka) {
   for (const t of TENANTS) {
     const file = path.join(dir, `rules-${t.rules}.yaml`);
     fs.writeFileSync(file, t.rules === 'A' ? RULES_A : RULES_B);
-    await putRules({ kafka, topic: env.RULES_TOPIC!, logger, timeoutMs: 30_000 }, t.tenantId, file, false);
+    await putRules({ kafka: kafkaFacade(brokers), topic: env.RULES_TOPIC!, logger, timeoutMs: 30_000 }, t.tenantId, file, false);
   }
 
   let signalWorker: WorkerProcess;
@@ -205,9 +205,9 @@ describe.skipIf(prometheusSkipped)(`dashboard and alerts on running workers (sig
     const traces = corpus({ tenants: TENANTS, traces: 300, fillerSpans: 4, startMs: Date.now() - 60_000, traceGapMs: 20, spanGapMs: 20, seed: spansTopic });
     const spans = spansInTimeOrder(traces);
     const half = Math.floor(spans.length / 2);
-    await produceCorpus(kafka, spansTopic, spans.slice(0, half), { chunk: 500 });
+    await produceCorpus(kafkaFacade(brokers), spansTopic, spans.slice(0, half), { chunk: 500 });
     await sleep(2 * SCRAPE_SECONDS * 1000);
-    await produceCorpus(kafka, spansTopic, spans.slice(half), { chunk: 500 });
+    await produceCorpus(kafkaFacade(brokers), spansTopic, spans.slice(half), { chunk: 500 });
     const producer = kafka.producer();
     await producer.connect();
     await producer.send({ topic: spansTopic, messages: ['not json', '{"spanId":1}', '[]'].map((value) => ({ key: 'malformed', value })) });

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import type { IHeaders, Kafka, KafkaMessage } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DLQ_HEADERS } from '../../src/kafka/dead-letter.js';
-import { CLI, ROOT, createTopic, kafkaClient, uniqueName } from '../support/harness.js';
+import { CLI, ROOT, createTopic, kafkaClient, uniqueName, kafkaClientsUnderTest, useKafkaClient } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -39,7 +39,8 @@ function cli(args: string[], env: Record<string, string> = {}) {
   return run(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, KAFKA_BROKERS: brokers, ...env } });
 }
 
-describe('dlq replay', () => {
+describe.each(kafkaClientsUnderTest())('dlq replay on %s', (client) => {
+  useKafkaClient(client);
   const dlqTopic = uniqueName('replay.dlq');
   const sourceTopic = uniqueName('replay-source');
   const deadLetterHeaders = (offset: number, reason: string): IHeaders => ({
@@ -130,7 +131,8 @@ describe('dlq replay', () => {
   });
 });
 
-describe('produce', () => {
+describe.each(kafkaClientsUnderTest())('produce on %s', (client) => {
+  useKafkaClient(client);
   it('writes to SPANS_TOPIC when no --topic is given', async () => {
     const topic = uniqueName('produce-env-topic');
     const { stdout } = await cli(['produce', 'spans', '--count', '30', '--tenants', '2'], { SPANS_TOPIC: topic, TOPIC_PARTITIONS: '1' });

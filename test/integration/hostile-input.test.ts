@@ -12,7 +12,7 @@ import { headersInOrder, orderedHeaders, type HeaderList } from '../../src/kafka
 import type { QuarantineEntry } from '../../src/kafka/quarantine.js';
 import { generateSignal, generateSpan, tenantIdFor } from '../../src/model/generate.js';
 import type { RecordHeaders } from '../../src/model/headers.js';
-import { createTopic, kafkaClient, metricValue, readSpanLog, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { createTopic, kafkaClient, metricValue, readSpanLog, tempDir, uniqueName, waitForCommitted, WorkerProcess, kafkaClientsUnderTest, useKafkaClient } from '../support/harness.js';
 
 const brokers = inject('kafkaBrokers');
 let kafka: Kafka;
@@ -166,7 +166,8 @@ async function readyz(w: WorkerProcess): Promise<{ status: number; body: string 
   return { status: res.status, body: await res.text() };
 }
 
-describe('hostile input on the span topic', () => {
+describe.each(kafkaClientsUnderTest())('hostile input on the span topic on %s', (client) => {
+  useKafkaClient(client);
   it('stores every valid record once, dead-letters every invalid one once byte for byte, and keeps going', async () => {
     const maxMessageBytes = 600_000;
     const topic = uniqueName('hostile-spans');
@@ -282,7 +283,8 @@ describe('hostile input on the span topic', () => {
   });
 });
 
-describe('hostile input on the signal topic', () => {
+describe.each(kafkaClientsUnderTest())('hostile input on the signal topic on %s', (client) => {
+  useKafkaClient(client);
   it('dead-letters every invalid signal once, byte for byte, and keeps going (no store is needed for that)', async () => {
     const topic = uniqueName('hostile-signals');
     const dlqTopic = `${topic}.dlq`;

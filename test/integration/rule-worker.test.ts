@@ -10,7 +10,7 @@ import { malformedRecords, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
 import type { TenantStats } from '../../src/cli/signals.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
-import { CLI, ROOT, createTopic, kafkaClient, metricValue, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers } from '../support/harness.js';
+import { CLI, ROOT, createTopic, kafkaClient, metricValue, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess, killWorkers, kafkaFacade, kafkaClientsUnderTest, useKafkaClient } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -89,11 +89,11 @@ async function putRules(s: Setup, tenantId: string, yaml: string, extra: string[
 }
 
 async function produceSpans(topic: string, spans: CorpusSpan[], chunk = 1000): Promise<void> {
-  await produceCorpus(kafka, topic, spans, { chunk });
+  await produceCorpus(kafkaFacade(brokers), topic, spans, { chunk });
 }
 
 async function readSignals(topic: string): Promise<Signal[]> {
-  return (await readDeadLetters(kafka, topic).catch((e: unknown) => (/does not exist/.test(String(e)) ? [] : Promise.reject(e)))).map((r) => JSON.parse(r.value!) as Signal);
+  return (await readDeadLetters(kafkaFacade(brokers), topic).catch((e: unknown) => (/does not exist/.test(String(e)) ? [] : Promise.reject(e)))).map((r) => JSON.parse(r.value!) as Signal);
 }
 
 /** `${tenant}/${trace}/${rule}` of each signal. */
@@ -138,7 +138,8 @@ afterAll(async () => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-describe('rule worker', () => {
+describe.each(kafkaClientsUnderTest())('rule worker on %s', (client) => {
+  useKafkaClient(client);
   it('finds exactly the expected violations over two tenants with different rules, and dead-letters bad spans', async () => {
     const s = await setup(3);
     await putRules(s, TENANTS[0]!.tenantId, RULES_A);
@@ -164,7 +165,7 @@ describe('rule worker', () => {
     expect(severities.get(`${TENANTS[1]!.tenantId}/too-many-retries`)).toBe('LOW');
     expect(severities.get(`${TENANTS[0]!.tenantId}/too-many-retries`)).toBe('MEDIUM');
 
-    const letters = await readDeadLetters(kafka, s.env.RULES_DLQ_TOPIC!);
+    const letters = await readDeadLetters(kafkaFacade(brokers), s.env.RULES_DLQ_TOPIC!);
     expect(letters.map((l) => l.errorClass).sort()).toEqual(bad.map((b) => b.kind).sort());
     const text = await metrics(w);
     expect(metricValue(text, 'spanledger_rule_traces_closed_total')).toBe(traces.length);

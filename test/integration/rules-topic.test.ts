@@ -9,7 +9,7 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { CompactedTable, TopicNotFoundError, type RecordMeta } from '../../src/kafka/compacted-table.js';
 import { rulesTopicFeed } from '../../src/kafka/rules-feed.js';
 import { RuleBook, type RuleChange } from '../../src/rules/rule-book.js';
-import { CLI, ROOT, createTopic, kafkaClient, sleep, tempDir, uniqueName } from '../support/harness.js';
+import { CLI, ROOT, createTopic, kafkaClient, sleep, tempDir, uniqueName, kafkaFacade } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -115,7 +115,7 @@ describe('CompactedTable', () => {
       { key: null, value: 'no key', partition: 2 },
     ]);
     const seen: Array<[string, string | null, number]> = [];
-    const table = new CompactedTable({ kafka, topic, logger: quiet, onRecord: (key: string, value: Buffer | null, meta: RecordMeta) => seen.push([key, value?.toString() ?? null, meta.partition]) });
+    const table = new CompactedTable({ kafka: kafkaFacade(brokers), topic, logger: quiet, onRecord: (key: string, value: Buffer | null, meta: RecordMeta) => seen.push([key, value?.toString() ?? null, meta.partition]) });
     await table.start();
     try {
       // start() resolved: everything written before it is handed over, in order per partition.
@@ -149,7 +149,7 @@ describe('CompactedTable', () => {
   it('fails at start, naming the topic, when it cannot read it in time, and lets go of what it connected', async () => {
     const topic = rulesTopic();
     await createTopic(kafka, topic, 1);
-    const table = new CompactedTable({ kafka, topic, logger: quiet, onRecord: () => undefined, startTimeoutMs: 1 });
+    const table = new CompactedTable({ kafka: kafkaFacade(brokers), topic, logger: quiet, onRecord: () => undefined, startTimeoutMs: 1 });
     await expect(table.start()).rejects.toThrow(`cannot connect to read topic ${topic} within 1 ms`);
     // The connection under way when start() gave up is closed once it completes: no group is left behind.
     const admin = kafka.admin();
@@ -164,7 +164,7 @@ describe('CompactedTable', () => {
 
   it('fails at start, naming the topic, when the topic does not exist', async () => {
     const topic = uniqueName('rules-missing');
-    const table = new CompactedTable({ kafka, topic, logger: quiet, onRecord: () => undefined, startTimeoutMs: 20_000 });
+    const table = new CompactedTable({ kafka: kafkaFacade(brokers), topic, logger: quiet, onRecord: () => undefined, startTimeoutMs: 20_000 });
     const error = await table.start().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TopicNotFoundError);
     expect((error as Error).message).toBe(`topic ${topic} does not exist`);
@@ -284,7 +284,7 @@ describe('RuleBook on the rules topic', () => {
   it('follows rules live as they are put, changed and deleted; a bad record is counted and skipped, the previous version kept', async () => {
     const topic = rulesTopic();
     const registry = new Registry();
-    const book = new RuleBook({ feed: rulesTopicFeed(kafka, { topic, logger: quiet, createTopic: true }), logger: quiet, registry });
+    const book = new RuleBook({ feed: rulesTopicFeed(kafkaFacade(brokers), { topic, logger: quiet, createTopic: true }), logger: quiet, registry });
     const changes: RuleChange[] = [];
     book.onChange((c) => changes.push(c));
     await book.start();
@@ -346,7 +346,7 @@ describe('RuleBook on the rules topic', () => {
     expect((await cli(['rules', 'put', '--tenant', TENANT, '--file', ruleFile('later.yaml', TWO_RULES)], topic)).code).toBe(0);
     await send(topic, [{ key: `${TENANT}/big-payment`, value: '{' }]);
     const registry = new Registry();
-    const book = new RuleBook({ feed: rulesTopicFeed(kafka, { topic, logger: quiet }), logger: quiet, registry });
+    const book = new RuleBook({ feed: rulesTopicFeed(kafkaFacade(brokers), { topic, logger: quiet }), logger: quiet, registry });
     await book.start();
     try {
       expect(book.list().map((r) => `${r.tenantId} ${r.id}`)).toEqual([`${TENANT} big-payment`, `${TENANT} retries`]);

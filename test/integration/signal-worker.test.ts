@@ -8,7 +8,7 @@ import { readDeadLetters } from '../../src/cli/dlq.js';
 import type { TenantStats } from '../../src/cli/signals.js';
 import { generateSignal } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
-import { CLI, ROOT, committedTotal, metricValue, kafkaClient, sleep, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { CLI, ROOT, committedTotal, metricValue, kafkaClient, sleep, waitForCommitted, WorkerProcess, kafkaFacade, kafkaClientsUnderTest, useKafkaClient } from '../support/harness.js';
 import { produceSignals as produceTo, signalSetup, type SignalSetup } from '../support/signal-topics.js';
 import { startTigerBeetle } from '../support/tigerbeetle.js';
 
@@ -86,7 +86,8 @@ afterAll(async () => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-describe('signal worker without a reachable TigerBeetle', () => {
+describe.each(kafkaClientsUnderTest())('signal worker without a reachable TigerBeetle on %s', (client) => {
+  useKafkaClient(client);
   it('retries, never dead-letters, and commits nothing past the failure', async () => {
     const s = await setup(1, { TB_ADDRESS: '127.0.0.1:1', TB_REQUEST_TIMEOUT_MS: '1000', RETRY_MAX_DELAY_MS: '1000', SHUTDOWN_TIMEOUT_MS: '5000' });
     const w = startWorker(s);
@@ -102,11 +103,12 @@ describe('signal worker without a reachable TigerBeetle', () => {
     w.kill('SIGTERM');
     expect((await w.exited).code).toBe(1);
     expect(await committedTotal(kafka, s.group, s.topic)).toBe(0n);
-    expect(await readDeadLetters(kafka, s.dlqTopic)).toEqual([]);
+    expect(await readDeadLetters(kafkaFacade(brokers), s.dlqTopic)).toEqual([]);
   });
 });
 
-describe.skipIf(tbSkipped)('signal worker with TigerBeetle and DuckDB', () => {
+describe.skipIf(tbSkipped).each(kafkaClientsUnderTest())('signal worker with TigerBeetle and DuckDB on %s', (client) => {
+  useKafkaClient(client);
   it('stores each signal once in both; a replay of the same signals changes nothing', async () => {
     const s = await setup(3);
     const signals = makeSignals(3000, 3);
@@ -136,7 +138,7 @@ describe.skipIf(tbSkipped)('signal worker with TigerBeetle and DuckDB', () => {
     await produceSignals(s.topic, [...signals, conflicting]);
     const w = startWorker(s);
     await waitForCommitted(kafka, s.group, s.topic);
-    const letters = await readDeadLetters(kafka, s.dlqTopic);
+    const letters = await readDeadLetters(kafkaFacade(brokers), s.dlqTopic);
     expect(letters).toHaveLength(1);
     expect(letters[0]!.source.offset).toBe('200');
     expect(letters[0]!.errorClass).toMatch(/Conflict|exists_with_different/);

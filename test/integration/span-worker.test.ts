@@ -7,20 +7,7 @@ import { readDeadLetters } from '../../src/cli/dlq.js';
 import { DLQ_HEADERS } from '../../src/kafka/dead-letter.js';
 import { generateSpan, malformedRecords, tenantIdFor } from '../../src/model/generate.js';
 import { spanDay } from '../../src/model/span.js';
-import {
-  CLI,
-  metricValue,
-  ROOT,
-  committedTotal,
-  createSpanTopics,
-  type SpanTopics,
-  kafkaClient,
-  readSpanLog,
-  sleep,
-  waitForCommitted,
-  WorkerProcess,
-  killWorkers,
-} from '../support/harness.js';
+import { CLI, metricValue, ROOT, committedTotal, createSpanTopics, type SpanTopics, kafkaClient, readSpanLog, sleep, waitForCommitted, WorkerProcess, killWorkers, kafkaFacade, kafkaClientsUnderTest, useKafkaClient } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -96,7 +83,8 @@ afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-describe('span worker on a real broker', () => {
+describe.each(kafkaClientsUnderTest())('span worker on a real broker on %s', (client) => {
+  useKafkaClient(client);
   it('writes N spans for M tenants exactly once into the file of their tenant and day', async () => {
     const s = await setup(3);
     const expected = await produceSpans(s.topic, 6000, 5);
@@ -138,7 +126,7 @@ describe('span worker on a real broker', () => {
     await waitForCommitted(kafka, s.group, s.topic);
     expectExactlyOnce(s.dir, new Map([...before, ...after]));
 
-    const letters = await readDeadLetters(kafka, s.dlqTopic);
+    const letters = await readDeadLetters(kafkaFacade(brokers), s.dlqTopic);
     expect(letters.map((l) => l.errorClass)).toEqual(bad.map((b) => b.kind));
     letters.forEach((l, i) => {
       expect(l.source).toEqual({ topic: s.topic, partition: 0, offset: String(100 + i) });
@@ -160,7 +148,7 @@ describe('span worker on a real broker', () => {
     });
     expect(replay.stdout).toContain('replayed 1 record(s)');
     await waitForCommitted(kafka, s.group, s.topic);
-    const again = await readDeadLetters(kafka, s.dlqTopic);
+    const again = await readDeadLetters(kafkaFacade(brokers), s.dlqTopic);
     expect(again).toHaveLength(bad.length + 1);
     const replayed = again.at(-1)!;
     expect(replayed.errorClass).toBe('InvalidTenantId');

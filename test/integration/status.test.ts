@@ -8,12 +8,12 @@ import type { FleetStatus, GroupStatus } from '../../src/cli/fleet-status.js';
 import { fleetStatus } from '../../src/cli/status-command.js';
 import { envValues, resolveSettings } from '../../src/config/load.js';
 import { kafkaSettings, spanSettings, workerSettings } from '../../src/config/settings.js';
-import { groupLag } from '../../src/kafka/client.js';
+import type { KafkaClientKind } from '../../src/kafka/facade.js';
 import { generateSpan, tenantIdFor } from '../../src/model/generate.js';
 import { createRegistry } from '../../src/observability/metrics.js';
 import { createSpanWorker } from '../../src/workers/span-worker.js';
 import type { Worker } from '../../src/workers/worker.js';
-import { CLI, ROOT, createSpanTopics, kafkaClient, sleep, waitForCommitted } from '../support/harness.js';
+import { CLI, ROOT, createSpanTopics, kafkaClient, sleep, waitForCommitted, groupLag } from '../support/harness.js';
 
 const run = promisify(execFile);
 const brokers = inject('kafkaBrokers');
@@ -89,7 +89,7 @@ describe('spanledger status on a real broker', () => {
     await produceSpans(topic, SPANS);
     await waitForCommitted(kafka, group, topic);
 
-    const read = () => fleetStatus({ brokers: [brokers], clientId: 'spanledger-tests', groups: [{ group, topics: [topic] }], timeoutMs: 2_000 });
+    const read = () => fleetStatus({ client: process.env.KAFKA_CLIENT as KafkaClientKind, brokers: [brokers], clientId: 'spanledger-tests', groups: [{ group, topics: [topic] }], timeoutMs: 2_000 });
     const settled = await statusUntil(read, (g) => {
       expect(g.state).toBe('Stable');
       expect(g.members.map((m) => m.status?.workerId).sort()).toEqual(['status-a', 'status-b']);

@@ -3,13 +3,58 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
-import { groupLag } from '../../src/kafka/client.js';
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import pino from 'pino';
+import { afterAll, beforeAll } from 'vitest';
+import { createKafkaFacade } from '../../src/kafka/client.js';
+import { KAFKA_CLIENTS, type KafkaClientKind, type KafkaFacade } from '../../src/kafka/facade.js';
 // So that tests can read topics written in any codec.
 import '../../src/kafka/codecs.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const CLI = path.join(ROOT, 'bin', 'spanledger.js');
+
+/**
+ * The Kafka clients (KAFKA_CLIENT) the client-relevant integration tests run on, from
+ * SPANLEDGER_TEST_CLIENTS (comma list; default every client): use it as
+ * `describe.each(kafkaClientsUnderTest())('... on %s', (client) => ...)` and give `client` to the
+ * worker (KAFKA_CLIENT). An unknown name fails the run at once rather than test nothing.
+ */
+export function kafkaClientsUnderTest(): KafkaClientKind[] {
+  const raw = process.env.SPANLEDGER_TEST_CLIENTS?.trim() || KAFKA_CLIENTS.join(',');
+  const names = [...new Set(raw.split(',').map((n) => n.trim()).filter((n) => n.length > 0))];
+  const unknown = names.filter((n) => !(KAFKA_CLIENTS as readonly string[]).includes(n));
+  if (unknown.length > 0 || names.length === 0) throw new Error(`SPANLEDGER_TEST_CLIENTS=${raw}: each must be one of ${KAFKA_CLIENTS.join(', ')}`);
+  return names as KafkaClientKind[];
+}
+
+/**
+ * Every other test (one not run per client) and every CLI command or worker a test starts with
+ * `...process.env` runs on the first client under test, explicitly: KAFKA_CLIENT's own default
+ * (platformatic) is not what SPANLEDGER_TEST_CLIENTS=kafkajs asks for.
+ */
+process.env.KAFKA_CLIENT ??= kafkaClientsUnderTest()[0]!;
+
+/**
+ * Runs the enclosing describe block's workers, CLI commands and in-process facades (kafkaFacade)
+ * on `client`: KAFKA_CLIENT for the block (each of them takes process.env), restored after it.
+ * Integration files run one at a time, their tests in order, so nothing else sees the change.
+ */
+export function useKafkaClient(client: KafkaClientKind): void {
+  let before: string | undefined;
+  beforeAll(() => {
+    before = process.env.KAFKA_CLIENT;
+    process.env.KAFKA_CLIENT = client;
+  });
+  afterAll(() => {
+    process.env.KAFKA_CLIENT = before;
+  });
+}
+
+/** spanledger's own Kafka facade on `client` (default: KAFKA_CLIENT as set above), for calling src/ in-process. */
+export function kafkaFacade(brokers: string, client: KafkaClientKind = process.env.KAFKA_CLIENT as KafkaClientKind): KafkaFacade {
+  return createKafkaFacade({ client, brokers: brokers.split(','), clientId: 'spanledger-tests', logger: pino({ level: 'silent' }) });
+}
 
 export function kafkaClient(brokers: string): Kafka {
   return new Kafka({ clientId: 'spanledger-tests', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
@@ -59,6 +104,7 @@ export async function createSpanTopics(kafka: Kafka, brokers: string, partitions
     dir,
     env: {
       KAFKA_BROKERS: brokers,
+      KAFKA_CLIENT: process.env.KAFKA_CLIENT!,
       SPANS_TOPIC: topic,
       SPANS_DLQ_TOPIC: dlqTopic,
       SPANS_GROUP: group,
@@ -169,6 +215,21 @@ export async function committedTotal(kafka: Kafka, group: string, topic: string)
   } finally {
     await admin.disconnect();
   }
+}
+
+/** Committed vs. end offset per partition, as an outside kafkajs admin sees them (nothing committed counts as 0). */
+export async function groupLag(admin: Admin, group: string, topic: string): Promise<Array<{ partition: number; committed: bigint; end: bigint; lag: bigint }>> {
+  const ends = await admin.fetchTopicOffsets(topic);
+  const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+  const byPartition = new Map<number, bigint>();
+  for (const t of committed) for (const p of t.partitions) byPartition.set(p.partition, BigInt(p.offset === '-1' ? '0' : p.offset));
+  return ends
+    .map((e) => {
+      const end = BigInt(e.high);
+      const c = byPartition.get(e.partition) ?? 0n;
+      return { partition: e.partition, committed: c, end, lag: end - c };
+    })
+    .sort((a, b) => a.partition - b.partition);
 }
 
 /** Complete lines in the span log so far: safe to call while a worker is writing (a line being written is not counted). */

@@ -74,6 +74,14 @@ describe('the layout of src/', () => {
     expect(upward).toEqual([]);
   });
 
+  it('only src/kafka imports a Kafka client library: everything else goes through the facade', () => {
+    const clientImport = /^\s*(?:import|export)\s[^'"]*?from\s+'(kafkajs|kafkajs\/[^']*|@platformatic\/kafka|@platformatic\/kafka\/[^']*)'|^\s*import\s+'(kafkajs[^']*|@platformatic\/kafka[^']*)'/gm;
+    const outside = files
+      .filter((f) => folderOf(moduleName(f)) !== 'kafka' && clientImport.test(fs.readFileSync(f, 'utf8')))
+      .map((f) => moduleName(f));
+    expect(outside).toEqual([]);
+  });
+
   it('has no import cycle', () => {
     const cycles: string[] = [];
     const state = new Map<string, 'open' | 'done'>();

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { deadLetterFromMessage, deadLetterJson, jsonBytes, renderDeadLetterTable, replayMessage } from '../../../src/cli/dlq.js';
 import { DLQ_HEADERS } from '../../../src/kafka/dead-letter.js';
 import { headersInOrder, orderedHeaders, type HeaderList } from '../../../src/kafka/ordered-headers.js';
+import type { OutgoingRecord } from '../../../src/kafka/facade.js';
 import type { RecordHeaders } from '../../../src/model/headers.js';
 import { decodeRecord, recordEncoder } from '../../support/kafkajs-record.js';
 
@@ -34,7 +35,12 @@ const dlqHeaders = {
 /** A dead letter as the consumer of the dead-letter topic gets it (kafkajs' own encoder and decoder). */
 function consumed(key: Buffer | null, value: Buffer | null) {
   const message = decodeRecord(recordEncoder()({ key, value, headers: { ...sourceHeaders, ...dlqHeaders } }).buffer);
-  return deadLetterFromMessage(0, { ...message, offset: '17' });
+  return deadLetterFromMessage(0, { ...message, offset: 17n });
+}
+
+/** A record to send as kafkajs' producer writes it (headers through the wire-order patch, as the kafkajs adapter sends them). */
+function wire(r: OutgoingRecord) {
+  return { key: r.key, value: r.value, headers: headersInOrder(r.headers ?? []) };
 }
 
 describe('dead letters', () => {
@@ -64,7 +70,7 @@ describe('dead letters', () => {
       [null, null], // null key, tombstone
       [Buffer.from('k'), Buffer.alloc(0)], // empty value
     ] as const) {
-      const sent = decodeRecord(recordEncoder()(replayMessage('spans.dlq', consumed(key, value))).buffer);
+      const sent = decodeRecord(recordEncoder()(wire(replayMessage('spans.dlq', consumed(key, value)))).buffer);
       expect(sent.key).toEqual(key);
       expect(sent.value).toEqual(value);
       expect(sent.headers).toEqual({
@@ -82,7 +88,7 @@ describe('dead letters', () => {
   it('keeps interleaved repeated headers in wire order through dead letter and replay', () => {
     const list: HeaderList = [['a', Buffer.from('1')], ['b', null], ['a', Buffer.from([0xff])], [DLQ_HEADERS.offset, '5'], ['7', Buffer.from('n')]];
     const message = decodeRecord(recordEncoder()({ key: null, value: Buffer.from('x'), headers: headersInOrder(list) }).buffer);
-    const sent = decodeRecord(recordEncoder()(replayMessage('spans.dlq', deadLetterFromMessage(0, { ...message, offset: '5' }))).buffer);
+    const sent = decodeRecord(recordEncoder()(wire(replayMessage('spans.dlq', deadLetterFromMessage(0, { ...message, offset: 5n })))).buffer);
     expect(orderedHeaders(sent.headers as RecordHeaders)).toEqual([
       ['a', Buffer.from('1')],
       ['b', null],

@@ -1,14 +1,8 @@
-import kafkajs, { type Admin } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { FleetStatusReader, judge, renderFleetStatus, type StatusFetcher } from '../../../src/cli/fleet-status.js';
 import { groupSpecs } from '../../../src/cli/status-command.js';
+import type { KafkaAdmin } from '../../../src/kafka/facade.js';
 import type { WorkerStatusJson } from '../../../src/observability/worker-status.js';
-
-const { AssignerProtocol } = kafkajs;
-
-function assignment(topic: string, partitions: number[]): Buffer {
-  return AssignerProtocol.MemberAssignment.encode({ version: 0, assignment: { [topic]: partitions }, userData: Buffer.alloc(0) });
-}
 
 function workerStatus(workerId: string, partitions: number[], overrides: Partial<WorkerStatusJson> = {}): WorkerStatusJson {
   return {
@@ -36,45 +30,38 @@ function workerStatus(workerId: string, partitions: number[], overrides: Partial
 }
 
 /** The admin calls the reader makes, answered from a fixed picture of the cluster. */
-function fakeAdmin(): Admin {
-  const admin = {
+function fakeAdmin(): KafkaAdmin {
+  const admin: Pick<KafkaAdmin, 'listTopics' | 'describeGroups' | 'committedOffsets' | 'topicOffsets'> = {
     listTopics: async () => ['spans', 'signals'],
-    describeGroups: async (ids: string[]) => ({
-      groups: ids.map((groupId) =>
-        groupId === 'spanledger-spans'
+    describeGroups: async (ids) =>
+      ids.map((group) =>
+        group === 'spanledger-spans'
           ? {
-              groupId,
+              group,
               state: 'Stable',
-              protocol: 'RoundRobinAssigner',
-              protocolType: 'consumer',
               members: [
-                { memberId: 'm-a', clientId: 'spanledger@host-a:9464', clientHost: '/10.0.0.1', memberAssignment: assignment('spans', [0, 2]), memberMetadata: Buffer.alloc(0) },
-                { memberId: 'm-b', clientId: 'spanledger@host-b:9464', clientHost: '/10.0.0.2', memberAssignment: assignment('spans', [1]), memberMetadata: Buffer.alloc(0) },
-                { memberId: 'm-c', clientId: 'spanledger@host-c:9464', clientHost: '/10.0.0.3', memberAssignment: Buffer.alloc(0), memberMetadata: Buffer.alloc(0) },
+                { memberId: 'm-a', clientId: 'spanledger@host-a:9464', clientHost: '/10.0.0.1', groupInstanceId: null, assignment: { spans: [0, 2] } },
+                { memberId: 'm-b', clientId: 'spanledger@host-b:9464', clientHost: '/10.0.0.2', groupInstanceId: null, assignment: { spans: [1] } },
+                // Between rebalances: no assignment yet.
+                { memberId: 'm-c', clientId: 'spanledger@host-c:9464', clientHost: '/10.0.0.3', groupInstanceId: null, assignment: {} as Record<string, number[]> },
               ],
             }
-          : { groupId, state: groupId === 'spanledger-rules' ? 'Empty' : 'Dead', protocol: '', protocolType: '', members: [] },
+          : { group, state: group === 'spanledger-rules' ? 'Empty' : 'Dead', members: [] },
       ),
-    }),
-    fetchOffsets: async ({ groupId }: { groupId: string }) =>
-      groupId === 'spanledger-signals'
+    committedOffsets: async (group) =>
+      group === 'spanledger-signals'
         ? []
         : [
-            {
-              topic: 'spans',
-              partitions: [
-                { partition: 0, offset: '10', metadata: null },
-                { partition: 1, offset: groupId === 'spanledger-rules' ? '4' : '10', metadata: null },
-                { partition: 2, offset: '-1', metadata: null },
-              ],
-            },
+            { topic: 'spans', partition: 0, offset: 10n },
+            { topic: 'spans', partition: 1, offset: group === 'spanledger-rules' ? 4n : 10n },
+            { topic: 'spans', partition: 2, offset: null },
           ],
-    fetchTopicOffsets: async (topic: string) =>
+    topicOffsets: async (topic) =>
       topic === 'spans'
-        ? [0, 1, 2].map((partition) => ({ partition, offset: '10', high: partition === 2 ? '7' : '10', low: partition === 2 ? '2' : '0' }))
-        : [{ partition: 0, offset: '5', high: '5', low: '0' }],
+        ? [0, 1, 2].map((partition) => ({ partition, high: partition === 2 ? 7n : 10n, low: partition === 2 ? 2n : 0n }))
+        : [{ partition: 0, high: 5n, low: 0n }],
   };
-  return admin as unknown as Admin;
+  return admin as KafkaAdmin;
 }
 
 const fetchStatus: StatusFetcher = async (address) => {

@@ -19,7 +19,7 @@ describe('produce command', () => {
     const help = produceHelp('spans');
     expect(help).toMatch(/--max-message-bytes <value> [^(]*\(default: "1000000", env: MAX_MESSAGE_BYTES\)/);
     const options = help.split(/ (?=--[a-z])/).slice(1).filter((o) => !o.startsWith('--help'));
-    expect(options.map((o) => o.split(' ')[0])).toEqual(['--count', '--tenants', '--rate', '--bad', '--batch-size', '--encoding', '--spans-per-message', '--tenant-header', '--topic', '--max-message-bytes', '--brokers', '--client-id', '--topic-partitions']);
+    expect(options.map((o) => o.split(' ')[0])).toEqual(['--count', '--tenants', '--rate', '--bad', '--batch-size', '--encoding', '--spans-per-message', '--tenant-header', '--topic', '--max-message-bytes', '--brokers', '--client-id', '--topic-partitions', '--kafka-client']);
     for (const option of options) expect(option).toMatch(/(\(|, )default: /);
   });
 

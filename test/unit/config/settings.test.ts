@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { envValues, resolveSettings } from '../../../src/config/load.js';
-import { kafkaSettings, signalSettings, signalWorkerSettings, workerSettings } from '../../../src/config/settings.js';
+import { checkKafkaClientSettings, kafkaSettings, signalSettings, signalWorkerSettings, workerSettings } from '../../../src/config/settings.js';
 import { ConfigError } from '../../../src/errors.js';
 
 describe('settings', () => {
@@ -58,5 +58,22 @@ describe('settings', () => {
       /^invalid configuration: BACKPRESSURE_RESUME_FRACTION=0.9 must be below BACKPRESSURE_PAUSE_FRACTION=0.8$/,
     );
     expect(() => resolveSettings(workerSettings, envValues(workerSettings, { BREAKER_FAILURE_RATE: '1' }), {})).toThrow(/^invalid configuration: BREAKER_FAILURE_RATE="1": /);
+  });
+
+  it('picks the Kafka client, its rebalance protocol and static membership, each failing with one line', () => {
+    const kafka = (env: Record<string, string>) => resolveSettings(kafkaSettings, envValues(kafkaSettings, env), {});
+    const worker = (env: Record<string, string>) => resolveSettings(workerSettings, envValues(workerSettings, env), {});
+    expect(kafka({}).client).toBe('platformatic');
+    expect(worker({})).toMatchObject({ rebalanceProtocol: 'cooperative', groupInstanceId: '' });
+    expect(kafka({ KAFKA_CLIENT: 'kafkajs' }).client).toBe('kafkajs');
+    expect(worker({ KAFKA_REBALANCE_PROTOCOL: 'eager', KAFKA_GROUP_INSTANCE_ID: 'spanledger-spans-0' })).toMatchObject({ rebalanceProtocol: 'eager', groupInstanceId: 'spanledger-spans-0' });
+    expect(() => kafka({ KAFKA_CLIENT: 'rdkafka' })).toThrow(/^invalid configuration: KAFKA_CLIENT="rdkafka": must be one of platformatic, kafkajs$/);
+    expect(() => worker({ KAFKA_REBALANCE_PROTOCOL: 'sticky' })).toThrow(/^invalid configuration: KAFKA_REBALANCE_PROTOCOL="sticky": must be one of cooperative, eager$/);
+    expect(() => worker({ KAFKA_GROUP_INSTANCE_ID: 'a b' })).toThrow(/^invalid configuration: KAFKA_GROUP_INSTANCE_ID="a b": /);
+    expect(() => checkKafkaClientSettings(kafka({ KAFKA_CLIENT: 'kafkajs' }), worker({ KAFKA_GROUP_INSTANCE_ID: 'pod-0' }))).toThrow(ConfigError);
+    expect(() => checkKafkaClientSettings(kafka({ KAFKA_CLIENT: 'kafkajs' }), worker({ KAFKA_GROUP_INSTANCE_ID: 'pod-0' }))).toThrow(
+      /^invalid configuration: KAFKA_GROUP_INSTANCE_ID=pod-0 needs KAFKA_CLIENT=platformatic: kafkajs has no static membership/,
+    );
+    expect(() => checkKafkaClientSettings(kafka({}), worker({ KAFKA_GROUP_INSTANCE_ID: 'pod-0' }))).not.toThrow();
   });
 });

@@ -28,7 +28,7 @@ const NOT_SETTINGS: Record<string, string> = {
 };
 
 /** What the downward API would give a pod, to check the settings built from it. */
-const DOWNWARD_API: Record<string, string> = { 'status.podIP': '10.1.2.3' };
+const DOWNWARD_API: Record<string, string> = { 'status.podIP': '10.1.2.3', 'metadata.name': 'spanledger-span-workers-5d8f7c9b6-x2kqp' };
 
 const SETTINGS = new Map<string, Setting>(
   [kafkaSettings, workerSettings, spanSettings, signalSettings, ruleSettings, ruleWorkerSettings].flatMap((table) => Object.values(table).map((s): [string, Setting] => [s.env, s])),

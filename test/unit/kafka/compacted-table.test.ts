@@ -5,26 +5,26 @@ describe('compacted table: positions', () => {
   it('is caught up once every partition reached its end offset', () => {
     const p = new PartitionPositions();
     const ends = [
-      { partition: 0, high: '3' },
-      { partition: 1, high: '0' },
-      { partition: 2, high: '5', low: '5' },
+      { partition: 0, high: 3n },
+      { partition: 1, high: 0n },
+      { partition: 2, high: 5n, low: 5n },
     ];
     expect(p.behind(ends)).toEqual([{ partition: 0, at: 0n, end: 3n }]);
     p.advance(0, 2n);
     expect(p.reached(ends)).toBe(false);
     p.advance(0, 3n);
     expect(p.reached(ends)).toBe(true);
-    expect(p.reached([{ partition: 3, high: '1' }])).toBe(false);
+    expect(p.reached([{ partition: 3, high: 1n }])).toBe(false);
   });
 
   it('never moves back, and tells records handed over already from new ones', () => {
     const p = new PartitionPositions();
     p.advance(0, 10n);
     p.advance(0, 4n);
-    expect(p.isNew(0, '9')).toBe(false);
-    expect(p.isNew(0, '10')).toBe(true);
-    expect(p.isNew(1, '0')).toBe(true);
-    expect(p.reached([{ partition: 0, high: '10' }])).toBe(true);
+    expect(p.isNew(0, 9n)).toBe(false);
+    expect(p.isNew(0, 10n)).toBe(true);
+    expect(p.isNew(1, 0n)).toBe(true);
+    expect(p.reached([{ partition: 0, high: 10n }])).toBe(true);
   });
 });
 
@@ -41,26 +41,26 @@ describe('compacted table: end offsets', () => {
   // The shape of kafkajs' KafkaJSProtocolError for NOT_LEADER_FOR_PARTITION, as a broker answers right after a topic is created.
   const notLeader = () => Object.assign(new Error('This server is not the leader for that topic-partition'), { type: 'NOT_LEADER_FOR_PARTITION', code: 6, retriable: true });
 
-  it('retries errors kafkajs marks retriable (a leader not elected yet) and returns the offsets', async () => {
+  it('retries errors the classifier calls retriable (a leader not elected yet) and returns the offsets', async () => {
     let calls = 0;
     const admin = {
-      fetchTopicOffsets: async () => {
+      topicOffsets: async () => {
         calls++;
         if (calls < 3) throw notLeader();
-        return [{ partition: 0, offset: '7', high: '7', low: '0' }];
+        return [{ partition: 0, high: 7n, low: 0n }];
       },
     };
-    await expect(endOffsets(admin, 't', () => true)).resolves.toEqual([{ partition: 0, high: '7', low: '0' }]);
+    await expect(endOffsets(admin, 't', () => true)).resolves.toEqual([{ partition: 0, high: 7n, low: 0n }]);
     expect(calls).toBe(3);
   });
 
   it('fails at once on other errors, and on retriable ones once it may no longer retry', async () => {
     let calls = 0;
-    const refused = { fetchTopicOffsets: async () => { calls++; throw new Error('topic authorization failed'); } };
+    const refused = { topicOffsets: async () => { calls++; throw new Error('topic authorization failed'); } };
     await expect(endOffsets(refused, 't', () => true)).rejects.toThrow('topic authorization failed');
     expect(calls).toBe(1);
     calls = 0;
-    const leaderless = { fetchTopicOffsets: async () => { calls++; throw notLeader(); } };
+    const leaderless = { topicOffsets: async () => { calls++; throw notLeader(); } };
     await expect(endOffsets(leaderless, 't', () => calls < 2)).rejects.toThrow('not the leader');
     expect(calls).toBe(2);
   });

@@ -3,8 +3,8 @@ import { Writable } from 'node:stream';
 import { logLevel } from 'kafkajs';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createKafka } from '../../../src/kafka/client.js';
-import { kafkajsLogLevel } from '../../../src/kafka/kafkajs-log.js';
+import { createKafka } from '../../../src/kafka/kafkajs/kafka.js';
+import { kafkajsLogLevel } from '../../../src/kafka/kafkajs/log.js';
 
 // kafkajs' own protocol error table, so the samples carry exactly the texts kafkajs logs.
 const { errorCodes } = createRequire(import.meta.url)('kafkajs/src/protocol/error.js') as {

@@ -4,28 +4,28 @@ import { DLQ_HEADER_ROOM_BYTES, ensureTopics, waitForLeaders } from '../../../sr
 
 // kafkajs' KafkaJSProtocolError for UNKNOWN_TOPIC_OR_PARTITION, as a broker answers for a topic another worker has just created.
 const unknownTopic = () => Object.assign(new Error('This server does not host this topic-partition'), { type: 'UNKNOWN_TOPIC_OR_PARTITION', code: 3, retriable: true });
-const metadata = (leader: number) => ({ topics: [{ name: 't', partitions: [{ partitionErrorCode: 0, partitionId: 0, leader, replicas: [1], isr: [1] }] }] });
+const metadata = (leader: number) => new Map([['t', [{ partition: 0, leader }]]]);
 
 describe('waitForLeaders', () => {
   it('waits through retriable errors and leaderless partitions until every partition has a leader', async () => {
     const answers = [() => { throw unknownTopic(); }, () => metadata(-1), () => metadata(1)];
     let calls = 0;
-    const admin = { fetchTopicMetadata: async () => answers[calls++]!() };
-    await expect(waitForLeaders(admin as never, ['t'])).resolves.toBeUndefined();
+    const admin = { topicPartitions: async () => answers[calls++]!() };
+    await expect(waitForLeaders(admin, ['t'])).resolves.toBeUndefined();
     expect(calls).toBe(3);
   });
 
   it('fails at once on an error that is not retriable, and within its bound when leaders never come', async () => {
-    const refused = { fetchTopicMetadata: async () => { throw new Error('topic authorization failed'); } };
-    await expect(waitForLeaders(refused as never, ['t'])).rejects.toThrow('topic authorization failed');
-    const leaderless = { fetchTopicMetadata: async () => metadata(-1) };
+    const refused = { topicPartitions: async (): Promise<ReturnType<typeof metadata>> => { throw new Error('topic authorization failed'); } };
+    await expect(waitForLeaders(refused, ['t'])).rejects.toThrow('topic authorization failed');
+    const leaderless = { topicPartitions: async () => metadata(-1) };
     const started = Date.now();
-    await expect(waitForLeaders(leaderless as never, ['t'], 300)).rejects.toThrow(/^topics t not ready within 300 ms: no leader yet for a partition of t$/);
+    await expect(waitForLeaders(leaderless, ['t'], 300)).rejects.toThrow(/^topics t not ready within 300 ms: no leader yet for a partition of t$/);
     expect(Date.now() - started).toBeLessThan(1000);
   });
 });
 
-/** A broker's admin API as ensureTopics uses it: topics with their max.message.bytes. */
+/** A broker's admin API (the facade's KafkaAdmin) as ensureTopics uses it: topics with their max.message.bytes. */
 class FakeAdmin {
   readonly topics = new Map<string, number>();
   readonly created: Array<{ topic: string; numPartitions: number; configEntries?: Array<{ name: string; value: string }> }> = [];
@@ -39,19 +39,17 @@ class FakeAdmin {
   async connect() { this.connected++; }
   async disconnect() { this.connected--; }
   async listTopics() { return [...this.topics.keys()]; }
-  async createTopics({ topics }: { topics: FakeAdmin['created'] }) {
+  /** As KafkaAdmin.createTopics: one that exists already (a peer created it) is not an error, and keeps its settings. */
+  async createTopics(topics: FakeAdmin['created']) {
     for (const t of this.racing) this.topics.set(t, 1_048_588);
     this.created.push(...topics);
-    const exists = topics.find((t) => this.topics.has(t.topic));
-    for (const t of topics) this.topics.set(t.topic, Number(t.configEntries?.find((c) => c.name === 'max.message.bytes')?.value ?? 1_048_588));
-    if (exists) throw new Error(`Topic with this name already exists: ${exists.topic}`);
-    return true;
+    for (const t of topics) if (!this.topics.has(t.topic)) this.topics.set(t.topic, Number(t.configEntries?.find((c) => c.name === 'max.message.bytes')?.value ?? 1_048_588));
   }
-  async fetchTopicMetadata({ topics }: { topics: string[] }) {
-    return { topics: topics.filter((t) => this.topics.has(t)).map((name) => ({ name, partitions: [{ partitionId: 0, leader: 1 }] })) };
+  async topicPartitions(topics: string[]) {
+    return new Map(topics.filter((t) => this.topics.has(t)).map((name) => [name, [{ partition: 0, leader: 1 }]]));
   }
-  async describeConfigs({ resources }: { resources: Array<{ name: string }> }) {
-    return { resources: resources.map((r) => ({ resourceName: r.name, configEntries: [{ configName: 'max.message.bytes', configValue: String(this.topics.get(r.name)) }] })) };
+  async topicConfigs(topics: string[]) {
+    return new Map(topics.map((name) => [name, new Map([['max.message.bytes', String(this.topics.get(name))]])]));
   }
 }
 

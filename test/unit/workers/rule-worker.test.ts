@@ -1,23 +1,23 @@
-import type { Kafka } from 'kafkajs';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it, vi } from 'vitest';
 import { envValues, resolveSettings } from '../../../src/config/load.js';
 import { kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings, type Settings } from '../../../src/config/settings.js';
+import type { KafkaFacade } from '../../../src/kafka/facade.js';
 import type { DecodedSpan } from '../../../src/model/decode.js';
 import { RuleProcessor } from '../../../src/rules/rule-processor.js';
 import { createRuleWorker, traceTickMs, type RuleWorkerConfig } from '../../../src/workers/rule-worker.js';
 import type { WorkerOptions } from '../../../src/workers/worker.js';
 
-/** Every Kafka client made through createKafka (the worker makes its one in start(), not before). */
+/** Every Kafka facade made through createKafkaFacade (the worker makes its one in start(), not before). */
 const clients = vi.hoisted(() => ({ made: 0 }));
 vi.mock('../../../src/kafka/client.js', async (importOriginal) => {
   const original = await importOriginal<typeof import('../../../src/kafka/client.js')>();
   return {
     ...original,
-    createKafka: (...args: Parameters<typeof original.createKafka>) => {
+    createKafkaFacade: (...args: Parameters<typeof original.createKafkaFacade>) => {
       clients.made += 1;
-      return original.createKafka(...args);
+      return original.createKafkaFacade(...args);
     },
   };
 });
@@ -35,10 +35,11 @@ function config(): RuleWorkerConfig {
   };
 }
 
-/** A client that only counts what is made with it (nothing here connects). */
-function countingClient(): { kafka: Kafka; producers: number; admins: number } {
+/** A facade that only counts what is made with it (nothing here connects). */
+function countingClient(): { kafka: KafkaFacade; producers: number; admins: number } {
   const counts = { producers: 0, admins: 0 };
   const kafka = {
+    kind: 'kafkajs',
     producer: () => {
       counts.producers += 1;
       return {};
@@ -47,7 +48,10 @@ function countingClient(): { kafka: Kafka; producers: number; admins: number } {
       counts.admins += 1;
       return {};
     },
-  } as unknown as Kafka;
+    groupConsumer: () => {
+      throw new Error('the rule stage makes its consumers in start()');
+    },
+  } as unknown as KafkaFacade;
   return Object.assign(counts, { kafka });
 }
 

@@ -1,25 +1,20 @@
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
-import type { RecordHeaders } from '../model/headers.js';
-import type { ConsumedBatch, ConsumedMessage, GroupConsumer, OffsetCommit } from '../pipeline/consumer-port.js';
-import { undecodableBatchReason } from './codecs.js';
+import type { RecordHeaders } from '../../model/headers.js';
+import type { ConsumedBatch, ConsumedMessage, GroupConsumer, OffsetCommit } from '../../pipeline/consumer-port.js';
+import { undecodableBatchReason } from '../codecs.js';
+import type { GroupConsumerOptions } from '../facade.js';
 
-export interface KafkaJsConsumerOptions {
-  group: string;
-  sessionTimeoutMs: number;
-  rebalanceTimeoutMs: number;
-  heartbeatIntervalMs: number;
-  /** The pipeline's in-flight budget: fetch sizes are derived from it. */
-  maxInFlightBytes: number;
-  partitionsConcurrency: number;
-}
-
-/** The pipeline's group consumer on kafkajs: manual commits, fetches sized to the in-flight budget. */
+/**
+ * The pipeline's group consumer on kafkajs: manual commits, fetches sized to the in-flight budget.
+ * kafkajs knows only the eager rebalance protocol and no static membership: the facade
+ * (kafkajs/facade.ts) warns about the one and refuses the other before this is made.
+ */
 export class KafkaJsGroupConsumer implements GroupConsumer {
   private readonly consumer: Consumer;
 
   constructor(
     kafka: Kafka,
-    private readonly options: KafkaJsConsumerOptions,
+    private readonly options: GroupConsumerOptions,
   ) {
     this.consumer = kafka.consumer({
       groupId: options.group,
@@ -30,7 +25,7 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
       maxBytes: Math.max(1 << 20, Math.min(10 << 20, Math.floor(options.maxInFlightBytes / 4))),
       // Fewer, larger fetches under a backlog (kafkajs' default is 1 MiB per partition).
       maxBytesPerPartition: Math.max(1 << 20, Math.min(4 << 20, Math.floor(options.maxInFlightBytes / 16))),
-      maxWaitTimeInMs: 500,
+      maxWaitTimeInMs: options.maxWaitTimeMs ?? 500,
       allowAutoTopicCreation: false,
     });
   }
@@ -78,6 +73,16 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
 
   onCrash(listener: (event: { error: Error; restart: boolean }) => void): void {
     this.consumer.on(this.consumer.events.CRASH, (event) => listener({ error: event.payload.error, restart: event.payload.restart }));
+  }
+
+  /**
+   * kafkajs emits END_BATCH_PROCESS for every fetched batch, also one of control records only
+   * (transaction markers) that never reaches eachBatch; its lastOffset is the batch's last offset.
+   */
+  onFetchedThrough(listener: (event: { topic: string; partition: number; nextOffset: bigint }) => void): void {
+    this.consumer.on(this.consumer.events.END_BATCH_PROCESS, ({ payload }) =>
+      listener({ topic: payload.topic, partition: payload.partition, nextOffset: BigInt(payload.lastOffset) + 1n }),
+    );
   }
 }
 
