@@ -1,5 +1,6 @@
 import type { KafkaAdmin, KafkaClientKind, KafkaFacade, KafkaFacadeOptions } from './facade.js';
 import { createKafkaJsFacade } from './kafkajs/facade.js';
+import { createPlatformaticFacade } from './platformatic/index.js';
 
 /**
  * The Kafka facade of the client KAFKA_CLIENT names: the one way code outside src/kafka reaches
@@ -11,8 +12,7 @@ export function createKafkaFacade(options: KafkaFacadeOptions & { client: KafkaC
     case 'kafkajs':
       return createKafkaJsFacade(facadeOptions);
     case 'platformatic':
-      // Wired at merge: src/kafka/platformatic/index.ts (createPlatformaticFacade).
-      throw new Error('the platformatic adapter is not built yet');
+      return createPlatformaticFacade(facadeOptions);
   }
 }
 

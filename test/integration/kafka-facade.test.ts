@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Compression, HeaderList, KafkaAdmin, KafkaFacade, KafkaFacadeOptions, OutgoingRecord } from '../../src/kafka/facade.js';
 import { kafkaFailure } from '../../src/kafka/kafka-errors.js';
 import { orderedHeaders } from '../../src/kafka/ordered-headers.js';
+import { createKafkaJsFacade } from '../../src/kafka/kafkajs/facade.js';
 import { createPlatformaticFacade } from '../../src/kafka/platformatic/index.js';
 import type { RecordHeaders } from '../../src/model/headers.js';
 import { kafkaClient, sleep, uniqueName } from '../support/harness.js';
@@ -15,7 +16,10 @@ import { kafkaClient, sleep, uniqueName } from '../support/harness.js';
  * what it reports is compared with what kafkajs sets up or sees: a reader independent of the
  * client under test.
  */
-const facades: Array<[string, (options: KafkaFacadeOptions) => KafkaFacade]> = [['platformatic', createPlatformaticFacade]];
+const facades: Array<[string, (options: KafkaFacadeOptions) => KafkaFacade]> = [
+  ['platformatic', createPlatformaticFacade],
+  ['kafkajs', createKafkaJsFacade],
+];
 
 const brokers = inject('kafkaBrokers');
 const CODECS: Compression[] = ['none', 'gzip', 'snappy', 'lz4', 'zstd'];
