@@ -20,6 +20,7 @@ import type { BreakerStatus } from '../pipeline/breakers.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
 import { pipelineResources, ResourceStack, type PipelineParts } from './resource-stack.js';
+import { workerTopicNeeds } from './topic-needs.js';
 
 /**
  * The stages built in start() with the worker's own Kafka client (made there, see Worker): for a
@@ -180,11 +181,7 @@ export class Worker<T> {
     const client = createKafka({ brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
     await resources.start({ name: 'status sampler', start: async () => this.status.start(), stop: async () => this.status.stop(), stopFailed: { msg: 'status sampler stop failed' } });
     const partitions = options.kafka.topicPartitions;
-    const topics = await ensureTopics(
-      client,
-      [{ topic: options.topic, numPartitions: partitions }, { topic: options.dlqTopic, numPartitions: partitions, deadLettersOf: options.topic }, ...(options.topics ?? [])],
-      options.logger,
-    );
+    const topics = await ensureTopics(client, workerTopicNeeds(options, partitions), options.logger);
     const dlqMaxMessageBytes = topics.maxMessageBytes.get(options.dlqTopic)!;
     // Made only now, so that nothing is made that start() does not also start (and stop() stop).
     const stages = this.stagesFor(client);
