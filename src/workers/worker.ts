@@ -21,6 +21,8 @@ import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
 import { pipelineResources, ResourceStack, type PipelineParts } from './resource-stack.js';
 import { workerTopicNeeds } from './topic-needs.js';
+import { countGroup, GroupWatch } from './group-watch.js';
+import { kafkajsGroupAdmin } from '../kafka/group-admin.js';
 
 /**
  * The stages built in start() with the worker's own Kafka client (made there, see Worker): for a
@@ -118,7 +120,7 @@ export class Worker<T> {
   }
 
   /** The worker's parts on the Kafka client: made here, started and stopped by start() and stop(). */
-  private createPipeline(client: Kafka, stages: PipelineStages<T>): Omit<PipelineParts<T>, 'dlqMaxMessageBytes' | 'onPipelineStopped'> {
+  private createPipeline(client: Kafka, stages: PipelineStages<T>): Omit<PipelineParts<T>, 'dlqMaxMessageBytes' | 'onPipelineStopped'> & { groupWatch: GroupWatch } {
     const { options, metrics } = this;
     const { worker, logger } = options;
     const quarantine = new Quarantine(worker.quarantineDir, (letters, refusal) => {
@@ -130,16 +132,19 @@ export class Worker<T> {
     });
     const deadLetters = new DeadLetterProducer(client, options.dlqTopic, { group: options.group, workerId: worker.workerId }, quarantine);
     const decodePool = worker.decodeThreads > 0 && options.decoderSpec !== undefined ? new ThreadDecodePool<T>(options.decoderSpec, worker.decodeThreads) : undefined;
+    const consumer = new KafkaJsGroupConsumer(client, {
+      group: options.group,
+      sessionTimeoutMs: worker.sessionTimeoutMs,
+      rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
+      heartbeatIntervalMs: worker.heartbeatIntervalMs,
+      maxInFlightBytes: worker.maxInFlightBytes,
+      partitionsConcurrency: worker.partitionsConcurrency,
+    });
+    const { topic, group } = options;
+    const groupWatch = new GroupWatch({ consumer, topic, group, logger, sessionTimeoutMs: worker.sessionTimeoutMs, countGroup: () => countGroup(kafkajsGroupAdmin(client), topic, group) });
     const pipeline = new Pipeline<T>({
       ...stages,
-      consumer: new KafkaJsGroupConsumer(client, {
-        group: options.group,
-        sessionTimeoutMs: worker.sessionTimeoutMs,
-        rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
-        heartbeatIntervalMs: worker.heartbeatIntervalMs,
-        maxInFlightBytes: worker.maxInFlightBytes,
-        partitionsConcurrency: worker.partitionsConcurrency,
-      }),
+      consumer,
       deadLetters,
       topic: options.topic,
       decoder: options.decoder,
@@ -159,7 +164,7 @@ export class Worker<T> {
         for (const listener of this.fatalListeners) listener(e);
       },
     });
-    return { deadLetters, stages, decodePool, pipeline, shutdownTimeoutMs: worker.shutdownTimeoutMs };
+    return { deadLetters, stages, decodePool, pipeline, groupWatch, shutdownTimeoutMs: worker.shutdownTimeoutMs };
   }
 
   /** Every store's circuit breaker (state, since, next probe of an open one): for status pages. */
@@ -190,7 +195,10 @@ export class Worker<T> {
     const onPipelineStopped = (clean: boolean) => {
       this.clean = clean;
     };
-    for (const resource of pipelineResources({ ...parts, dlqMaxMessageBytes, onPipelineStopped })) await resources.start(resource);
+    const ordered = pipelineResources({ ...parts, dlqMaxMessageBytes, onPipelineStopped });
+    // The group watch starts just before the pipeline, which joins the group (its wait is the join's).
+    ordered.splice(-1, 0, { name: 'group watch', start: async () => parts.groupWatch.start(), stop: async () => parts.groupWatch.stop(), stopFailed: { msg: 'group watch stop failed' } });
+    for (const resource of ordered) await resources.start(resource);
     options.logger.info(
       {
         topic: options.topic,
