@@ -8,6 +8,7 @@ import { createRuleWorker } from '../workers/rule-worker.js';
 import { runWorker } from './run-worker.js';
 import { addDlqCommands } from './dlq-command.js';
 import { addStatusCommand } from './status-command.js';
+import { addTopicsCommand } from './topics-command.js';
 import { addSettings, intArg, settingsOf } from './options.js';
 import { addProduceCommand } from './produce-command.js';
 import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
@@ -58,6 +59,8 @@ export function buildProgram(): Command {
   addDlqCommands(program);
 
   addStatusCommand(program);
+
+  addTopicsCommand(program);
 
   registerSignalCommands(program);
 

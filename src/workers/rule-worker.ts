@@ -2,13 +2,14 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { kafkaSettings, Parsed, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings } from '../config/settings.js';
 import type { KafkaFacade } from '../kafka/facade.js';
-import { CheckpointStore, checkpointTopicNeed } from '../kafka/checkpoint-store.js';
-import { rulesTopicFeed, RULES_TOPIC_CONFIG } from '../kafka/rules-feed.js';
+import { CheckpointStore } from '../kafka/checkpoint-store.js';
+import { rulesTopicFeed } from '../kafka/rules-feed.js';
 import { KafkaSignalPublisher } from '../kafka/signal-publisher.js';
 import { SpanDecoder, type DecodedSpan } from '../model/decode.js';
 import { RuleWorkerMetrics } from '../rules/rule-metrics.js';
 import { RuleBook } from '../rules/rule-book.js';
 import { RuleProcessor } from '../rules/rule-processor.js';
+import { ruleStageTopicNeeds } from './topic-needs.js';
 import { Worker } from './worker.js';
 
 export interface RuleWorkerConfig {
@@ -61,11 +62,7 @@ export function createRuleWorker(config: RuleWorkerConfig, logger: Logger, regis
     decoder: new SpanDecoder(config.worker.maxMessageBytes, decoderOptions),
     decoderSpec: { kind: 'spans', maxMessageBytes: config.worker.maxMessageBytes, options: decoderOptions },
     // Ensured by the worker at start, with its own topics (kafka/topics.ts).
-    topics: [
-      { topic: config.signals.topic, numPartitions: config.kafka.topicPartitions },
-      { topic: config.rules.topic, ...RULES_TOPIC_CONFIG },
-      checkpointTopicNeed(ruleWorker.checkpointTopic, config.kafka.topicPartitions),
-    ],
+    topics: ruleStageTopicNeeds({ signalsTopic: config.signals.topic, rulesTopic: config.rules.topic, checkpointTopic: ruleWorker.checkpointTopic }, config.kafka.topicPartitions),
     createStages: (kafka) => {
       processor = createProcessor(kafka);
       return { processor, tickIntervalMs: traceTickMs(ruleWorker.traceIdleMs) };

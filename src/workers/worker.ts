@@ -19,6 +19,8 @@ import type { BreakerStatus } from '../pipeline/breakers.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineStages } from '../pipeline/types.js';
 import { pipelineResources, ResourceStack, type PipelineParts } from './resource-stack.js';
+import { workerTopicNeeds } from './topic-needs.js';
+import { countGroup, GroupWatch } from './group-watch.js';
 
 /**
  * The stages built in start() with the worker's own Kafka facade (made there, see Worker): for a
@@ -117,7 +119,7 @@ export class Worker<T> {
   }
 
   /** The worker's parts on the Kafka client: made here, started and stopped by start() and stop(). */
-  private createPipeline(client: KafkaFacade, stages: PipelineStages<T>): Omit<PipelineParts<T>, 'dlqMaxMessageBytes' | 'onPipelineStopped'> {
+  private createPipeline(client: KafkaFacade, stages: PipelineStages<T>): Omit<PipelineParts<T>, 'dlqMaxMessageBytes' | 'onPipelineStopped'> & { groupWatch: GroupWatch } {
     const { options, metrics } = this;
     const { worker, logger } = options;
     const quarantine = new Quarantine(worker.quarantineDir, (letters, refusal) => {
@@ -129,18 +131,21 @@ export class Worker<T> {
     });
     const deadLetters = new DeadLetterProducer(client, options.dlqTopic, { group: options.group, workerId: worker.workerId }, quarantine);
     const decodePool = worker.decodeThreads > 0 && options.decoderSpec !== undefined ? new ThreadDecodePool<T>(options.decoderSpec, worker.decodeThreads) : undefined;
+    const consumer = client.groupConsumer({
+      group: options.group,
+      sessionTimeoutMs: worker.sessionTimeoutMs,
+      rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
+      heartbeatIntervalMs: worker.heartbeatIntervalMs,
+      maxInFlightBytes: worker.maxInFlightBytes,
+      partitionsConcurrency: worker.partitionsConcurrency,
+      rebalanceProtocol: worker.rebalanceProtocol,
+      ...(worker.groupInstanceId === '' ? {} : { groupInstanceId: worker.groupInstanceId }),
+    });
+    const { topic, group } = options;
+    const groupWatch = new GroupWatch({ consumer, topic, group, logger, sessionTimeoutMs: worker.sessionTimeoutMs, countGroup: () => countGroup(client.admin(), topic, group) });
     const pipeline = new Pipeline<T>({
       ...stages,
-      consumer: client.groupConsumer({
-        group: options.group,
-        sessionTimeoutMs: worker.sessionTimeoutMs,
-        rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
-        heartbeatIntervalMs: worker.heartbeatIntervalMs,
-        maxInFlightBytes: worker.maxInFlightBytes,
-        partitionsConcurrency: worker.partitionsConcurrency,
-        rebalanceProtocol: worker.rebalanceProtocol,
-        ...(worker.groupInstanceId === '' ? {} : { groupInstanceId: worker.groupInstanceId }),
-      }),
+      consumer,
       deadLetters,
       topic: options.topic,
       decoder: options.decoder,
@@ -160,7 +165,7 @@ export class Worker<T> {
         for (const listener of this.fatalListeners) listener(e);
       },
     });
-    return { deadLetters, stages, decodePool, pipeline, shutdownTimeoutMs: worker.shutdownTimeoutMs };
+    return { deadLetters, stages, decodePool, pipeline, groupWatch, shutdownTimeoutMs: worker.shutdownTimeoutMs };
   }
 
   /** Every store's circuit breaker (state, since, next probe of an open one): for status pages. */
@@ -182,11 +187,7 @@ export class Worker<T> {
     const client = createKafkaFacade({ client: options.kafka.client, brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
     await resources.start({ name: 'status sampler', start: async () => this.status.start(), stop: async () => this.status.stop(), stopFailed: { msg: 'status sampler stop failed' } });
     const partitions = options.kafka.topicPartitions;
-    const topics = await ensureTopics(
-      client,
-      [{ topic: options.topic, numPartitions: partitions }, { topic: options.dlqTopic, numPartitions: partitions, deadLettersOf: options.topic }, ...(options.topics ?? [])],
-      options.logger,
-    );
+    const topics = await ensureTopics(client, workerTopicNeeds(options, partitions), options.logger);
     const dlqMaxMessageBytes = topics.maxMessageBytes.get(options.dlqTopic)!;
     // Made only now, so that nothing is made that start() does not also start (and stop() stop).
     const stages = this.stagesFor(client);
@@ -195,7 +196,10 @@ export class Worker<T> {
     const onPipelineStopped = (clean: boolean) => {
       this.clean = clean;
     };
-    for (const resource of pipelineResources({ ...parts, dlqMaxMessageBytes, onPipelineStopped })) await resources.start(resource);
+    const ordered = pipelineResources({ ...parts, dlqMaxMessageBytes, onPipelineStopped });
+    // The group watch starts just before the pipeline, which joins the group (its wait is the join's).
+    ordered.splice(-1, 0, { name: 'group watch', start: async () => parts.groupWatch.start(), stop: async () => parts.groupWatch.stop(), stopFailed: { msg: 'group watch stop failed' } });
+    for (const resource of ordered) await resources.start(resource);
     options.logger.info(
       {
         topic: options.topic,
