@@ -27,6 +27,7 @@ describe('topics create', () => {
       '--brokers',
       '--client-id',
       '--topic-partitions',
+      '--kafka-client',
     ]);
     for (const option of options) expect(option).toMatch(/default: /);
     expect(help).toMatch(/--groups <list> .*\(default: "spans,rules,signals"\)/);
