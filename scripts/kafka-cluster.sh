@@ -135,7 +135,10 @@ launch_node() {
 wait_node() {
   local pid
   pid="$(running_pid)"
-  [[ -n "$pid" ]] || die "node $NODE is not running"
+  # Just launched: its subshell may not have exec'd java yet (running_pid looks for java's command
+  # line), so the pid file's process counts; wait_ready reports it if it exits.
+  [[ -n "$pid" ]] || { [[ -f "$PID_FILE" ]] && pid="$(tr -dc '0-9' <"$PID_FILE")"; }
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || die "node $NODE is not running"
   wait_ready "$pid"
 }
 

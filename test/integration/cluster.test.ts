@@ -11,11 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { Admin, Kafka } from 'kafkajs';
+import type { Admin, Kafka, Message, Producer } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readDeadLetters } from '../../src/cli/dlq.js';
 import { groupLag } from '../../src/kafka/client.js';
-import { corpus, expectedSignals, produceCorpus, RULES_A, RULES_B, spansInTimeOrder, type CorpusTenant } from '../../src/devtools/trace-corpus.js';
+import { corpus, expectedSignals, RULES_A, RULES_B, spansInTimeOrder, type CorpusSpan, type CorpusTenant } from '../../src/devtools/trace-corpus.js';
 import { generateSpan, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
 import { spanDay } from '../../src/model/span.js';
@@ -74,6 +74,17 @@ const rollingRestart: BrokerEvent = async (topic) => {
 
 const ms = (n: number) => `${(n / 1000).toFixed(1)} s`;
 
+/**
+ * One send per partition, never one spanning several leaders: kafkajs 2.2.4 loses records of such
+ * a send when a leader dies mid-request. Its retry re-sends only to brokers that gave no answer,
+ * looked up by the leaders of the first try, so the dead leader's partitions, now led by a broker
+ * that answered for its own, are skipped, and send() resolves as if all were acknowledged (seen
+ * here: 50 of 100 records of one send missing from the topic; tulios/kafkajs#1303).
+ */
+async function sendToOnePartition(producer: Producer, topic: string, messages: Message[]): Promise<void> {
+  await producer.send({ topic, messages, acks: -1 });
+}
+
 /** Spans with acks=all at a steady rate (`perTick` every 200 ms) until stopped, each tenant to its own partition. */
 class SpanLoad {
   readonly expected = new Map<string, { tenantId: string; day: string }>();
@@ -98,9 +109,13 @@ class SpanLoad {
             batch.set(span.spanId, { tenantId, day: spanDay(span)! });
             messages.push({ key: tenantId, value: JSON.stringify(span), partition: tenant % PARTITIONS });
           }
-          await producer.send({ topic, messages, acks: -1 });
-          for (const [id, where] of batch) this.expected.set(id, where);
-          for (const m of messages) this.acked.set(m.partition, (this.acked.get(m.partition) ?? 0) + 1);
+          for (let p = 0; p < PARTITIONS; p += 1) {
+            const part = messages.filter((m) => m.partition === p);
+            if (part.length === 0) continue;
+            await sendToOnePartition(producer, topic, part);
+            for (const m of part) this.expected.set(JSON.parse(m.value).spanId as string, batch.get(JSON.parse(m.value).spanId as string)!);
+            this.acked.set(p, (this.acked.get(p) ?? 0) + part.length);
+          }
           await sleep(Math.max(0, 200 - (Date.now() - tick)));
         }
       } finally {
@@ -252,6 +267,25 @@ async function putRules(tenantId: string, file: string, env: Record<string, stri
   }
 }
 
+/** Like produceCorpus (keyed by trace id, paced by event time, acks=all), but one send per partition (see sendToOnePartition). */
+async function producePacedByPartition(topic: string, spans: CorpusSpan[], onProgress: (sent: number) => void): Promise<void> {
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  try {
+    for (let i = 0; i < spans.length; i += 100) {
+      const chunk = spans.slice(i, i + 100);
+      await sleep(Math.max(0, chunk[0]!.timestamp - Date.now()));
+      for (let p = 0; p < PARTITIONS; p += 1) {
+        const part = chunk.filter(({ span }) => parseInt(span.traceId.slice(0, 8), 16) % PARTITIONS === p);
+        if (part.length > 0) await sendToOnePartition(producer, topic, part.map(({ span, timestamp }) => ({ key: span.traceId, value: JSON.stringify(span), timestamp: String(timestamp), partition: p })));
+      }
+      onProgress(i + chunk.length);
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
 async function ruleScenario(client: string, event: BrokerEvent, what: string): Promise<void> {
   const spansTopic = uniqueName('spans');
   const signalsTopic = `${spansTopic}.signals`;
@@ -293,7 +327,7 @@ async function ruleScenario(client: string, event: BrokerEvent, what: string): P
   const spans = spansInTimeOrder(traces);
   const expected = expectedSignals(traces);
   let sent = 0;
-  const producing = produceCorpus(kafka, spansTopic, spans, { chunk: 100, paced: true, onProgress: (n) => (sent = n) });
+  const producing = producePacedByPartition(spansTopic, spans, (n) => (sent = n));
   const sampler = clusterClient(cluster.brokers).admin();
   await sampler.connect();
   const ends = new Map<number, number>();
