@@ -195,7 +195,10 @@ async function waitForSplit(group: WorkerProcess[]): Promise<void> {
       return last ? (JSON.parse(last) as { partitions: number[] }).partitions : [];
     });
     if (latest.every((p) => p.length > 0) && new Set(latest.flat()).size === PARTITIONS && latest.flat().length === PARTITIONS) return;
-    if (Date.now() > deadline) throw new Error(`partitions not split between workers: ${JSON.stringify(latest)}`);
+    if (Date.now() > deadline) {
+      const idle = group.filter((_, i) => latest[i]!.length === 0).map((w) => w.lines.slice(-15).join('\n'));
+      throw new Error(`partitions not split between workers: ${JSON.stringify(latest)}; last lines of a worker without partitions:\n${idle[0] ?? ''}`);
+    }
     await sleep(200);
   }
 }
