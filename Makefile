@@ -14,7 +14,7 @@ export PATH := $(NODE24_BIN):$(PATH)
 endif
 export KAFKAJS_NO_PARTITIONER_WARNING := 1
 
-.PHONY: help install build test test-unit test-integration kafka-up kafka-down demo up down bench profile clean
+.PHONY: help install build test test-unit test-integration kafka-up kafka-down kafka-cluster-up kafka-cluster-down demo up down bench profile clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ kafka-up: ## start a local single-node KRaft Kafka broker on 127.0.0.1:$${KAFKA_
 
 kafka-down: ## stop the local broker
 	bash scripts/kafka.sh down
+
+kafka-cluster-up: ## start a local 3-broker KRaft cluster on 127.0.0.1:19092,19094,19096 (RF 3, min ISR 2; no Docker)
+	bash scripts/kafka.sh cluster up
+
+kafka-cluster-down: ## stop the local 3-broker cluster
+	bash scripts/kafka.sh cluster down
 
 demo: install kafka-up ## without Docker: local broker, workers, a sample load, then a summary
 	node bin/spanledger.js demo

@@ -7,6 +7,8 @@
 #   (status and topics use the port the broker of KAFKA_DIR was started on, unless KAFKA_PORT is set)
 #   bash scripts/kafka.sh topics [TopicCommand args]   e.g. `topics --list` (the default),
 #                                  `topics --describe --topic spans`, `topics --create --topic t --partitions 3`
+#   bash scripts/kafka.sh cluster up|down|status|…   a 3-broker KRaft cluster on loopback, ports from 19092
+#                                  (scripts/kafka-cluster.sh; `cluster help` lists its commands)
 #
 # Needs java (11+, 17 recommended) and mvn on PATH. Environment:
 #   KAFKA_PORT             client listener, 127.0.0.1:PORT, also the advertised one (default 9092)
@@ -170,7 +172,10 @@ EOF
   done
 
   write_tool_configs
+  write_log4j
+}
 
+write_log4j() {
   # What bin/kafka-run-class.sh would pass: the broker logs to stdout (nohup sends it to kafka.log),
   # chatty request/state-change loggers quieter.
   cat >"$LOG4J" <<'EOF'
@@ -281,6 +286,24 @@ wait_ready() {
   done
 }
 
+# Starts the broker JVM of KAFKA_DIR in the background (its pid in PID_FILE and STARTED_PID);
+# the previous log is kept as kafka.log.1.
+start_jvm() {
+  [[ -f "$LOG_FILE" ]] && mv -f "$LOG_FILE" "$LOG_FILE.1"
+  # shellcheck disable=SC2086  # KAFKA_HEAP and KAFKA_JVM_OPTS are lists of flags
+  (
+    cd "$KAFKA_DIR"
+    exec nohup ${SETSID:-} java -server $KAFKA_HEAP \
+      -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+      -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true \
+      -Dlog4j.configuration="file:$LOG4J" -Dkafka.logs.dir="$KAFKA_DIR" \
+      $KAFKA_JVM_OPTS \
+      -cp "$(classpath)" kafka.Kafka "$PROPS" </dev/null >"$LOG_FILE" 2>&1 9>&-
+  ) &
+  STARTED_PID=$!
+  echo "$STARTED_PID" >"$PID_FILE"
+}
+
 up_locked() {
   local pid
   pid="$(running_pid)"
@@ -309,20 +332,9 @@ up_locked() {
   write_configs
   format_storage
 
-  [[ -f "$LOG_FILE" ]] && mv -f "$LOG_FILE" "$LOG_FILE.1"
   local t0=$SECONDS
-  # shellcheck disable=SC2086  # KAFKA_HEAP and KAFKA_JVM_OPTS are lists of flags
-  (
-    cd "$KAFKA_DIR"
-    exec nohup ${SETSID:-} java -server $KAFKA_HEAP \
-      -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-      -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true \
-      -Dlog4j.configuration="file:$LOG4J" -Dkafka.logs.dir="$KAFKA_DIR" \
-      $KAFKA_JVM_OPTS \
-      -cp "$(classpath)" kafka.Kafka "$PROPS" </dev/null >"$LOG_FILE" 2>&1 9>&-
-  ) &
-  pid=$!
-  echo "$pid" >"$PID_FILE"
+  start_jvm
+  pid="$STARTED_PID"
   say "starting broker $KAFKA_VERSION (pid $pid, log $LOG_FILE)…"
   wait_ready "$pid"
   say "started on $ADDRESS (pid $pid) in $((SECONDS - t0))s"
@@ -389,7 +401,11 @@ usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
 }
 
+# Sourced (by scripts/kafka-cluster.sh): the functions above only, no command.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
+
 case "${1:-}" in
+  cluster) shift; exec bash "$REPO_ROOT/scripts/kafka-cluster.sh" "$@" ;;
   up) cmd_up ;;
   down | stop) cmd_down ;;
   status) use_configured_port; cmd_status ;;
