@@ -20,12 +20,12 @@ import { generateSpan, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
 import { spanDay } from '../../src/model/span.js';
 import { clusterClient, clusterSkipReason, KafkaCluster, leaders, NODES, SpanLogCounter, StallWatch, waitForFullIsr, type Node } from '../support/cluster.js';
-import { CLI, ROOT, createSpanTopics, createTopic, killWorkers, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import type { KafkaAdmin, KafkaFacade } from '../../src/kafka/facade.js';
+import { CLI, ROOT, createSpanTopics, kafkaClientsUnderTest, kafkaFacade, createTopic, killWorkers, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
 
 const run = promisify(execFile);
-// The Kafka clients the workers run on. The lead widens this list (kafkaClientsUnderTest()) when
-// the client matrix lands.
-const CLIENTS = ['kafkajs'];
+// The Kafka clients the workers run on (SPANLEDGER_TEST_CLIENTS, default both).
+const CLIENTS = kafkaClientsUnderTest();
 const skipReason = clusterSkipReason();
 if (skipReason) console.log(`\n*** ${skipReason} ***\n`);
 
@@ -37,6 +37,9 @@ const OFFSETS_TOPIC = '__consumer_offsets';
 let cluster: KafkaCluster;
 let kafka: Kafka;
 let admin: Admin;
+/** spanledger's own reads (dead-letter reader, group lag) through the facade, on kafkajs: an independent reader of what the workers stored. */
+let facade: KafkaFacade;
+let facadeAdmin: KafkaAdmin;
 const workers: WorkerProcess[] = [];
 const dirs: string[] = [];
 
@@ -164,7 +167,7 @@ async function expectExactlyOnce(topic: string, dir: string, expected: Map<strin
 
 /** For a failure message: where the doubled and missing spans are in the topic (doubled by the producer, or by the worker?). */
 async function whereInTopic(topic: string, duplicates: Array<[string, Array<{ partition: number; offset: string }>]>, missing: string[]): Promise<string> {
-  const records = await readDeadLetters(kafka, topic);
+  const records = await readDeadLetters(facade, topic);
   const inTopic = new Map<string, string[]>();
   for (const r of records) {
     const id = (JSON.parse(r.value!) as { spanId: string }).spanId;
@@ -181,7 +184,7 @@ async function whereInTopic(topic: string, duplicates: Array<[string, Array<{ pa
 /** Lag 0: the group's committed offset is the end offset on every partition. */
 async function expectNoLag(group: string, topic: string): Promise<void> {
   await waitForCommitted(kafka, group, topic, 120_000);
-  const lag = await groupLag(admin, group, topic);
+  const lag = await groupLag(facadeAdmin, group, topic);
   expect(lag).toHaveLength(PARTITIONS);
   for (const p of lag) expect(p.committed, `partition ${p.partition}`).toBe(p.end);
 }
@@ -249,7 +252,7 @@ const RULE_TENANTS = (base: number): CorpusTenant[] => [
 ];
 
 async function readSignals(topic: string): Promise<Signal[]> {
-  return (await readDeadLetters(kafka, topic)).map((r) => JSON.parse(r.value!) as Signal);
+  return (await readDeadLetters(facade, topic)).map((r) => JSON.parse(r.value!) as Signal);
 }
 
 /**
@@ -331,7 +334,7 @@ async function ruleScenario(client: string, event: BrokerEvent, what: string): P
   const expected = expectedSignals(traces);
   let sent = 0;
   const producing = producePacedByPartition(spansTopic, spans, (n) => (sent = n));
-  const sampler = clusterClient(cluster.brokers).admin();
+  const sampler = kafkaFacade(cluster.brokers, 'kafkajs').admin();
   await sampler.connect();
   const ends = new Map<number, number>();
   const watch = new StallWatch(async () => {
@@ -368,6 +371,9 @@ describe.skipIf(skipReason !== null)('workers on a 3-broker KRaft cluster (RF 3,
     cluster = await KafkaCluster.start();
     kafka = clusterClient(cluster.brokers);
     admin = kafka.admin();
+    facade = kafkaFacade(cluster.brokers, 'kafkajs');
+    facadeAdmin = facade.admin();
+    await facadeAdmin.connect();
     await admin.connect();
   }, 180_000);
 
@@ -380,6 +386,7 @@ describe.skipIf(skipReason !== null)('workers on a 3-broker KRaft cluster (RF 3,
   afterAll(async () => {
     await killWorkers(workers);
     await admin?.disconnect();
+    await facadeAdmin?.disconnect();
     await cluster?.down();
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   }, 120_000);
