@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel } from 'kafkajs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'bin', 'spanledger.js');
@@ -102,9 +101,25 @@ export function benchKafka(brokers) {
   return createKafkaJsFacade({ clientId: 'spanledger-bench', brokers: brokers.split(','), logger: pino({ level: 'silent' }) });
 }
 
-/** A plain kafkajs client: the baseline consumer that only counts records. */
-export function benchKafkaJs(brokers) {
-  return new Kafka({ clientId: 'spanledger-bench', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+/**
+ * The baseline: a consumer that only counts `count` records of `topic`, on `client`
+ * (platformatic, kafkajs), as the library offers it (`form` library) or through spanledger's
+ * adapter (`form` adapter), in a child process of its own (bench/noop-consumer.mjs): its rate
+ * (records/s), CPU per record (µs) and peak RSS.
+ */
+export async function noopConsumer(brokers, { client, form, topic, count, role = 'spans' }) {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bench/noop-consumer.mjs'), '--client', client, '--form', form, '--topic', topic, '--count', String(count), '--role', role], {
+    cwd: ROOT,
+    env: { ...process.env, KAFKA_BROKERS: brokers },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.add(child);
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  children.delete(child);
+  if (code !== 0) throw new Error(`no-op consumer (${client}, ${form}) exited with ${code}`);
+  return JSON.parse(out.trim().split('\n').at(-1));
 }
 
 export async function createTopic(admin, topic) {

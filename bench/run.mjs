@@ -1,15 +1,26 @@
 #!/usr/bin/env node
 // spanledger end-to-end benchmark: throughput of span and signal workers draining a backlog (span
 // JSON and OTLP protobuf requests), and
-// end-to-end latency under a steady load, printed side by side with a baseline (a kafkajs
-// consumer that does nothing with the records: the ceiling of the client library on this
+// end-to-end latency under a steady load, printed side by side with a baseline (a consumer of
+// the same client that does nothing with the records: the ceiling of the client library on this
 // machine) and the targets. Workers run as real child processes, as in production; every worker
 // scenario also reports the worker's peak RSS (VmHWM of /proc/<pid>/status, read just before it
 // is stopped).
 //
+// Both Kafka clients in one run (issue 19: the default must not be slower): the drains (spans
+// JSON and otlp_proto, the trace backlog by a span and a rule worker, the 8-tenant signals) run
+// once per client of --clients (KAFKA_CLIENT of the worker), side by side with no-op consumers of
+// each client (bench/noop-consumer.mjs, a process of its own: records/s and CPU µs per record);
+// the rest (capped-memory drain, latency, sustained, rule latency, 500-tenant signals) on the
+// first client only.
+//
 // BENCH_WORKER_LOGS=dir keeps every worker's log there.
 //   node bench/run.mjs [--quick] [--runs N] [--spans N] [--rule-spans N] [--signals N] [--tenant-signals N] [--latency-seconds S] [--rate R] [--warmup N]
 //                      [--sustained] [--sustained-seconds S] [--sustained-rate R] [--sustained-signal-rate R] [--only LIST] [--span-env K=V,K=V] [--signal-env K=V,K=V]
+//                      [--clients platformatic,kafkajs]
+//
+// --clients: the Kafka clients the drains run on, in this order (default platformatic,kafkajs);
+// the first is also the one of every scenario that runs once.
 //
 // --only spans,otlp,latency,sustained,rules,signals: run only these scenarios (the warm-up always
 // runs). The 1M-span backlog of issue 10: `--spans 1000000 --only spans` (rate and peak RSS).
@@ -32,7 +43,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  ROOT, say, sleep, fmt, mib, parseArgs, freePort, procStatusBytes, procCpuSeconds, openFds, brokerFromEnv, benchKafka, benchKafkaJs, createTopic, preload as preloadOn, drain as drainOn,
+  ROOT, say, sleep, fmt, mib, parseArgs, freePort, procStatusBytes, procCpuSeconds, openFds, brokerFromEnv, benchKafka, noopConsumer, createTopic, preload as preloadOn, drain as drainOn,
   startWorker as startWorkerOn, stopWorker, metricsText, buckets, bucketQuantiles, bucketDelta, quantiles, slope, produce, corpus, produceCorpus, spansInTimeOrder,
   benchRuleTenants, traceBacklog, ruleWorkerEnv, steadyLoad,
 } from './lib.mjs';
@@ -61,6 +72,11 @@ const ONLY = typeof args.only === 'string' ? new Set(args.only.split(',')) : und
 const want = (scenario) => ONLY === undefined || ONLY.has(scenario);
 const envArg = (name) => (typeof args[name] === 'string' ? Object.fromEntries(args[name].split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) : {});
 const SPAN_ENV = envArg('span-env');
+const KAFKA_CLIENTS = ['platformatic', 'kafkajs'];
+/** The drains run on each, in this order; the first runs everything else. */
+const CLIENTS = typeof args.clients === 'string' ? args.clients.split(',') : KAFKA_CLIENTS;
+for (const c of CLIENTS) if (!KAFKA_CLIENTS.includes(c)) throw new Error(`--clients: unknown client ${c} (one of ${KAFKA_CLIENTS.join(', ')})`);
+const PRIMARY = CLIENTS[0];
 const SIGNAL_ENV = envArg('signal-env');
 const TARGETS = { spanRssMiB: 256, signalRssMiB: 512, spans: 100_000, signals: 50_000, p99: 0.5, rulesP99: 0.1, tenantsRatio: 0.8 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'spanledger-bench-'));
@@ -74,28 +90,47 @@ const admin = kafka.admin();
 await admin.connect();
 const preload = (...a) => preloadOn(kafka, admin, ...a);
 const drain = (group, topic, total, worker, onFirstCommit) => drainOn(admin, group, topic, total, worker, onFirstCommit);
-const startWorker = (kind, env) => startWorkerOn(brokers, kind, env);
+/** A worker on the first client unless `env` names another (KAFKA_CLIENT). */
+const startWorker = (kind, env) => startWorkerOn(brokers, kind, { KAFKA_CLIENT: PRIMARY, ...env });
 
-/** The ceiling: a kafkajs consumer group member that only counts the records. */
-async function baseline(topic, total) {
-  const consumer = benchKafkaJs(brokers).consumer({ groupId: `bench-baseline-${Date.now()}` });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  let n = 0;
-  let t0;
-  const rate = await new Promise((resolve) => {
-    void consumer.run({
-      autoCommit: false,
-      partitionsConsumedConcurrently: 6,
-      eachBatch: async ({ batch }) => {
-        t0 ??= performance.now();
-        n += batch.messages.length;
-        if (n >= total) resolve(n / ((performance.now() - t0) / 1000));
-      },
-    });
-  });
-  await consumer.disconnect();
-  return rate;
+/**
+ * The ceilings: for each client, a no-op consumer of the library (and with `adapter`, one of
+ * spanledger's adapter too) reading the `total` records of `topic`, each in its own process.
+ * By client: { library: { rate, cpuMicrosPerRecord }, adapter? }.
+ */
+async function baselines(topic, total, { adapter = false, role = 'spans' } = {}) {
+  const out = {};
+  for (const form of adapter ? ['library', 'adapter'] : ['library']) {
+    for (const client of CLIENTS) {
+      const r = await noopConsumer(brokers, { client, form, topic, count: total, role });
+      say(`no-op consumer, ${client} ${form}: ${fmt(r.rate)} records/s, ${r.cpuMicrosPerRecord.toFixed(1)} µs CPU per record`);
+      (out[client] ??= {})[form] = r;
+    }
+  }
+  return out;
+}
+/** A baseline cell: records/s (times `per`, e.g. spans per message) and CPU µs per record. */
+const baseText = (r, per = 1) => (r === undefined ? '' : `${fmt(r.rate * per)} (${(r.cpuMicrosPerRecord / per).toFixed(1)} µs/rec)`);
+/** The no-op consumers' own rows: one per client and form. */
+function baselineRows(what, base) {
+  const forms = { library: { kafkajs: 'library (eachBatch)', platformatic: 'library (MessagesStream)' }, adapter: { kafkajs: "spanledger's adapter", platformatic: "spanledger's adapter" } };
+  for (const form of Object.keys(forms)) {
+    for (const client of CLIENTS) {
+      const r = base[client]?.[form];
+      if (r) rows.push([`no-op consumer [${client}], ${forms[form][client]}, ${what} (records/s, CPU µs/record; peak RSS)`, '', `${baseText(r)}; ${mib(r.peakRssBytes)} MiB`, '', '']);
+    }
+  }
+}
+/**
+ * The default client against kafkajs on one measure, when both ran: the ratio of their values
+ * (`higherIsBetter`: rates; else CPU per record), judged against "not worse" (issue 19).
+ */
+function clientRatioRow(what, byClient, higherIsBetter) {
+  const a = byClient.platformatic;
+  const b = byClient.kafkajs;
+  if (a === undefined || b === undefined || !(a > 0) || !(b > 0)) return;
+  const ratio = a / b;
+  rows.push([`  platformatic / kafkajs: ${what}`, ratio.toFixed(2), '', higherIsBetter ? '≥ 1.00' : '≤ 1.00', (higherIsBetter ? ratio >= 1 : ratio <= 1) ? 'met' : 'NOT met']);
 }
 
 const rows = [];
@@ -104,8 +139,8 @@ const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-/** `fmt(median)`, and every run when there are several: "101,234 (median of 98,000, 101,234, 104,500)". */
-const runsText = (xs) => (xs.length === 1 ? fmt(xs[0]) : `${fmt(median(xs))} (median of ${xs.map(fmt).join(', ')})`);
+/** `f(median)`, and every run when there are several: "101,234 (median of 98,000, 101,234, 104,500)". */
+const runsText = (xs, f = fmt) => (xs.length === 1 ? f(xs[0]) : `${f(median(xs))} (median of ${xs.map(f).join(', ')})`);
 const runsLabel = RUNS > 1 ? `, median of ${RUNS} runs` : '';
 const run = Date.now().toString(36);
 
@@ -116,20 +151,29 @@ async function startSpanWorker(topic, group, dir, env = {}) {
   return { w, metricsPort };
 }
 
-/** One signal worker draining `topic` (its own group and DuckDB folder): rate and peak RSS. */
-async function signalDrain(tb, topic, total, name) {
-  const { w, metricsPort, group } = await startSignalWorker(tb, topic, name);
-  // CPU per signal from the first commit on, as the rate: comparable between runs on a busy machine, unlike rates.
+/**
+ * `drain`, and the worker's CPU per record (µs) over the same span: from the first commit on,
+ * as the rate (start-up excluded); comparable between runs on a busy machine, unlike rates.
+ */
+async function cpuDrain(group, topic, total, w) {
   let first;
   const rate = await drain(group, topic, total, w, (done) => (first = { cpu: procCpuSeconds(w.pid), done }));
-  const cpuMicros = ((procCpuSeconds(w.pid) - first.cpu) * 1e6) / (total - first.done);
+  return { rate, cpuMicros: ((procCpuSeconds(w.pid) - first.cpu) * 1e6) / (total - first.done) };
+}
+/** µs with one decimal. */
+const micros = (c) => (Number.isFinite(c) ? c.toFixed(1) : 'n/a');
+
+/** One signal worker draining `topic` (its own group and DuckDB folder): rate and peak RSS. */
+async function signalDrain(tb, topic, total, name, client = PRIMARY) {
+  const { w, metricsPort, group } = await startSignalWorker(tb, topic, name, client);
+  const { rate, cpuMicros } = await cpuDrain(group, topic, total, w);
   const m = await metricsText(metricsPort);
   const peak = await stopWorker(w);
   return { rate, peak, cpuMicros, flushes: quantiles(m, 'spanledger_flush_duration_seconds') };
 }
 
 /** A signal worker reading `topic` in a group and DuckDB folder of its own, named after `name`. */
-async function startSignalWorker(tb, topic, name) {
+async function startSignalWorker(tb, topic, name, client = PRIMARY) {
   const metricsPort = await freePort();
   const group = `bench-${run}-${name}`;
   const w = startWorker('signals', {
@@ -140,6 +184,7 @@ async function startSignalWorker(tb, topic, name) {
     TB_ADDRESS: tb.address,
     TB_CLUSTER_ID: '0',
     METRICS_PORT: String(metricsPort),
+    KAFKA_CLIENT: client,
     ...SIGNAL_ENV,
   });
   return { w, metricsPort, group };
@@ -197,37 +242,49 @@ try {
   {
     const topic = `bench-${run}.warmup`;
     await preload('spans', topic, WARMUP, 20);
-    say(`warm-up: consumed at ${fmt(await baseline(topic, WARMUP))}/s`);
+    say(`warm-up: consumed at ${fmt((await noopConsumer(brokers, { client: PRIMARY, form: 'library', topic, count: WARMUP })).rate)}/s`);
   }
 
-  // Spans: drain a backlog, RUNS times (each a fresh worker and group on the same topic).
+  // Spans: drain a backlog, RUNS times on each client (each a fresh worker and group on the same
+  // topic; the clients take turns, so neither gets all the quiet moments).
   let spanDrainRate;
   if (want('spans')) {
     const topic = `bench-${run}.spans`;
     await preload('spans', topic, SPANS, 20);
-    const base = await baseline(topic, SPANS);
-    const rates = [];
-    const peaks = [];
-    const cpus = [];
-    let flushes;
+    const base = await baselines(topic, SPANS, { adapter: true });
+    baselineRows('span backlog', base);
+    const byClient = Object.fromEntries(CLIENTS.map((c) => [c, { rates: [], peaks: [], cpus: [], flushes: undefined }]));
     for (let i = 0; i < RUNS; i++) {
-      const group = `bench-${run}-spans-${i}`;
-      const { w, metricsPort } = await startSpanWorker(topic, group, `spanlog-${i}`);
-      // CPU per span from the first commit on, as the rate (start-up excluded): comparable between runs on a busy machine, unlike rates.
-      let first;
-      rates.push(await drain(group, topic, SPANS, w, (done) => (first = { cpu: procCpuSeconds(w.pid), done })));
-      cpus.push(((procCpuSeconds(w.pid) - first.cpu) * 1e6) / (SPANS - first.done));
-      flushes ??= quantiles(await metricsText(metricsPort), 'spanledger_flush_duration_seconds');
-      peaks.push(await stopWorker(w));
-      if (RUNS > 1) say(`span drain ${i + 1}/${RUNS}: ${fmt(rates[i])} spans/s`);
+      for (const client of CLIENTS) {
+        const r = byClient[client];
+        const group = `bench-${run}-spans-${client}-${i}`;
+        const { w, metricsPort } = await startSpanWorker(topic, group, `spanlog-${client}-${i}`, { KAFKA_CLIENT: client });
+        const { rate, cpuMicros } = await cpuDrain(group, topic, SPANS, w);
+        r.rates.push(rate);
+        r.cpus.push(cpuMicros);
+        r.flushes ??= quantiles(await metricsText(metricsPort), 'spanledger_flush_duration_seconds');
+        r.peaks.push(await stopWorker(w));
+        say(`span drain ${i + 1}/${RUNS} on ${client}: ${fmt(rate)} spans/s, ${micros(cpuMicros)} µs CPU per span`);
+      }
     }
-    const rate = median(rates);
-    spanDrainRate = rate;
-    rows.push([`span worker: backlog drain (spans/s${runsLabel})`, runsText(rates), fmt(base), fmt(TARGETS.spans), rate >= TARGETS.spans ? 'met' : 'NOT met']);
-    rows.push([`  / baseline`, (rate / base).toFixed(2), '', '', '']);
-    rows.push(['  flushes / p50 flush (s), first run', `${flushes.count} / ${flushes.p50}`, '', '', '']);
-    rows.push([`  worker CPU per span (µs${runsLabel})`, runsText(cpus.map((c) => Math.round(c * 10) / 10)), '', '', '']);
-    peakRow(Math.max(...peaks));
+    for (const client of CLIENTS) {
+      const { rates, cpus, flushes, peaks } = byClient[client];
+      const rate = median(rates);
+      const lib = base[client].library;
+      rows.push([`span worker [${client}]: backlog drain (spans/s${runsLabel})`, runsText(rates), baseText(lib), fmt(TARGETS.spans), rate >= TARGETS.spans ? 'met' : 'NOT met']);
+      rows.push([`  / baseline (library, adapter)`, `${(rate / lib.rate).toFixed(2)}, ${(rate / base[client].adapter.rate).toFixed(2)}`, '', '', '']);
+      rows.push(['  flushes / p50 flush (s), first run', `${flushes.count} / ${flushes.p50}`, '', '', '']);
+      rows.push([`  worker CPU per span (µs${runsLabel})`, runsText(cpus, micros), '', '', '']);
+      peakRow(Math.max(...peaks));
+    }
+    const med = (key) => Object.fromEntries(CLIENTS.map((c) => [c, median(byClient[c][key])]));
+    clientRatioRow(`span drain rate${runsLabel}`, med('rates'), true);
+    clientRatioRow(`worker CPU per span${runsLabel}`, med('cpus'), false);
+    clientRatioRow('no-op library consumer rate, span backlog', Object.fromEntries(CLIENTS.map((c) => [c, base[c].library.rate])), true);
+    clientRatioRow('no-op library consumer CPU per record', Object.fromEntries(CLIENTS.map((c) => [c, base[c].library.cpuMicrosPerRecord])), false);
+    clientRatioRow('no-op adapter rate, span backlog', Object.fromEntries(CLIENTS.map((c) => [c, base[c].adapter.rate])), true);
+    clientRatioRow('no-op adapter CPU per record', Object.fromEntries(CLIENTS.map((c) => [c, base[c].adapter.cpuMicrosPerRecord])), false);
+    spanDrainRate = median(byClient[PRIMARY].rates);
 
     // Memory as deployed: docker-compose.yml caps V8's old generation of span workers (a V8 flag,
     // read at process start). The same backlog once more, with that cap.
@@ -235,7 +292,7 @@ try {
     const { w } = await startSpanWorker(topic, group, 'spanlog-capped', { NODE_OPTIONS: SPAN_WORKER_NODE_OPTIONS });
     const cappedRate = await drain(group, topic, SPANS, w);
     const cappedPeak = await stopWorker(w);
-    rows.push([`span worker: the same drain with NODE_OPTIONS=${SPAN_WORKER_NODE_OPTIONS} (as docker-compose.yml), spans/s`, fmt(cappedRate), '', '', '']);
+    rows.push([`span worker [${PRIMARY}]: the same drain with NODE_OPTIONS=${SPAN_WORKER_NODE_OPTIONS} (as docker-compose.yml), spans/s`, fmt(cappedRate), '', '', '']);
     rows.push([`  peak RSS (MiB, VmHWM), draining ${fmt(SPANS)} spans`, mib(cappedPeak), '', `≤ ${TARGETS.spanRssMiB}`, cappedPeak <= TARGETS.spanRssMiB * 2 ** 20 ? 'met' : 'NOT met']);
   }
 
@@ -245,13 +302,19 @@ try {
     const topic = `bench-${run}.otlp`;
     const sent = await preload('spans', topic, SPANS, 20, { encoding: 'otlp_proto', spansPerMessage: 100 });
     const perMessage = sent.produced / sent.messages;
-    const base = (await baseline(topic, sent.messages)) * perMessage;
-    const group = `bench-${run}-otlp`;
-    const { w, metricsPort } = await startSpanWorker(topic, group, 'spanlog-otlp');
-    const rate = (await drain(group, topic, sent.messages, w)) * perMessage;
-    const peak = await stopWorker(w);
-    rows.push(['span worker: otlp_proto backlog drain (spans/s, 100 a message)', fmt(rate), fmt(base), fmt(TARGETS.spans), rate >= TARGETS.spans ? 'met' : 'NOT met']);
-    peakRow(peak);
+    const base = await baselines(topic, sent.messages);
+    const byClient = {};
+    for (const client of CLIENTS) {
+      const group = `bench-${run}-otlp-${client}`;
+      const { w } = await startSpanWorker(topic, group, `spanlog-otlp-${client}`, { KAFKA_CLIENT: client });
+      const { rate, cpuMicros } = await cpuDrain(group, topic, sent.messages, w);
+      const peak = await stopWorker(w);
+      byClient[client] = rate * perMessage;
+      rows.push([`span worker [${client}]: otlp_proto backlog drain (spans/s, 100 a message)`, fmt(rate * perMessage), baseText(base[client].library, perMessage), fmt(TARGETS.spans), rate * perMessage >= TARGETS.spans ? 'met' : 'NOT met']);
+      rows.push(['  worker CPU per span (µs)', micros(cpuMicros / perMessage), '', '', '']);
+      peakRow(peak);
+    }
+    clientRatioRow('otlp_proto drain rate', byClient, true);
   }
 
   // Span latency: a steady load below capacity.
@@ -266,7 +329,7 @@ try {
     await drain(group, topic, LATENCY_RATE * LATENCY_SECONDS, w);
     const q = quantiles(await metricsText(metricsPort), 'spanledger_end_to_end_latency_seconds');
     const peak = await stopWorker(w);
-    rows.push([`span end-to-end p99 at ${fmt(LATENCY_RATE)}/s (s, bucket bound)`, String(q.p99), '', String(TARGETS.p99), q.p99 !== undefined && q.p99 <= TARGETS.p99 ? 'met' : 'NOT met']);
+    rows.push([`span worker [${PRIMARY}]: end-to-end p99 at ${fmt(LATENCY_RATE)}/s (s, bucket bound)`, String(q.p99), '', String(TARGETS.p99), q.p99 !== undefined && q.p99 <= TARGETS.p99 ? 'met' : 'NOT met']);
     rows.push([`  p50 (s, bucket bound)`, String(q.p50), '', '', '']);
     peakRow(peak);
   }
@@ -280,7 +343,7 @@ try {
       return { ...(await startSpanWorker(topic, group, 'spanlog-sustained')), group };
     };
     const result = await sustained({ name: 'sustained', kind: 'spans', tenants: 20, tenantBase: 0x5a000, start: spanWorker }, rate, SUSTAINED_SECONDS, SUSTAINED_INTERVAL);
-    sustainedRows('span worker', 'spans', rate, args['sustained-rate'] ? '--sustained-rate' : 'half the drain', result);
+    sustainedRows(`span worker [${PRIMARY}]`, 'spans', rate, args['sustained-rate'] ? '--sustained-rate' : 'half the drain', result);
   }
 
   // Rules: the same trace backlog drained by a span worker and by a rule worker (own group), 20
@@ -292,29 +355,39 @@ try {
     const rulesTopic = `bench-${run}.rules`;
     const tenants = await benchRuleTenants(kafka, rulesTopic, path.join(tmp, 'rules'));
     const { traces, spans } = await traceBacklog(kafka, admin, topic, tenants, RULE_SPANS, run);
-    const base = await baseline(topic, spans.length);
+    const base = await baselines(topic, spans.length);
+    const spanRates = {};
+    const ruleRates = {};
+    for (const client of CLIENTS) {
+      const spanGroup = `bench-${run}-traces-spans-${client}`;
+      const { w: sw } = await startSpanWorker(topic, spanGroup, `spanlog-traces-${client}`, { KAFKA_CLIENT: client });
+      const spanDrain = await cpuDrain(spanGroup, topic, spans.length, sw);
+      const spanPeak = await stopWorker(sw);
 
-    const spanGroup = `bench-${run}-traces-spans`;
-    const { w: sw } = await startSpanWorker(topic, spanGroup, 'spanlog-traces');
-    const spanRate = await drain(spanGroup, topic, spans.length, sw);
-    const spanPeak = await stopWorker(sw);
-
-    const metricsPort = await freePort();
-    const ruleGroup = `bench-${run}-rules`;
-    // Commits follow the oldest open trace at most this often: a short interval keeps the
-    // drain's end (committed = produced) close to the moment the last trace was evaluated.
-    const rw = startWorker('rules', ruleWorkerEnv(topic, rulesTopic, ruleGroup, tmp, metricsPort, { RULES_CHECKPOINT_INTERVAL_MS: '250' }));
-    const ruleRate = await drain(ruleGroup, topic, spans.length, rw);
-    const m = await metricsText(metricsPort);
-    const rulePeak = await stopWorker(rw);
-    const drainLatency = quantiles(m, 'spanledger_rule_evaluation_latency_seconds');
-    const signals = m.split('\n').filter((l) => l.startsWith('spanledger_rule_signals_produced_total{')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
-    rows.push(['span worker: trace backlog drain (spans/s)', fmt(spanRate), fmt(base), fmt(TARGETS.spans), spanRate >= TARGETS.spans ? 'met' : 'NOT met']);
-    peakRow(spanPeak);
-    rows.push(['rule worker: same backlog, 10 rules/tenant (spans/s)', fmt(ruleRate), fmt(base), fmt(TARGETS.spans), ruleRate >= TARGETS.spans ? 'met' : 'NOT met']);
-    rows.push([`  traces / signals`, `${traces.length} / ${signals}`, '', '', '']);
-    rows.push([`  evaluation p50 / p99 while draining (s, bucket bound)`, `${drainLatency.p50} / ${drainLatency.p99}`, '', '', '']);
-    peakRow(rulePeak);
+      const metricsPort = await freePort();
+      const ruleGroup = `bench-${run}-rules-${client}`;
+      // Commits follow the oldest open trace at most this often: a short interval keeps the
+      // drain's end (committed = produced) close to the moment the last trace was evaluated.
+      // Each client's rule worker has its own checkpoints and signals (ruleWorkerEnv names them after the topic).
+      const rw = startWorker('rules', ruleWorkerEnv(topic, rulesTopic, ruleGroup, tmp, metricsPort, { RULES_CHECKPOINT_INTERVAL_MS: '250', RULES_CHECKPOINT_TOPIC: `${topic}.checkpoints-${client}`, SIGNALS_TOPIC: `${topic}.signals-${client}`, KAFKA_CLIENT: client }));
+      const ruleDrain = await cpuDrain(ruleGroup, topic, spans.length, rw);
+      const m = await metricsText(metricsPort);
+      const rulePeak = await stopWorker(rw);
+      const drainLatency = quantiles(m, 'spanledger_rule_evaluation_latency_seconds');
+      const signals = m.split('\n').filter((l) => l.startsWith('spanledger_rule_signals_produced_total{')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+      spanRates[client] = spanDrain.rate;
+      ruleRates[client] = ruleDrain.rate;
+      rows.push([`span worker [${client}]: trace backlog drain (spans/s)`, fmt(spanDrain.rate), baseText(base[client].library), fmt(TARGETS.spans), spanDrain.rate >= TARGETS.spans ? 'met' : 'NOT met']);
+      rows.push(['  worker CPU per span (µs)', micros(spanDrain.cpuMicros), '', '', '']);
+      peakRow(spanPeak);
+      rows.push([`rule worker [${client}]: same backlog, 10 rules/tenant (spans/s)`, fmt(ruleDrain.rate), baseText(base[client].library), fmt(TARGETS.spans), ruleDrain.rate >= TARGETS.spans ? 'met' : 'NOT met']);
+      rows.push(['  worker CPU per span (µs)', micros(ruleDrain.cpuMicros), '', '', '']);
+      rows.push([`  traces / signals`, `${traces.length} / ${signals}`, '', '', '']);
+      rows.push([`  evaluation p50 / p99 while draining (s, bucket bound)`, `${drainLatency.p50} / ${drainLatency.p99}`, '', '', '']);
+      peakRow(rulePeak);
+    }
+    clientRatioRow('trace backlog drain rate, span worker', spanRates, true);
+    clientRatioRow('trace backlog drain rate, rule worker', ruleRates, true);
 
     // Evaluation latency under a steady load below capacity: traces whose event times are now,
     // produced as the clock reaches them.
@@ -332,7 +405,7 @@ try {
     await drain(steadyGroup, steadyTopic, liveSpans.length, steady);
     const latency = quantiles(await metricsText(steadyPort), 'spanledger_rule_evaluation_latency_seconds');
     const steadyPeak = await stopWorker(steady);
-    rows.push([`rule evaluation p99 at ${fmt(LATENCY_RATE)} spans/s, trace close → signals acked (s, bucket bound)`, String(latency.p99), '', String(TARGETS.rulesP99), latency.p99 !== undefined && latency.p99 <= TARGETS.rulesP99 ? 'met' : 'NOT met']);
+    rows.push([`rule worker [${PRIMARY}]: evaluation p99 at ${fmt(LATENCY_RATE)} spans/s, trace close → signals acked (s, bucket bound)`, String(latency.p99), '', String(TARGETS.rulesP99), latency.p99 !== undefined && latency.p99 <= TARGETS.rulesP99 ? 'met' : 'NOT met']);
     rows.push(['  p50 (s, bucket bound)', String(latency.p50), '', '', '']);
     peakRow(steadyPeak);
   }
@@ -346,41 +419,52 @@ try {
   }
   if (tb) {
     try {
-      const runs = [];
+      // Per client, RUNS drains, the clients taking turns; each on a fresh topic of new signals
+      // (a tenant range of its own): ids or accounts an earlier drain stored would be replays.
+      const byClient = Object.fromEntries(CLIENTS.map((c) => [c, []]));
       let base;
       for (let i = 0; i < RUNS; i++) {
-        // A fresh topic of new signals per run: ids an earlier drain stored would be replays.
-        const topic = `bench-${run}.signals-${i}`;
-        await preload('signals', topic, SIGNALS, TENANTS_FEW, { tenantBase: 0x51000 + i * TENANTS_FEW });
-        base ??= await baseline(topic, SIGNALS);
-        runs.push(await signalDrain(tb, topic, SIGNALS, `signals-${i}`));
-        if (RUNS > 1) say(`signal drain ${i + 1}/${RUNS}: ${fmt(runs[i].rate)} signals/s`);
+        for (const [c, client] of CLIENTS.entries()) {
+          const topic = `bench-${run}.signals-${client}-${i}`;
+          await preload('signals', topic, SIGNALS, TENANTS_FEW, { tenantBase: 0x51000 + (i * CLIENTS.length + c) * TENANTS_FEW });
+          base ??= await baselines(topic, SIGNALS, { role: 'signals' });
+          const r = await signalDrain(tb, topic, SIGNALS, `signals-${client}-${i}`, client);
+          byClient[client].push(r);
+          say(`signal drain ${i + 1}/${RUNS} on ${client}: ${fmt(r.rate)} signals/s, ${micros(r.cpuMicros)} µs CPU per signal`);
+        }
       }
-      const few = { rate: median(runs.map((r) => r.rate)), flushes: runs[0].flushes, peak: Math.max(...runs.map((r) => r.peak)), cpuMicros: median(runs.map((r) => r.cpuMicros)) };
-      rows.push([`signal worker: backlog drain, ${TENANTS_FEW} tenants (signals/s${runsLabel})`, runsText(runs.map((r) => r.rate)), fmt(base), fmt(TARGETS.signals), few.rate >= TARGETS.signals ? 'met' : 'NOT met']);
-      rows.push(['  flushes / p50 flush (s), first run', `${few.flushes.count} / ${few.flushes.p50}`, '', '', '']);
-      rows.push(['  worker CPU per signal (µs)', fmt(few.cpuMicros), '', '', '']);
-      peakRow(few.peak);
+      const summary = (runs) => ({ rate: median(runs.map((r) => r.rate)), flushes: runs[0].flushes, peak: Math.max(...runs.map((r) => r.peak)), cpuMicros: median(runs.map((r) => r.cpuMicros)) });
+      for (const client of CLIENTS) {
+        const runs = byClient[client];
+        const s = summary(runs);
+        rows.push([`signal worker [${client}]: backlog drain, ${TENANTS_FEW} tenants (signals/s${runsLabel})`, runsText(runs.map((r) => r.rate)), baseText(base[client].library), fmt(TARGETS.signals), s.rate >= TARGETS.signals ? 'met' : 'NOT met']);
+        rows.push(['  flushes / p50 flush (s), first run', `${s.flushes.count} / ${s.flushes.p50}`, '', '', '']);
+        rows.push([`  worker CPU per signal (µs${runsLabel})`, runsText(runs.map((r) => r.cpuMicros), micros), '', '', '']);
+        peakRow(s.peak);
+      }
+      clientRatioRow(`signal drain rate${runsLabel}`, Object.fromEntries(CLIENTS.map((c) => [c, summary(byClient[c]).rate])), true);
+      clientRatioRow(`worker CPU per signal${runsLabel}`, Object.fromEntries(CLIENTS.map((c) => [c, summary(byClient[c]).cpuMicros])), false);
+      const few = summary(byClient[PRIMARY]);
 
       const manyTopic = `bench-${run}.signals-tenants`;
       // A tenant base of its own: none of these tenants has accounts from the first drain.
       await preload('signals', manyTopic, TENANT_SIGNALS, TENANTS_MANY, { tenantBase: 0x5e000 });
-      const manyBase = await baseline(manyTopic, TENANT_SIGNALS);
+      const manyBase = await noopConsumer(brokers, { client: PRIMARY, form: 'library', topic: manyTopic, count: TENANT_SIGNALS });
       const many = await signalDrain(tb, manyTopic, TENANT_SIGNALS, 'signals-tenants');
-      rows.push([`signal worker: backlog drain, ${TENANTS_MANY} tenants, ${fmt(TENANT_SIGNALS)} signals (signals/s)`, fmt(many.rate), fmt(manyBase), fmt(TARGETS.signals), many.rate >= TARGETS.signals ? 'met' : 'NOT met']);
+      rows.push([`signal worker [${PRIMARY}]: backlog drain, ${TENANTS_MANY} tenants, ${fmt(TENANT_SIGNALS)} signals (signals/s)`, fmt(many.rate), baseText(manyBase), fmt(TARGETS.signals), many.rate >= TARGETS.signals ? 'met' : 'NOT met']);
       rows.push(['  flushes / p50 flush (s)', `${many.flushes.count} / ${many.flushes.p50}`, '', '', '']);
-      rows.push(['  worker CPU per signal (µs)', fmt(many.cpuMicros), '', '', '']);
+      rows.push(['  worker CPU per signal (µs)', micros(many.cpuMicros), '', '', '']);
       peakRow(many.peak, TARGETS.signalRssMiB);
       // A backlog committed in one go has no measurable rate (0): no ratio then.
       const ratio = few.rate > 0 && many.rate > 0 ? many.rate / few.rate : undefined;
-      rows.push([`  drain ratio ${TENANTS_MANY} / ${TENANTS_FEW} tenants`, ratio === undefined ? 'n/a' : ratio.toFixed(2), '', `≥ ${TARGETS.tenantsRatio}`, ratio === undefined ? '' : ratio >= TARGETS.tenantsRatio ? 'met' : 'NOT met']);
+      rows.push([`  drain ratio ${TENANTS_MANY} / ${TENANTS_FEW} tenants (${PRIMARY})`, ratio === undefined ? 'n/a' : ratio.toFixed(2), '', `≥ ${TARGETS.tenantsRatio}`, ratio === undefined ? '' : ratio >= TARGETS.tenantsRatio ? 'met' : 'NOT met']);
 
       // Sustained, over the 500 tenants: every tenant's database stays in use (open files, memory).
       if (SUSTAINED) {
         const rate = Math.round(Number(args['sustained-signal-rate'] ?? many.rate / 2));
         const start = (topic) => startSignalWorker(tb, topic, 'signals-sustained');
         const result = await sustained({ name: 'signals-sustained', kind: 'signals', tenants: TENANTS_MANY, tenantBase: 0x5f000, start }, rate, SUSTAINED_SECONDS, SUSTAINED_INTERVAL);
-        sustainedRows(`signal worker, ${TENANTS_MANY} tenants,`, 'signals', rate, args['sustained-signal-rate'] ? '--sustained-signal-rate' : `half the ${TENANTS_MANY}-tenant drain`, result, TARGETS.signalRssMiB);
+        sustainedRows(`signal worker [${PRIMARY}], ${TENANTS_MANY} tenants,`, 'signals', rate, args['sustained-signal-rate'] ? '--sustained-signal-rate' : `half the ${TENANTS_MANY}-tenant drain`, result, TARGETS.signalRssMiB);
       }
     } finally {
       await tb.stop();
@@ -395,11 +479,11 @@ try {
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 
-const head = ['measure', 'spanledger', 'baseline (kafkajs, no-op)', 'target', ''];
+const head = ['measure', 'spanledger', 'baseline (no-op library consumer, same client)', 'target', ''];
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
 const line = (r) => r.map((c, i) => String(c).padEnd(widths[i])).join('  ');
 const mode = QUICK ? 'quick mode' : 'full';
-console.log(`\nspanledger bench (${mode}) on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), load average ${os.loadavg()[0].toFixed(1)}, broker and workers on this machine`);
+console.log(`\nspanledger bench (${mode}, clients ${CLIENTS.join(', ')}) on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), load average ${os.loadavg()[0].toFixed(1)}, broker and workers on this machine`);
 console.log(line(head));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 for (const r of rows) console.log(line(r));
