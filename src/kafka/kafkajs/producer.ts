@@ -34,6 +34,7 @@ export class KafkaJsRecordProducer implements RecordProducer {
   private readonly metadataAdmin: Admin;
   private readonly partitionCounts: PartitionCounts;
   private readonly unkeyed = new JavaCompatiblePartitioner();
+  private readonly metadataRetryMs: number;
   private adminConnecting: Promise<void> | undefined;
   private connected = false;
 
@@ -53,9 +54,8 @@ export class KafkaJsRecordProducer implements RecordProducer {
             retry,
             ...(options.maxInFlightRequests === undefined ? {} : { maxInFlightRequests: options.maxInFlightRequests }),
           });
-    // Bounded as the sends are. A topic the cluster does not have fails at once
-    // (UNKNOWN_TOPIC_OR_PARTITION: kafkajs' metadata call does not retry it), as a send would.
     this.metadataAdmin = kafka.admin({ retry: { retries: 5, maxRetryTime: 5_000 } });
+    this.metadataRetryMs = retry.maxRetryTime!;
     this.partitionCounts = new PartitionCounts((topic) => this.fetchPartitionCount(topic));
   }
 
@@ -104,13 +104,39 @@ export class KafkaJsRecordProducer implements RecordProducer {
     return this.adminConnecting;
   }
 
+  /**
+   * The topic's partition count. Right after a topic is created the broker may not know it yet
+   * (UNKNOWN_TOPIC_OR_PARTITION, which kafkajs' metadata call does not retry) or have no leader
+   * for a partition (LEADER_NOT_AVAILABLE: kafkajs' answer parser then drops the whole answer):
+   * asked again with backoff within the time a send retries (5 s 'bounded', 30 s 'idempotent'),
+   * as kafkajs' own send did; then the last error stands (a topic that does not exist is refused
+   * as UNKNOWN_TOPIC_OR_PARTITION, see kafka-errors.ts).
+   */
   private async fetchPartitionCount(topic: string): Promise<number> {
     await this.adminConnected();
-    const metadata = await this.metadataAdmin.fetchTopicMetadata({ topics: [topic] });
-    const count = metadata.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
-    if (count === 0) throw new KafkaJSProtocolError({ message: `no metadata for topic ${topic}`, type: 'UNKNOWN_TOPIC_OR_PARTITION', code: 3, retriable: true } as unknown as Error);
-    return count;
+    const deadline = Date.now() + this.metadataRetryMs;
+    for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1_000)) {
+      try {
+        const metadata = await this.metadataAdmin.fetchTopicMetadata({ topics: [topic] });
+        const count = metadata.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
+        if (count === 0) throw new KafkaJSProtocolError({ message: `no metadata for topic ${topic}`, type: 'UNKNOWN_TOPIC_OR_PARTITION', code: 3, retriable: true } as unknown as Error);
+        return count;
+      } catch (e) {
+        if (!metadataMayCome(e) || Date.now() + delayMs > deadline) throw e;
+      }
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
   }
+}
+
+/** A metadata answer that a new topic or a leader election explains: worth asking again. */
+function metadataMayCome(error: unknown): boolean {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 5; depth += 1) {
+    const { type, originalError, cause } = e as { type?: unknown; originalError?: unknown; cause?: unknown };
+    if (type === 'UNKNOWN_TOPIC_OR_PARTITION' || type === 'LEADER_NOT_AVAILABLE') return true;
+    e = originalError ?? cause;
+  }
+  return false;
 }
 
 /** A record as kafkajs takes it: headers through our patch (ordered-headers.ts), written in this order. */
