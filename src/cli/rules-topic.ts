@@ -5,6 +5,7 @@ import { ConfigError, RuleFileError, RuleSyntaxError } from '../errors.js';
 import { TopicNotFoundError } from '../kafka/compacted-table.js';
 import type { KafkaFacade, OutgoingRecord } from '../kafka/facade.js';
 import { rulesTopicFeed } from '../kafka/rules-feed.js';
+import { whileTopicIsNew } from '../kafka/topics.js';
 import { canonicalTenantId } from '../model/tenant.js';
 import { compileRuleSet } from '../rules/compile.js';
 import { RuleBook, type TenantRule } from '../rules/rule-book.js';
@@ -47,7 +48,8 @@ async function produce(kafka: KafkaFacade, topic: string, records: OutgoingRecor
   const producer = kafka.producer({ delivery: 'idempotent' });
   await producer.connect();
   try {
-    await producer.send(topic, records);
+    // The topic may have just been created (rules put): a broker may not know it yet.
+    await whileTopicIsNew(() => producer.send(topic, records));
   } finally {
     await producer.disconnect();
   }

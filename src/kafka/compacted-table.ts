@@ -3,7 +3,7 @@ import { backOff } from 'exponential-backoff';
 import type { Logger } from 'pino';
 import type { ConsumedBatch, GroupConsumer } from '../pipeline/consumer-port.js';
 import type { KafkaAdmin, KafkaFacade } from './facade.js';
-import { ensureTopics } from './topics.js';
+import { ensureTopics, whileTopicIsNew } from './topics.js';
 import { kafkaFailure } from './kafka-errors.js';
 
 /** Where a record stands in the topic. `offset` is Kafka's 64-bit offset as a decimal string. */
@@ -206,7 +206,8 @@ export class CompactedTable {
     });
     await consumer.connect();
     if (await closed(consumer)) return;
-    await consumer.subscribe(this.topic, true);
+    // Just created (by us or a peer): another broker may not know it yet.
+    await whileTopicIsNew(() => consumer.subscribe(this.topic, true), Math.max(1, (this.options.startTimeoutMs ?? 30_000) / 2));
     await consumer.run(async (batch) => this.handBatch(batch));
     await closed(consumer);
   }

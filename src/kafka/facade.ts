@@ -59,6 +59,7 @@ export interface OutgoingRecord {
   timestamp?: string;
 }
 
+/** 'zstd' only with @platformatic/kafka: the kafkajs adapter reads zstd but refuses a zstd producer (codecs.ts). */
 export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
 
 export interface ProducerOptions {
@@ -109,7 +110,10 @@ export interface GroupMember {
   memberId: string;
   clientId: string;
   clientHost: string;
-  /** Static membership id (KIP-345), when the member has one. */
+  /**
+   * Static membership id (KIP-345), when the member has one; also null when the client cannot
+   * tell (kafkajs' DescribeGroups v2 does not carry it).
+   */
   groupInstanceId: string | null;
   /** Partitions per topic. */
   assignment: Record<string, number[]>;

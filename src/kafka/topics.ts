@@ -106,11 +106,30 @@ export async function waitForLeaders(admin: Pick<KafkaAdmin, 'topicPartitions'>,
   }
 }
 
+/**
+ * `call` on a topic just ensured, tried again (backoff, bounded by `timeoutMs`) while it fails as
+ * Kafka's classifier calls `retry` for a topic that may be new: on a cluster of several brokers
+ * a topic whose leaders one broker reports (waitForLeaders) can still be unknown to the broker
+ * the next request goes to ("This server does not host this topic-partition"), for a moment.
+ * That failed `spanledger rules put`'s first try on a fresh 3-broker cluster.
+ */
+export async function whileTopicIsNew<T>(call: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delayMs = 50; ; delayMs = Math.min(delayMs * 2, 1000)) {
+    try {
+      return await call();
+    } catch (e) {
+      if (kafkaFailure(e, { topicMayBeNew: true }).kind !== 'retry' || Date.now() + delayMs > deadline) throw e;
+    }
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
 /** The largest record batch each topic takes: its max.message.bytes (topic override or broker default). */
 async function topicsMaxMessageBytes(admin: KafkaAdmin, topics: string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   if (topics.length === 0) return out;
-  const described = await admin.topicConfigs(topics, ['max.message.bytes']);
+  const described = await whileTopicIsNew(() => admin.topicConfigs(topics, ['max.message.bytes']));
   for (const topic of topics) {
     const value = described.get(topic)?.get('max.message.bytes');
     const bytes = Number(value);

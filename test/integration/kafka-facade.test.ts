@@ -40,7 +40,9 @@ interface ReadRecord {
 
 /** Every record of the topic, read by kafkajs from the beginning (waits for `expected` of them). */
 async function readBack(topic: string, expected: number, timeoutMs = 60_000): Promise<ReadRecord[]> {
-  const consumer = kafka.consumer({ groupId: uniqueName('facade-reader') });
+  // A short fetch wait: disconnect() waits for the fetch under way, which with kafkajs' default
+  // (5 s) made every read-back last about 5 s.
+  const consumer = kafka.consumer({ groupId: uniqueName('facade-reader'), maxWaitTimeInMs: 100 });
   const out: ReadRecord[] = [];
   await consumer.connect();
   try {
@@ -66,7 +68,10 @@ function kafkajsPartition(key: string, partitionCount: number): number {
 
 const bytes = (v: string | Buffer | null) => (typeof v === 'string' ? Buffer.from(v) : v);
 
-describe.each(facades)('the Kafka facade on %s', (_name, createFacade) => {
+describe.each(facades)('the Kafka facade on %s', (name, createFacade) => {
+  // The kafkajs adapter can read zstd but not write it (codecs.ts: no zstd compressor for
+  // kafkajs); its producer refuses zstd at once (tested below), so it produces the others only.
+  const producible = name === 'kafkajs' ? CODECS.filter((c) => c !== 'zstd') : CODECS;
   let facade: KafkaFacade;
   let admin: KafkaAdmin;
 
@@ -185,7 +190,8 @@ describe.each(facades)('the Kafka facade on %s', (_name, createFacade) => {
       expect(described[0]).toEqual({
         group: liveGroup,
         state: 'Stable',
-        members: [{ memberId: expect.any(String), clientId: 'facade-test-member', clientHost: expect.any(String), groupInstanceId: 'static-1', assignment: { [topic]: [0, 1, 2] } }],
+        // kafkajs' DescribeGroups (v2) has no group instance id: its admin says null, not knowing.
+        members: [{ memberId: expect.any(String), clientId: 'facade-test-member', clientHost: expect.any(String), groupInstanceId: name === 'kafkajs' ? null : 'static-1', assignment: { [topic]: [0, 1, 2] } }],
       });
       // A group with commits and no member.
       expect(described[1]).toEqual({ group, state: 'Empty', members: [] });
@@ -204,7 +210,7 @@ describe.each(facades)('the Kafka facade on %s', (_name, createFacade) => {
     await admin.deleteGroups([gone]);
   });
 
-  it.each(CODECS)('writes records byte for byte in %s: headers in order with repeated names and nulls, tombstones, partition, timestamp', async (compression) => {
+  it.each(producible)('writes records byte for byte in %s: headers in order with repeated names and nulls, tombstones, partition, timestamp', async (compression) => {
     const topic = uniqueName(`facade-records-${compression}`);
     await admin.createTopics([{ topic, numPartitions: 3 }]);
     const headers: HeaderList = [
@@ -241,7 +247,11 @@ describe.each(facades)('the Kafka facade on %s', (_name, createFacade) => {
     );
   });
 
-  it.each(CODECS.filter((c) => c !== 'none'))('compresses in %s (a batch only its compressed size lets through)', async (compression) => {
+  it.skipIf(name !== 'kafkajs')('refuses a zstd producer at once (kafkajs cannot compress zstd here)', () => {
+    expect(() => facade.producer({ delivery: 'bounded', compression: 'zstd' })).toThrow(/zstd compression needs KAFKA_CLIENT=platformatic/);
+  });
+
+  it.each(producible.filter((c) => c !== 'none'))('compresses in %s (a batch only its compressed size lets through)', async (compression) => {
     const topic = uniqueName(`facade-codec-${compression}`);
     // 200 KB that compress to a few hundred bytes, into a topic that takes batches of at most 20 KB.
     await admin.createTopics([{ topic, numPartitions: 1, configEntries: [{ name: 'max.message.bytes', value: '20000' }] }]);

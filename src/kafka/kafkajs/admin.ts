@@ -43,12 +43,35 @@ export class KafkaJsAdmin implements KafkaAdmin {
     }
   }
 
+  /**
+   * kafkajs' metadata call fails as a whole when any topic asked for is unknown to the broker
+   * (UNKNOWN_TOPIC_OR_PARTITION: a topic that does not exist, or one just created whose metadata
+   * has not reached this broker yet) or has a partition without leader (LEADER_NOT_AVAILABLE,
+   * which kafkajs retries). So each topic is asked for alone: an unknown one is left out, as the
+   * facade has it. A partition without leader cannot be reported as leader -1 (kafkajs' answer
+   * parser drops the whole answer): once kafkajs' retries run out the call fails with that
+   * retriable error, which waitForLeaders (topics.ts) takes as "no leader yet".
+   */
   async topicPartitions(topics: string[]): Promise<Map<string, Array<{ partition: number; leader: number }>>> {
     const out = new Map<string, Array<{ partition: number; leader: number }>>();
-    if (topics.length === 0) return out;
-    // A topic the broker does not know fails the call (UNKNOWN_TOPIC_OR_PARTITION, retriable).
-    const metadata = await this.admin.fetchTopicMetadata({ topics });
-    for (const t of metadata.topics) out.set(t.name, t.partitions.map((p) => ({ partition: p.partitionId, leader: p.leader })));
+    const answers = await Promise.all(
+      [...new Set(topics)].map(async (topic) => {
+        try {
+          const metadata = await this.admin.fetchTopicMetadata({ topics: [topic] });
+          return metadata.topics.find((t) => t.name === topic);
+        } catch (e) {
+          if (protocolErrorType(e) === 'UNKNOWN_TOPIC_OR_PARTITION') return undefined;
+          throw e;
+        }
+      }),
+    );
+    for (const t of answers) {
+      if (t === undefined) continue;
+      out.set(
+        t.name,
+        t.partitions.map((p) => ({ partition: p.partitionId, leader: p.leader })).sort((a, b) => a.partition - b.partition),
+      );
+    }
     return out;
   }
 
@@ -101,6 +124,16 @@ export class KafkaJsAdmin implements KafkaAdmin {
       throw e;
     }
   }
+}
+
+/** The broker answer a kafkajs error stands for (its `type`), looked for through kafkajs' wrappers. */
+function protocolErrorType(error: unknown): string | undefined {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 5; depth += 1) {
+    const { type, originalError, cause } = e as { type?: unknown; originalError?: unknown; cause?: unknown };
+    if (typeof type === 'string') return type;
+    e = originalError ?? cause;
+  }
+  return undefined;
 }
 
 /** A member's assignment (the consumer protocol's MemberAssignment): topic → partitions; empty while the group rebalances. */

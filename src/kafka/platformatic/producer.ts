@@ -1,6 +1,7 @@
-import { murmur2, ProduceAcks, Producer, ProtocolError, type MessageToProduce, type ProducerOptions as PlatformaticProducerOptions } from '@platformatic/kafka';
+import { ProduceAcks, Producer, ProtocolError, type MessageToProduce, type ProducerOptions as PlatformaticProducerOptions } from '@platformatic/kafka';
 import type { HeaderValue } from '../../model/headers.js';
 import type { HeaderList, KafkaFacadeOptions, OutgoingRecord, ProducerOptions, RecordProducer } from '../facade.js';
+import { JavaCompatiblePartitioner } from '../partitioner.js';
 import { logClientEvents, platformaticBaseOptions, retryDelay } from './options.js';
 
 /** What this adapter hands to @platformatic/kafka: bytes only (no serializers), header values may be null. */
@@ -114,36 +115,4 @@ function toBytes(value: Buffer | string): Buffer {
 
 function bytesOrUndefined(value: Buffer | string | null | undefined): Buffer | undefined {
   return value === null || value === undefined ? undefined : toBytes(value);
-}
-
-/**
- * The partition Java's DefaultPartitioner and kafkajs' DefaultPartitioner give a keyed record:
- * murmur2 of the key bytes, made positive by masking the sign bit, modulo the partition count.
- * @platformatic/kafka's own default (`murmur2 >>> 0`) disagrees for every key whose hash is
- * negative, which would split a tenant's records between two partitions when other producers
- * write the same keys.
- */
-export function keyedPartition(key: Buffer, partitionCount: number): number {
-  return positiveMurmur2(key) % partitionCount;
-}
-
-function positiveMurmur2(key: Buffer): number {
-  return murmur2(key) & 0x7fffffff;
-}
-
-/**
- * The partitioner given to @platformatic/kafka, which takes the result modulo the topic's
- * partition count itself (Producer#performSend): a keyed record gets the positive murmur2 hash,
- * one without a key the next partition in turn (the client's partitioner hook is also called for
- * records without a key, and its own round robin is then skipped).
- */
-export class JavaCompatiblePartitioner {
-  private readonly turns = new Map<string, number>();
-
-  partition(topic: string, key: Buffer | undefined): number {
-    if (key !== undefined && Buffer.isBuffer(key)) return positiveMurmur2(key);
-    const turn = this.turns.get(topic) ?? 0;
-    this.turns.set(topic, (turn + 1) % 0x7fffffff);
-    return turn;
-  }
 }

@@ -4,7 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { decodeAssignment, KafkaJsAdmin } from '../../../src/kafka/kafkajs/admin.js';
 import { createKafkaJsFacade } from '../../../src/kafka/kafkajs/facade.js';
 import { KafkaJsRecordProducer } from '../../../src/kafka/kafkajs/producer.js';
+import { kafkaFailure } from '../../../src/kafka/kafka-errors.js';
 import { ORDERED_HEADERS } from '../../../src/kafka/ordered-headers.js';
+import { keyedPartition } from '../../../src/kafka/partitioner.js';
 
 const { AssignerProtocol, CompressionTypes } = kafkajs;
 
@@ -36,17 +38,37 @@ describe('kafkajs adapter: admin', () => {
   });
 });
 
-/** A kafkajs client that keeps the producer configs asked for and the records sent. */
-function recordingKafka() {
+/**
+ * A kafkajs client that keeps the producer configs asked for and the records sent (each send()
+ * fails while `failing` says so), its admin client's metadata giving topics of `partitionCount`
+ * partitions (and counting the questions).
+ */
+function recordingKafka(partitionCount = 3) {
   const configs: ProducerConfig[] = [];
   const sent: ProducerRecord[] = [];
+  const state = { metadataAsked: 0, failing: (_r: ProducerRecord) => false };
   const kafka = {
     producer: (config: ProducerConfig) => {
       configs.push(config);
-      return { connect: async () => undefined, disconnect: async () => undefined, send: async (r: ProducerRecord) => void sent.push(r) };
+      return {
+        connect: async () => undefined,
+        disconnect: async () => undefined,
+        send: async (r: ProducerRecord) => {
+          if (state.failing(r)) throw Object.assign(new Error('leader gone'), { retriable: true });
+          sent.push(r);
+        },
+      };
     },
+    admin: () => ({
+      connect: async () => undefined,
+      disconnect: async () => undefined,
+      fetchTopicMetadata: async ({ topics }: { topics: string[] }) => {
+        state.metadataAsked += 1;
+        return { topics: topics.map((name) => ({ name, partitions: Array.from({ length: partitionCount }, (_, partitionId) => ({ partitionId, leader: 1 })) })) };
+      },
+    }),
   } as unknown as Kafka;
-  return { kafka, configs, sent };
+  return { kafka, configs, sent, state };
 }
 
 describe('kafkajs adapter: producer', () => {
@@ -65,11 +87,63 @@ describe('kafkajs adapter: producer', () => {
     const headers: Array<[string, Buffer | string | null]> = [['a', '1'], ['b', null], ['a', Buffer.from([0xff])]];
     await producer.send('t', [{ key: 'k', value: 'v', headers, partition: 2, timestamp: '1700000000000' }, { value: null }]);
     await producer.disconnect();
-    const [record] = k.sent;
-    expect(record).toMatchObject({ topic: 't', acks: -1, compression: CompressionTypes.GZIP });
-    expect(record!.messages[0]).toMatchObject({ key: 'k', value: 'v', partition: 2, timestamp: '1700000000000' });
-    expect((record!.messages[0]!.headers as Record<symbol, unknown>)[ORDERED_HEADERS]).toEqual(headers);
-    expect(record!.messages[1]).toEqual({ key: null, value: null });
+    // One send() per partition: the record for partition 2, the one without key on the first in turn.
+    expect(k.sent).toHaveLength(2);
+    for (const record of k.sent) expect(record).toMatchObject({ topic: 't', acks: -1, compression: CompressionTypes.GZIP });
+    const [toTwo, toZero] = k.sent;
+    expect(toTwo!.messages).toHaveLength(1);
+    expect(toTwo!.messages[0]).toMatchObject({ key: 'k', value: 'v', partition: 2, timestamp: '1700000000000' });
+    expect((toTwo!.messages[0]!.headers as Record<symbol, unknown>)[ORDERED_HEADERS]).toEqual(headers);
+    expect(toZero!.messages).toEqual([{ key: null, value: null, partition: 0 }]);
+  });
+
+  it('never lets one kafkajs send() span partitions: keyed records where murmur2 says, in order per partition', async () => {
+    const k = recordingKafka(7);
+    const producer = new KafkaJsRecordProducer(k.kafka, { delivery: 'bounded' });
+    await producer.connect();
+    const records = Array.from({ length: 100 }, (_, i) => ({ key: `tenant-${i % 13}`, value: String(i) }));
+    await producer.send('t', records);
+    await producer.send('t', records.slice(0, 10));
+    // The partition count is asked once for both sends.
+    expect(k.state.metadataAsked).toBe(1);
+    const first = k.sent.slice(0, k.sent.length - new Set(records.slice(0, 10).map((r) => keyedPartition(Buffer.from(r.key), 7))).size);
+    expect(first.flatMap((r) => r.messages)).toHaveLength(100);
+    for (const record of first) {
+      const partitions = new Set(record.messages.map((m) => m.partition));
+      expect(partitions.size).toBe(1);
+      for (const m of record.messages) expect(m.partition).toBe(keyedPartition(Buffer.from(m.key as string), 7));
+      const values = record.messages.map((m) => Number(m.value));
+      expect(values).toEqual([...values].sort((a, b) => a - b));
+    }
+    expect(first.length).toBeGreaterThan(3);
+    await producer.disconnect();
+  });
+
+  it('rejects the send when one partition failed (after the others settled), and asks the partition count again next time', async () => {
+    const k = recordingKafka(3);
+    const producer = new KafkaJsRecordProducer(k.kafka, { delivery: 'bounded' });
+    await producer.connect();
+    k.state.failing = (r) => r.messages[0]!.partition === 1;
+    await expect(producer.send('t', [0, 1, 2].map((partition) => ({ value: 'x', partition })))).rejects.toThrow('leader gone');
+    expect(k.sent.map((r) => r.messages[0]!.partition).sort()).toEqual([0, 2]);
+    k.state.failing = () => false;
+    await producer.send('t', [{ value: 'y', partition: 1 }]);
+    expect(k.state.metadataAsked).toBe(2);
+  });
+
+  it('refuses a partition the topic does not have as the broker would (UNKNOWN_TOPIC_OR_PARTITION), sending nothing', async () => {
+    const k = recordingKafka(3);
+    const producer = new KafkaJsRecordProducer(k.kafka, { delivery: 'bounded' });
+    const error = await producer.send('t', [{ value: 'a', partition: 0 }, { value: 'b', partition: 3 }]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(kafkaFailure(error)).toEqual({ kind: 'refused', refusal: 'UNKNOWN_TOPIC_OR_PARTITION', scope: 'topic' });
+    expect(k.sent).toEqual([]);
+  });
+
+  it('refuses a zstd producer at once (kafkajs here reads zstd but cannot write it)', () => {
+    expect(() => new KafkaJsRecordProducer(recordingKafka().kafka, { delivery: 'bounded', compression: 'zstd' })).toThrow(/zstd compression needs KAFKA_CLIENT=platformatic/);
   });
 });
 

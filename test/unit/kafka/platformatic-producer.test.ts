@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import type { HeaderList, OutgoingRecord } from '../../../src/kafka/facade.js';
 import { orderedHeaders } from '../../../src/kafka/ordered-headers.js';
 import { retryDelay } from '../../../src/kafka/platformatic/options.js';
-import { headersInWireOrder, JavaCompatiblePartitioner, keyedPartition, toPlatformaticMessage } from '../../../src/kafka/platformatic/producer.js';
+import { JavaCompatiblePartitioner, keyedPartition } from '../../../src/kafka/partitioner.js';
+import { headersInWireOrder, toPlatformaticMessage } from '../../../src/kafka/platformatic/producer.js';
 import type { RecordHeaders } from '../../../src/model/headers.js';
 import { decodeRecord } from '../../support/kafkajs-record.js';
 

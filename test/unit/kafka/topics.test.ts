@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { DLQ_HEADER_ROOM_BYTES, ensureTopics, waitForLeaders } from '../../../src/kafka/topics.js';
+import { DLQ_HEADER_ROOM_BYTES, ensureTopics, waitForLeaders, whileTopicIsNew } from '../../../src/kafka/topics.js';
 
 // kafkajs' KafkaJSProtocolError for UNKNOWN_TOPIC_OR_PARTITION, as a broker answers for a topic another worker has just created.
 const unknownTopic = () => Object.assign(new Error('This server does not host this topic-partition'), { type: 'UNKNOWN_TOPIC_OR_PARTITION', code: 3, retriable: true });
@@ -90,5 +90,31 @@ describe('ensureTopics', () => {
     expect(ensured.maxMessageBytes.get('spans.dlq')).toBe(1_000_000);
     expect(lines.find((l) => String(l.msg).startsWith('the dead-letter topic takes smaller records'))).toMatchObject({ dlqTopic: 'spans.dlq', dlqMaxMessageBytes: 1_000_000, topic: 'spans', sourceMaxMessageBytes: 2_000_000 });
     expect(admin.connected).toBe(0);
+  });
+});
+
+describe('whileTopicIsNew', () => {
+  it('tries again while the topic may be new to the broker asked, then gives its answer', async () => {
+    let calls = 0;
+    const answer = await whileTopicIsNew(async () => {
+      calls += 1;
+      if (calls < 3) throw unknownTopic();
+      return 'read';
+    });
+    expect(answer).toBe('read');
+    expect(calls).toBe(3);
+  });
+
+  it('fails at once on what no retry changes, and with the last error once its time is up', async () => {
+    let calls = 0;
+    const refused = Object.assign(new Error('not authorized'), { type: 'TOPIC_AUTHORIZATION_FAILED' });
+    await expect(
+      whileTopicIsNew(async () => {
+        calls += 1;
+        throw refused;
+      }),
+    ).rejects.toBe(refused);
+    expect(calls).toBe(1);
+    await expect(whileTopicIsNew(() => Promise.reject(unknownTopic()), 120)).rejects.toThrow('does not host this topic-partition');
   });
 });
