@@ -140,6 +140,9 @@ export interface WorkerLaunch {
   args: string[];
 }
 
+/** The image's NODE_OPTIONS (deploy/Dockerfile): V8's young generation capped as Node 20 had it. */
+export const DEPLOYED_NODE_OPTIONS = '--max-semi-space-size=16';
+
 /**
  * A worker as a real child process (`spanledger worker <kind>`, or `launch`: e.g. a test's own
  * entry point run with vite-node), with its log lines kept.
@@ -152,7 +155,9 @@ export class WorkerProcess {
   constructor(kind: 'spans' | 'signals' | 'rules', env: Record<string, string>, launch: WorkerLaunch = { file: process.execPath, args: [CLI, 'worker', kind] }) {
     this.child = spawn(launch.file, launch.args, {
       cwd: ROOT,
-      env: { ...process.env, METRICS_PORT: '0', LOG_LEVEL: 'info', ...env },
+      // V8 flags as the image deploys them (deploy/Dockerfile): the memory bounds tested here are
+      // the deployed worker's.
+      env: { ...process.env, NODE_OPTIONS: process.env.NODE_OPTIONS || DEPLOYED_NODE_OPTIONS, METRICS_PORT: '0', LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const keep = (chunk: Buffer) => {
