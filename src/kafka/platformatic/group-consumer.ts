@@ -139,6 +139,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.closing = true;
     clearTimeout(this.rejoinTimer);
     await this.loop?.stop();
+    if (this.options.groupInstanceId !== undefined) await this.stayInGroup();
     await this.consumer.close();
   }
 
@@ -199,6 +200,25 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.rejoinTimer = setTimeout(() => {
       this.consumer.joinGroup().catch((e: unknown) => this.rejoinFailed(e as Error));
     }, REJOIN_BACKOFF_MS * this.rejoinFailures);
+  }
+
+  /**
+   * KIP-345: a static member that stops does not leave its group (as the Java client does not):
+   * the broker keeps its partitions for the session timeout, and the same instance id joining
+   * again in time gets them back without a rebalance. The library's close() always sends
+   * LeaveGroup, and has no option not to; it sends none when it holds no member id, and its
+   * public leaveGroup() ends the membership (so the scheduled heartbeat cancels itself when it
+   * fires, without a request, and close() leaves nothing). So: forget the member id, then
+   * leaveGroup() — no request goes to the broker. The one heartbeat timer already scheduled
+   * (the library keeps it private) fires once within heartbeatIntervalMs and stops: the client
+   * is closed by then, so nothing connects again (test: static-member-close.test.ts).
+   */
+  private async stayInGroup(): Promise<void> {
+    const memberId = this.consumer.memberId;
+    if (memberId === null) return;
+    this.consumer.memberId = null;
+    await this.consumer.leaveGroup();
+    this.log.info({ memberId, groupInstanceId: this.options.groupInstanceId }, 'static member stops without leaving the group: its partitions wait for it for the session timeout');
   }
 
   /** Where newly assigned partitions start: the group's committed offset, else earliest (fromBeginning) or latest. */
