@@ -125,7 +125,7 @@ interface Worker {
 }
 
 function workersOf(manifests: Manifests): Worker[] {
-  return manifests.ofKind('Deployment').map((deployment) => {
+  return manifests.ofKind('StatefulSet').map((deployment) => {
     const containers = deployment.spec.template.spec.containers as Container[];
     expect(containers, `containers of ${deployment.metadata.name}`).toHaveLength(1);
     const container = containers[0]!;
@@ -176,9 +176,18 @@ describe.each(KUSTOMIZATIONS)('Kubernetes manifests of %s', (dir) => {
     workers = workersOf(manifests);
   });
 
-  it('has one Deployment per worker role', (ctx) => {
+  it('has one StatefulSet per worker role', (ctx) => {
     if (workers === undefined) return ctx.skip();
     expect(workers.map((w) => w.role).sort()).toEqual(Object.keys(ROLES).sort());
+  });
+
+  it('gives each worker its stable pod name as its static group member id', (ctx) => {
+    if (workers === undefined) return ctx.skip();
+    for (const { deployment, container } of workers) {
+      const instanceId = container.env?.find((e) => e.name === 'KAFKA_GROUP_INSTANCE_ID');
+      expect(instanceId?.valueFrom, `${deployment.metadata.name}: KAFKA_GROUP_INSTANCE_ID`).toEqual({ fieldRef: { fieldPath: 'metadata.name' } });
+      expect(deployment.spec.serviceName, `${deployment.metadata.name}: serviceName`).toBeTruthy();
+    }
   });
 
   it('sets only known settings, each with a value its schema accepts', (ctx) => {
@@ -259,6 +268,8 @@ describe.each(KUSTOMIZATIONS)('Kubernetes manifests of %s', (dir) => {
       const targeting = scaledObjects.filter((s) => s.spec.scaleTargetRef.name === name);
       expect(targeting, `ScaledObjects of ${name}`).toHaveLength(1);
       const { spec } = targeting[0]!;
+      // KEDA scales a Deployment unless told otherwise.
+      expect(spec.scaleTargetRef.kind, `ScaledObject of ${name}: target kind`).toBe('StatefulSet');
       expect(spec.minReplicaCount).toBeGreaterThanOrEqual(1);
       expect(spec.maxReplicaCount).toBeGreaterThanOrEqual(spec.minReplicaCount);
       expect(spec.maxReplicaCount, `${name}: maxReplicaCount against ${partitions} partitions`).toBeLessThanOrEqual(partitions);
@@ -278,12 +289,12 @@ describe.each(KUSTOMIZATIONS)('Kubernetes manifests of %s', (dir) => {
     expect(scaledObjects).toHaveLength(workers.length);
   });
 
-  it('has a PodDisruptionBudget for every Deployment, each selecting one', (ctx) => {
+  it('has a PodDisruptionBudget for every worker StatefulSet, each selecting one', (ctx) => {
     if (workers === undefined) return ctx.skip();
     const budgets = manifests.ofKind('PodDisruptionBudget');
     for (const budget of budgets) {
       const selected = workers.filter((w) => matches(budget.spec.selector.matchLabels, w.deployment.spec.template.metadata.labels));
-      expect(selected.map((w) => w.deployment.metadata.name), `Deployments selected by PDB ${budget.metadata.name}`).toHaveLength(1);
+      expect(selected.map((w) => w.deployment.metadata.name), `StatefulSets selected by PDB ${budget.metadata.name}`).toHaveLength(1);
     }
     for (const { deployment } of workers) {
       expect(budgets.some((b) => matches(b.spec.selector.matchLabels, deployment.spec.template.metadata.labels)), `PDB for ${deployment.metadata.name}`).toBe(true);
