@@ -282,8 +282,11 @@ describe('PlatformaticGroupConsumer on a real broker', () => {
     for (const member of [first, second]) {
       for (const p of member.assignment) expect(member.of(p).filter((m) => m.value!.toString().startsWith('late')).map((m) => m.offset)).toEqual([5n, 6n, 7n]);
     }
-    // A graceful stop leaves the group (the library sends LeaveGroup, static member or not): the other member takes over.
+    // A static member's graceful stop does not leave the group (KIP-345): its partitions wait for
+    // it until the session timeout (10 s) ends, and only then does the other member take over.
+    const stoppedAt = Date.now();
     await first.consumer.disconnect();
     await waitFor('second member holds all', () => second.assignment.length === 4, 60_000);
+    expect(Date.now() - stoppedAt).toBeGreaterThan(9_000);
   });
 });
