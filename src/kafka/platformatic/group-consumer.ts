@@ -211,7 +211,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
    * fires, without a request, and close() leaves nothing). So: forget the member id, then
    * leaveGroup() — no request goes to the broker. The one heartbeat timer already scheduled
    * (the library keeps it private) fires once within heartbeatIntervalMs and stops: the client
-   * is closed by then, so nothing connects again (test: static-member-close.test.ts).
+   * is closed by then, so nothing connects again (test/integration/static-membership.test.ts).
    */
   private async stayInGroup(): Promise<void> {
     const memberId = this.consumer.memberId;
