@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchKafka, brokerFromEnv, createTopic, freePort, parseArgs, say, sleep, startWorker, steadyLoad, stopWorker } from './lib.mjs';
+import { benchKafka, brokerFromEnv, createTopic, freePort, metricsText, parseArgs, say, sleep, startWorker, steadyLoad, stopWorker } from './lib.mjs';
 import { ROOT } from './lib.mjs';
 
 const { groupLag } = await import(path.join(ROOT, 'dist/kafka/client.js'));
@@ -104,12 +104,26 @@ async function scenario({ client, protocol }, n) {
   let loading = true;
   const load = steadyLoad(kafka, topic, { rate: RATE, seconds: 3600, tenants: TENANTS, tenantBase: 0x7b000, stopped: () => !loading });
 
+  // One span log for the group, as workers sharing a volume: a moved partition's new owner waits
+  // for the old one's lock (docs/spanlog.md), part of a hand-over's cost.
+  const spanlogDir = path.join(tmp, name);
   const live = [];
   let seq = 0;
+  // Commit failures each worker reported, last scrape: a failed commit would stall the measure
+  // (committed offsets) while records were still stored.
+  const commitFailures = new Map();
+  const scrapeFailures = () =>
+    Promise.all(
+      live.map(async (w) => {
+        const text = await metricsText(w.port).catch(() => '');
+        const n = text.split('\n').filter((l) => l.startsWith('spanledger_commit_failures_total')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+        commitFailures.set(w.name, Math.max(n, commitFailures.get(w.name) ?? 0));
+      }),
+    );
   const start = async () => {
     const port = await freePort();
     const w = { name: `w${++seq}`, port };
-    w.child = startWorker(brokers, 'spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(tmp, name, w.name), METRICS_PORT: String(port), KAFKA_CLIENT: client, KAFKA_REBALANCE_PROTOCOL: protocol, ...SPAN_ENV });
+    w.child = startWorker(brokers, 'spans', { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: spanlogDir, METRICS_PORT: String(port), KAFKA_CLIENT: client, KAFKA_REBALANCE_PROTOCOL: protocol, ...SPAN_ENV });
     live.push(w);
     return w;
   };
@@ -143,6 +157,7 @@ async function scenario({ client, protocol }, n) {
 
     let count = 1;
     for (const target of STEPS) {
+      await scrapeFailures();
       const before = await owners(live);
       const at = performance.now();
       let exited;
@@ -161,9 +176,11 @@ async function scenario({ client, protocol }, n) {
       steps.push({ label, partitions });
       say(`${name} ${label}: ${partitions.map((p) => `p${p.partition} ${p.before ?? '?'}→${p.after ?? '?'} ${Math.round(p.stopMs)}${p.open ? '+' : ''} ms`).join(', ')}`);
     }
+    await scrapeFailures();
     loading = false;
     const produced = await load;
-    return { name, client, protocol, run: n, loadAverage, rate: produced.rate, baseline, steps };
+    const failures = [...commitFailures.values()].reduce((a, b) => a + b, 0);
+    return { name, client, protocol, run: n, loadAverage, rate: produced.rate, baseline, steps, commitFailures: failures };
   } finally {
     loading = false;
     sampling = false;
@@ -186,13 +203,13 @@ if (typeof args.json === 'string') fs.writeFileSync(args.json, JSON.stringify(re
 const s = (ms) => (ms / 1000).toFixed(1);
 const maxOf = (ps) => (ps.length === 0 ? '-' : `${s(Math.max(...ps.map((p) => p.stopMs)))}${ps.some((p) => p.open) ? '+' : ''}`);
 const rangeOf = (ps) => (ps.length === 0 ? '-' : `${s(Math.min(...ps.map((p) => p.stopMs)))}-${s(Math.max(...ps.map((p) => p.stopMs)))}`);
-const head = ['client / protocol', 'run', 'load avg', 'baseline max', 'step', 'unmoved', 'unmoved stop (s, min-max)', 'moved', 'moved stop (s, max)'];
+const head = ['client / protocol', 'run', 'load avg', 'commit failures', 'baseline max', 'step', 'unmoved', 'unmoved stop (s, min-max)', 'moved', 'moved stop (s, max)'];
 const rows = [];
 for (const r of results) {
   for (const [i, st] of r.steps.entries()) {
     const unmoved = st.partitions.filter((p) => !p.moved);
     const moved = st.partitions.filter((p) => p.moved);
-    rows.push([i === 0 ? `${r.client} / ${r.protocol}` : '', i === 0 ? String(r.run) : '', i === 0 ? r.loadAverage.toFixed(1) : '', i === 0 ? s(Math.max(...r.baseline)) : '', st.label, String(unmoved.length), rangeOf(unmoved), String(moved.length), maxOf(moved)]);
+    rows.push([i === 0 ? `${r.client} / ${r.protocol}` : '', i === 0 ? String(r.run) : '', i === 0 ? r.loadAverage.toFixed(1) : '', i === 0 ? String(r.commitFailures) : '', i === 0 ? s(Math.max(...r.baseline)) : '', st.label, String(unmoved.length), rangeOf(unmoved), String(moved.length), maxOf(moved)]);
   }
 }
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
