@@ -69,28 +69,45 @@ async function owners(workers) {
 }
 
 /**
- * The longest stop of `partition` in (from, to]: the time between two advances of its committed
- * offset while records were waiting (the end offset above the committed one at some sample in
- * between); a stop still open at `to` counts up to `to` (flagged `open`).
+ * The longest stop of `partition` in (from, to]: the time between two advances of its progress
+ * (`series`: samples { t, value: per partition }) while records were waiting (`waiting(s, p)`,
+ * true at some sample in between); a stop still open at `to` counts up to `to` (flagged `open`).
  */
-function longestStop(samples, partition, from, to) {
+function longestStop(series, partition, from, to, waiting) {
   let lastAdvance;
   let prev;
-  let waiting = false;
+  let waited = false;
   let longest = { ms: 0, open: false };
-  for (const s of samples) {
-    const c = s.committed[partition];
-    const e = s.end[partition];
-    if (prev === undefined || c > prev) {
-      if (prev !== undefined && lastAdvance !== undefined && waiting && s.t > from && s.t <= to && s.t - lastAdvance > longest.ms) longest = { ms: s.t - lastAdvance, open: false };
-      lastAdvance = s.t;
-      waiting = e > c;
-    } else if (e > c) waiting = true;
-    prev = c;
+  for (const s of series) {
     if (s.t > to) break;
+    const v = s.value[partition];
+    if (prev === undefined || v > prev) {
+      if (prev !== undefined && waited && s.t > from && s.t - lastAdvance > longest.ms) longest = { ms: s.t - lastAdvance, open: false };
+      lastAdvance = s.t;
+      waited = waiting(s.t, partition);
+    } else if (waiting(s.t, partition)) waited = true;
+    prev = v;
   }
-  if (lastAdvance !== undefined && waiting && to - lastAdvance > longest.ms && lastAdvance <= to) longest = { ms: to - lastAdvance, open: true };
+  if (lastAdvance !== undefined && waited && to - lastAdvance > longest.ms) longest = { ms: to - lastAdvance, open: true };
   return longest;
+}
+
+/** Bytes of the span log per partition: segments are <tenant>/<day>/<topic>+<partition>+<first>.jsonl (docs/spanlog.md). */
+async function spanlogBytes(dir, topic) {
+  const bytes = new Array(PARTITIONS).fill(0);
+  const list = (d) => fs.promises.readdir(d).catch(() => []);
+  for (const tenant of await list(dir)) {
+    if (tenant.startsWith('.')) continue;
+    for (const day of await list(path.join(dir, tenant))) {
+      for (const file of await list(path.join(dir, tenant, day))) {
+        if (!file.startsWith(`${topic}+`) || !file.endsWith('.jsonl')) continue;
+        const partition = Number(file.slice(topic.length + 1).split('+')[0]);
+        const st = await fs.promises.stat(path.join(dir, tenant, day, file)).catch(() => undefined);
+        if (st && partition < PARTITIONS) bytes[partition] += st.size;
+      }
+    }
+  }
+  return bytes;
 }
 
 async function scenario({ client, protocol }, n) {
@@ -135,25 +152,46 @@ async function scenario({ client, protocol }, n) {
     while (sampling) {
       const next = performance.now() + SAMPLE_MS;
       const lag = await groupLag(admin, group, topic).catch(() => undefined);
-      if (lag) samples.push({ t: performance.now(), committed: lag.map((p) => p.committed), end: lag.map((p) => p.end) });
+      if (lag) samples.push({ t: performance.now(), value: lag.map((p) => p.committed), end: lag.map((p) => p.end) });
       const wait = next - performance.now();
       if (wait > 0) await sleep(wait);
     }
   })();
+
+  // The span log's bytes per partition, as often as a walk of its folders allows: storage itself,
+  // which a refused commit does not hold up.
+  const stored = [];
+  const storedSampler = (async () => {
+    while (sampling) {
+      const next = performance.now() + SAMPLE_MS;
+      const bytes = await spanlogBytes(spanlogDir, topic);
+      stored.push({ t: performance.now(), value: bytes });
+      const wait = next - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+  })();
+  // Records waited for `p` at `t`: the broker sample at or before `t` had its end above its committed offset.
+  const waiting = (t, p) => {
+    let i = samples.length - 1;
+    while (i > 0 && samples[i].t > t) i--;
+    const s = samples[i];
+    return s !== undefined && s.end[p] > s.value[p];
+  };
 
   const steps = [];
   try {
     await start();
     // Warm-up: until every partition has a commit, then one step of steady state as the baseline.
     const deadline = performance.now() + 60_000;
-    while (!(samples.at(-1)?.committed.every((c) => c > 0n) ?? false)) {
+    while (!(samples.at(-1)?.value.every((c) => c > 0n) ?? false)) {
       if (performance.now() > deadline) throw new Error(`${name}: no commit on every partition within 60 s`);
       await sleep(200);
     }
     const baselineFrom = performance.now();
     await sleep(STEP_SECONDS * 1000);
     const baselineTo = performance.now();
-    const baseline = Array.from({ length: PARTITIONS }, (_, p) => longestStop(samples, p, baselineFrom, baselineTo).ms);
+    const baseline = Array.from({ length: PARTITIONS }, (_, p) => longestStop(samples, p, baselineFrom, baselineTo, waiting).ms);
+    const storedBaseline = Array.from({ length: PARTITIONS }, (_, p) => longestStop(stored, p, baselineFrom, baselineTo, waiting).ms);
 
     let count = 1;
     for (const target of STEPS) {
@@ -170,21 +208,23 @@ async function scenario({ client, protocol }, n) {
       const after = await owners(live);
       const to = performance.now();
       const partitions = Array.from({ length: PARTITIONS }, (_, p) => {
-        const stop = longestStop(samples, p, at, to);
-        return { partition: p, before: before.get(p), after: after.get(p), moved: before.get(p) === undefined || before.get(p) !== after.get(p), stopMs: stop.ms, open: stop.open };
+        const stop = longestStop(samples, p, at, to, waiting);
+        const storedStop = longestStop(stored, p, at, to, waiting);
+        return { partition: p, before: before.get(p), after: after.get(p), moved: before.get(p) === undefined || before.get(p) !== after.get(p), stopMs: stop.ms, open: stop.open, storedStopMs: storedStop.ms, storedOpen: storedStop.open };
       });
       steps.push({ label, partitions });
-      say(`${name} ${label}: ${partitions.map((p) => `p${p.partition} ${p.before ?? '?'}→${p.after ?? '?'} ${Math.round(p.stopMs)}${p.open ? '+' : ''} ms`).join(', ')}`);
+      say(`${name} ${label}: ${partitions.map((p) => `p${p.partition} ${p.before ?? '?'}→${p.after ?? '?'} ${Math.round(p.stopMs)}${p.open ? '+' : ''}/${Math.round(p.storedStopMs)}${p.storedOpen ? '+' : ''} ms`).join(', ')}`);
     }
     await scrapeFailures();
     loading = false;
     const produced = await load;
     const failures = [...commitFailures.values()].reduce((a, b) => a + b, 0);
-    return { name, client, protocol, run: n, loadAverage, rate: produced.rate, baseline, steps, commitFailures: failures };
+    return { name, client, protocol, run: n, loadAverage, rate: produced.rate, baseline, storedBaseline, storedSamples: stored.length, steps, commitFailures: failures };
   } finally {
     loading = false;
     sampling = false;
     await sampler;
+    await storedSampler;
     for (const w of live.splice(0)) await stopWorker(w.child);
     await load.catch(() => {});
   }
@@ -201,21 +241,22 @@ try {
 if (typeof args.json === 'string') fs.writeFileSync(args.json, JSON.stringify(results, null, 2));
 
 const s = (ms) => (ms / 1000).toFixed(1);
-const maxOf = (ps) => (ps.length === 0 ? '-' : `${s(Math.max(...ps.map((p) => p.stopMs)))}${ps.some((p) => p.open) ? '+' : ''}`);
-const rangeOf = (ps) => (ps.length === 0 ? '-' : `${s(Math.min(...ps.map((p) => p.stopMs)))}-${s(Math.max(...ps.map((p) => p.stopMs)))}`);
+// "committed / stored" seconds: the longest stop of the committed offset, then of the span log's bytes.
+const maxOf = (ps) => (ps.length === 0 ? '-' : ['stopMs', 'storedStopMs'].map((k) => `${s(Math.max(...ps.map((p) => p[k])))}${ps.some((p) => p[k === 'stopMs' ? 'open' : 'storedOpen']) ? '+' : ''}`).join(' / '));
+const rangeOf = (ps) => (ps.length === 0 ? '-' : ['stopMs', 'storedStopMs'].map((k) => `${s(Math.min(...ps.map((p) => p[k])))}-${s(Math.max(...ps.map((p) => p[k])))}`).join(' / '));
 const head = ['client / protocol', 'run', 'load avg', 'commit failures', 'baseline max', 'step', 'unmoved', 'unmoved stop (s, min-max)', 'moved', 'moved stop (s, max)'];
 const rows = [];
 for (const r of results) {
   for (const [i, st] of r.steps.entries()) {
     const unmoved = st.partitions.filter((p) => !p.moved);
     const moved = st.partitions.filter((p) => p.moved);
-    rows.push([i === 0 ? `${r.client} / ${r.protocol}` : '', i === 0 ? String(r.run) : '', i === 0 ? r.loadAverage.toFixed(1) : '', i === 0 ? String(r.commitFailures) : '', i === 0 ? s(Math.max(...r.baseline)) : '', st.label, String(unmoved.length), rangeOf(unmoved), String(moved.length), maxOf(moved)]);
+    rows.push([i === 0 ? `${r.client} / ${r.protocol}` : '', i === 0 ? String(r.run) : '', i === 0 ? r.loadAverage.toFixed(1) : '', i === 0 ? String(r.commitFailures) : '', i === 0 ? `${s(Math.max(...r.baseline))} / ${s(Math.max(...r.storedBaseline))}` : '', st.label, String(unmoved.length), rangeOf(unmoved), String(moved.length), maxOf(moved)]);
   }
 }
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
 const line = (r) => r.map((c, i) => c.padEnd(widths[i])).join('  ');
 console.log(`\nspanledger rebalance bench: ${RATE} spans/s over ${PARTITIONS} partitions, steps every ${STEP_SECONDS} s, sampled every ${SAMPLE_MS} ms, on ${os.cpus().length} cores, broker and workers on this machine`);
-console.log('stop = longest time between two advances of a partition\'s committed offset while records waited; + = still stopped at the step\'s end');
+console.log('stop = longest time between two advances of a partition\'s committed offset / of its bytes in the span log, while records waited; + = still stopped at the step\'s end');
 console.log(line(head));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 for (const r of rows) console.log(line(r));
