@@ -191,9 +191,9 @@ export function startWorker(brokers, kind, env, nodeArgs = []) {
 /**
  * Spans (or signals, `kind`) at `rate` per second for `seconds` of wall clock over `tenants`
  * tenants from `tenantBase`, then stop (a producer that cannot keep up sends fewer: `produced` /
- * `seconds` is the rate achieved). Batches of a tenth of a second.
+ * `seconds` is the rate achieved). Batches of a tenth of a second. `stopped()` true ends it early.
  */
-export async function steadyLoad(kafka, topic, { kind = 'spans', rate, seconds, tenants = 20, tenantBase = 0x5a000 }) {
+export async function steadyLoad(kafka, topic, { kind = 'spans', rate, seconds, tenants = 20, tenantBase = 0x5a000, stopped = () => false }) {
   const producer = kafka.producer({ delivery: 'bounded' });
   await producer.connect();
   const started = performance.now();
@@ -202,7 +202,7 @@ export async function steadyLoad(kafka, topic, { kind = 'spans', rate, seconds, 
   const inFlight = [];
   let seq = 0;
   try {
-    while (performance.now() < end) {
+    while (performance.now() < end && !stopped()) {
       const messages = [];
       for (let i = 0; i < perBatch; i++, seq++) {
         const tenantId = tenantIdFor(tenantBase + (seq % tenants));
