@@ -72,10 +72,18 @@ export async function ensureTopics(kafka: Pick<KafkaFacade, 'admin'>, needs: Top
   }
 }
 
-/** Creates the topics without waiting for leaders (waitForLeaders does, bounded); one another worker created at the same moment is fine. */
+/**
+ * Creates the topics without waiting for leaders (waitForLeaders does, bounded); one another
+ * worker created at the same moment is fine. Tried again while a topic may be new (whileTopicIsNew):
+ * kafkajs' createTopics first refreshes its metadata of every topic the admin client asked about
+ * before, and fails as a whole with "This server does not host this topic-partition" when the
+ * broker it asks does not know one of them yet (a topic a peer has just created). That stopped the
+ * second of two rule workers starting together on a fresh 3-broker cluster: its dead-letter topic
+ * was created after waitForLeaders had looked at the checkpoint topic the first worker created.
+ */
 async function createTopics(admin: KafkaAdmin, topics: TopicNeed[]): Promise<void> {
   if (topics.length === 0) return;
-  await admin.createTopics(topics.map(({ topic, numPartitions, configEntries }) => ({ topic, numPartitions, ...(configEntries === undefined ? {} : { configEntries }) })));
+  await whileTopicIsNew(() => admin.createTopics(topics.map(({ topic, numPartitions, configEntries }) => ({ topic, numPartitions, ...(configEntries === undefined ? {} : { configEntries }) }))));
 }
 
 /**
