@@ -32,8 +32,9 @@ class FakeAdmin {
   connected = 0;
   /** Another worker creates these between our listTopics and createTopics. */
   racing: string[] = [];
-  /** createTopics calls that fail before creating anything, as kafkajs' does when its metadata refresh asks a broker that does not know a topic yet. */
+  /** listTopics and createTopics calls that fail (before creating anything), as kafkajs' do when the metadata of all topics they read carries an error for a topic a peer is creating. */
   refreshFailures = 0;
+  listFailures = 0;
   createCalls = 0;
 
   constructor(existing: Record<string, number>) {
@@ -41,7 +42,13 @@ class FakeAdmin {
   }
   async connect() { this.connected++; }
   async disconnect() { this.connected--; }
-  async listTopics() { return [...this.topics.keys()]; }
+  async listTopics() {
+    if (this.listFailures > 0) {
+      this.listFailures--;
+      throw unknownTopic();
+    }
+    return [...this.topics.keys()];
+  }
   /** As KafkaAdmin.createTopics: one that exists already (a peer created it) is not an error, and keeps its settings. */
   async createTopics(topics: FakeAdmin['created']) {
     this.createCalls++;
@@ -102,8 +109,9 @@ describe('ensureTopics', () => {
 });
 
 describe('ensureTopics on a cluster whose brokers do not all know a new topic yet', () => {
-  it('tries the creation again (bounded) while it fails with "does not host this topic-partition", and creates each topic once', async () => {
+  it('tries the listing and the creation again (bounded) while they fail with "does not host this topic-partition", and creates each topic once', async () => {
     const admin = new FakeAdmin({ spans: 2_000_000 });
+    admin.listFailures = 1;
     admin.refreshFailures = 2;
     const ensured = await ensureTopics({ admin: () => admin as never }, [
       { topic: 'spans', numPartitions: 6 },
@@ -113,6 +121,7 @@ describe('ensureTopics on a cluster whose brokers do not all know a new topic ye
     expect(ensured.created).toEqual(['spans.dlq', 'checkpoints']);
     expect(admin.created.map((c) => c.topic)).toEqual(['checkpoints', 'spans.dlq']);
     expect(admin.createCalls).toBe(4);
+    expect(admin.listFailures).toBe(0);
     expect(admin.connected).toBe(0);
   });
 
