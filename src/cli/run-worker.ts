@@ -22,6 +22,12 @@ export async function runWorker<T>(worker: Worker<T>, logger: Logger): Promise<n
     logger.fatal({ err: e }, 'worker cannot go on');
     stop('fatal error', 1);
   });
-  await worker.start();
+  try {
+    await worker.start();
+  } catch (e) {
+    // The command prints only the message as it exits: the log keeps where it failed (the stack).
+    logger.fatal({ err: e }, 'worker did not start');
+    throw e;
+  }
   return new Promise<never>(() => undefined);
 }

@@ -177,7 +177,7 @@ export class CompactedTable {
     if (await closed()) return;
     if (this.options.create) {
       await ensureTopics(this.kafka, [{ topic: this.topic, ...this.options.create }]);
-    } else if (!(await admin.listTopics()).includes(this.topic)) {
+    } else if (!(await whileTopicIsNew(() => admin.listTopics())).includes(this.topic)) {
       throw new TopicNotFoundError(this.topic);
     }
     if (await closed()) return;

@@ -36,7 +36,8 @@ export async function ensureTopics(kafka: Pick<KafkaFacade, 'admin'>, needs: Top
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const existing = new Set(await admin.listTopics());
+    // Every topic's metadata: see createTopics for why a topic being created may fail it for a moment.
+    const existing = new Set(await whileTopicIsNew(() => admin.listTopics()));
     const missing = needs.filter((n) => !existing.has(n.topic));
     const sources = needs.filter((n) => n.deadLettersOf === undefined);
     const deadLetters = needs.filter((n) => n.deadLettersOf !== undefined);
@@ -72,10 +73,16 @@ export async function ensureTopics(kafka: Pick<KafkaFacade, 'admin'>, needs: Top
   }
 }
 
-/** Creates the topics without waiting for leaders (waitForLeaders does, bounded); one another worker created at the same moment is fine. */
+/**
+ * Creates the topics without waiting for leaders (waitForLeaders does, bounded); one another
+ * worker created at the same moment is fine. Tried again while a topic may be new (whileTopicIsNew):
+ * kafkajs' createTopics first refreshes its metadata of every topic of the cluster (its admin
+ * follows none), and its answer parser fails the whole call on an error for any one topic, such
+ * as one a peer is creating at this moment; listTopics (below) reads the same answer.
+ */
 async function createTopics(admin: KafkaAdmin, topics: TopicNeed[]): Promise<void> {
   if (topics.length === 0) return;
-  await admin.createTopics(topics.map(({ topic, numPartitions, configEntries }) => ({ topic, numPartitions, ...(configEntries === undefined ? {} : { configEntries }) })));
+  await whileTopicIsNew(() => admin.createTopics(topics.map(({ topic, numPartitions, configEntries }) => ({ topic, numPartitions, ...(configEntries === undefined ? {} : { configEntries }) }))));
 }
 
 /**

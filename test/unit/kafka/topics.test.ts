@@ -32,15 +32,30 @@ class FakeAdmin {
   connected = 0;
   /** Another worker creates these between our listTopics and createTopics. */
   racing: string[] = [];
+  /** listTopics and createTopics calls that fail (before creating anything), as kafkajs' do when the metadata of all topics they read carries an error for a topic a peer is creating. */
+  refreshFailures = 0;
+  listFailures = 0;
+  createCalls = 0;
 
   constructor(existing: Record<string, number>) {
     for (const [t, bytes] of Object.entries(existing)) this.topics.set(t, bytes);
   }
   async connect() { this.connected++; }
   async disconnect() { this.connected--; }
-  async listTopics() { return [...this.topics.keys()]; }
+  async listTopics() {
+    if (this.listFailures > 0) {
+      this.listFailures--;
+      throw unknownTopic();
+    }
+    return [...this.topics.keys()];
+  }
   /** As KafkaAdmin.createTopics: one that exists already (a peer created it) is not an error, and keeps its settings. */
   async createTopics(topics: FakeAdmin['created']) {
+    this.createCalls++;
+    if (this.refreshFailures > 0) {
+      this.refreshFailures--;
+      throw unknownTopic();
+    }
     for (const t of this.racing) this.topics.set(t, 1_048_588);
     this.created.push(...topics);
     for (const t of topics) if (!this.topics.has(t.topic)) this.topics.set(t.topic, Number(t.configEntries?.find((c) => c.name === 'max.message.bytes')?.value ?? 1_048_588));
@@ -89,6 +104,35 @@ describe('ensureTopics', () => {
     expect(admin.created.map((c) => c.topic)).toEqual(['signals']);
     expect(ensured.maxMessageBytes.get('spans.dlq')).toBe(1_000_000);
     expect(lines.find((l) => String(l.msg).startsWith('the dead-letter topic takes smaller records'))).toMatchObject({ dlqTopic: 'spans.dlq', dlqMaxMessageBytes: 1_000_000, topic: 'spans', sourceMaxMessageBytes: 2_000_000 });
+    expect(admin.connected).toBe(0);
+  });
+});
+
+describe('ensureTopics on a cluster whose brokers do not all know a new topic yet', () => {
+  it('tries the listing and the creation again (bounded) while they fail with "does not host this topic-partition", and creates each topic once', async () => {
+    const admin = new FakeAdmin({ spans: 2_000_000 });
+    admin.listFailures = 1;
+    admin.refreshFailures = 2;
+    const ensured = await ensureTopics({ admin: () => admin as never }, [
+      { topic: 'spans', numPartitions: 6 },
+      { topic: 'spans.dlq', numPartitions: 6, deadLettersOf: 'spans' },
+      { topic: 'checkpoints', numPartitions: 6 },
+    ]);
+    expect(ensured.created).toEqual(['spans.dlq', 'checkpoints']);
+    expect(admin.created.map((c) => c.topic)).toEqual(['checkpoints', 'spans.dlq']);
+    expect(admin.createCalls).toBe(4);
+    expect(admin.listFailures).toBe(0);
+    expect(admin.connected).toBe(0);
+  });
+
+  it('still fails at once when the creation is refused for good', async () => {
+    const admin = new FakeAdmin({});
+    admin.createTopics = async () => {
+      admin.createCalls++;
+      throw Object.assign(new Error('not authorized'), { type: 'TOPIC_AUTHORIZATION_FAILED' });
+    };
+    await expect(ensureTopics({ admin: () => admin as never }, [{ topic: 'spans', numPartitions: 6 }])).rejects.toThrow('not authorized');
+    expect(admin.createCalls).toBe(1);
     expect(admin.connected).toBe(0);
   });
 });
