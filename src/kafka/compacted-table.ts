@@ -39,6 +39,9 @@ export interface CompactedTableOptions {
   maxWaitTimeInMs?: number;
 }
 
+/** Longest each step of letting go of the table's clients may take (ms). */
+const RELEASE_STEP_TIMEOUT_MS = 10_000;
+
 /** The topic a table follows does not exist. */
 export class TopicNotFoundError extends Error {
   constructor(readonly topic: string) {
@@ -302,11 +305,15 @@ export class CompactedTable {
 
   /** Disconnects the consumer, deletes its group (it held no offsets), disconnects the admin client. */
   private async release(admin: KafkaAdmin, consumer: GroupConsumer | undefined): Promise<void> {
+    // Each step bounded: a kafkajs consumer caught in a crash-and-restart loop (NOT_COORDINATOR
+    // on a fresh cluster) never finished disconnecting, and `rules put` hung after its start
+    // timeout instead of failing.
+    const bounded = (what: string, step: Promise<unknown>) => withDeadline(step, Date.now() + RELEASE_STEP_TIMEOUT_MS, () => `${what} took over ${RELEASE_STEP_TIMEOUT_MS} ms`);
     if (consumer) {
-      await consumer.disconnect().catch((e: unknown) => this.logger.warn({ err: e }, 'compacted table consumer did not disconnect cleanly'));
-      await admin.deleteGroups([this.groupId]).catch((e: unknown) => this.logger.debug({ err: e }, 'throwaway consumer group not deleted'));
+      await bounded('consumer disconnect', consumer.disconnect()).catch((e: unknown) => this.logger.warn({ err: e }, 'compacted table consumer did not disconnect cleanly'));
+      await bounded('group deletion', admin.deleteGroups([this.groupId])).catch((e: unknown) => this.logger.debug({ err: e }, 'throwaway consumer group not deleted'));
     }
-    await admin.disconnect().catch(() => undefined);
+    await bounded('admin disconnect', admin.disconnect()).catch(() => undefined);
   }
 }
 

@@ -418,9 +418,11 @@ describe.skipIf(skipReason !== null)('workers on a 3-broker KRaft cluster (RF 3,
       await spanScenario(client, killLeader, 'spans, kill -9 of a leader');
     });
 
+    // Three broker restarts, each waiting for the replicas to be back in sync (~40 s each on a
+    // loaded 2-core machine): more than the suite's default 180 s.
     it('spans: a rolling restart of all three brokers under load: each span stored once, lag 0, no worker exit', async () => {
       await spanScenario(client, rollingRestart, 'spans, rolling restart');
-    });
+    }, 360_000);
 
     it('rules: kill -9 of the busiest partition leader mid-stream and its restart: each expected violation signalled once, lag 0, no worker exit', async () => {
       await ruleScenario(client, killLeader, 'rules, kill -9 of a leader');
