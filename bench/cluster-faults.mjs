@@ -126,7 +126,8 @@ function startLoad(kafka, topic, total, seconds) {
       await producer.disconnect();
     }
   })();
-  return { acked, expected, uncertain, done, stop: () => (stopping = true), busiest: () => acked.indexOf(Math.max(...acked)) };
+  const finished = done.then(() => Date.now());
+  return { acked, expected, uncertain, done: finished, stop: () => (stopping = true), busiest: () => acked.indexOf(Math.max(...acked)) };
 }
 
 async function waitForGroup(admin, group, members, timeoutMs = 90_000) {
@@ -157,8 +158,9 @@ async function oneRun(config, run) {
   const topic = `spans-${config}-${run}`;
   const group = `faults-${config}-${run}`;
   const spanlog = path.join(dir, 'spanlog');
-  await admin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS }, { topic: `${topic}.dlq`, numPartitions: 1 }], waitForLeaders: true });
-  await waitForFullIsr(admin, [topic]);
+  // A fresh cluster may answer "does not host this topic-partition" for a moment: the full ISR wait covers it.
+  await admin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS }, { topic: `${topic}.dlq`, numPartitions: 1 }], waitForLeaders: false });
+  await waitForFullIsr(admin, [topic, `${topic}.dlq`]);
   const workers = new Workers({ KAFKA_BROKERS: brokers, SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: spanlog }, config, logDir);
   const events = [];
   const event = async (name, fn) => {
@@ -218,8 +220,7 @@ async function oneRun(config, run) {
       }
       return steps.join(', ');
     });
-    await load.done;
-    const loadEnd = Date.now();
+    const loadEnd = await load.done;
     say(`[${config} #${run}] load done: ${load.expected.size} acknowledged in ${s(loadEnd - loadStart)}, ${load.uncertain.size} uncertain; waiting for lag 0`);
     const deadline = Date.now() + 240_000;
     let lag;

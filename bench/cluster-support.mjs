@@ -70,7 +70,7 @@ export async function waitForFullIsr(admin, topics, timeoutMs = 120_000) {
   for (;;) {
     try {
       const { topics: meta } = await admin.fetchTopicMetadata({ topics });
-      const lagging = meta.flatMap((t) => t.partitions.filter((p) => p.isr.length < p.replicas.length).map((p) => `${t.name}/${p.partitionId}`));
+      const lagging = meta.flatMap((t) => t.partitions.filter((p) => p.leader < 0 || p.isr.length < p.replicas.length).map((p) => `${t.name}/${p.partitionId}`));
       if (lagging.length === 0) return;
       last = lagging.slice(0, 4).join(' ');
     } catch (e) {
