@@ -243,8 +243,8 @@ async function oneRun(config, run) {
     await workers.stopAll();
     await admin.disconnect().catch(() => {});
     await cluster('down').catch((e) => say(`cluster down failed: ${e.message}`));
-    if (!args['keep-logs']) fs.rmSync(dir, { recursive: true, force: true });
-    else fs.rmSync(path.join(dir, 'cluster'), { recursive: true, force: true });
+    // The span log and the cluster's data go; worker logs stay only under --keep-logs (outside dir).
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
