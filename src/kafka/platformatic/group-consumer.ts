@@ -1,4 +1,4 @@
-import { Consumer, ListOffsetTimestamps, type GroupAssignment } from '@platformatic/kafka';
+import { Consumer, ListOffsetTimestamps, kGetApi, kGetConnection, type API, type Broker, type Callback, type Connection, type GroupAssignment } from '@platformatic/kafka';
 import type { Logger } from 'pino';
 import type { ConsumedBatch, GroupConsumer, OffsetCommit } from '../../pipeline/consumer-port.js';
 import type { GroupConsumerOptions, KafkaFacadeOptions } from '../facade.js';
@@ -6,6 +6,9 @@ import type { GroupConsumerOptions, KafkaFacadeOptions } from '../facade.js';
 import './codec-guard.js';
 import { FetchLoop, type LoopClient } from './fetch-loop.js';
 import type { FetchSizes } from './fetcher.js';
+import { GroupCommits } from './group-commits.js';
+import { isPlatformaticRetriable, someProtocolErrorIs } from './errors.js';
+import { retryDelay } from './options.js';
 
 type JoinListener = (event: { memberId: string; assignment: Record<string, number[]> }) => void;
 type CrashListener = (event: { error: Error; restart: boolean }) => void;
@@ -14,6 +17,25 @@ type FetchedThroughListener = (event: { topic: string; partition: number; nextOf
 /** Failed rejoins in a row after which the member gives up (the worker restarts). */
 const MAX_REJOIN_FAILURES = 10;
 const REJOIN_BACKOFF_MS = 1_000;
+/** Tries of one OffsetCommit request that fails for a transient reason (network, coordinator moving). */
+const COMMIT_TRIES = 3;
+/** Answers that mean "not in this generation": the commit waits for the member's next join. */
+const REBALANCE_ANSWERS: ReadonlySet<string> = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INSTANCE_ID']);
+
+/** The member has no member id (not joined yet, or lost it): a commit waits for the join. */
+class NotAMemberError extends Error {
+  constructor() {
+    super('not a member of the group yet: offsets are committed after the join');
+    this.name = 'NotAMemberError';
+  }
+}
+
+type OffsetCommitTopic = { name: string; partitions: Array<{ partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number; committedMetadata: null }> };
+/** The library's request plumbing (exported symbols of its Base client) that the commit uses. */
+interface RequestClient {
+  [kGetApi]<A extends unknown[], R>(name: string, callback: Callback<API<A, R>>): void;
+  [kGetConnection](broker: Broker, callback: Callback<Connection>): void;
+}
 
 /** Fetch sizes from the reader's memory budget, as the kafkajs adapter derives them. */
 export function fetchSizes(options: Pick<GroupConsumerOptions, 'maxInFlightBytes' | 'maxWaitTimeMs'>): FetchSizes {
@@ -48,6 +70,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   private rejoinFailures = 0;
   private rejoinTimer: NodeJS.Timeout | undefined;
   private closing = false;
+  private readonly commits: GroupCommits;
 
   constructor(
     client: KafkaFacadeOptions,
@@ -68,6 +91,12 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
       autocommit: false,
       autocreateTopics: false,
       ...fetchSizes(options),
+    });
+    this.commits = new GroupCommits({
+      send: (offsets) => this.sendCommit(offsets),
+      isRebalanceRefusal: (error) => error instanceof NotAMemberError || someProtocolErrorIs(error, REBALANCE_ANSWERS),
+      owns: (topic, partition) => topic === this.topic && this.loop !== undefined && this.loop.states.get(partition) !== undefined,
+      holdLimitMs: Math.max(options.rebalanceTimeoutMs, options.sessionTimeoutMs),
     });
     this.consumer.on('consumer:group:join', (payload: { memberId: string; assignments?: GroupAssignment[] }) => this.assigned(payload.memberId, payload.assignments ?? []));
     // A rebalance begins (heartbeat told so), or a cooperative first round took partitions away.
@@ -129,15 +158,21 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     else this.loop.resume(partitions);
   }
 
+  /**
+   * Not through the library's commit(): that one answers a rebalance refusal by rejoining the
+   * group (and retrying), which starts one more rebalance for every member, and under
+   * cooperative-sticky also forgets the partitions the member owns, so the next assignment is no
+   * longer sticky. GroupCommits holds a refused commit until the next join instead.
+   */
   async commitOffsets(offsets: OffsetCommit[]): Promise<void> {
-    if (offsets.length === 0) return;
-    await this.consumer.commit({ offsets: offsets.map((c) => ({ topic: c.topic, partition: c.partition, offset: c.offset, leaderEpoch: -1 })) });
+    await this.commits.commit(offsets);
   }
 
   async disconnect(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     clearTimeout(this.rejoinTimer);
+    this.commits.close(new Error('the consumer stopped before the group rebalance completed: offsets not committed'));
     await this.loop?.stop();
     if (this.options.groupInstanceId !== undefined) await this.stayInGroup();
     await this.consumer.close();
@@ -163,6 +198,8 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   private assigned(memberId: string, assignments: GroupAssignment[]): void {
     this.rejoinFailures = 0;
     this.applyAssignment(assignments, memberId, true);
+    // After the assignment: held commits of partitions still owned go out with the new generation.
+    this.commits.joined();
   }
 
   private rebalancing(): void {
@@ -180,7 +217,11 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     const mine = assignments.filter((a) => a.topic === topic).flatMap((a) => a.partitions);
     const change = loop.assign(mine);
     if (!joined && change.added.length === 0 && change.revoked.length === 0) return;
-    if (change.revoked.length > 0) this.log.info({ revoked: change.revoked }, 'partitions revoked');
+    if (change.revoked.length > 0) {
+      this.log.info({ revoked: change.revoked }, 'partitions revoked');
+      // Before the pipeline hears of it: their release must not wait on a commit Kafka will refuse.
+      this.commits.revoked(topic, change.revoked);
+    }
     const assignment = { [topic]: [...loop.states.assigned] };
     for (const l of this.joinListeners) l({ memberId, assignment });
   }
@@ -194,12 +235,52 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.rejoinFailures += 1;
     const restart = this.rejoinFailures < MAX_REJOIN_FAILURES;
     this.applyAssignment([], undefined, true);
+    this.commits.failAll(error);
     for (const l of this.crashListeners) l({ error, restart });
     if (!restart) return;
     clearTimeout(this.rejoinTimer);
     this.rejoinTimer = setTimeout(() => {
       this.consumer.joinGroup().catch((e: unknown) => this.rejoinFailed(e as Error));
     }, REJOIN_BACKOFF_MS * this.rejoinFailures);
+  }
+
+  /**
+   * One OffsetCommit request for the member's current generation, without the library's
+   * rejoin-on-refusal (see commitOffsets): a refusal reaches GroupCommits as it is. Transient
+   * failures are tried again a few times.
+   */
+  private async sendCommit(offsets: OffsetCommit[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.sendCommitOnce(offsets);
+        return;
+      } catch (e) {
+        if (attempt >= COMMIT_TRIES || this.closing || !isPlatformaticRetriable(e)) throw e;
+        await new Promise((resolve) => setTimeout(resolve, retryDelay(this.consumer, 'commit', attempt, COMMIT_TRIES, e as Error) as number));
+      }
+    }
+  }
+
+  private async sendCommitOnce(offsets: OffsetCommit[]): Promise<void> {
+    const consumer = this.consumer;
+    const memberId = consumer.memberId;
+    const generationId = consumer.generationId;
+    if (memberId === null || memberId === '') throw new NotAMemberError();
+    const topics = new Map<string, OffsetCommitTopic>();
+    for (const c of offsets) {
+      let topic = topics.get(c.topic);
+      if (topic === undefined) topics.set(c.topic, (topic = { name: c.topic, partitions: [] }));
+      topic.partitions.push({ partitionIndex: c.partition, committedOffset: c.offset, committedLeaderEpoch: -1, committedMetadata: null });
+    }
+    const coordinatorId = await consumer.findGroupCoordinator();
+    const metadata = await consumer.metadata({ topics: [...topics.keys()] });
+    const broker = metadata.brokers.get(coordinatorId);
+    if (broker === undefined) throw new Error(`group coordinator ${coordinatorId} is not in the cluster metadata`);
+    const client = consumer as unknown as RequestClient;
+    const connection = await new Promise<Connection>((resolve, reject) => client[kGetConnection](broker, (e, c) => (e ? reject(e) : resolve(c as Connection))));
+    type Args = [groupId: string, generationId: number, memberId: string, groupInstanceId: string | null, topics: OffsetCommitTopic[]];
+    const api = await new Promise<API<Args, unknown>>((resolve, reject) => client[kGetApi]<Args, unknown>('OffsetCommit', (e, a) => (e ? reject(e) : resolve(a as API<Args, unknown>))));
+    await api.async(connection, this.options.group, generationId, memberId, this.options.groupInstanceId ?? null, [...topics.values()]);
   }
 
   /**
