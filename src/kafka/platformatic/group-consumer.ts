@@ -57,6 +57,15 @@ export function fetchSizes(options: Pick<GroupConsumerOptions, 'maxInFlightBytes
  */
 export class PlatformaticGroupConsumer implements GroupConsumer {
   private readonly consumer: Consumer;
+  /**
+   * A second client of the same library, never joined to the group, for fetches, offset lookups
+   * and commits: it has connections of its own. A broker answers the requests of one connection
+   * in order, one at a time, and a JoinGroup waits at the coordinator until every member has
+   * rejoined (a heartbeat interval or more), so on the group's connection every fetch and commit
+   * would wait behind it, and partitions that stay with this member would stop during each
+   * rebalance. The Java client keeps its coordinator connection apart for the same reason.
+   */
+  private readonly requests: Consumer;
   private readonly log: Logger;
   private topic: string | undefined;
   private fromBeginning = true;
@@ -92,6 +101,14 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
       autocreateTopics: false,
       ...fetchSizes(options),
     });
+    this.requests = new Consumer({
+      clientId: `${client.clientId}-fetch`,
+      bootstrapBrokers: client.brokers,
+      groupId: options.group,
+      autocommit: false,
+      autocreateTopics: false,
+      ...fetchSizes(options),
+    });
     this.commits = new GroupCommits({
       send: (offsets) => this.sendCommit(offsets),
       isRebalanceRefusal: (error) => error instanceof NotAMemberError || someProtocolErrorIs(error, REBALANCE_ANSWERS),
@@ -123,7 +140,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   async run(eachBatch: (batch: ConsumedBatch) => Promise<void>): Promise<void> {
     const topic = this.topic;
     if (topic === undefined) throw new Error('subscribe before run');
-    const client = this.consumer as unknown as LoopClient;
+    const client = this.requests as unknown as LoopClient;
     this.loop = new FetchLoop(client, {
       topic,
       sizes: fetchSizes(this.options),
@@ -175,7 +192,11 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.commits.close(new Error('the consumer stopped before the group rebalance completed: offsets not committed'));
     await this.loop?.stop();
     if (this.options.groupInstanceId !== undefined) await this.stayInGroup();
-    await this.consumer.close();
+    try {
+      await this.consumer.close();
+    } finally {
+      await this.requests.close();
+    }
   }
 
   onGroupJoin(listener: JoinListener): void {
@@ -262,9 +283,10 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   }
 
   private async sendCommitOnce(offsets: OffsetCommit[]): Promise<void> {
-    const consumer = this.consumer;
-    const memberId = consumer.memberId;
-    const generationId = consumer.generationId;
+    const memberId = this.consumer.memberId;
+    const generationId = this.consumer.generationId;
+    // Sent on the request client's connections (see `requests`), for the group member's generation.
+    const consumer = this.requests;
     if (memberId === null || memberId === '') throw new NotAMemberError();
     const topics = new Map<string, OffsetCommitTopic>();
     for (const c of offsets) {
@@ -272,7 +294,8 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
       if (topic === undefined) topics.set(c.topic, (topic = { name: c.topic, partitions: [] }));
       topic.partitions.push({ partitionIndex: c.partition, committedOffset: c.offset, committedLeaderEpoch: -1, committedMetadata: null });
     }
-    const coordinatorId = await consumer.findGroupCoordinator();
+    // The member's own knowledge of its coordinator: its heartbeats forget it when it moves.
+    const coordinatorId = await this.consumer.findGroupCoordinator();
     const metadata = await consumer.metadata({ topics: [...topics.keys()] });
     const broker = metadata.brokers.get(coordinatorId);
     if (broker === undefined) throw new Error(`group coordinator ${coordinatorId} is not in the cluster metadata`);
@@ -321,7 +344,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   }
 
   private async listOffsets(topic: string, partitions: number[], timestamp: bigint): Promise<Map<number, bigint>> {
-    const offsets = await this.consumer.listOffsets({ topics: [topic], partitions: { [topic]: partitions }, timestamp });
+    const offsets = await this.requests.listOffsets({ topics: [topic], partitions: { [topic]: partitions }, timestamp });
     const byPartition = offsets.get(topic) ?? [];
     const result = new Map<number, bigint>();
     for (const p of partitions) {
