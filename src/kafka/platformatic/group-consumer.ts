@@ -80,6 +80,8 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   private rejoinTimer: NodeJS.Timeout | undefined;
   private closing = false;
   private readonly commits: GroupCommits;
+  /** The generation whose join last released the held commits. */
+  private commitsGeneration = -1;
 
   constructor(
     client: KafkaFacadeOptions,
@@ -219,7 +221,17 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   private assigned(memberId: string, assignments: GroupAssignment[]): void {
     this.rejoinFailures = 0;
     this.applyAssignment(assignments, memberId, true);
-    // After the assignment: held commits of partitions still owned go out with the new generation.
+    this.newGeneration();
+  }
+
+  /**
+   * After the assignment was applied: held commits of partitions still owned go out with the
+   * member's new generation. Also after a cooperative first round (the member synced a new
+   * generation and at once rejoins for the second round, during which Kafka accepts its
+   * commits), else they would wait for the second round's end, a heartbeat interval or more.
+   */
+  private newGeneration(): void {
+    this.commitsGeneration = this.consumer.generationId;
     this.commits.joined();
   }
 
@@ -228,6 +240,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     // Cooperative first round: the library already dropped the partitions that move elsewhere.
     // Release them now (the other member gets them only once they are let go, in the next round).
     this.applyAssignment(this.consumer.assignments ?? []);
+    if (this.consumer.generationId !== this.commitsGeneration && this.consumer.memberId !== null) this.newGeneration();
   }
 
   /** Applies the member's assignment; tells the pipeline when it changed (always after a join). */
