@@ -32,6 +32,8 @@ class Member {
   readonly batches: Array<{ partition: number; stale: boolean }> = [];
   readonly fetchedThrough = new Map<number, bigint>();
   resolve = true;
+  /** Called after each batch with the partition's next offset (what a commit would carry). */
+  afterBatch: ((partition: number, next: bigint) => void) | undefined;
 
   constructor(
     readonly topic: string,
@@ -56,6 +58,8 @@ class Member {
         this.seen.push({ partition: batch.partition, message });
         if (this.resolve) batch.resolveOffset(message.offset);
       }
+      const last = batch.messages.at(-1);
+      if (last !== undefined && this.resolve) this.afterBatch?.(batch.partition, last.offset + 1n);
       if (batch.undecodable !== undefined) {
         this.undecodable.push({ partition: batch.partition, reason: batch.undecodable, after: batch.messages.map((m) => m.offset) });
         this.consumer.pause(this.topic, [batch.partition]);
@@ -263,6 +267,56 @@ describe('PlatformaticGroupConsumer on a real broker', () => {
     // The retained partitions were never taken away: in every assignment the first member was told of.
     for (const assignment of first.joins) for (const p of retained) expect(assignment[topic]).toContain(p);
     expect(first.batches.filter((b) => retained.includes(b.partition) && b.stale)).toEqual([]);
+  });
+
+  it('cooperative: commits made all through a rebalance start no further one, keep the assignment sticky, and land', async () => {
+    const topic = uniqueName('pfc-coop-commit');
+    const group = uniqueName('g');
+    await createTopic(kafka, topic, 4);
+    const first = new Member(topic, group);
+    const refused: Array<{ partition: number; error: unknown }> = [];
+    const lastCommitted = new Map<number, bigint>();
+    // As the pipeline does: a commit after every batch, whatever the group is doing.
+    first.afterBatch = (partition, next) => {
+      first.consumer.commitOffsets([{ topic, partition, offset: next }]).then(
+        () => lastCommitted.set(partition, next > (lastCommitted.get(partition) ?? -1n) ? next : lastCommitted.get(partition)!),
+        (error: unknown) => refused.push({ partition, error }),
+      );
+    };
+    await first.start();
+    await waitFor('first member holds all', () => first.assignment.length === 4);
+    let producing = true;
+    const producer = (async () => {
+      let round = 0;
+      while (producing) {
+        for (const p of [0, 1, 2, 3]) await produce(topic, p, plainRecords(`c${round}`, 2));
+        round += 1;
+        await sleep(50);
+      }
+    })();
+    await waitFor('records flowing', () => first.seen.length > 16);
+    const second = new Member(topic, group);
+    await second.start();
+    await waitFor('partitions split', () => first.assignment.length === 2 && second.assignment.length === 2, 60_000);
+    const joinsAtSplit = first.joins.length;
+    // Several heartbeat intervals (500 ms): a refused commit that made the member rejoin would show as more joins.
+    await sleep(4_000);
+    producing = false;
+    await producer;
+    expect(first.joins.length).toBe(joinsAtSplit);
+    const retained = first.assignment;
+    for (const assignment of first.joins) for (const p of retained) expect(assignment[topic]).toContain(p);
+    // Only commits of the partitions that moved may be refused (dropped at their revocation).
+    expect(refused.filter((r) => retained.includes(r.partition))).toEqual([]);
+    await sleep(500);
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      for (const p of retained) expect(BigInt(committed!.partitions.find((c) => c.partition === p)!.offset)).toBe(lastCommitted.get(p));
+    } finally {
+      await admin.disconnect();
+    }
   });
 
   it('eager (roundrobin) with static membership: a second member takes half, every record is read', async () => {

@@ -71,3 +71,13 @@ export function everyProtocolErrorIs(error: unknown, answer: string): boolean {
   }
   return platformaticAnswer(error) === answer;
 }
+
+/** Some error in the tree (aggregates looked through) is one of these broker answers. */
+export function someProtocolErrorIs(error: unknown, answers: ReadonlySet<string>): boolean {
+  if (isPlatformaticError(error) && AGGREGATES.has(error.code)) {
+    const inner = Array.isArray(error.errors) ? error.errors : [];
+    return inner.some((e) => someProtocolErrorIs(e, answers));
+  }
+  const answer = platformaticAnswer(error);
+  return answer !== undefined && answers.has(answer);
+}

@@ -1,4 +1,4 @@
-import { Consumer, ListOffsetTimestamps, type GroupAssignment } from '@platformatic/kafka';
+import { Consumer, ListOffsetTimestamps, kGetApi, kGetConnection, type API, type Broker, type Callback, type Connection, type GroupAssignment } from '@platformatic/kafka';
 import type { Logger } from 'pino';
 import type { ConsumedBatch, GroupConsumer, OffsetCommit } from '../../pipeline/consumer-port.js';
 import type { GroupConsumerOptions, KafkaFacadeOptions } from '../facade.js';
@@ -6,6 +6,9 @@ import type { GroupConsumerOptions, KafkaFacadeOptions } from '../facade.js';
 import './codec-guard.js';
 import { FetchLoop, type LoopClient } from './fetch-loop.js';
 import type { FetchSizes } from './fetcher.js';
+import { GroupCommits } from './group-commits.js';
+import { isPlatformaticRetriable, someProtocolErrorIs } from './errors.js';
+import { retryDelay } from './options.js';
 
 type JoinListener = (event: { memberId: string; assignment: Record<string, number[]> }) => void;
 type CrashListener = (event: { error: Error; restart: boolean }) => void;
@@ -14,6 +17,25 @@ type FetchedThroughListener = (event: { topic: string; partition: number; nextOf
 /** Failed rejoins in a row after which the member gives up (the worker restarts). */
 const MAX_REJOIN_FAILURES = 10;
 const REJOIN_BACKOFF_MS = 1_000;
+/** Tries of one OffsetCommit request that fails for a transient reason (network, coordinator moving). */
+const COMMIT_TRIES = 3;
+/** Answers that mean "not in this generation": the commit waits for the member's next join. */
+const REBALANCE_ANSWERS: ReadonlySet<string> = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INSTANCE_ID']);
+
+/** The member has no member id (not joined yet, or lost it): a commit waits for the join. */
+class NotAMemberError extends Error {
+  constructor() {
+    super('not a member of the group yet: offsets are committed after the join');
+    this.name = 'NotAMemberError';
+  }
+}
+
+type OffsetCommitTopic = { name: string; partitions: Array<{ partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number; committedMetadata: null }> };
+/** The library's request plumbing (exported symbols of its Base client) that the commit uses. */
+interface RequestClient {
+  [kGetApi]<A extends unknown[], R>(name: string, callback: Callback<API<A, R>>): void;
+  [kGetConnection](broker: Broker, callback: Callback<Connection>): void;
+}
 
 /** Fetch sizes from the reader's memory budget, as the kafkajs adapter derives them. */
 export function fetchSizes(options: Pick<GroupConsumerOptions, 'maxInFlightBytes' | 'maxWaitTimeMs'>): FetchSizes {
@@ -35,6 +57,15 @@ export function fetchSizes(options: Pick<GroupConsumerOptions, 'maxInFlightBytes
  */
 export class PlatformaticGroupConsumer implements GroupConsumer {
   private readonly consumer: Consumer;
+  /**
+   * A second client of the same library, never joined to the group, for fetches, offset lookups
+   * and commits: it has connections of its own. A broker answers the requests of one connection
+   * in order, one at a time, and a JoinGroup waits at the coordinator until every member has
+   * rejoined (a heartbeat interval or more), so on the group's connection every fetch and commit
+   * would wait behind it, and partitions that stay with this member would stop during each
+   * rebalance. The Java client keeps its coordinator connection apart for the same reason.
+   */
+  private readonly requests: Consumer;
   private readonly log: Logger;
   private topic: string | undefined;
   private fromBeginning = true;
@@ -48,6 +79,9 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   private rejoinFailures = 0;
   private rejoinTimer: NodeJS.Timeout | undefined;
   private closing = false;
+  private readonly commits: GroupCommits;
+  /** The generation whose join last released the held commits. */
+  private commitsGeneration = -1;
 
   constructor(
     client: KafkaFacadeOptions,
@@ -68,6 +102,20 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
       autocommit: false,
       autocreateTopics: false,
       ...fetchSizes(options),
+    });
+    this.requests = new Consumer({
+      clientId: `${client.clientId}-fetch`,
+      bootstrapBrokers: client.brokers,
+      groupId: options.group,
+      autocommit: false,
+      autocreateTopics: false,
+      ...fetchSizes(options),
+    });
+    this.commits = new GroupCommits({
+      send: (offsets) => this.sendCommit(offsets),
+      isRebalanceRefusal: (error) => error instanceof NotAMemberError || someProtocolErrorIs(error, REBALANCE_ANSWERS),
+      owns: (topic, partition) => topic === this.topic && this.loop !== undefined && this.loop.states.get(partition) !== undefined,
+      holdLimitMs: Math.max(options.rebalanceTimeoutMs, options.sessionTimeoutMs),
     });
     this.consumer.on('consumer:group:join', (payload: { memberId: string; assignments?: GroupAssignment[] }) => this.assigned(payload.memberId, payload.assignments ?? []));
     // A rebalance begins (heartbeat told so), or a cooperative first round took partitions away.
@@ -94,7 +142,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   async run(eachBatch: (batch: ConsumedBatch) => Promise<void>): Promise<void> {
     const topic = this.topic;
     if (topic === undefined) throw new Error('subscribe before run');
-    const client = this.consumer as unknown as LoopClient;
+    const client = this.requests as unknown as LoopClient;
     this.loop = new FetchLoop(client, {
       topic,
       sizes: fetchSizes(this.options),
@@ -129,18 +177,28 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     else this.loop.resume(partitions);
   }
 
+  /**
+   * Not through the library's commit(): that one answers a rebalance refusal by rejoining the
+   * group (and retrying), which starts one more rebalance for every member, and under
+   * cooperative-sticky also forgets the partitions the member owns, so the next assignment is no
+   * longer sticky. GroupCommits holds a refused commit until the next join instead.
+   */
   async commitOffsets(offsets: OffsetCommit[]): Promise<void> {
-    if (offsets.length === 0) return;
-    await this.consumer.commit({ offsets: offsets.map((c) => ({ topic: c.topic, partition: c.partition, offset: c.offset, leaderEpoch: -1 })) });
+    await this.commits.commit(offsets);
   }
 
   async disconnect(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     clearTimeout(this.rejoinTimer);
+    this.commits.close(new Error('the consumer stopped before the group rebalance completed: offsets not committed'));
     await this.loop?.stop();
     if (this.options.groupInstanceId !== undefined) await this.stayInGroup();
-    await this.consumer.close();
+    try {
+      await this.consumer.close();
+    } finally {
+      await this.requests.close();
+    }
   }
 
   onGroupJoin(listener: JoinListener): void {
@@ -163,6 +221,18 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   private assigned(memberId: string, assignments: GroupAssignment[]): void {
     this.rejoinFailures = 0;
     this.applyAssignment(assignments, memberId, true);
+    this.newGeneration();
+  }
+
+  /**
+   * After the assignment was applied: held commits of partitions still owned go out with the
+   * member's new generation. Also after a cooperative first round (the member synced a new
+   * generation and at once rejoins for the second round, during which Kafka accepts its
+   * commits), else they would wait for the second round's end, a heartbeat interval or more.
+   */
+  private newGeneration(): void {
+    this.commitsGeneration = this.consumer.generationId;
+    this.commits.joined();
   }
 
   private rebalancing(): void {
@@ -170,6 +240,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     // Cooperative first round: the library already dropped the partitions that move elsewhere.
     // Release them now (the other member gets them only once they are let go, in the next round).
     this.applyAssignment(this.consumer.assignments ?? []);
+    if (this.consumer.generationId !== this.commitsGeneration && this.consumer.memberId !== null) this.newGeneration();
   }
 
   /** Applies the member's assignment; tells the pipeline when it changed (always after a join). */
@@ -180,7 +251,11 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     const mine = assignments.filter((a) => a.topic === topic).flatMap((a) => a.partitions);
     const change = loop.assign(mine);
     if (!joined && change.added.length === 0 && change.revoked.length === 0) return;
-    if (change.revoked.length > 0) this.log.info({ revoked: change.revoked }, 'partitions revoked');
+    if (change.revoked.length > 0) {
+      this.log.info({ revoked: change.revoked }, 'partitions revoked');
+      // Before the pipeline hears of it: their release must not wait on a commit Kafka will refuse.
+      this.commits.revoked(topic, change.revoked);
+    }
     const assignment = { [topic]: [...loop.states.assigned] };
     for (const l of this.joinListeners) l({ memberId, assignment });
   }
@@ -194,12 +269,54 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.rejoinFailures += 1;
     const restart = this.rejoinFailures < MAX_REJOIN_FAILURES;
     this.applyAssignment([], undefined, true);
+    this.commits.failAll(error);
     for (const l of this.crashListeners) l({ error, restart });
     if (!restart) return;
     clearTimeout(this.rejoinTimer);
     this.rejoinTimer = setTimeout(() => {
       this.consumer.joinGroup().catch((e: unknown) => this.rejoinFailed(e as Error));
     }, REJOIN_BACKOFF_MS * this.rejoinFailures);
+  }
+
+  /**
+   * One OffsetCommit request for the member's current generation, without the library's
+   * rejoin-on-refusal (see commitOffsets): a refusal reaches GroupCommits as it is. Transient
+   * failures are tried again a few times.
+   */
+  private async sendCommit(offsets: OffsetCommit[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.sendCommitOnce(offsets);
+        return;
+      } catch (e) {
+        if (attempt >= COMMIT_TRIES || this.closing || !isPlatformaticRetriable(e)) throw e;
+        await new Promise((resolve) => setTimeout(resolve, retryDelay(this.consumer, 'commit', attempt, COMMIT_TRIES, e as Error) as number));
+      }
+    }
+  }
+
+  private async sendCommitOnce(offsets: OffsetCommit[]): Promise<void> {
+    const memberId = this.consumer.memberId;
+    const generationId = this.consumer.generationId;
+    // Sent on the request client's connections (see `requests`), for the group member's generation.
+    const consumer = this.requests;
+    if (memberId === null || memberId === '') throw new NotAMemberError();
+    const topics = new Map<string, OffsetCommitTopic>();
+    for (const c of offsets) {
+      let topic = topics.get(c.topic);
+      if (topic === undefined) topics.set(c.topic, (topic = { name: c.topic, partitions: [] }));
+      topic.partitions.push({ partitionIndex: c.partition, committedOffset: c.offset, committedLeaderEpoch: -1, committedMetadata: null });
+    }
+    // The member's own knowledge of its coordinator: its heartbeats forget it when it moves.
+    const coordinatorId = await this.consumer.findGroupCoordinator();
+    const metadata = await consumer.metadata({ topics: [...topics.keys()] });
+    const broker = metadata.brokers.get(coordinatorId);
+    if (broker === undefined) throw new Error(`group coordinator ${coordinatorId} is not in the cluster metadata`);
+    const client = consumer as unknown as RequestClient;
+    const connection = await new Promise<Connection>((resolve, reject) => client[kGetConnection](broker, (e, c) => (e ? reject(e) : resolve(c as Connection))));
+    type Args = [groupId: string, generationId: number, memberId: string, groupInstanceId: string | null, topics: OffsetCommitTopic[]];
+    const api = await new Promise<API<Args, unknown>>((resolve, reject) => client[kGetApi]<Args, unknown>('OffsetCommit', (e, a) => (e ? reject(e) : resolve(a as API<Args, unknown>))));
+    await api.async(connection, this.options.group, generationId, memberId, this.options.groupInstanceId ?? null, [...topics.values()]);
   }
 
   /**
@@ -240,7 +357,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   }
 
   private async listOffsets(topic: string, partitions: number[], timestamp: bigint): Promise<Map<number, bigint>> {
-    const offsets = await this.consumer.listOffsets({ topics: [topic], partitions: { [topic]: partitions }, timestamp });
+    const offsets = await this.requests.listOffsets({ topics: [topic], partitions: { [topic]: partitions }, timestamp });
     const byPartition = offsets.get(topic) ?? [];
     const result = new Map<number, bigint>();
     for (const p of partitions) {
