@@ -3,6 +3,9 @@ import type { CommittedOffset, GroupDescription, GroupMember, KafkaAdmin, KafkaF
 import { everyProtocolErrorIs, isPlatformaticError } from './errors.js';
 import { logClientEvents, platformaticBaseOptions } from './options.js';
 
+/** Longest createTopics waits for new topics to show in the cluster's metadata (ms). */
+const TOPIC_VISIBLE_TIMEOUT_MS = 10_000;
+
 /** KafkaAdmin on @platformatic/kafka's Admin client. */
 export class PlatformaticAdmin implements KafkaAdmin {
   private readonly admin: Admin;
@@ -44,6 +47,23 @@ export class PlatformaticAdmin implements KafkaAdmin {
         }
       }),
     );
+    await this.untilListed(topics.map((t) => t.topic));
+  }
+
+  /**
+   * The controller has the topics once CreateTopics answers, but a broker's metadata may show them
+   * a moment later (a listTopics right after creating missed them once in the suite): wait,
+   * bounded, until they are listed, so that what createTopics made is there when it resolves.
+   */
+  private async untilListed(topics: string[]): Promise<void> {
+    const deadline = Date.now() + TOPIC_VISIBLE_TIMEOUT_MS;
+    for (let delayMs = 20; ; delayMs = Math.min(delayMs * 2, 500)) {
+      const listed = new Set(await this.admin.listTopics({ includeInternals: true }));
+      const missing = topics.filter((t) => !listed.has(t));
+      if (missing.length === 0) return;
+      if (Date.now() + delayMs > deadline) throw new Error(`topics ${missing.join(', ')} created but not listed by the cluster within ${TOPIC_VISIBLE_TIMEOUT_MS} ms`);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
   }
 
   async topicPartitions(topics: string[]): Promise<Map<string, Array<{ partition: number; leader: number }>>> {
