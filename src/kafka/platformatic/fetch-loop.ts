@@ -37,6 +37,15 @@ const OFFSET_OUT_OF_RANGE = 1;
  * a fetch session per broker). Each partition's batch goes to the pipeline as soon as it arrives,
  * up to `partitionsConcurrency` at once, and the partition is fetched again only once its batch
  * was handled, from the offset after the last record the pipeline resolved.
+ *
+ * Fetch ahead: while a partition's batch is with the pipeline, the loop already fetches from
+ * where that batch ends (as kafkajs overlaps fetching with processing), so that the next batch is
+ * at hand when the pipeline resolves the whole batch. The answer is kept, not delivered, until
+ * the batch is handled; it is delivered then only if the partition's position is its fetch
+ * offset (a partly resolved batch is fetched again from the first unresolved record, as without
+ * fetch ahead), and dropped if the partition was paused, revoked or backed off meanwhile. Memory
+ * stays bounded: a broker is sent a fetch ahead only while no earlier answer from it waits, one
+ * fetch per broker is under way, and paused partitions hold nothing fetched ahead.
  */
 export class FetchLoop {
   readonly states = new PartitionStates();
@@ -82,6 +91,8 @@ export class FetchLoop {
 
   pause(partitions?: readonly number[]): void {
     this.states.pause(partitions);
+    // Data fetched ahead for them was dropped: their broker may take a fetch ahead for others.
+    this.wake();
   }
 
   resume(partitions?: readonly number[]): void {
@@ -95,7 +106,8 @@ export class FetchLoop {
     void this.initializePositions();
     const now = Date.now();
     const fetchable = this.states.fetchable(now);
-    if (fetchable.length > 0) void this.fetchAll(fetchable);
+    const ahead = this.states.prefetchable(now, this.highWatermarks);
+    if (fetchable.length > 0 || ahead.length > 0) void this.fetchAll(fetchable, ahead);
     const retryAt = this.states.nextRetryAt(now);
     clearTimeout(this.timer);
     if (retryAt !== undefined) this.timer = setTimeout(() => this.wake(), Math.max(0, retryAt - now));
@@ -125,13 +137,15 @@ export class FetchLoop {
     this.wake();
   }
 
-  private async fetchAll(fetchable: PartitionState[]): Promise<void> {
+  private async fetchAll(fetchable: PartitionState[], ahead: PartitionState[]): Promise<void> {
     const { topic } = this.options;
     for (const s of fetchable) s.busy = true;
+    for (const s of ahead) s.prefetching = true;
     let metadata: ClusterMetadata;
     try {
       metadata = await this.client.metadata({ topics: [topic] });
     } catch (e) {
+      for (const s of ahead) s.prefetching = false;
       this.failed(fetchable, e, 'metadata');
       return;
     }
@@ -155,21 +169,40 @@ export class FetchLoop {
       list.push(s);
     }
     if (unplaced.length > 0) this.failed(unplaced, new Error('partition has no leader'), 'leader');
-    for (const [node, states] of byNode) void this.fetchFromNode(node, topicMetadata!.id, states);
+    const aheadByNode = new Map<number, PartitionState[]>();
+    for (const s of ahead) {
+      const leader = topicMetadata?.partitions[s.partition]?.leader ?? -1;
+      // No fetch ahead to a broker with a fetch under way, or an answer fetched ahead still waiting (memory).
+      if (leader < 0 || this.busyNodes.has(leader) || !this.states.isCurrent(s) || !s.handling || s.nextIfResolved === undefined || this.states.holdsAheadFrom(leader)) {
+        s.prefetching = false;
+        continue;
+      }
+      let list = aheadByNode.get(leader);
+      if (list === undefined) aheadByNode.set(leader, (list = []));
+      list.push(s);
+    }
+    for (const node of new Set([...byNode.keys(), ...aheadByNode.keys()])) void this.fetchFromNode(node, topicMetadata!.id, byNode.get(node) ?? [], aheadByNode.get(node) ?? []);
   }
 
-  private async fetchFromNode(node: number, topicId: string, states: PartitionState[]): Promise<void> {
+  /** One fetch from `node`: `states` from their positions, `ahead` from where their batches with the pipeline end. */
+  private async fetchFromNode(node: number, topicId: string, states: PartitionState[], ahead: PartitionState[]): Promise<void> {
     this.busyNodes.add(node);
     const positions = new Map(states.map((s) => [s.partition, s.position!]));
+    const aheadOffsets = new Map(ahead.map((s) => [s.partition, s.nextIfResolved!]));
+    const requested = [...positions, ...aheadOffsets].map(([partition, fetchOffset]) => ({ partition, fetchOffset }));
     let outcomes: Map<number, PartitionOutcome> | undefined;
     try {
-      outcomes = await fetchPartitions(this.client, node, topicId, states.map((s) => ({ partition: s.partition, fetchOffset: positions.get(s.partition)! })), this.options.sizes);
+      outcomes = await fetchPartitions(this.client, node, topicId, requested, this.options.sizes);
     } catch (e) {
-      this.failed(states, e, 'fetch');
+      // The partitions fetched ahead are fetched again once their batches are handled (and back off then if need be).
+      for (const s of ahead) s.prefetching = false;
+      if (states.length > 0) this.failed(states, e, 'fetch');
+      else this.client.clearMetadata();
     } finally {
       this.busyNodes.delete(node);
     }
     if (outcomes !== undefined) {
+      for (const s of ahead) this.fetchedAhead(s, node, aheadOffsets.get(s.partition)!, outcomes.get(s.partition));
       for (const s of states) {
         const outcome = outcomes.get(s.partition);
         if (outcome === undefined) {
@@ -183,6 +216,22 @@ export class FetchLoop {
     }
     this.settled();
     this.wake();
+  }
+
+  /** A partition's answer to a fetch ahead: kept for after its batch, delivered now if that batch was handled meanwhile, or dropped. */
+  private fetchedAhead(state: PartitionState, node: number, fetchOffset: bigint, outcome: PartitionOutcome | undefined): void {
+    state.prefetching = false;
+    // Nothing new there (fetched again after the batch), or the partition is no longer to be delivered: dropped.
+    if (outcome === undefined || !this.running || !this.states.isCurrent(state) || this.states.isPaused(state.partition)) return;
+    if (state.handling) {
+      state.ahead = { node, fetchOffset, outcome };
+      return;
+    }
+    // The batch before it was handled while the fetch was under way: delivered now if it was resolved in full.
+    if (!state.busy && state.position === fetchOffset && state.retryAt <= Date.now()) {
+      state.busy = true;
+      this.took(state, fetchOffset, outcome);
+    }
   }
 
   /** One partition's outcome of a fetch from `fetchOffset`. */
@@ -223,6 +272,8 @@ export class FetchLoop {
   /** Hands one partition batch to the pipeline, at most `partitionsConcurrency` at once. */
   private async handle(state: PartitionState, fetchOffset: bigint, fetched: ReturnType<typeof partitionRecords> & { undecodable: string | undefined }): Promise<void> {
     this.activeHandlers += 1;
+    state.handling = true;
+    state.nextIfResolved = fetched.undecodable === undefined ? fetched.nextOffset : undefined;
     let slot = false;
     try {
       await this.handlerSlot();
@@ -259,12 +310,25 @@ export class FetchLoop {
         }
       }
     } finally {
-      state.busy = false;
+      state.handling = false;
+      state.nextIfResolved = undefined;
       this.activeHandlers -= 1;
       if (slot) this.releaseSlot();
+      this.takeAhead(state);
       this.settled();
       this.wake();
     }
+  }
+
+  /** After a batch: the answer fetched ahead goes to the pipeline if it starts at the partition's position; else dropped. */
+  private takeAhead(state: PartitionState): void {
+    const ahead = state.ahead;
+    state.ahead = undefined;
+    if (ahead !== undefined && this.running && this.states.isCurrent(state) && !this.states.isPaused(state.partition) && state.position === ahead.fetchOffset && state.retryAt <= Date.now()) {
+      this.took(state, ahead.fetchOffset, ahead.outcome);
+      return;
+    }
+    state.busy = false;
   }
 
   private handlerSlot(): Promise<void> {

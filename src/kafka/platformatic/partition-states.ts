@@ -1,3 +1,5 @@
+import type { PartitionOutcome } from './fetcher.js';
+
 /** One assigned partition of the consumer's topic, from its assignment until it is revoked. */
 export interface PartitionState {
   readonly partition: number;
@@ -11,6 +13,22 @@ export interface PartitionState {
   failures: number;
   /** Set once a rebalance took the partition away: its batches are stale, their results dropped. */
   revoked: boolean;
+  /** Its batch is with the pipeline (or waiting for a handler slot). */
+  handling: boolean;
+  /** Where the batch with the pipeline ends, should the pipeline resolve all of it: the fetch-ahead offset (undefined: none). */
+  nextIfResolved: bigint | undefined;
+  /** A fetch ahead (from `nextIfResolved`) is under way: no other fetch for it until it is answered. */
+  prefetching: boolean;
+  /** A fetch-ahead answer waiting for the batch with the pipeline: delivered next only if the position is then its fetch offset. */
+  ahead: FetchedAhead | undefined;
+}
+
+/** A partition's answer from a fetch ahead of its position, kept until its batch before it is handled. */
+export interface FetchedAhead {
+  /** The broker that answered (at most one answer buffered ahead per broker). */
+  node: number;
+  fetchOffset: bigint;
+  outcome: PartitionOutcome;
 }
 
 export const MIN_BACKOFF_MS = 250;
@@ -34,13 +52,15 @@ export class PartitionStates {
     for (const [partition, state] of this.states) {
       if (next.has(partition)) continue;
       state.revoked = true;
+      // Its data fetched ahead is stale: dropped now (memory), never delivered.
+      state.ahead = undefined;
       this.states.delete(partition);
       revoked.push(partition);
     }
     const added: number[] = [];
     for (const partition of next) {
       if (this.states.has(partition)) continue;
-      this.states.set(partition, { partition, position: undefined, busy: false, retryAt: 0, failures: 0, revoked: false });
+      this.states.set(partition, { partition, position: undefined, busy: false, retryAt: 0, failures: 0, revoked: false, handling: false, nextIfResolved: undefined, prefetching: false, ahead: undefined });
       added.push(partition);
     }
     return { added: added.sort((a, b) => a - b), revoked: revoked.sort((a, b) => a - b) };
@@ -63,6 +83,8 @@ export class PartitionStates {
   pause(partitions?: readonly number[]): void {
     if (partitions === undefined) this.topicPaused = true;
     else for (const p of partitions) this.pausedPartitions.add(p);
+    // A paused partition holds no data fetched ahead (the pause bounds memory): fetched again on resume.
+    for (const state of this.states.values()) if (this.isPaused(state.partition)) state.ahead = undefined;
   }
 
   resume(partitions?: readonly number[]): void {
@@ -82,10 +104,33 @@ export class PartitionStates {
   fetchable(now: number): PartitionState[] {
     const out: PartitionState[] = [];
     for (const state of this.states.values()) {
-      if (state.position === undefined || state.busy || state.retryAt > now || this.isPaused(state.partition)) continue;
+      if (state.position === undefined || state.busy || state.prefetching || state.retryAt > now || this.isPaused(state.partition)) continue;
       out.push(state);
     }
     return out;
+  }
+
+  /**
+   * Partitions worth fetching ahead now: a batch with the pipeline, ending before the last known
+   * high watermark (so records are known to follow: a fetch ahead at the end of the log would
+   * only hold the broker's one fetch slot in a long poll), not paused, not backing off, no fetch
+   * ahead under way or answered.
+   */
+  prefetchable(now: number, highWatermarks: ReadonlyMap<number, bigint>): PartitionState[] {
+    const out: PartitionState[] = [];
+    for (const state of this.states.values()) {
+      const next = state.nextIfResolved;
+      if (!state.handling || next === undefined || state.prefetching || state.ahead !== undefined || state.retryAt > now || this.isPaused(state.partition)) continue;
+      if ((highWatermarks.get(state.partition) ?? -1n) <= next) continue;
+      out.push(state);
+    }
+    return out;
+  }
+
+  /** True while an answer fetched ahead from `node` waits for its partition's batch to be handled. */
+  holdsAheadFrom(node: number): boolean {
+    for (const state of this.states.values()) if (state.ahead?.node === node) return true;
+    return false;
   }
 
   /** The earliest time a partition now backing off may be fetched (undefined when none waits). */

@@ -56,4 +56,29 @@ describe('PartitionStates', () => {
     PartitionStates.succeeded(s);
     expect(PartitionStates.backOff(s, 0)).toBe(MIN_BACKOFF_MS);
   });
+  it('fetches ahead only handled partitions with records known to follow, not paused, not backing off; a pause or revoke drops what was fetched ahead', () => {
+    const states = new PartitionStates();
+    states.assign([0, 1, 2, 3, 4, 5]);
+    for (const p of [0, 1, 2, 3, 4, 5]) Object.assign(states.get(p)!, { position: 0n, busy: true, handling: true, nextIfResolved: 10n });
+    states.get(1)!.handling = false;
+    states.get(2)!.nextIfResolved = undefined; // an undecodable batch: nothing ahead of it
+    states.pause([3]);
+    PartitionStates.backOff(states.get(4)!, 1000);
+    const hw = new Map([0, 1, 2, 3, 4].map((p) => [p, 50n]));
+    hw.set(5, 10n); // caught up: no fetch ahead to long-poll the broker
+    expect(states.prefetchable(1000, hw).map((s) => s.partition)).toEqual([0]);
+    states.get(0)!.prefetching = true;
+    expect(states.prefetchable(1000, hw)).toEqual([]);
+    expect(states.fetchable(1000)).toEqual([]);
+    const ahead = { node: 7, fetchOffset: 10n, outcome: { kind: 'records' as const, batches: [], highWatermark: 50n } };
+    Object.assign(states.get(0)!, { prefetching: false, ahead });
+    states.get(5)!.ahead = { ...ahead, node: 8 };
+    expect([states.holdsAheadFrom(7), states.holdsAheadFrom(8), states.holdsAheadFrom(9)]).toEqual([true, true, false]);
+    states.pause([0]);
+    expect(states.get(0)!.ahead).toBeUndefined();
+    const revoked = states.get(5)!;
+    states.assign([0, 1, 2, 3, 4]);
+    expect(revoked.ahead).toBeUndefined();
+    expect(states.holdsAheadFrom(8)).toBe(false);
+  });
 });
