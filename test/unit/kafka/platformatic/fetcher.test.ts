@@ -1,4 +1,5 @@
 import { GenericError, Reader, readRecordsBatch, type RecordsBatch } from '@platformatic/kafka';
+import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { installCodecGuard, undecodableBatchError, undecodableReason } from '../../../../src/kafka/platformatic/codec-guard.js';
 import { fetchPartitions, responseOf, type FetchClient, type FetchResponse } from '../../../../src/kafka/platformatic/fetcher.js';
@@ -8,8 +9,14 @@ const SIZES = { maxWaitTime: 10, maxBytes: 1 << 20, maxBytesPerPartition: 1 << 2
 
 afterEach(() => installCodecGuard());
 
+// @platformatic/kafka decompresses zstd with node:zlib, which has zstd from Node 22.15 on:
+// spanledger runs on Node 24 (make uses it); on an older Node only the zstd batches are skipped.
+const zlibHasZstd = typeof (zlib as { zstdDecompressSync?: unknown }).zstdDecompressSync === 'function';
+if (!zlibHasZstd) console.log(`\n*** zstd batch decoding skipped: node:zlib of Node ${process.version} has no zstd (run the tests on Node 24: make test-unit) ***\n`);
+
 describe('codec guard on the library decompressors', () => {
-  it.each(REAL_BATCHES.map((b) => [b.producer, b.codec, b.batch] as const))('%s %s batches decode', (_producer, _codec, base64) => {
+  const decodable = REAL_BATCHES.filter((b) => zlibHasZstd || b.codec !== 'zstd');
+  it.each(decodable.map((b) => [b.producer, b.codec, b.batch] as const))('%s %s batches decode', (_producer, _codec, base64) => {
     const batch = readRecordsBatch(Reader.from(Buffer.from(base64, 'base64')));
     expect(batch.records.map((r) => r.value!.toString())).toEqual(FIXTURE_SPANS);
   });
