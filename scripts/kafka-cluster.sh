@@ -70,37 +70,16 @@ select_node() {
   CLIENT_PROPS="$KAFKA_DIR/client.properties"
 }
 
-write_node_configs() {
-  mkdir -p "$KAFKA_DIR" "$DATA_DIR"
-  cat >"$PROPS" <<EOF
-# Written by scripts/kafka.sh cluster; rewritten on every start (edit KAFKA_* variables instead).
-process.roles=broker,controller
-node.id=$NODE
-controller.quorum.voters=$(voters)
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$DATA_DIR
-num.partitions=6
+# RF 3 and min ISR 2, so acks=all survives one broker down and unclean election never loses data.
+CLUSTER_REPLICATION="num.partitions=6
 default.replication.factor=3
 min.insync.replicas=2
 unclean.leader.election.enable=false
-auto.create.topics.enable=true
 offsets.topic.replication.factor=3
 transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-group.initial.rebalance.delay.ms=0
-EOF
-  local kv
-  for kv in $KAFKA_OVERRIDES; do
-    [[ "$kv" == *=* ]] || die "KAFKA_OVERRIDES: '$kv' is not key=value"
-    printf '%s\n' "$kv" >>"$PROPS"
-  done
-  write_tool_configs
-  write_log4j
-}
+transaction.state.log.min.isr=2"
+
+write_node_configs() { write_configs "$NODE" "$(voters)" "$CLUSTER_REPLICATION"; }
 
 # One cluster id for all nodes, kept in KAFKA_CLUSTER_DIR; each node's format_storage reads its copy.
 share_cluster_id() {

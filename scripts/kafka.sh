@@ -145,25 +145,31 @@ running_pid() {
 # Is something accepting TCP connections on 127.0.0.1:$1? (bash's /dev/tcp, no java)
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
+# Replication for one broker; kafka-cluster.sh passes its own (RF 3, min ISR 2).
+SINGLE_BROKER_REPLICATION="num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1"
+
+# server.properties for the broker in KAFKA_DIR. $1 node id, $2 controller.quorum.voters, $3 the
+# partition and replication lines (defaults: the single broker of `up`).
 write_configs() {
+  local node_id="${1:-1}" voters="${2:-1@127.0.0.1:$KAFKA_CONTROLLER_PORT}" replication="${3:-$SINGLE_BROKER_REPLICATION}"
   mkdir -p "$KAFKA_DIR" "$DATA_DIR"
   cat >"$PROPS" <<EOF
-# Written by scripts/kafka.sh up; rewritten on every start (edit KAFKA_* variables instead).
+# Written by scripts/kafka.sh; rewritten on every start (edit KAFKA_* variables instead).
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+node.id=$node_id
+controller.quorum.voters=$voters
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$DATA_DIR
-num.partitions=1
 auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+$replication
 EOF
   local kv
   for kv in $KAFKA_OVERRIDES; do
