@@ -8,6 +8,14 @@ import { FatalStoreError, dispositionOf } from '../errors.js';
  */
 export const UNKNOWN_FAILURE_ATTEMPTS = 5;
 
+/**
+ * The longest pause between attempts while the failure is a wait inside this worker or for a peer
+ * (`local_wait`: a partition lock being handed over, file descriptors closing). Such a wait ends
+ * when the peer lets go, not when a store recovers, so it is polled at this bound rather than
+ * backed off to RETRY_MAX_DELAY_MS: a hand-over done in 300 ms must not cost a 30 s sleep.
+ */
+export const LOCAL_WAIT_MAX_DELAY_MS = 1000;
+
 /** True for failures that are retried (never dead-lettered, never committed past). */
 export function isRetriable(error: unknown): boolean {
   const disposition = dispositionOf(error);
@@ -47,8 +55,24 @@ export async function retrying<T>(fn: () => Promise<T>, options: RetryOptions): 
       surfaced = true;
       return false;
     });
+  // Local waits are retried by an inner loop with a short cap; what escapes it (store failures,
+  // unknown errors, or a stop) goes to the outer loop, which backs off to maxDelayMs.
+  const localWaits = () =>
+    backOff(fn, {
+      numOfAttempts: Number.MAX_SAFE_INTEGER,
+      startingDelay: 100,
+      timeMultiple: 2,
+      maxDelay: Math.min(LOCAL_WAIT_MAX_DELAY_MS, options.maxDelayMs),
+      jitter: 'full',
+      delayFirstAttempt: false,
+      retry: (error: unknown, attempt: number) => {
+        if (options.shouldStop() || dispositionOf(error) !== 'local_wait' || !decide(error)) return false;
+        options.onRetry(error, attempt);
+        return true;
+      },
+    });
   try {
-    return await backOff(fn, {
+    return await backOff(localWaits, {
       numOfAttempts: Number.MAX_SAFE_INTEGER,
       startingDelay: 100,
       timeMultiple: 2,

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   BreakerOpenError,
   ConfigError,
@@ -11,7 +11,7 @@ import {
   worstFailure,
   type Disposition,
 } from '../../../src/errors.js';
-import { UNKNOWN_FAILURE_ATTEMPTS, isRetriable, retrying } from '../../../src/pipeline/retry.js';
+import { LOCAL_WAIT_MAX_DELAY_MS, UNKNOWN_FAILURE_ATTEMPTS, isRetriable, retrying } from '../../../src/pipeline/retry.js';
 
 /** The one failure rule the pipeline applies, after each store's classifier typed its errors. */
 describe('the failure rule', () => {
@@ -76,6 +76,47 @@ describe('the failure rule', () => {
       return 'stored';
     }, quick);
     expect(result).toBe('stored');
+  });
+
+  it('polls a local wait (a lock hand-over) at most LOCAL_WAIT_MAX_DELAY_MS apart, however long the store backoff may grow', async () => {
+    vi.useFakeTimers();
+    try {
+      let calls = 0;
+      let retries = 0;
+      const waits = 12;
+      const outcome = retrying(
+        async () => {
+          calls += 1;
+          if (calls <= waits) throw new LocalWaitError('lock held by the previous owner');
+          return 'stored';
+        },
+        { maxDelayMs: 60_000, shouldStop: () => false, onRetry: () => (retries += 1) },
+      );
+      // Each step of LOCAL_WAIT_MAX_DELAY_MS lets at least one more attempt run (a 60 s backoff would not).
+      for (let step = 1; step <= waits; step += 1) {
+        await vi.advanceTimersByTimeAsync(LOCAL_WAIT_MAX_DELAY_MS);
+        expect(calls).toBeGreaterThanOrEqual(Math.min(step + 1, waits + 1));
+      }
+      await expect(outcome).resolves.toBe('stored');
+      expect(retries).toBe(waits);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('backs a store failure off as before after local waits, and stops waiting once told to', async () => {
+    let calls = 0;
+    let stop = false;
+    const outcome = retrying(
+      async () => {
+        calls += 1;
+        if (calls === 3) stop = true;
+        throw calls % 2 ? new LocalWaitError('lock held') : new RetriableError('down');
+      },
+      { maxDelayMs: 1, shouldStop: () => stop, onRetry: () => undefined },
+    );
+    await expect(outcome).rejects.toBeInstanceOf(LocalWaitError);
+    expect(calls).toBe(3);
   });
 
   it('never retries a fatal failure', async () => {
