@@ -124,6 +124,31 @@ beforeAll(() => {
   kafka = kafkaClient(brokers);
 });
 
+/**
+ * `first` consumes the 4 partitions of `topic` under a steady load (2 records a partition every
+ * `pauseMs`, values prefixed `label`); a second member joins and the group splits them 2 and 2.
+ */
+async function splitUnderLoad(topic: string, group: string, first: Member, label: string, pauseMs: number): Promise<{ second: Member; stopLoad: () => Promise<void> }> {
+  let producing = true;
+  const producer = (async () => {
+    for (let round = 0; producing; round += 1) {
+      for (const p of [0, 1, 2, 3]) await produce(topic, p, plainRecords(`${label}${round}`, 2));
+      await sleep(pauseMs);
+    }
+  })();
+  await waitFor('records flowing', () => first.seen.length > 16);
+  const second = new Member(topic, group);
+  await second.start();
+  await waitFor('partitions split', () => first.assignment.length === 2 && second.assignment.length === 2, 60_000);
+  return {
+    second,
+    stopLoad: async () => {
+      producing = false;
+      await producer;
+    },
+  };
+}
+
 afterEach(async () => {
   for (const c of consumers.splice(0)) await c.disconnect().catch(() => {});
   installCodecGuard();
@@ -245,23 +270,10 @@ describe('PlatformaticGroupConsumer on a real broker', () => {
     const first = new Member(topic, group);
     await first.start();
     await waitFor('first member holds all', () => first.assignment.length === 4);
-    let producing = true;
-    const producer = (async () => {
-      let round = 0;
-      while (producing) {
-        for (const p of [0, 1, 2, 3]) await produce(topic, p, plainRecords(`r${round}`, 2));
-        round += 1;
-        await sleep(100);
-      }
-    })();
-    await waitFor('records flowing', () => first.seen.length > 16);
-    const second = new Member(topic, group);
-    await second.start();
-    await waitFor('partitions split', () => first.assignment.length === 2 && second.assignment.length === 2, 60_000);
+    const { second, stopLoad } = await splitUnderLoad(topic, group, first, 'r', 100);
     const handledBefore = first.batches.length;
     await waitFor('more batches on the retained partitions', () => first.batches.length > handledBefore + 4);
-    producing = false;
-    await producer;
+    await stopLoad();
     const retained = first.assignment;
     expect([...retained, ...second.assignment].sort()).toEqual([0, 1, 2, 3]);
     // The retained partitions were never taken away: in every assignment the first member was told of.
@@ -285,27 +297,14 @@ describe('PlatformaticGroupConsumer on a real broker', () => {
     };
     await first.start();
     await waitFor('first member holds all', () => first.assignment.length === 4);
-    let producing = true;
-    const producer = (async () => {
-      let round = 0;
-      while (producing) {
-        for (const p of [0, 1, 2, 3]) await produce(topic, p, plainRecords(`c${round}`, 2));
-        round += 1;
-        await sleep(50);
-      }
-    })();
-    await waitFor('records flowing', () => first.seen.length > 16);
-    const second = new Member(topic, group);
-    await second.start();
-    await waitFor('partitions split', () => first.assignment.length === 2 && second.assignment.length === 2, 60_000);
+    const { stopLoad } = await splitUnderLoad(topic, group, first, 'c', 50);
     // A cooperative split is two rounds, each telling the first member its partitions (2 both
     // times): let the second round land before counting, or its join counts as a further one.
     await sleep(3_000);
     const joinsAtSplit = first.joins.length;
     // Several heartbeat intervals (500 ms): a refused commit that made the member rejoin would show as more joins.
     await sleep(4_000);
-    producing = false;
-    await producer;
+    await stopLoad();
     expect(first.joins.length).toBe(joinsAtSplit);
     const retained = first.assignment;
     for (const assignment of first.joins) for (const p of retained) expect(assignment[topic]).toContain(p);
