@@ -25,6 +25,7 @@ import { decompress as zstdDecompress } from 'fzstd';
 import snappyCodec from 'kafkajs-snappy';
 import lz4 from 'lz4-napi';
 import { SpanledgerError } from '../errors.js';
+import { batchHeaderBefore, describeBatch } from './batch-header.js';
 
 // CommonJS packages: named imports do not resolve under Node's ESM loader.
 const { CompressionCodecs, CompressionTypes } = kafkajs;
@@ -81,11 +82,6 @@ export const CODECS: Record<CodecName, { type: number; library: string; implemen
 /** Codec ids a record batch can carry (3 bits) that name no Kafka codec. */
 const UNKNOWN_CODEC_IDS = [5, 6, 7];
 
-/** Record batch v2 header, before the records (kafka.apache.org/documentation/#recordbatch). */
-const BATCH_HEADER_BYTES = 61;
-const BATCH = { baseOffset: 0, length: 8, magic: 16, attributes: 21, lastOffsetDelta: 23, recordCount: 57 } as const;
-/** Bytes of a batch counted by its length field that come before the records. */
-const BATCH_LENGTH_BEFORE_RECORDS = BATCH_HEADER_BYTES - (BATCH.length + 4);
 /** More records than this in one batch is not believed (the fill-ins would take too much memory). */
 const MAX_MARKED_RECORDS = 1 << 24;
 
@@ -101,16 +97,10 @@ const MAX_MARKED_RECORDS = 1 << 24;
  * otherwise (e.g. a pre-0.11 message set) this returns undefined and the caller rethrows.
  */
 export function undecodableBatchRecords(compressed: Buffer, codecType: number, reason: string): Buffer | undefined {
-  if (compressed.byteOffset < BATCH_HEADER_BYTES) return undefined;
-  const header = Buffer.from(compressed.buffer, compressed.byteOffset - BATCH_HEADER_BYTES, BATCH_HEADER_BYTES);
-  if (header.readInt8(BATCH.magic) !== 2) return undefined;
-  if (header.readInt32BE(BATCH.length) !== compressed.length + BATCH_LENGTH_BEFORE_RECORDS) return undefined;
-  if ((header.readInt16BE(BATCH.attributes) & 0x07) !== codecType) return undefined;
-  const count = header.readInt32BE(BATCH.recordCount);
-  const lastOffsetDelta = header.readInt32BE(BATCH.lastOffsetDelta);
-  if (count < 1 || count > lastOffsetDelta + 1 || count > MAX_MARKED_RECORDS) return undefined;
-  const base = header.readBigInt64BE(BATCH.baseOffset);
-  const detail = `${reason} (batch of ${count} records at offsets ${base}..${base + BigInt(lastOffsetDelta)})`;
+  const header = batchHeaderBefore(compressed, codecType);
+  if (header === undefined || header.recordCount > MAX_MARKED_RECORDS) return undefined;
+  const { lastOffsetDelta, recordCount: count } = header;
+  const detail = `${reason} (${describeBatch(header)})`;
   const marker = encodeRecord(lastOffsetDelta, MARKER_KEY, [[CODEC_ERROR_HEADER, Buffer.from(detail, 'utf8')]]);
   const fillIn = encodeRecord(lastOffsetDelta, null, []);
   const out = Buffer.alloc(marker.length + fillIn.length * (count - 1));

@@ -10,16 +10,13 @@
  * pipeline as `undecodable`, while the other partitions go on.
  */
 import { compressionsAlgorithms, compressionsAlgorithmsByBitmask, GenericError, type CompressionAlgorithmSpecification } from '@platformatic/kafka';
+import { batchHeaderBefore, describeBatch } from '../batch-header.js';
 
 export const UNDECODABLE_BATCH_CODE = 'SPANLEDGER_UNDECODABLE_BATCH';
 
 /** Codec ids a record batch can carry (3 bits) that name no Kafka codec. */
 const UNKNOWN_CODEC_IDS = [5, 6, 7];
 
-/** Record batch v2 header, before the records (kafka.apache.org/documentation/#recordbatch). */
-const BATCH_HEADER_BYTES = 61;
-const BATCH = { baseOffset: 0, length: 8, magic: 16, attributes: 21, lastOffsetDelta: 23, recordCount: 57 } as const;
-const BATCH_LENGTH_BEFORE_RECORDS = BATCH_HEADER_BYTES - (BATCH.length + 4);
 
 /** A record batch that cannot be decompressed here; `canRetry: false` keeps the library from fetching it again. */
 export function undecodableBatchError(reason: string): GenericError {
@@ -44,16 +41,8 @@ export function undecodableReason(error: unknown): string | undefined {
  * The header must check out: magic 2, a length that matches, our codec id.
  */
 export function batchDescription(compressed: Buffer, codecId: number): string | undefined {
-  if (compressed.byteOffset < BATCH_HEADER_BYTES) return undefined;
-  const header = Buffer.from(compressed.buffer, compressed.byteOffset - BATCH_HEADER_BYTES, BATCH_HEADER_BYTES);
-  if (header.readInt8(BATCH.magic) !== 2) return undefined;
-  if (header.readInt32BE(BATCH.length) !== compressed.length + BATCH_LENGTH_BEFORE_RECORDS) return undefined;
-  if ((header.readInt16BE(BATCH.attributes) & 0x07) !== codecId) return undefined;
-  const count = header.readInt32BE(BATCH.recordCount);
-  const lastOffsetDelta = header.readInt32BE(BATCH.lastOffsetDelta);
-  if (count < 1 || count > lastOffsetDelta + 1) return undefined;
-  const base = header.readBigInt64BE(BATCH.baseOffset);
-  return `batch of ${count} records at offsets ${base}..${base + BigInt(lastOffsetDelta)}`;
+  const header = batchHeaderBefore(compressed, codecId);
+  return header && describeBatch(header);
 }
 
 type Decompress = CompressionAlgorithmSpecification['decompressSync'];
