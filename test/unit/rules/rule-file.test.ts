@@ -69,9 +69,9 @@ describe('rule files', () => {
   - severity: low
     condition: z`),
     ).toEqual([
-      'rule high-value-payment: 2:31: expected ")" but found "{"',
+      'rule high-value-payment: 2:31: expected ")", "and" or "or" but found "{"',
       'rules[1] (ok): severity: must be one of LOW, MEDIUM, HIGH, CRITICAL (any letter case)',
-      'rule ok: 1:3: expected ".", "and", "or" or end of input but found "y"',
+      'rule ok: 1:3: expected ".", "and", "or", comparison operator or end of input but found "y"',
       'rules[2] (ok): rule: Unrecognized key: "serverity"',
       'rules[3]: id: Invalid input: expected string, received undefined',
     ]);
