@@ -70,7 +70,7 @@ function quote(text: string): string {
 }
 
 function scalarText(value: Scalar): string {
-  if (value.type === 'string') return value.quoted || !isIdentifier(value.value) ? quote(value.value) : value.value;
+  if (value.type === 'string') return value.quoted || !isIdentifier(value.value) || value.value.includes('.') ? quote(value.value) : value.value;
   return String(value.value);
 }
 

@@ -71,8 +71,7 @@ Not
 Primary
   = "(" _ @Condition _ ")"
   / CountComparison
-  / DirectComparison
-  / check:SpanCheck { return { type: 'exists', check }; }
+  / SpanTerm
 
 CountComparison
   = left:Count _ op:CountOp _ right:(Count / Scalar) { return { type: 'count', check: left.check, op, right }; }
@@ -80,24 +79,33 @@ CountComparison
 Count
   = CountKw _ "(" _ check:SpanCheck _ ")" { return { type: 'count', check }; }
 
-// payment.amount > 1000 is payment.where(amount > 1000) (BeTrace's syntax guide).
-DirectComparison
-  = path:AttributePath _ op:ComparisonOp _ value:Value {
-      const problem = comparisonProblem(op, value, options.regexProblem);
+// A span check, or a direct comparison: payment.amount > 1000 is payment.where(amount > 1000)
+// (BeTrace's syntax guide). The name is read once, then what follows it decides.
+SpanTerm
+  = name:NameToken rest:(DirectComparison / WhereChain) {
+      if (Array.isArray(rest)) return { type: 'exists', check: { name: name.text, where: rest } };
+      const problem = comparisonProblem(rest.op, rest.value, options.regexProblem);
       if (problem !== undefined) error(problem);
-      return { type: 'exists', check: { name: path.span, where: [{ type: 'compare', attribute: path.attribute, op, value }] } };
+      const path = rest.attribute !== null ? { span: name.text, attribute: rest.attribute } : name.quoted ? { span: null, attribute: name.text } : splitPath(name.text);
+      return { type: 'exists', check: { name: path.span, where: [{ type: 'compare', attribute: path.attribute, op: rest.op, value: rest.value }] } };
     }
 
-// "GET /items".status, payment."card.type", "GET /items"."http.status_code": quotes keep a
-// name with dots or spaces whole.
-AttributePath
-  = span:QuotedString "." attribute:($Segment / QuotedString) { return { span, attribute }; }
-  / span:Identifier "." attribute:QuotedString { return { span, attribute }; }
-  / path:Identifier { return splitPath(path); }
-  / attribute:QuotedString { return { span: null, attribute }; }
+NameToken
+  = text:Identifier { return { text, quoted: false }; }
+  / text:QuotedString { return { text, quoted: true }; }
+
+// After the name: an attribute when the name does not end with it ("GET /items".status,
+// payment."card.type", "GET /items"."http.status_code": quotes keep a name with dots or spaces
+// whole), then the comparison. Without one, the name's last segment is the attribute, the rest
+// the span name; a single name is an attribute of any span ("http.status_code" >= 500).
+DirectComparison
+  = attribute:("." @($Segment / QuotedString))? _ op:ComparisonOp _ value:Value { return { attribute, op, value }; }
 
 SpanCheck
-  = name:Name where:(_ "." WhereKw _ "(" _ @WhereCondition _ ")")* { return { name, where }; }
+  = name:Name where:WhereChain { return { name, where }; }
+
+WhereChain
+  = (_ "." WhereKw _ "(" _ @WhereCondition _ ")")*
 
 // Inside .where(…): the span's attributes, combined with and / or / not and parentheses.
 WhereCondition
@@ -139,7 +147,7 @@ Scalar
   / TrueKw { return { type: 'boolean', value: true }; }
   / FalseKw { return { type: 'boolean', value: false }; }
   / value:QuotedString { return { type: 'string', value, quoted: true }; }
-  / value:Identifier { return { type: 'string', value, quoted: false }; }
+  / value:Word { return { type: 'string', value, quoted: false }; }
 
 Number "number"
   = text:$("-"? [0-9]+ ("." [0-9]+)?) !IdentChar { return { type: 'number', value: Number(text) }; }
@@ -153,12 +161,17 @@ Identifier "identifier"
   = !Keyword @$(Segment ("." Segment)*)
 
 Segment
-  = !("where" !WordChar) [a-zA-Z_] WordChar*
+  = !("where" !WordChar) [a-zA-Z_] [a-zA-Z0-9_]*
+
+// A bare value is one identifier segment, as in BeTrace (currency == USD): payment.amount >
+// fraud_score.threshold is refused, not read as the text "fraud_score.threshold".
+Word "identifier"
+  = !Keyword @$Segment
 
 // Inside quotes \" is a quote; any other backslash stays as written, so regexes read as written.
 // A quoted string may span lines, as in BeTrace.
 QuotedString "quoted string"
-  = '"' chars:('\\"' { return '"'; } / $("\\" [^"]) / [^"\\])* '"' { return chars.join(''); }
+  = '"' chars:('\\"' { return '"'; } / $("\\" [^"]) / $[^"\\]+)* '"' { return chars.join(''); }
 
 Keyword
   = ("and" / "or" / "not" / "when" / "always" / "never" / "count" / "where" / "in" / "matches" / "contains" / "true" / "false") !IdentChar
