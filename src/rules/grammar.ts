@@ -1,9 +1,9 @@
 /**
  * The trace-rules DSL as a peggy grammar: BeTrace's grammar (betrace-hq/betrace,
  * backend/internal/dsl/parser.go; docs/technical/trace-rules-dsl.md and docs/DSL_SYNTAX_GUIDE.md)
- * plus what its examples use (simple conditions without `when`, newlines before `.where`) and a
- * few documented extensions: quoted span and attribute names, `where` inside `count(…)`, negative
- * numbers, `\"` inside quotes, numbers in lists, `not` over any condition. Precedence: `not` >
+ * plus what its docs use (simple conditions without `when`) and a few documented extensions
+ * (README, "Beyond BeTrace"): quoted span names, `where` inside `count(…)`, negative numbers,
+ * `\"` inside quotes, numbers in lists, unquoted dotted attributes in `.where`. Precedence: `not` >
  * `and` > `or`, inside `.where(…)` as outside; `not` applies to one term (`not not a` is refused,
  * as by BeTrace: write `not (not a)`). Actions only build the tree (ast.ts) and refuse
  * comparisons that cannot be evaluated (`amount in USD`, an invalid regex), so that the error
