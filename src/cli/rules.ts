@@ -8,7 +8,7 @@ import { describeErrors } from '../model/json-schema.js';
 import { validateSpan, type Span } from '../model/span.js';
 import { canonicalTenantId } from '../model/tenant.js';
 import { loadRuleFile, RuleSetCache, TraceEvaluation, type RuleHit } from '../rules/index.js';
-import { EXAMPLE_RULE_FILE } from '../rules/example-rule-file.js';
+import { EXAMPLE_RULE_FILE, RULE_LANGUAGE } from '../rules/example-rule-file.js';
 import { addSettings, settingsOf } from './options.js';
 import { deleteRule, listRules, putRules, renderPutPlan, renderRuleTable, ruleJson, tenantArg, type RulesTopic } from './rules-topic.js';
 
@@ -120,7 +120,7 @@ export function registerRuleCommands(program: Command): void {
     .requiredOption('--file <rules.yaml>', 'rule file (YAML or JSON), see the example below')
     .requiredOption('--spans <trace.jsonl>', 'spans, one spanledger JSON span per line (span log lines), in any order')
     .option('--json', 'one JSON object per rule that fired on a trace (tenantId, traceId, ruleId, severity, message, evidence)', false)
-    .addHelpText('after', `\nExample rule file:\n\n${EXAMPLE_RULE_FILE}\n`)
+    .addHelpText('after', `\nThe rule language (BeTrace's; README "Trace rules"):\n\n${RULE_LANGUAGE}\n\nExample rule file (every form: examples/language.yaml):\n\n${EXAMPLE_RULE_FILE}\n`)
     .action(async (opts: { file: string; spans: string; json: boolean }) => {
       const result = await testRules(opts.file, opts.spans);
       if (opts.json) {

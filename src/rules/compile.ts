@@ -1,7 +1,7 @@
 import { RuleSyntaxError } from '../errors.js';
 import type { AttributeValue, Span } from '../model/span.js';
 import type { Severity } from '../model/signal.js';
-import { checkText, conditionText, type Condition, type CountOp, type RuleAst, type Scalar, type SpanCheck, type WherePredicate } from './ast.js';
+import { checkText, conditionText, type AttributeComparison, type Condition, type CountOp, type CountRight, type RuleAst, type Scalar, type SpanCheck, type WhereCondition } from './ast.js';
 import { parseRule } from './parser.js';
 import { compileRegex } from './regex.js';
 
@@ -25,14 +25,15 @@ export interface CompiledCheck {
   index: number;
   /** Canonical text, e.g. `payment.charge.where(amount > 1000)`: names the check in evidence. */
   text: string;
-  spanName: string;
+  /** null: the check applies to spans of any name (a direct comparison without a span name). */
+  spanName: string | null;
   matches: (span: RuleSpan) => boolean;
 }
 
 /** A condition whose span checks are replaced by their counter index; `text` names it in evidence. */
 export type Formula = { text: string } & (
   | { type: 'exists'; check: number }
-  | { type: 'count'; check: number; op: CountOp; right: { type: 'number'; value: number } | { type: 'count'; check: number } }
+  | { type: 'count'; check: number; op: CountOp; right: { type: 'number'; value: number } | { type: 'count'; check: number } | { type: 'test'; test: (count: number) => boolean } }
   | { type: 'and' | 'or'; left: Formula; right: Formula }
   | { type: 'not'; operand: Formula }
 );
@@ -53,6 +54,8 @@ export interface CompiledRuleSet {
   checks: CompiledCheck[];
   /** The checks to try on a span of a given name: a span costs only the checks of its name. */
   checksBySpanName: ReadonlyMap<string, readonly CompiledCheck[]>;
+  /** Checks of any span name, tried on every span (empty unless a rule has a direct comparison without a span name). */
+  anySpanChecks: readonly CompiledCheck[];
 }
 
 /**
@@ -94,12 +97,17 @@ export function compileRuleSet(definitions: readonly RuleDefinition[]): Compiled
   }
 
   const checksBySpanName = new Map<string, CompiledCheck[]>();
+  const anySpanChecks: CompiledCheck[] = [];
   for (const check of checks) {
+    if (check.spanName === null) {
+      anySpanChecks.push(check);
+      continue;
+    }
     const list = checksBySpanName.get(check.spanName) ?? [];
     list.push(check);
     checksBySpanName.set(check.spanName, list);
   }
-  return { rules, checks, checksBySpanName };
+  return { rules, checks, checksBySpanName, anySpanChecks };
 }
 
 function parseRuleOf(definition: RuleDefinition): RuleAst {
@@ -122,7 +130,7 @@ function toFormula(condition: Condition, checkIndex: (check: SpanCheck) => numbe
         type: 'count',
         check: checkIndex(condition.check),
         op: condition.op,
-        right: condition.right.type === 'number' ? condition.right : { type: 'count', check: checkIndex(condition.right.check) },
+        right: countRight(condition.op, condition.right, checkIndex),
       };
     case 'not':
       return { type: 'not', operand: toFormula(condition.operand, checkIndex), text };
@@ -130,6 +138,14 @@ function toFormula(condition: Condition, checkIndex: (check: SpanCheck) => numbe
     case 'or':
       return { type: condition.type, left: toFormula(condition.left, checkIndex), right: toFormula(condition.right, checkIndex), text };
   }
+}
+
+function countRight(op: CountOp, right: CountRight, checkIndex: (check: SpanCheck) => number): Extract<Formula, { type: 'count' }>['right'] {
+  if (right.type === 'count') return { type: 'count', check: checkIndex(right.check) };
+  if (right.type === 'number') return right;
+  // count(x) <= N, count(x) == "3": compared as an attribute holding the count would be (BeTrace).
+  const test = scalarTest({ type: 'compare', attribute: '', op, value: right });
+  return { type: 'test', test: op === '!=' ? (n) => !test(n) : test };
 }
 
 function formulaChecks(formula: Formula): number[] {
@@ -151,8 +167,10 @@ export function holds(formula: Formula, counts: ArrayLike<number>): boolean {
     case 'exists':
       return (counts[formula.check] ?? 0) > 0;
     case 'count': {
-      const right = formula.right.type === 'number' ? formula.right.value : (counts[formula.right.check] ?? 0);
-      return compareNumbers(counts[formula.check] ?? 0, formula.op, right);
+      const left = counts[formula.check] ?? 0;
+      const { right } = formula;
+      if (right.type === 'test') return right.test(left);
+      return compareNumbers(left, formula.op, right.type === 'number' ? right.value : (counts[right.check] ?? 0));
     }
     case 'not':
       return !holds(formula.operand, counts);
@@ -180,10 +198,36 @@ function compareNumbers(left: number, op: CountOp, right: number): boolean {
   }
 }
 
-/** A span matches a check when its name is the check's and every predicate holds. */
+/** A span matches a check when its name is the check's (if it names one) and every where holds. */
 export function spanMatcher(check: SpanCheck): (span: RuleSpan) => boolean {
-  const predicates = check.where.map(attributePredicate);
-  return (span) => span.name === check.name && predicates.every((p) => p(span));
+  const predicates = check.where.map(whereMatcher);
+  const name = check.name;
+  if (predicates.length === 0) return name === null ? () => true : (span) => span.name === name;
+  const where = predicates.length === 1 ? predicates[0]! : (span: RuleSpan) => predicates.every((p) => p(span));
+  return name === null ? where : (span) => span.name === name && where(span);
+}
+
+function whereMatcher(condition: WhereCondition): (span: RuleSpan) => boolean {
+  switch (condition.type) {
+    case 'compare':
+      return attributePredicate(condition);
+    case 'truthy': {
+      const { attribute } = condition;
+      return (span) => isTrue(attributeOf(span, attribute));
+    }
+    case 'not': {
+      const operand = whereMatcher(condition.operand);
+      return (span) => !operand(span);
+    }
+    case 'and': {
+      const [left, right] = [whereMatcher(condition.left), whereMatcher(condition.right)];
+      return (span) => left(span) && right(span);
+    }
+    case 'or': {
+      const [left, right] = [whereMatcher(condition.left), whereMatcher(condition.right)];
+      return (span) => left(span) || right(span);
+    }
+  }
 }
 
 /**
@@ -194,14 +238,26 @@ function attributeOf(span: RuleSpan, name: string): AttributeValue | undefined {
   return span.attributes?.[name] ?? span.resource?.attributes[name] ?? undefined;
 }
 
-function attributePredicate(where: WherePredicate): (span: RuleSpan) => boolean {
-  const test = scalarTest(where);
-  const negate = where.op === '!=';
+/**
+ * A bare boolean attribute holds when the attribute is true, or the text "true" (BeTrace keeps
+ * attributes as text); an array when one element does. Missing, anything else: false.
+ */
+function isTrue(value: AttributeValue | undefined): boolean {
+  if (Array.isArray(value)) return value.some((v) => v === true || v === 'true');
+  return value === true || value === 'true';
+}
+
+function attributePredicate(comparison: AttributeComparison): (span: RuleSpan) => boolean {
+  const test = scalarTest(comparison);
+  // `contains` on an array attribute asks for a member, not a substring of one.
+  const elementTest = comparison.op === 'contains' ? equalTo(comparison.value as Scalar) : test;
+  const negate = comparison.op === '!=';
+  const { attribute } = comparison;
   return (span) => {
-    const value = attributeOf(span, where.attribute);
+    const value = attributeOf(span, attribute);
     if (value === undefined || value === null) return false;
     // An array attribute satisfies a comparison when one of its elements does; `!=` when none is equal.
-    const found = Array.isArray(value) ? value.some((v) => v !== null && test(v)) : test(value);
+    const found = Array.isArray(value) ? value.some((v) => v !== null && elementTest(v)) : test(value);
     return negate ? !found : found;
   };
 }
@@ -209,8 +265,8 @@ function attributePredicate(where: WherePredicate): (span: RuleSpan) => boolean 
 type ScalarValue = string | number | boolean;
 
 /** The test one attribute value must pass; for `!=` the equality test, negated by the caller. */
-function scalarTest(where: WherePredicate): (value: ScalarValue) => boolean {
-  const { op, value } = where;
+function scalarTest(comparison: AttributeComparison): (value: ScalarValue) => boolean {
+  const { op, value } = comparison;
   switch (op) {
     case '==':
     case '!=':
@@ -223,26 +279,67 @@ function scalarTest(where: WherePredicate): (value: ScalarValue) => boolean {
       const regex = compileRegex((value as Scalar).value as string);
       return (v) => regex.test(String(v));
     }
-    default: {
-      const right = (value as Scalar).value as number;
-      return (v) => {
-        const left = numberOf(v);
-        return left !== undefined && compareNumbers(left, op, right);
-      };
+    case 'contains': {
+      const text = String((value as Scalar).value);
+      return (v) => String(v).includes(text);
     }
+    default:
+      return orderedTest(op, value as Scalar);
   }
 }
 
 /**
+ * `> >= < <=`. Against a number: numbers and numeric strings, anything else false. Against a
+ * string or boolean (BeTrace's rule): numerically when both sides are numbers, else the texts in
+ * code point order (Go's string order), so `version >= "2.0"` and `tier > bronze` compare text.
+ */
+function orderedTest(op: CountOp, literal: Scalar): (value: ScalarValue) => boolean {
+  if (literal.type === 'number') {
+    const right = literal.value;
+    return (v) => {
+      const left = numberOf(v);
+      return left !== undefined && compareNumbers(left, op, right);
+    };
+  }
+  const text = String(literal.value);
+  const number = literal.type === 'string' ? numberOf(text) : undefined;
+  return (v) => {
+    if (number !== undefined) {
+      const left = numberOf(v);
+      if (left !== undefined) return compareNumbers(left, op, number);
+    }
+    return compareNumbers(compareText(String(v), text), op, 0);
+  };
+}
+
+/** -1, 0 or 1 as `a` sorts before, with or after `b` by code point (not UTF-16 unit). */
+export function compareText(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Surrogates (0xD800–0xDFFF) stand for code points above 0xFFFF: move them after 0xE000–0xFFFF.
+    const fx = x >= 0xd800 ? (x >= 0xe000 ? x - 0x800 : x + 0x2000) : x;
+    const fy = y >= 0xd800 ? (y >= 0xe000 ? y - 0x800 : y + 0x2000) : y;
+    return fx < fy ? -1 : 1;
+  }
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
+}
+
+/**
  * Equality by the literal's type: a number equals a number or a numeric string (OTLP carries
- * 64-bit integers as strings), a boolean only a boolean, a string the attribute's text.
+ * 64-bit integers as strings), a boolean a boolean or its text ("true", as BeTrace compares
+ * text), a string the attribute's text.
  */
 function equalTo(literal: Scalar): (value: ScalarValue) => boolean {
   switch (literal.type) {
     case 'number':
       return (v) => numberOf(v) === literal.value;
-    case 'boolean':
-      return (v) => v === literal.value;
+    case 'boolean': {
+      const text = String(literal.value);
+      return (v) => v === literal.value || v === text;
+    }
     case 'string':
       return (v) => String(v) === literal.value;
   }

@@ -1,5 +1,5 @@
 import type { Severity } from '../model/signal.js';
-import { holds, type CompiledRule, type CompiledRuleSet, type Formula, type RuleSpan } from './compile.js';
+import { holds, type CompiledCheck, type CompiledRule, type CompiledRuleSet, type Formula, type RuleSpan } from './compile.js';
 
 /** Span ids kept per check, and per rule hit, as evidence. */
 export const EVIDENCE_SPAN_IDS = 8;
@@ -48,7 +48,11 @@ export class TraceEvaluation {
   add(span: RuleSpan): void {
     this.state.spanCount++;
     const checks = this.ruleSet.checksBySpanName.get(span.name);
-    if (checks === undefined) return;
+    if (checks !== undefined) this.match(checks, span);
+    if (this.ruleSet.anySpanChecks.length > 0) this.match(this.ruleSet.anySpanChecks, span);
+  }
+
+  private match(checks: readonly CompiledCheck[], span: RuleSpan): void {
     for (const check of checks) {
       if (!check.matches(span)) continue;
       this.state.counts[check.index]!++;

@@ -34,7 +34,7 @@ export function parseRule(text: string): RuleAst {
     if (!(e instanceof parser.SyntaxError)) throw e;
     const { line, column } = e.location.start;
     if (e.expected === null) return raise(e.message, line, column, []);
-    const expected = [...new Set(e.expected.map(expectationText).filter((x): x is string => x !== undefined))].sort();
+    const expected = [...new Set(e.expected.flatMap(expectationTexts))].sort();
     const found = e.found === null ? 'end of input' : JSON.stringify(e.found);
     return raise(`expected ${oneOf(expected)} but found ${found}`, line, column, expected);
   }
@@ -44,17 +44,22 @@ function raise(message: string, line: number, column: number, expected: string[]
   throw new RuleSyntaxError(message, { line, column, expected });
 }
 
-/** Whitespace is accepted everywhere: listing it as expected would only add noise. */
-function expectationText(expectation: peggy.parser.Expectation): string | undefined {
+/**
+ * Whitespace is accepted everywhere: listing it as expected would only add noise. peggy merges
+ * one-character alternatives (">" / "<") into a class: list its characters as the literals they were.
+ */
+function expectationTexts(expectation: peggy.parser.Expectation): string[] {
   switch (expectation.type) {
     case 'literal':
-      return JSON.stringify(expectation.text);
+      return [JSON.stringify(expectation.text)];
     case 'other':
-      return expectation.description === 'whitespace' ? undefined : expectation.description;
+      return expectation.description === 'whitespace' ? [] : [expectation.description];
     case 'end':
-      return 'end of input';
+      return ['end of input'];
+    case 'class':
+      return !expectation.inverted && expectation.parts.every((p) => typeof p === 'string') ? expectation.parts.map((p) => JSON.stringify(p)) : ['a character'];
     default:
-      return 'a character';
+      return ['a character'];
   }
 }
 

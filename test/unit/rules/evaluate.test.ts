@@ -39,7 +39,7 @@ describe('span checks and attribute lookup', () => {
     }
   });
 
-  it('compares numbers with numbers and numeric strings, booleans with booleans, strings with text', () => {
+  it('compares numbers with numbers and numeric strings, booleans with booleans and their text, strings with text', () => {
     expect(fired('s.where(amount > 1000)', [span('s', { amount: 1000.5 })])).toBe(true);
     expect(fired('s.where(amount > 1000)', [span('s', { amount: '2500' })])).toBe(true);
     expect(fired('s.where(amount > 1000)', [span('s', { amount: 1000 })])).toBe(false);
@@ -47,7 +47,9 @@ describe('span checks and attribute lookup', () => {
     expect(fired('s.where(amount < 1000)', [span('s', { amount: 'lots' })])).toBe(false);
     expect(fired('s.where(amount <= 5)', [span('s', { amount: 5 })])).toBe(true);
     expect(fired('s.where(pii == true)', [span('s', { pii: true })])).toBe(true);
-    expect(fired('s.where(pii == true)', [span('s', { pii: 'true' })])).toBe(false);
+    expect(fired('s.where(pii == true)', [span('s', { pii: 'true' })])).toBe(true);
+    expect(fired('s.where(pii == true)', [span('s', { pii: 1 })])).toBe(false);
+    expect(fired('s.where(pii == false)', [span('s', { pii: 'false' })])).toBe(true);
     expect(fired('s.where(currency == USD)', [span('s', { currency: 'USD' })])).toBe(true);
     expect(fired('s.where(currency != USD)', [span('s', { currency: 'EUR' })])).toBe(true);
     expect(fired('s.where(currency != USD)', [span('s', { currency: 'USD' })])).toBe(false);

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { hitLines, testRules } from '../../../src/cli/rules.js';
 import { RuleFileError } from '../../../src/errors.js';
 import { loadRuleFile, parseRuleFile } from '../../../src/rules/rule-file.js';
+import { RULE_LANGUAGE } from '../../../src/rules/example-rule-file.js';
+import { parseRule } from '../../../src/rules/parser.js';
 
 const EXAMPLES = path.resolve(import.meta.dirname, '../../../examples');
 
@@ -69,9 +71,9 @@ describe('rule files', () => {
   - severity: low
     condition: z`),
     ).toEqual([
-      'rule high-value-payment: 2:31: expected ")" but found "{"',
+      'rule high-value-payment: 2:31: expected ")", "and" or "or" but found "{"',
       'rules[1] (ok): severity: must be one of LOW, MEDIUM, HIGH, CRITICAL (any letter case)',
-      'rule ok: 1:3: expected ".", "and", "or" or end of input but found "y"',
+      'rule ok: 1:3: expected ".", "and", "or", comparison operator or end of input but found "y"',
       'rules[2] (ok): rule: Unrecognized key: "serverity"',
       'rules[3]: id: Invalid input: expected string, received undefined',
     ]);
@@ -97,5 +99,33 @@ describe('rules test (offline)', () => {
     expect(fired.find((h) => h.ruleId === 'high-value-payment-controls')?.message).toBe(
       'High-value payment controls: when payment.charge_card.where(amount > 1000); missing always: payment.fraud_check; present never: payment.bypass_validation',
     );
+  });
+
+  it('shows every form of the language on examples/language.yaml: each rule fires on the trace its comment names, none on the near misses', async () => {
+    const result = await testRules(path.join(EXAMPLES, 'language.yaml'), path.join(EXAMPLES, 'language-trace.jsonl'));
+    const fired = hitLines(result.traces).map((l) => JSON.parse(l) as { traceId: string; ruleId: string });
+    expect(fired.map((h) => `${h.traceId.slice(-2)} ${h.ruleId}`).sort()).toEqual([
+      'b1 admin-path-without-auth',
+      'b1 item-server-errors',
+      'b2 high-value-approval',
+      'b2 unverified-large-payment',
+      'b4 internal-endpoint',
+      'b4 retry-storm',
+      'b5 old-sdk',
+      'b5 pii-unencrypted',
+    ]);
+    expect(result.traces.length).toBe(6);
+  });
+
+  it('prints in `rules test --help` only rules that parse', () => {
+    // The left column of each line, where a line starts one (when / always / never blocks joined).
+    const rules = RULE_LANGUAGE.split('\n')
+      .filter((line) => !line.startsWith(' '))
+      .map((line) => line.split(/ {3,}/)[0]!.trim())
+      .join('\n')
+      .replace(/\n(always|never) /g, ' $1 ')
+      .split('\n');
+    expect(rules.length).toBe(15);
+    for (const rule of rules) expect(() => parseRule(rule), rule).not.toThrow();
   });
 });

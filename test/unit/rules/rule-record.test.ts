@@ -15,7 +15,7 @@ describe('checkRule (shared by rule files and topic records)', () => {
   it('lists field and condition problems at once, naming the rule', () => {
     expect(checkRule({ id: 'a', severity: 'urgent', condition: 'x y' }).problems).toEqual([
       { kind: 'schema', message: 'severity: must be one of LOW, MEDIUM, HIGH, CRITICAL (any letter case)' },
-      { kind: 'condition', message: 'rule a: 1:3: expected ".", "and", "or" or end of input but found "y"' },
+      { kind: 'condition', message: 'rule a: 1:3: expected ".", "and", "or", comparison operator or end of input but found "y"' },
     ]);
     expect(checkRule('nope').rule).toBeUndefined();
   });
