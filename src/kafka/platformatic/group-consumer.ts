@@ -235,6 +235,10 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.fetchedThroughListeners.push(listener);
   }
 
+  heldBytes(): number {
+    return this.loop?.states.heldBytes ?? 0;
+  }
+
   /** The library completed a join: this member's partitions. */
   private assigned(memberId: string, assignments: GroupAssignment[]): void {
     this.rejoinFailures = 0;
