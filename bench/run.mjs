@@ -14,8 +14,9 @@
 // the rest (capped-memory drain, latency, sustained, rule latency, 500-tenant signals) on the
 // first client only.
 //
-// BENCH_WORKER_LOGS=dir keeps every worker's log there.
-//   node bench/run.mjs [--quick] [--runs N] [--spans N] [--rule-spans N] [--signals N] [--tenant-signals N] [--latency-seconds S] [--rate R] [--warmup N]
+// BENCH_WORKER_LOGS=dir keeps every worker's log there. `--help` lists every option with its
+// default; an unknown option is refused (it would otherwise start a full run of every scenario).
+//   node bench/run.mjs [--help] [--quick] [--runs N] [--spans N] [--rule-spans N] [--signals N] [--tenant-signals N] [--latency-seconds S] [--rate R] [--warmup N]
 //                      [--sustained] [--sustained-seconds S] [--sustained-rate R] [--sustained-signal-rate R] [--only LIST] [--span-env K=V,K=V] [--signal-env K=V,K=V]
 //                      [--clients platformatic,kafkajs]
 //
@@ -48,7 +49,61 @@ import {
   benchRuleTenants, traceBacklog, ruleWorkerEnv, steadyLoad,
 } from './lib.mjs';
 
+/** Every option: its value (what follows it) and default, normal and --quick, and what it does. */
+const OPTIONS = {
+  help: { value: '', normal: '', quick: '', about: 'print this list and exit' },
+  quick: { value: '', normal: 'off', quick: '', about: 'small backlogs, 1 run, and the sustained scenario (30 s, a sample every 10 s); explicit options still win' },
+  only: { value: 'LIST', normal: 'all', quick: 'all', about: 'only these scenarios, comma-separated: spans, otlp, latency, sustained, rules, signals (the warm-up always runs)' },
+  clients: { value: 'LIST', normal: 'platformatic,kafkajs', quick: 'platformatic,kafkajs', about: 'the Kafka clients the drains run on, in this order; the first also runs every scenario that runs once' },
+  runs: { value: 'N', normal: '3', quick: '1', about: 'span JSON and 8-tenant signal drains per client (a fresh worker and group each); the median is reported' },
+  spans: { value: 'N', normal: '1000000', quick: '50000', about: 'spans in the span backlogs (JSON, and otlp_proto at 100 a request)' },
+  warmup: { value: 'N', normal: '300000', quick: '20000', about: 'spans a no-op consumer reads first (a fresh broker and JIT are slower)' },
+  'rule-spans': { value: 'N', normal: '500000', quick: '50000', about: 'spans in the trace backlog of the rules scenario' },
+  signals: { value: 'N', normal: '200000', quick: '20000', about: 'signals in each 8-tenant signal backlog (needs TB_ADDRESS or TIGERBEETLE_BIN)' },
+  'tenant-signals': { value: 'N', normal: '50000', quick: '10000', about: 'signals in the 500-tenant signal backlog' },
+  'latency-seconds': { value: 'S', normal: '15', quick: '5', about: 'seconds of steady load in the latency scenarios' },
+  rate: { value: 'R', normal: '20000', quick: '20000', about: 'spans/s of steady load in the latency scenarios' },
+  sustained: { value: '', normal: 'off', quick: 'on', about: 'run the sustained scenarios (a span worker, and with TigerBeetle a signal worker, at half their drain rates)' },
+  'sustained-seconds': { value: 'S', normal: '300', quick: '30', about: 'length of each sustained scenario' },
+  'sustained-rate': { value: 'R', normal: 'half the span drain', quick: 'half the span drain', about: 'spans/s offered in the sustained span scenario' },
+  'sustained-signal-rate': { value: 'R', normal: 'half the 500-tenant drain', quick: 'half the 500-tenant drain', about: 'signals/s offered in the sustained signal scenario' },
+  'span-env': { value: 'K=V,K=V', normal: 'none', quick: 'none', about: 'extra environment of every span worker (e.g. DECODE_THREADS=1,MAX_IN_FLIGHT_BYTES=16777216)' },
+  'signal-env': { value: 'K=V,K=V', normal: 'none', quick: 'none', about: 'extra environment of every signal worker (e.g. BATCH_MAX_RECORDS=10000)' },
+};
+const SCENARIOS = ['spans', 'otlp', 'latency', 'sustained', 'rules', 'signals'];
 const args = parseArgs(process.argv.slice(2));
+const usage = () => {
+  const rows = Object.entries(OPTIONS).map(([name, o]) => [`--${name}${o.value ? ` ${o.value}` : ''}`, o.normal === o.quick || o.quick === '' ? o.normal : `${o.normal} (--quick: ${o.quick})`, o.about]);
+  const w = [0, 1].map((i) => Math.max(...rows.map((r) => r[i].length)));
+  return [
+    'usage: node bench/run.mjs [options]   (needs dist/: npm run build)',
+    'Broker: KAFKA_BROKERS, else a private one (scripts/kafka.sh). TigerBeetle: TB_ADDRESS or TIGERBEETLE_BIN, else no signal scenarios.',
+    'BENCH_WORKER_LOGS=dir keeps each worker\'s log.',
+    '',
+    `${'option'.padEnd(w[0])}  ${'default'.padEnd(w[1])}  what`,
+    ...rows.map((r) => `${r[0].padEnd(w[0])}  ${r[1].padEnd(w[1])}  ${r[2]}`),
+  ].join('\n');
+};
+if (args.help !== undefined) {
+  console.log(usage());
+  process.exit(0);
+}
+{
+  const unknown = Object.keys(args).filter((k) => !(k in OPTIONS));
+  const wantsValue = Object.entries(OPTIONS).filter(([name, o]) => o.value !== '' && args[name] === true).map(([name]) => name);
+  const badScenarios = typeof args.only === 'string' ? args.only.split(',').filter((s) => !SCENARIOS.includes(s)) : [];
+  const unnamed = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && (i === 0 || !all[i - 1].startsWith('--') || OPTIONS[all[i - 1].slice(2)]?.value === ''));
+  const problems = [
+    ...unknown.map((k) => `unknown option --${k}`),
+    ...wantsValue.map((k) => `--${k} needs a value (${OPTIONS[k].value})`),
+    ...badScenarios.map((s) => `--only: unknown scenario ${s} (one of ${SCENARIOS.join(', ')})`),
+    ...unnamed.map((a) => `unexpected argument ${a}`),
+  ];
+  if (problems.length > 0) {
+    process.stderr.write(`${problems.join('\n')}\n\n${usage()}\n`);
+    process.exit(2);
+  }
+}
 const QUICK = args.quick === true;
 const num = (name, normal, quick) => Number(args[name] ?? (QUICK ? quick : normal));
 // 1M in full mode: issue 10's memory target is the span worker's peak RSS while draining 1M spans.

@@ -18,7 +18,7 @@ export function headerValues(headers: RecordHeaders | undefined, name: string): 
  * with null values and many headers cannot grow memory past MAX_IN_FLIGHT_BYTES.
  */
 export const RECORD_OVERHEAD_BYTES = 128;
-const HEADER_OVERHEAD_BYTES = 48;
+export const HEADER_OVERHEAD_BYTES = 48;
 
 export function recordFootprint(message: { key: Buffer | null; value: Buffer | null; headers?: RecordHeaders }): number {
   let bytes = RECORD_OVERHEAD_BYTES + (message.key?.length ?? 0) + (message.value?.length ?? 0);

@@ -56,14 +56,14 @@ export class WorkerMetrics implements PipelineMetrics {
     this.retries = new Counter({ name: 'spanledger_sink_retries_total', help: 'Retries of a sink write after a transient failure', labelNames: ['topic', 'sink'], registers });
     this.commitFailures = new Counter({ name: 'spanledger_commit_failures_total', help: 'Offset commits Kafka refused (retried at the next flush)', labelNames: ['topic'], registers });
     this.inFlightRecords = new Gauge({ name: 'spanledger_records_in_flight', help: 'Records buffered or being flushed', labelNames: ['topic'], registers });
-    this.inFlightBytes = new Gauge({ name: 'spanledger_bytes_in_flight', help: 'Bytes of records buffered or being flushed', labelNames: ['topic'], registers });
+    this.inFlightBytes = new Gauge({ name: 'spanledger_bytes_in_flight', help: 'Bytes of records buffered or being flushed, and fetched ahead by the consumer (counted against MAX_IN_FLIGHT_BYTES)', labelNames: ['topic'], registers });
     this.fetchPaused = new Gauge({ name: 'spanledger_fetch_paused', help: '1 while fetching is paused because too much is in flight', labelNames: ['topic'], registers });
     this.fetchPauses = new Counter({ name: 'spanledger_fetch_pauses_total', help: 'Times fetching paused because too much was in flight', labelNames: ['topic'], registers });
     this.inFlightBytesMax = new Gauge({ name: 'spanledger_bytes_in_flight_max', help: 'Most bytes of records buffered or being flushed at once since start', labelNames: ['topic'], registers });
     this.lag = new Gauge({ name: 'spanledger_consumer_lag', help: 'High watermark minus the committed offset, per partition', labelNames: ['topic', 'partition'], registers });
     this.partitionStuck = new Gauge({ name: 'spanledger_partition_stuck', help: '1 while a partition is paused at a batch that cannot be decompressed', labelNames: ['topic', 'partition', 'reason'], registers });
     this.partitionsPaused = new Gauge({ name: 'spanledger_partitions_paused', help: 'Assigned partitions whose fetching is paused, by reason: backpressure (in-flight bytes over the pause mark), breaker (a flush waits for an open circuit breaker), stuck (an undecodable batch)', labelNames: ['topic', 'reason'], registers });
-    this.inFlightRatio = new Gauge({ name: 'spanledger_in_flight_ratio', help: 'Bytes of records buffered or being flushed / MAX_IN_FLIGHT_BYTES', labelNames: ['topic'], registers });
+    this.inFlightRatio = new Gauge({ name: 'spanledger_in_flight_ratio', help: 'Bytes of records buffered or being flushed, and fetched ahead by the consumer, / MAX_IN_FLIGHT_BYTES', labelNames: ['topic'], registers });
     this.backpressurePauseBytes = new Gauge({ name: 'spanledger_backpressure_pause_bytes', help: 'In-flight bytes above which fetching pauses (BACKPRESSURE_PAUSE_FRACTION of MAX_IN_FLIGHT_BYTES)', labelNames: ['topic'], registers });
     this.backpressureResumeBytes = new Gauge({ name: 'spanledger_backpressure_resume_bytes', help: 'In-flight bytes at or below which paused fetching resumes (BACKPRESSURE_RESUME_FRACTION of MAX_IN_FLIGHT_BYTES)', labelNames: ['topic'], registers });
     this.breakerState = new Gauge({ name: 'spanledger_breaker_state', help: 'Circuit breaker of a store: 0 closed, 1 half-open (a probe is under way), 2 open', labelNames: ['store'], registers });

@@ -67,6 +67,13 @@ export interface GroupConsumer {
    * compacted topic knows it has caught up with the end offsets.
    */
   onFetchedThrough?(listener: (event: { topic: string; partition: number; nextOffset: bigint }) => void): void;
+  /**
+   * Bytes of records this consumer fetched ahead and holds, not yet given to `run`'s callback (a
+   * footprint as recordFootprint counts it). The pipeline counts them against MAX_IN_FLIGHT_BYTES
+   * with the records in its custody; pausing a partition must drop what is held for it. Absent:
+   * the consumer holds nothing ahead.
+   */
+  heldBytes?(): number;
 }
 
 export interface DeadLetter {

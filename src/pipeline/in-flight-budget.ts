@@ -1,12 +1,13 @@
 import type { FetchPauses } from './fetch-pauses.js';
 import type { PipelineOptions } from './options.js';
 
-type BudgetOptions = Pick<PipelineOptions<unknown>, 'topic' | 'metrics' | 'logger' | 'maxInFlightBytes' | 'backpressure' | 'heartbeatIntervalMs'>;
+type BudgetOptions = Pick<PipelineOptions<unknown>, 'topic' | 'metrics' | 'logger' | 'maxInFlightBytes' | 'backpressure' | 'heartbeatIntervalMs' | 'consumer'>;
 
 /**
  * MAX_IN_FLIGHT_BYTES: records and bytes taken from Kafka and not yet flushed, counted from the
- * moment a record is taken into custody until its flush ends. Above the pause mark fetching
- * pauses (backpressure); at or below the resume mark it resumes.
+ * moment a record is taken into custody until its flush ends, plus what the consumer fetched
+ * ahead and holds for later (GroupConsumer.heldBytes). Above the pause mark fetching pauses
+ * (backpressure: the consumer drops what it held); at or below the resume mark it resumes.
  */
 export class InFlightBudget {
   records = 0;
@@ -17,12 +18,15 @@ export class InFlightBudget {
   /** …and resumes at or below this many. */
   readonly resumeBytes: number;
   private drainWaiters: Array<() => void> = [];
+  /** Bytes the consumer fetched ahead and holds, not yet taken into custody. */
+  private readonly held: () => number;
 
   constructor(
     private readonly options: BudgetOptions,
     private readonly pauses: FetchPauses,
   ) {
-    const { metrics, topic, maxInFlightBytes, backpressure } = options;
+    const { metrics, topic, maxInFlightBytes, backpressure, consumer } = options;
+    this.held = consumer.heldBytes === undefined ? () => 0 : () => consumer.heldBytes!();
     this.pauseBytes = Math.floor(maxInFlightBytes * backpressure.pauseFraction);
     this.resumeBytes = Math.floor(maxInFlightBytes * backpressure.resumeFraction);
     metrics.backpressurePauseBytes.set({ topic }, this.pauseBytes);
@@ -30,15 +34,20 @@ export class InFlightBudget {
     metrics.inFlightRatio.set({ topic }, 0);
   }
 
+  /** Records in custody and what the consumer holds fetched ahead. */
+  get totalBytes(): number {
+    return this.bytes + this.held();
+  }
+
   get overPauseMark(): boolean {
-    return this.bytes > this.pauseBytes;
+    return this.totalBytes > this.pauseBytes;
   }
 
   /** `report`: set the in-flight gauges now (intake sets them once per batch instead of per record). */
   take(records: number, bytes: number, report = true): void {
     this.records += records;
     this.bytes += bytes;
-    if (this.bytes > this.maxBytesSeen) this.maxBytesSeen = this.bytes;
+    this.noteMax(this.totalBytes);
     if (report) this.report();
   }
 
@@ -56,10 +65,16 @@ export class InFlightBudget {
 
   report(): void {
     const { metrics, topic, maxInFlightBytes } = this.options;
+    const total = this.totalBytes;
+    this.noteMax(total);
     metrics.inFlightRecords.set({ topic }, this.records);
-    metrics.inFlightBytes.set({ topic }, this.bytes);
+    metrics.inFlightBytes.set({ topic }, total);
     metrics.inFlightBytesMax.set({ topic }, this.maxBytesSeen);
-    metrics.inFlightRatio.set({ topic }, this.bytes / maxInFlightBytes);
+    metrics.inFlightRatio.set({ topic }, total / maxInFlightBytes);
+  }
+
+  private noteMax(total: number): void {
+    if (total > this.maxBytesSeen) this.maxBytesSeen = total;
   }
 
   /**
@@ -70,7 +85,7 @@ export class InFlightBudget {
    */
   async waitForRoom(heartbeat: () => Promise<void>, hooks: { flushAll: () => void; keepWaiting: () => boolean; mayResume: () => boolean }): Promise<void> {
     const { options, pauses } = this;
-    const overBudget = () => this.bytes > this.resumeBytes;
+    const overBudget = () => this.totalBytes > this.resumeBytes;
     if (!overBudget()) return;
     if (!pauses.allPaused) {
       pauses.pauseAll();

@@ -122,7 +122,7 @@ export class Pipeline<T> {
       partitions: [...partitions.assignment]
         .sort((a, b) => a - b)
         .map((partition) => partitionSnapshot(partition, { pipe: partitions.pipes.get(partition), paused: this.pauses.reasonOf(partition), stuckReason: this.stuck.reasonOf(partition) })),
-      inFlight: { records: budget.records, bytes: budget.bytes, budgetBytes: this.options.maxInFlightBytes, maxBytesSeen: budget.maxBytesSeen },
+      inFlight: { records: budget.records, bytes: budget.totalBytes, budgetBytes: this.options.maxInFlightBytes, maxBytesSeen: budget.maxBytesSeen },
       totals: { ...this.totals },
     };
   }

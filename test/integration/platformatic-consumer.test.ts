@@ -38,7 +38,7 @@ class Member {
   constructor(
     readonly topic: string,
     group: string,
-    extra: { rebalanceProtocol?: 'cooperative' | 'eager'; groupInstanceId?: string } = {},
+    extra: { rebalanceProtocol?: 'cooperative' | 'eager'; groupInstanceId?: string; maxWaitTimeMs?: number } = {},
   ) {
     this.consumer = new PlatformaticGroupConsumer(
       { brokers: brokers.split(','), clientId: 'platformatic-consumer-test', logger },
@@ -222,6 +222,33 @@ describe('PlatformaticGroupConsumer on a real broker', () => {
     await waitFor('the records after the commit', () => second.seen.length >= 8);
     await sleep(500);
     expect(second.seen.map((s) => s.message.offset)).toEqual(Array.from({ length: 8 }, (_, i) => BigInt(12 + i)));
+  });
+
+  it('a commit does not wait behind a fetch the broker holds (caught up: a long poll of maxWaitTime)', async () => {
+    const topic = uniqueName('pfc-commit-poll');
+    const group = uniqueName('g');
+    await createTopic(kafka, topic, 1);
+    await produce(topic, 0, plainRecords('p', 5));
+    // Caught up, the member's fetch waits at the broker up to maxWaitTime for new records, and is
+    // sent again as soon as it returns: some fetch is always held there.
+    const maxWaitTimeMs = 6_000;
+    const member = new Member(topic, group, { maxWaitTimeMs });
+    await member.start();
+    await waitFor('every record', () => member.seen.length === 5);
+    await sleep(500);
+    // A broker answers one connection's requests in order: commits sharing the fetches'
+    // connection would wait for the held fetch to end (three in a row: more than maxWaitTime).
+    const started = Date.now();
+    for (const offset of [3n, 4n, 5n]) await member.consumer.commitOffsets([{ topic, partition: 0, offset }]);
+    expect(Date.now() - started).toBeLessThan(maxWaitTimeMs / 2);
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      expect(committed!.partitions.find((c) => c.partition === 0)!.offset).toBe('5');
+    } finally {
+      await admin.disconnect();
+    }
   });
 
   const kcatMissing = kcatSkipReason();

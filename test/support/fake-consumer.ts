@@ -21,6 +21,8 @@ export class FakeConsumer implements GroupConsumer {
   /** Answers each commit; throw (or reject) to refuse it, or return a promise the test settles. */
   onCommit: (commit: OffsetCommit) => Promise<void> | void = () => {};
   connected = false;
+  /** What heldBytes() reports: records fetched ahead, not yet delivered. Any pause drops them (0), as the port asks. */
+  held = 0;
   subscribed: { topic: string; fromBeginning: boolean } | undefined;
   private readonly logs = new Map<number, ConsumedMessage[]>();
   private readonly position = new Map<number, number>();
@@ -54,6 +56,7 @@ export class FakeConsumer implements GroupConsumer {
   pause(topic: string, partitions?: readonly number[]): void {
     if (topic !== this.topic) throw new Error(`paused unknown topic ${topic}`);
     this.pauses.push(partitions ?? 'all');
+    this.held = 0;
     if (partitions === undefined) this.allPaused = true;
     else for (const p of partitions) this.pausedPartitions.add(p);
   }
@@ -63,6 +66,10 @@ export class FakeConsumer implements GroupConsumer {
     this.resumes.push(partitions ?? 'all');
     if (partitions === undefined) this.allPaused = false;
     else for (const p of partitions) this.pausedPartitions.delete(p);
+  }
+
+  heldBytes(): number {
+    return this.held;
   }
 
   async commitOffsets(offsets: OffsetCommit[]): Promise<void> {

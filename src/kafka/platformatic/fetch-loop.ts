@@ -3,7 +3,7 @@ import type { ClusterMetadata } from '@platformatic/kafka';
 import type { ConsumedBatch } from '../../pipeline/consumer-port.js';
 import { fetchPartitions, type FetchClient, type FetchSizes, type PartitionOutcome } from './fetcher.js';
 import { PartitionStates, type PartitionState } from './partition-states.js';
-import { partitionRecords } from './record-batches.js';
+import { batchesFootprint, partitionRecords } from './record-batches.js';
 
 /** The part of @platformatic/kafka's Consumer the loop uses besides fetching. */
 export interface LoopClient extends FetchClient {
@@ -44,8 +44,10 @@ const OFFSET_OUT_OF_RANGE = 1;
  * the batch is handled; it is delivered then only if the partition's position is its fetch
  * offset (a partly resolved batch is fetched again from the first unresolved record, as without
  * fetch ahead), and dropped if the partition was paused, revoked or backed off meanwhile. Memory
- * stays bounded: a broker is sent a fetch ahead only while no earlier answer from it waits, one
- * fetch per broker is under way, and paused partitions hold nothing fetched ahead.
+ * stays bounded: one fetch per broker is under way, and none (ahead or not) while an answer
+ * fetched ahead from it waits, so at most one response per broker is outside the pipeline, as
+ * with kafkajs; what waits counts against MAX_IN_FLIGHT_BYTES (`states.heldBytes`, reported
+ * through GroupConsumer.heldBytes), and paused partitions hold nothing fetched ahead.
  */
 export class FetchLoop {
   readonly states = new PartitionStates();
@@ -159,8 +161,10 @@ export class FetchLoop {
         unplaced.push(s);
         continue;
       }
-      if (this.busyNodes.has(leader)) {
-        // Its broker has a fetch under way: it goes in the next one (wake() after that one).
+      if (this.busyNodes.has(leader) || this.states.holdsAheadFrom(leader)) {
+        // Its broker has a fetch under way, or an answer fetched ahead from it waits (at most one
+        // response per broker outside the pipeline, as kafkajs): it goes in the next one (wake()
+        // after that fetch, or after the batch that the answer waits for).
         s.busy = false;
         continue;
       }
@@ -224,7 +228,7 @@ export class FetchLoop {
     // Nothing new there (fetched again after the batch), or the partition is no longer to be delivered: dropped.
     if (outcome === undefined || !this.running || !this.states.isCurrent(state) || this.states.isPaused(state.partition)) return;
     if (state.handling) {
-      state.ahead = { node, fetchOffset, outcome };
+      this.states.holdAhead(state, { node, fetchOffset, outcome, bytes: outcome.kind === 'error' ? 0 : batchesFootprint(outcome.batches) });
       return;
     }
     // The batch before it was handled while the fetch was under way: delivered now if it was resolved in full.
@@ -322,8 +326,7 @@ export class FetchLoop {
 
   /** After a batch: the answer fetched ahead goes to the pipeline if it starts at the partition's position; else dropped. */
   private takeAhead(state: PartitionState): void {
-    const ahead = state.ahead;
-    state.ahead = undefined;
+    const ahead = this.states.takeAhead(state);
     if (ahead !== undefined && this.running && this.states.isCurrent(state) && !this.states.isPaused(state.partition) && state.position === ahead.fetchOffset && state.retryAt <= Date.now()) {
       this.took(state, ahead.fetchOffset, ahead.outcome);
       return;

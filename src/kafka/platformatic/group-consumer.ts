@@ -58,14 +58,23 @@ export function fetchSizes(options: Pick<GroupConsumerOptions, 'maxInFlightBytes
 export class PlatformaticGroupConsumer implements GroupConsumer {
   private readonly consumer: Consumer;
   /**
-   * A second client of the same library, never joined to the group, for fetches, offset lookups
-   * and commits: it has connections of its own. A broker answers the requests of one connection
-   * in order, one at a time, and a JoinGroup waits at the coordinator until every member has
-   * rejoined (a heartbeat interval or more), so on the group's connection every fetch and commit
-   * would wait behind it, and partitions that stay with this member would stop during each
-   * rebalance. The Java client keeps its coordinator connection apart for the same reason.
+   * A second client of the same library, never joined to the group, for offset lookups and
+   * commits: it has connections of its own. A broker answers the requests of one connection in
+   * order, one at a time, and a JoinGroup waits at the coordinator until every member has
+   * rejoined (a heartbeat interval or more), so on the group's connection every commit would
+   * wait behind it. The Java client keeps its coordinator connection apart for the same reason.
    */
   private readonly requests: Consumer;
+  /**
+   * A third one, never joined either, for the fetch loop's fetches only: not on the group's
+   * connection (partitions that stay with this member would stop during each rebalance, as
+   * above), and not on the commits' either: a fetch holds its connection at the broker until
+   * answered (up to maxWaitTime once caught up, and a full response takes a while to send), so a
+   * commit behind it waited up to maxWaitTime, twice at the end of a backlog (a partition's next
+   * commit waits for the one before): a second per drain on platformatic, none on kafkajs, which
+   * keeps fetches on a connection of their own per broker for this reason.
+   */
+  private readonly fetches: Consumer;
   private readonly log: Logger;
   private topic: string | undefined;
   private fromBeginning = true;
@@ -104,6 +113,14 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
       ...fetchSizes(options),
     });
     this.requests = new Consumer({
+      clientId: `${client.clientId}-requests`,
+      bootstrapBrokers: client.brokers,
+      groupId: options.group,
+      autocommit: false,
+      autocreateTopics: false,
+      ...fetchSizes(options),
+    });
+    this.fetches = new Consumer({
       clientId: `${client.clientId}-fetch`,
       bootstrapBrokers: client.brokers,
       groupId: options.group,
@@ -142,7 +159,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   async run(eachBatch: (batch: ConsumedBatch) => Promise<void>): Promise<void> {
     const topic = this.topic;
     if (topic === undefined) throw new Error('subscribe before run');
-    const client = this.requests as unknown as LoopClient;
+    const client = this.fetches as unknown as LoopClient;
     this.loop = new FetchLoop(client, {
       topic,
       sizes: fetchSizes(this.options),
@@ -198,6 +215,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
       await this.consumer.close();
     } finally {
       await this.requests.close();
+      await this.fetches.close();
     }
   }
 
@@ -215,6 +233,10 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
 
   onFetchedThrough(listener: FetchedThroughListener): void {
     this.fetchedThroughListeners.push(listener);
+  }
+
+  heldBytes(): number {
+    return this.loop?.states.heldBytes ?? 0;
   }
 
   /** The library completed a join: this member's partitions. */

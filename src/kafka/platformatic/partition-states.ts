@@ -19,8 +19,12 @@ export interface PartitionState {
   nextIfResolved: bigint | undefined;
   /** A fetch ahead (from `nextIfResolved`) is under way: no other fetch for it until it is answered. */
   prefetching: boolean;
-  /** A fetch-ahead answer waiting for the batch with the pipeline: delivered next only if the position is then its fetch offset. */
-  ahead: FetchedAhead | undefined;
+  /**
+   * A fetch-ahead answer waiting for the batch with the pipeline: delivered next only if the
+   * position is then its fetch offset. Set and cleared through PartitionStates (holdAhead,
+   * takeAhead), which keeps the count of bytes held.
+   */
+  readonly ahead: FetchedAhead | undefined;
 }
 
 /** A partition's answer from a fetch ahead of its position, kept until its batch before it is handled. */
@@ -29,6 +33,8 @@ export interface FetchedAhead {
   node: number;
   fetchOffset: bigint;
   outcome: PartitionOutcome;
+  /** Its records' footprint as the pipeline counts it (batchesFootprint). */
+  bytes: number;
 }
 
 export const MIN_BACKOFF_MS = 250;
@@ -44,6 +50,7 @@ export class PartitionStates {
   private readonly states = new Map<number, PartitionState>();
   private readonly pausedPartitions = new Set<number>();
   private topicPaused = false;
+  private heldAheadBytes = 0;
 
   /** The group's assignment for this member: returns what was added and what was revoked. */
   assign(partitions: Iterable<number>): { added: number[]; revoked: number[] } {
@@ -53,7 +60,7 @@ export class PartitionStates {
       if (next.has(partition)) continue;
       state.revoked = true;
       // Its data fetched ahead is stale: dropped now (memory), never delivered.
-      state.ahead = undefined;
+      this.takeAhead(state);
       this.states.delete(partition);
       revoked.push(partition);
     }
@@ -84,7 +91,31 @@ export class PartitionStates {
     if (partitions === undefined) this.topicPaused = true;
     else for (const p of partitions) this.pausedPartitions.add(p);
     // A paused partition holds no data fetched ahead (the pause bounds memory): fetched again on resume.
-    for (const state of this.states.values()) if (this.isPaused(state.partition)) state.ahead = undefined;
+    for (const state of this.states.values()) if (this.isPaused(state.partition)) this.takeAhead(state);
+  }
+
+  /**
+   * Bytes of the answers fetched ahead that wait for their partitions' batches: the consumer
+   * reports them to the pipeline, which counts them against MAX_IN_FLIGHT_BYTES.
+   */
+  get heldBytes(): number {
+    return this.heldAheadBytes;
+  }
+
+  /** Keeps `ahead` for the partition until its batch is handled (replacing what it held). */
+  holdAhead(state: PartitionState, ahead: FetchedAhead): void {
+    this.takeAhead(state);
+    (state as { ahead: FetchedAhead | undefined }).ahead = ahead;
+    this.heldAheadBytes += ahead.bytes;
+  }
+
+  /** The partition's answer fetched ahead, if any, no longer held (to be delivered, or dropped). */
+  takeAhead(state: PartitionState): FetchedAhead | undefined {
+    const ahead = state.ahead;
+    if (ahead === undefined) return undefined;
+    (state as { ahead: FetchedAhead | undefined }).ahead = undefined;
+    this.heldAheadBytes -= ahead.bytes;
+    return ahead;
   }
 
   resume(partitions?: readonly number[]): void {

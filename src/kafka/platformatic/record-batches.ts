@@ -1,5 +1,5 @@
 import type { RecordsBatch } from '@platformatic/kafka';
-import type { HeaderValue, RecordHeaders } from '../../model/headers.js';
+import { HEADER_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES, type HeaderValue, type RecordHeaders } from '../../model/headers.js';
 import type { ConsumedMessage } from '../../pipeline/consumer-port.js';
 import { ORDERED_HEADERS, type HeaderList } from '../ordered-headers.js';
 
@@ -42,6 +42,22 @@ export function partitionRecords(batches: readonly RecordsBatch[], fetchOffset: 
     }
   }
   return { messages, nextOffset };
+}
+
+/**
+ * What the batches' records weigh as the pipeline counts them against MAX_IN_FLIGHT_BYTES
+ * (recordFootprint: key, value, every header name and value, fixed per-record and per-header
+ * allowances), counted on the fetched records before they are handed over.
+ */
+export function batchesFootprint(batches: readonly RecordsBatch[]): number {
+  let bytes = 0;
+  for (const batch of batches) {
+    for (const record of batch.records) {
+      bytes += RECORD_OVERHEAD_BYTES + (record.key?.length ?? 0) + (record.value?.length ?? 0);
+      for (const [key, value] of record.headers) bytes += HEADER_OVERHEAD_BYTES + (key?.length ?? 0) + (value?.length ?? 0);
+    }
+  }
+  return bytes;
 }
 
 /**

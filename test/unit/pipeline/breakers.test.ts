@@ -218,6 +218,31 @@ describe('backpressure marks', () => {
     await h.stop(1_000);
   });
 
+  it('bytes the consumer holds fetched ahead count against the budget: fetching pauses sooner, and the pause drops them', async () => {
+    const sink = new RecordingSink();
+    const written = deferred();
+    sink.onWrite = () => written.promise;
+    const h = await startPipeline({ sinks: [sink] }, { maxInFlightBytes: 10_000, backpressure: { pauseFraction: 0.5, resumeFraction: 0.2 } });
+    // ~2,900 bytes in custody stay under the pause mark (5,000) alone (see the test above); with
+    // 3,000 bytes held ahead by the consumer they do not.
+    h.consumer.held = 3_000;
+    h.consumer.append(0, records(...Array.from({ length: 3 }, () => `a:${'x'.repeat(850)}`)));
+    h.consumer.assign([0]);
+    const delivering = h.consumer.deliver(0);
+    await eventually(() => expect(h.consumer.pauses).toEqual(['all']));
+    expect(h.consumer.held).toBe(0);
+    expect(await valueOf(h.registry, 'spanledger_bytes_in_flight_max', {})).toBeGreaterThan(5_000);
+    // Without what was held, custody (above the resume mark) still keeps fetching paused until the flush.
+    await settleFor();
+    expect(h.consumer.resumes).toEqual([]);
+    written.resolve();
+    await eventually(() => expect(h.consumer.resumes).toEqual(['all']));
+    await delivering;
+    await eventually(() => expect(h.consumer.committedOffset(0)).toBe(3));
+    expect(await valueOf(h.registry, 'spanledger_bytes_in_flight', {})).toBe(0);
+    await h.stop(1_000);
+  });
+
   it('a partition held by a breaker stays paused when backpressure resumes the topic (kafkajs pause semantics)', () => {
     // kafkajs' own subscription state: a topic-wide resume lifts partition pauses, a partition pause lifts a topic-wide one.
     const require = createRequire(import.meta.url);

@@ -4,6 +4,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { FetchLoop, type LoopClient } from '../../../../src/kafka/platformatic/fetch-loop.js';
 import type { FetchResponse } from '../../../../src/kafka/platformatic/fetcher.js';
 import type { ConsumedBatch } from '../../../../src/pipeline/consumer-port.js';
+import { RECORD_OVERHEAD_BYTES } from '../../../../src/model/headers.js';
 
 const BATCH = 10;
 
@@ -115,6 +116,31 @@ describe('FetchLoop fetch ahead', () => {
     expect(seen).toEqual([0n]);
     gate.resolve();
     await vi.waitFor(() => expect(seen).toEqual([0n, 10n, 20n]));
+    await loop.stop();
+  });
+
+  it('an answer fetched ahead counts as held bytes until delivered, and no other response from its broker comes meanwhile', async () => {
+    const broker = fakeBroker(2, 40);
+    const gate = deferred();
+    const seen: Array<[number, bigint]> = [];
+    const loop = loopOver(broker.client, async (batch) => {
+      seen.push([batch.partition, batch.messages[0]!.offset]);
+      if (batch.partition === 0 && batch.messages[0]!.offset === 0n) await gate.promise;
+      for (const m of batch.messages) batch.resolveOffset(m.offset);
+    });
+    loop.start();
+    loop.assign([0, 1]);
+    // Partition 0's records 10..19 (values "10".."19") fetched ahead and waiting: their footprint as the pipeline counts it.
+    const footprint = 10 * (RECORD_OVERHEAD_BYTES + 2);
+    await vi.waitFor(() => expect(loop.states.heldBytes).toBe(footprint));
+    const asked = broker.requests.length;
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    // Partition 1 is fetchable, but its broker's answer for partition 0 waits: nothing more is asked.
+    expect(broker.requests.length).toBe(asked);
+    gate.resolve();
+    await vi.waitFor(() => expect(seen.filter(([p]) => p === 0).map(([, o]) => o)).toEqual([0n, 10n, 20n, 30n]));
+    await vi.waitFor(() => expect(seen.filter(([p]) => p === 1).map(([, o]) => o)).toEqual([0n, 10n, 20n, 30n]));
+    expect(loop.states.heldBytes).toBe(0);
     await loop.stop();
   });
 

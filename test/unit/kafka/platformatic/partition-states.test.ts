@@ -70,15 +70,23 @@ describe('PartitionStates', () => {
     states.get(0)!.prefetching = true;
     expect(states.prefetchable(1000, hw)).toEqual([]);
     expect(states.fetchable(1000)).toEqual([]);
-    const ahead = { node: 7, fetchOffset: 10n, outcome: { kind: 'records' as const, batches: [], highWatermark: 50n } };
-    Object.assign(states.get(0)!, { prefetching: false, ahead });
-    states.get(5)!.ahead = { ...ahead, node: 8 };
+    const ahead = { node: 7, fetchOffset: 10n, outcome: { kind: 'records' as const, batches: [], highWatermark: 50n }, bytes: 1_000 };
+    states.get(0)!.prefetching = false;
+    states.holdAhead(states.get(0)!, ahead);
+    states.holdAhead(states.get(5)!, { ...ahead, node: 8, bytes: 300 });
     expect([states.holdsAheadFrom(7), states.holdsAheadFrom(8), states.holdsAheadFrom(9)]).toEqual([true, true, false]);
+    // What is held counts (the pipeline adds it to its in-flight bytes) until delivered or dropped.
+    expect(states.heldBytes).toBe(1_300);
     states.pause([0]);
     expect(states.get(0)!.ahead).toBeUndefined();
+    expect(states.heldBytes).toBe(300);
     const revoked = states.get(5)!;
     states.assign([0, 1, 2, 3, 4]);
     expect(revoked.ahead).toBeUndefined();
     expect(states.holdsAheadFrom(8)).toBe(false);
+    expect(states.heldBytes).toBe(0);
+    states.holdAhead(states.get(1)!, ahead);
+    expect(states.takeAhead(states.get(1)!)).toBe(ahead);
+    expect([states.takeAhead(states.get(1)!), states.heldBytes]).toEqual([undefined, 0]);
   });
 });
