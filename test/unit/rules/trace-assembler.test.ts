@@ -246,26 +246,22 @@ describe('PartitionTraces: state bounded by the rules, not by the spans', () => 
     const traces = partitionTraces({ rulesFor: () => TEN_RULES, idleMs: 1_000 });
     const feed = new RecordFeed();
     let sizeAfterFew = 0;
-    const start = performance.now();
     for (let r = 0; r < 1_000; r++) {
       const spans = Array.from({ length: 100 }, (_, i) => ({ trace: 1, name: `op${(r + i) % 12}`, attributes: { amount: i } }));
       traces.apply(feed.record(r, ...spans), r);
       if (r === 0) sizeAfterFew = traces.checkpoint(feed.end).open.length;
     }
-    const elapsed = performance.now() - start;
     expect(traces.openCount).toBe(1);
     expect(traces.checkpoint(feed.end).open.length).toBe(sizeAfterFew);
     traces.apply(feed.record(5_000, { trace: 2 }), 0);
     const [closed] = traces.takeClosed();
     expect(closed!.spanCount).toBe(100_000);
     for (const hit of closed!.hits) expect(hit.evidence.spanIds.length).toBeLessThanOrEqual(8);
-    expect(elapsed).toBeLessThan(5_000);
   });
 
   it('5,000 concurrent traces: one segment each, closed memory bounded, all closed once idle', () => {
     const traces = partitionTraces({ rulesFor: () => TEN_RULES, idleMs: 1_000, closedMemory: 2_000 });
     const feed = new RecordFeed();
-    const start = performance.now();
     for (let round = 0; round < 20; round++) {
       const items = [];
       for (let t = 0; t < 5_000; t++) items.push(...feed.record(round * 10, { trace: t, name: `op${(t + round) % 12}`, attributes: { amount: round } }));
@@ -274,11 +270,9 @@ describe('PartitionTraces: state bounded by the rules, not by the spans', () => 
     expect(traces.openCount).toBe(5_000);
     traces.apply(feed.record(10_000, { trace: 99_999 }), 0);
     const closed = traces.takeClosed();
-    const elapsed = performance.now() - start;
     expect(closed).toHaveLength(5_000);
     expect(new Set(closed.map((c) => c.spanCount))).toEqual(new Set([20]));
     expect(traces.rememberedCount).toBe(2_000);
     expect(traces.openCount).toBe(1);
-    expect(elapsed).toBeLessThan(5_000);
   });
 });
