@@ -52,9 +52,15 @@ export interface CompiledRule {
 export interface CompiledRuleSet {
   rules: CompiledRule[];
   checks: CompiledCheck[];
-  /** The checks to try on a span of a given name: a span costs only the checks of its name. */
+  /**
+   * The checks to try on a span of a given name, the checks of any name included: a span costs
+   * only the checks that can match it.
+   */
   checksBySpanName: ReadonlyMap<string, readonly CompiledCheck[]>;
-  /** Checks of any span name, tried on every span (empty unless a rule has a direct comparison without a span name). */
+  /**
+   * The checks without a span name (a direct comparison of a lone attribute), for the names
+   * checksBySpanName does not list; usually empty.
+   */
   anySpanChecks: readonly CompiledCheck[];
 }
 
@@ -97,16 +103,14 @@ export function compileRuleSet(definitions: readonly RuleDefinition[]): Compiled
   }
 
   const checksBySpanName = new Map<string, CompiledCheck[]>();
-  const anySpanChecks: CompiledCheck[] = [];
+  const anySpanChecks = checks.filter((check) => check.spanName === null);
   for (const check of checks) {
-    if (check.spanName === null) {
-      anySpanChecks.push(check);
-      continue;
-    }
+    if (check.spanName === null) continue;
     const list = checksBySpanName.get(check.spanName) ?? [];
     list.push(check);
     checksBySpanName.set(check.spanName, list);
   }
+  for (const list of checksBySpanName.values()) list.push(...anySpanChecks);
   return { rules, checks, checksBySpanName, anySpanChecks };
 }
 

@@ -1,5 +1,5 @@
 import type { Severity } from '../model/signal.js';
-import { holds, type CompiledCheck, type CompiledRule, type CompiledRuleSet, type Formula, type RuleSpan } from './compile.js';
+import { holds, type CompiledRule, type CompiledRuleSet, type Formula, type RuleSpan } from './compile.js';
 
 /** Span ids kept per check, and per rule hit, as evidence. */
 export const EVIDENCE_SPAN_IDS = 8;
@@ -47,12 +47,12 @@ export class TraceEvaluation {
 
   add(span: RuleSpan): void {
     this.state.spanCount++;
-    const checks = this.ruleSet.checksBySpanName.get(span.name);
-    if (checks !== undefined) this.match(checks, span);
-    if (this.ruleSet.anySpanChecks.length > 0) this.match(this.ruleSet.anySpanChecks, span);
-  }
-
-  private match(checks: readonly CompiledCheck[], span: RuleSpan): void {
+    // A name's list holds the checks without a span name too; other names get only those.
+    let checks = this.ruleSet.checksBySpanName.get(span.name);
+    if (checks === undefined) {
+      checks = this.ruleSet.anySpanChecks;
+      if (checks.length === 0) return;
+    }
     for (const check of checks) {
       if (!check.matches(span)) continue;
       this.state.counts[check.index]!++;
