@@ -3,6 +3,13 @@ import type { RecordHeaders } from '../../model/headers.js';
 import type { ConsumedBatch, ConsumedMessage, GroupConsumer, OffsetCommit } from '../../pipeline/consumer-port.js';
 import { undecodableBatchReason } from '../codecs.js';
 import type { GroupConsumerOptions } from '../facade.js';
+import { whileTopicIsNew } from '../topics.js';
+// Commits and leaves that follow the group coordinator when it moves (kafkajs' own do not).
+import './coordinator-fixes.js';
+import { CONSUMER_RETRY } from './kafka.js';
+
+/** How long subscribe() asks again while its topic may be too new for the broker asked (see whileTopicIsNew). */
+const SUBSCRIBE_NEW_TOPIC_MS = 15_000;
 
 /**
  * The pipeline's group consumer on kafkajs: manual commits, fetches sized to the in-flight budget.
@@ -11,6 +18,8 @@ import type { GroupConsumerOptions } from '../facade.js';
  */
 export class KafkaJsGroupConsumer implements GroupConsumer {
   private readonly consumer: Consumer;
+  /** disconnect() was called: kafkajs must not restart the consumer any more. */
+  private disconnecting = false;
 
   constructor(
     kafka: Kafka,
@@ -27,6 +36,18 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
       maxBytesPerPartition: Math.max(1 << 20, Math.min(4 << 20, Math.floor(options.maxInFlightBytes / 16))),
       maxWaitTimeInMs: options.maxWaitTimeMs ?? 500,
       allowAutoTopicCreation: false,
+      retry: {
+        ...CONSUMER_RETRY,
+        // kafkajs restarts a crashed consumer after a timer, also one that crashed while
+        // disconnect() was under way (its disconnect clears only a timer already set): that
+        // consumer ran on after its owner let go of it, and kept a finished `rules put` from
+        // exiting. Once disconnect() is called, a crash is the end.
+        restartOnFailure: async () => !this.disconnecting,
+      },
+    });
+    // A join that completes while disconnect() runs (a restart under way) leaves again at once.
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+      if (this.disconnecting) this.consumer.disconnect().catch(() => undefined);
     });
   }
 
@@ -34,8 +55,13 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
     return this.consumer.connect();
   }
 
+  /**
+   * kafkajs' subscribe reads the topic's metadata; right after the topic was created (by this
+   * worker's start or a peer's) the broker asked may not know it yet, so it is asked again
+   * (bounded), as every other first call on a new topic is.
+   */
   subscribe(topic: string, fromBeginning: boolean): Promise<void> {
-    return this.consumer.subscribe({ topic, fromBeginning });
+    return whileTopicIsNew(() => this.consumer.subscribe({ topic, fromBeginning }), SUBSCRIBE_NEW_TOPIC_MS);
   }
 
   run(eachBatch: (batch: ConsumedBatch) => Promise<void>): Promise<void> {
@@ -60,6 +86,7 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
   }
 
   disconnect(): Promise<void> {
+    this.disconnecting = true;
     return this.consumer.disconnect();
   }
 

@@ -1,0 +1,134 @@
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { coordinatorGone } from '../../../src/kafka/kafkajs/coordinator-fixes.js';
+import { CLIENT_RETRY, CONSUMER_RETRY } from '../../../src/kafka/kafkajs/kafka.js';
+
+// kafkajs' own classes, as the adapter's consumers use them (the fixes apply when the module above loads).
+const require = createRequire(import.meta.url);
+const OffsetManager = require('kafkajs/src/consumer/offsetManager/index.js') as new (options: Record<string, unknown>) => {
+  coordinator: unknown;
+  commitOffsets(offsets: unknown): Promise<void>;
+};
+const ConsumerGroup = require('kafkajs/src/consumer/consumerGroup.js') as new (options: Record<string, unknown>) => {
+  coordinator: unknown;
+  memberId: string | null;
+  leave(): Promise<void>;
+};
+
+const notCoordinator = Object.assign(new Error('This is not the correct coordinator for this group'), { type: 'NOT_COORDINATOR_FOR_GROUP', name: 'KafkaJSProtocolError', retriable: true });
+const refused = Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:19092'), { name: 'KafkaJSConnectionError', code: 'ECONNREFUSED', retriable: true });
+
+/** A broker as kafkajs' group code talks to it: what it was sent, and an answer per call. */
+function broker(name: string, answer: (call: string) => Promise<unknown> = async () => ({})) {
+  const calls: string[] = [];
+  return {
+    name,
+    calls,
+    isConnected: () => true,
+    offsetCommit: (request: { topics: Array<{ partitions: Array<{ offset: string }> }> }) => (calls.push(`commit ${request.topics[0]!.partitions[0]!.offset}`), answer('commit')),
+    leaveGroup: (request: { memberId: string }) => (calls.push(`leave ${request.memberId}`), answer('leave')),
+  };
+}
+
+function clusterWith(coordinator: ReturnType<typeof broker>) {
+  const committed = {};
+  const cluster = { lookups: 0, committedOffsets: () => committed, refreshMetadata: async () => undefined, findGroupCoordinator: async () => ((cluster.lookups += 1), coordinator) };
+  return cluster;
+}
+
+const offsets = (offset: string) => ({ topics: [{ topic: 'spans', partitions: [{ partition: 0, offset }] }] });
+
+function offsetManager(cluster: ReturnType<typeof clusterWith>, coordinator: ReturnType<typeof broker>) {
+  return new OffsetManager({ cluster, coordinator, memberAssignment: { spans: [0] }, topicConfigurations: {}, instrumentationEmitter: { emit: () => undefined }, groupId: 'g', generationId: 3, memberId: 'm-1' });
+}
+
+describe('kafkajs consumer: commits and leaves follow the group coordinator', () => {
+  it('a commit the old coordinator refuses (NOT_COORDINATOR) fails, and the next goes to the coordinator of now', async () => {
+    const moved = broker('node 3');
+    const old = broker('node 1', async () => {
+      throw notCoordinator;
+    });
+    const cluster = clusterWith(moved);
+    const manager = offsetManager(cluster, old);
+    await expect(manager.commitOffsets(offsets('10'))).rejects.toBe(notCoordinator);
+    await manager.commitOffsets(offsets('11'));
+    expect({ old: old.calls, moved: moved.calls, lookups: cluster.lookups }).toEqual({ old: ['commit 10'], moved: ['commit 11'], lookups: 1 });
+  });
+
+  it('so does a commit that cannot reach the coordinator (its broker is down)', async () => {
+    const moved = broker('node 2');
+    const old = broker('node 1', async () => {
+      throw refused;
+    });
+    const manager = offsetManager(clusterWith(moved), old);
+    await expect(manager.commitOffsets(offsets('10'))).rejects.toBe(refused);
+    await manager.commitOffsets(offsets('11'));
+    expect(moved.calls).toEqual(['commit 11']);
+  });
+
+  it('a commit refused for another reason changes nothing (the coordinator is not looked up)', async () => {
+    const illegalGeneration = Object.assign(new Error('Specified group generation id is not valid'), { type: 'ILLEGAL_GENERATION', retriable: false });
+    const old = broker('node 1', async () => {
+      throw illegalGeneration;
+    });
+    const cluster = clusterWith(broker('node 2'));
+    const manager = offsetManager(cluster, old);
+    await expect(manager.commitOffsets(offsets('10'))).rejects.toBe(illegalGeneration);
+    expect({ coordinator: manager.coordinator, lookups: cluster.lookups }).toEqual({ coordinator: old, lookups: 0 });
+  });
+
+  it('when no coordinator can be found now, the commit fails with its own error and keeps the coordinator it had', async () => {
+    const old = broker('node 1', async () => {
+      throw notCoordinator;
+    });
+    const cluster = {
+      committedOffsets: () => ({}),
+      refreshMetadata: async () => undefined,
+      findGroupCoordinator: async () => {
+        throw refused;
+      },
+    };
+    const manager = new OffsetManager({ cluster, coordinator: old, memberAssignment: { spans: [0] }, topicConfigurations: {}, instrumentationEmitter: { emit: () => undefined }, groupId: 'g', generationId: 3, memberId: 'm-1' });
+    await expect(manager.commitOffsets(offsets('10'))).rejects.toBe(notCoordinator);
+    expect(manager.coordinator).toBe(old);
+  });
+
+  it('a crashed member leaves through the coordinator of now when the one of its last join is gone, so its member id holds no partitions', async () => {
+    const moved = broker('node 3');
+    const old = broker('node 1', async () => {
+      throw refused;
+    });
+    const logger = { namespace: () => logger, info: () => undefined, debug: () => undefined, warn: () => undefined, error: () => undefined };
+    const group = new ConsumerGroup({ logger, cluster: clusterWith(moved), groupId: 'g', topics: ['spans'], topicConfigurations: {}, instrumentationEmitter: { emit: () => undefined }, assigners: [] });
+    group.coordinator = old;
+    group.memberId = 'm-1';
+    await group.leave();
+    expect({ old: old.calls, moved: moved.calls, memberId: group.memberId }).toEqual({ old: ['leave m-1'], moved: ['leave m-1'], memberId: null });
+  });
+
+  it('tells a moved or unreachable coordinator from other failures, through kafkajs wrappers', () => {
+    expect(coordinatorGone(notCoordinator)).toBe(true);
+    expect(coordinatorGone(Object.assign(new Error('retries exceeded'), { name: 'KafkaJSNumberOfRetriesExceeded', originalError: refused }))).toBe(true);
+    expect(coordinatorGone(Object.assign(new Error('not available'), { type: 'GROUP_COORDINATOR_NOT_AVAILABLE' }))).toBe(true);
+    expect(coordinatorGone(Object.assign(new Error('rebalancing'), { type: 'REBALANCE_IN_PROGRESS' }))).toBe(false);
+    expect(coordinatorGone(new TypeError('x is undefined'))).toBe(false);
+  });
+});
+
+describe('kafkajs retry settings', () => {
+  /** The longest a kafkajs retrier waits in all before giving up (its delays without the random factor). */
+  const totalMs = (r: { initialRetryTime: number; maxRetryTime: number; multiplier: number; retries: number }) => {
+    let sum = 0;
+    for (let i = 0, delay = r.initialRetryTime; i < r.retries; i += 1, delay = Math.min(delay * r.multiplier, r.maxRetryTime)) sum += delay;
+    return sum;
+  };
+
+  it('give every field (with NODE_ENV=test kafkajs would fill the rest with its test suite’s, giving up in about a second)', () => {
+    for (const r of [CLIENT_RETRY, CONSUMER_RETRY]) expect(Object.keys(r).sort()).toEqual(['factor', 'initialRetryTime', 'maxRetryTime', 'multiplier', 'retries']);
+  });
+
+  it('a consumer rides out a broker outage of about a minute before it crashes (and rejoins under a new member id)', () => {
+    expect(totalMs(CONSUMER_RETRY)).toBeGreaterThanOrEqual(55_000);
+    expect(totalMs(CONSUMER_RETRY)).toBeLessThanOrEqual(65_000);
+  });
+});
