@@ -18,8 +18,12 @@ const SUBSCRIBE_NEW_TOPIC_MS = 15_000;
  */
 export class KafkaJsGroupConsumer implements GroupConsumer {
   private readonly consumer: Consumer;
-  /** disconnect() was called: kafkajs must not restart the consumer any more. */
+  /** disconnect() was called: the consumer is not restarted any more. */
   private disconnecting = false;
+  /** The last kafkajs run(): settles once the consumer has joined its group (or crashed trying). */
+  private started: Promise<void> | undefined;
+  private eachBatch: ((batch: ConsumedBatch) => Promise<void>) | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
 
   constructor(
     kafka: Kafka,
@@ -36,19 +40,34 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
       maxBytesPerPartition: Math.max(1 << 20, Math.min(4 << 20, Math.floor(options.maxInFlightBytes / 16))),
       maxWaitTimeInMs: options.maxWaitTimeMs ?? 500,
       allowAutoTopicCreation: false,
-      retry: {
-        ...CONSUMER_RETRY,
-        // kafkajs restarts a crashed consumer after a timer, also one that crashed while
-        // disconnect() was under way (its disconnect clears only a timer already set): that
-        // consumer ran on after its owner let go of it, and kept a finished `rules put` from
-        // exiting. Once disconnect() is called, a crash is the end.
-        restartOnFailure: async () => !this.disconnecting,
-      },
+      // A crashed consumer is restarted here (see restartAfter), never by kafkajs itself.
+      retry: { ...CONSUMER_RETRY, restartOnFailure: async () => false },
     });
-    // A join that completes while disconnect() runs (a restart under way) leaves again at once.
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
-      if (this.disconnecting) this.consumer.disconnect().catch(() => undefined);
+    this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
+      if (this.restarts(payload.error)) this.restartAfter(payload.error);
     });
+  }
+
+  /** A crash kafkajs would restart after (retries ran out, or a retriable error), unless disconnect() was called. */
+  private restarts(error: Error): boolean {
+    return !this.disconnecting && restartable(error);
+  }
+
+  /**
+   * kafkajs restarts a crashed consumer from a timer of its own, and its disconnect() stops
+   * neither a restart whose timer has fired (its join goes on after the disconnect, reconnects to
+   * the coordinator and leaves that connection open) nor, when a crash comes during disconnect(),
+   * the restart it then schedules (a consumer that runs on, unowned). Both kept a `rules put`
+   * that had done its work from exiting. Restarted here, the restart's run() is the one
+   * disconnect() waits for, and there is none once disconnect() was called.
+   */
+  private restartAfter(error: Error): void {
+    const delayMs = (error as { retryTime?: number }).retryTime ?? CONSUMER_RETRY.initialRetryTime;
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (!this.disconnecting) void this.start().catch(() => undefined);
+    }, delayMs);
   }
 
   connect(): Promise<void> {
@@ -65,12 +84,20 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
   }
 
   run(eachBatch: (batch: ConsumedBatch) => Promise<void>): Promise<void> {
-    return this.consumer.run({
+    this.eachBatch = eachBatch;
+    return this.start();
+  }
+
+  /** kafkajs' run() (again after a crash: kafkajs' own crash handling has disconnected it by then). */
+  private start(): Promise<void> {
+    const eachBatch = this.eachBatch!;
+    this.started = this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.options.partitionsConcurrency,
       eachBatch: (payload) => eachBatch(consumedBatch(payload)),
     });
+    return this.started;
   }
 
   pause(topic: string, partitions?: readonly number[]): void {
@@ -85,9 +112,17 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
     return this.consumer.commitOffsets(offsets.map((c) => ({ topic: c.topic, partition: c.partition, offset: c.offset.toString() })));
   }
 
-  disconnect(): Promise<void> {
+  /**
+   * kafkajs' disconnect does not stop a consumer still joining its group (its run() not settled):
+   * the join went on after it and reconnected (see restartAfter). So a join under way is let
+   * finish, or fail, first; then the consumer leaves the group and disconnects.
+   */
+  async disconnect(): Promise<void> {
     this.disconnecting = true;
-    return this.consumer.disconnect();
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    await this.started?.catch(() => undefined);
+    await this.consumer.disconnect();
   }
 
   onGroupJoin(listener: (event: { memberId: string; assignment: Record<string, number[]> }) => void): void {
@@ -99,7 +134,7 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
   }
 
   onCrash(listener: (event: { error: Error; restart: boolean }) => void): void {
-    this.consumer.on(this.consumer.events.CRASH, (event) => listener({ error: event.payload.error, restart: event.payload.restart }));
+    this.consumer.on(this.consumer.events.CRASH, ({ payload }) => listener({ error: payload.error, restart: this.restarts(payload.error) }));
   }
 
   /**
@@ -111,6 +146,13 @@ export class KafkaJsGroupConsumer implements GroupConsumer {
       listener({ topic: payload.topic, partition: payload.partition, nextOffset: BigInt(payload.lastOffset) + 1n }),
     );
   }
+}
+
+/** What kafkajs itself restarts after: its retries ran out, or the error at the root is retriable. */
+function restartable(error: Error): boolean {
+  let root: unknown = error;
+  while (typeof root === 'object' && root !== null && (root as { cause?: unknown }).cause) root = (root as { cause?: unknown }).cause;
+  return error.name === 'KafkaJSNumberOfRetriesExceeded' || (root as { retriable?: unknown }).retriable === true;
 }
 
 /**

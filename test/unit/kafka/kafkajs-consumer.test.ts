@@ -1,6 +1,8 @@
 import { createRequire } from 'node:module';
+import type { Kafka } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { coordinatorGone } from '../../../src/kafka/kafkajs/coordinator-fixes.js';
+import { KafkaJsGroupConsumer } from '../../../src/kafka/kafkajs/group-consumer.js';
 import { CLIENT_RETRY, CONSUMER_RETRY } from '../../../src/kafka/kafkajs/kafka.js';
 
 // kafkajs' own classes, as the adapter's consumers use them (the fixes apply when the module above loads).
@@ -130,5 +132,103 @@ describe('kafkajs retry settings', () => {
   it('a consumer rides out a broker outage of about a minute before it crashes (and rejoins under a new member id)', () => {
     expect(totalMs(CONSUMER_RETRY)).toBeGreaterThanOrEqual(55_000);
     expect(totalMs(CONSUMER_RETRY)).toBeLessThanOrEqual(65_000);
+  });
+});
+
+describe('kafkajs group consumer', () => {
+  /**
+   * A kafkajs client whose consumer records its config and calls; each run() settles when the
+   * test says (`joined()`), crashes are emitted by the test (`crash()`), as kafkajs' would be.
+   */
+  function recordingKafka(subscribe: () => Promise<void> = async () => undefined) {
+    const listeners = new Map<string, Array<(event: { payload: unknown }) => void>>();
+    const seen = {
+      config: undefined as undefined | { retry?: { restartOnFailure?: (e: Error) => Promise<boolean> } },
+      subscribes: 0,
+      runs: 0,
+      disconnects: 0,
+      joined: () => undefined as void,
+      crash: (error: Error) => {
+        for (const l of listeners.get('consumer.crash') ?? []) l({ payload: { error, restart: false } });
+      },
+    };
+    const kafka = {
+      consumer: (config: NonNullable<typeof seen.config>) => {
+        seen.config = config;
+        return {
+          events: { CRASH: 'consumer.crash', GROUP_JOIN: 'consumer.group_join' },
+          on: (event: string, listener: (event: { payload: unknown }) => void) => listeners.set(event, [...(listeners.get(event) ?? []), listener]),
+          subscribe: async () => ((seen.subscribes += 1), subscribe()),
+          run: () => ((seen.runs += 1), new Promise<void>((resolve) => (seen.joined = resolve))),
+          disconnect: async () => {
+            seen.disconnects += 1;
+          },
+        };
+      },
+    } as unknown as Kafka;
+    return { kafka, seen };
+  }
+
+  const options = { group: 'g', sessionTimeoutMs: 30_000, rebalanceTimeoutMs: 60_000, heartbeatIntervalMs: 3_000, maxInFlightBytes: 64 << 20, partitionsConcurrency: 1 };
+  const retriesRanOut = Object.assign(new Error('Connection error: connect ECONNREFUSED'), { name: 'KafkaJSNumberOfRetriesExceeded', retryTime: 10 });
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('restarts a crashed consumer itself (kafkajs never does), and says so to its crash listeners', async () => {
+    const { kafka, seen } = recordingKafka();
+    const consumer = new KafkaJsGroupConsumer(kafka, options);
+    const crashes: boolean[] = [];
+    consumer.onCrash(({ restart }) => crashes.push(restart));
+    expect(seen.config!.retry).toMatchObject(CONSUMER_RETRY);
+    expect(await seen.config!.retry!.restartOnFailure!(retriesRanOut)).toBe(false);
+    void consumer.run(async () => undefined);
+    seen.joined();
+    seen.crash(retriesRanOut);
+    await sleep(50);
+    expect({ runs: seen.runs, crashes }).toEqual({ runs: 2, crashes: [true] });
+    // A crash for good (not retriable) is not restarted.
+    seen.joined();
+    seen.crash(Object.assign(new Error('bad'), { name: 'KafkaJSNonRetriableError', retriable: false }));
+    await sleep(50);
+    expect({ runs: seen.runs, crashes }).toEqual({ runs: 2, crashes: [true, false] });
+  });
+
+  it('after disconnect() no restart: neither a pending one nor one for a crash that comes during it', async () => {
+    const { kafka, seen } = recordingKafka();
+    const consumer = new KafkaJsGroupConsumer(kafka, options);
+    const crashes: boolean[] = [];
+    consumer.onCrash(({ restart }) => crashes.push(restart));
+    void consumer.run(async () => undefined);
+    seen.joined();
+    seen.crash(retriesRanOut);
+    await consumer.disconnect();
+    seen.crash(retriesRanOut);
+    await sleep(50);
+    expect({ runs: seen.runs, disconnects: seen.disconnects, crashes }).toEqual({ runs: 1, disconnects: 1, crashes: [true, false] });
+  });
+
+  it('disconnects only once a join under way (a first run or a restart) has settled: kafkajs let such a join go on and reconnect after its disconnect', async () => {
+    const { kafka, seen } = recordingKafka();
+    const consumer = new KafkaJsGroupConsumer(kafka, options);
+    void consumer.run(async () => undefined);
+    seen.joined();
+    seen.crash(retriesRanOut);
+    await sleep(50);
+    expect(seen.runs).toBe(2);
+    const disconnected = consumer.disconnect();
+    await sleep(20);
+    expect(seen.disconnects).toBe(0);
+    seen.joined();
+    await disconnected;
+    expect(seen.disconnects).toBe(1);
+  });
+
+  it('subscribes again while the broker asked does not know the new topic yet', async () => {
+    let answers = 0;
+    const { kafka, seen } = recordingKafka(async () => {
+      answers += 1;
+      if (answers < 3) throw Object.assign(new Error('This server does not host this topic-partition'), { name: 'KafkaJSProtocolError', type: 'UNKNOWN_TOPIC_OR_PARTITION', retriable: true });
+    });
+    await new KafkaJsGroupConsumer(kafka, options).subscribe('spans', true);
+    expect(seen.subscribes).toBe(3);
   });
 });
