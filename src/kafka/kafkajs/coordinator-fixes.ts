@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module';
 
 /**
- * Two fixes to kafkajs 2.2.4's consumer (unmaintained since 2023, so fixed here rather than
- * upstream), applied once to its classes when this module loads. Both are about the group
+ * Fixes to kafkajs 2.2.4's consumer (unmaintained since 2023, so fixed here rather than
+ * upstream), applied once to its classes when this module loads. All are about the group
  * coordinator moving to another broker, which a cluster losing a broker does:
  *
  * - Offset commits follow the coordinator. kafkajs' OffsetManager keeps the coordinator of the
@@ -13,6 +13,13 @@ import { createRequire } from 'node:module';
  *   commits went to the old one for 81 s (454 NOT_COORDINATOR answers), so its partitions
  *   stalled. Here a commit refused for that reason, or that could not reach the coordinator,
  *   looks the coordinator up before failing, so the caller's next try goes to the right broker.
+ * - Heartbeats follow it too. kafkajs rejoins (and so finds the new coordinator) when a heartbeat
+ *   is answered NOT_COORDINATOR, but a coordinator killed with -9 answers nothing: seen on the
+ *   rules test, a member whose connections to the dead broker were refused for 27 s, until it was
+ *   back and answered its heartbeat NOT_COORDINATOR, while the new coordinator had expired the
+ *   member (its commits there refused UNKNOWN_MEMBER_ID all along). Here a heartbeat that could not
+ *   reach the coordinator looks it up before failing, so the next one reaches the new
+ *   coordinator, whose answer (a rebalance, or an unknown member) kafkajs acts on.
  * - Leaving the group reaches the coordinator of now. A consumer that crashes leaves the group
  *   before kafkajs restarts it under a new member id; kafkajs sends that LeaveGroup to the
  *   coordinator of its last join, and when that broker is gone the leave fails silently: the old
@@ -41,6 +48,7 @@ interface ConsumerGroup {
   groupId: string;
   memberId: string | null;
   leave(): Promise<void>;
+  heartbeat(options: { interval: number }): Promise<void>;
 }
 
 /** Answers that mean the coordinator of the group is another broker now, or that the one asked is gone. */
@@ -56,14 +64,24 @@ export function coordinatorGone(error: unknown): boolean {
   return false;
 }
 
+/** The coordinator's broker did not answer (down, or the connection broke). */
+function coordinatorUnreachable(error: unknown): boolean {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 5; depth += 1) {
+    const { name, originalError, cause } = e as { name?: unknown; originalError?: unknown; cause?: unknown };
+    if (typeof name === 'string' && CONNECTION_ERRORS.has(name)) return true;
+    e = originalError ?? cause;
+  }
+  return false;
+}
+
 const FIXED = Symbol.for('spanledger.kafkajs.coordinator-fixes');
 
 function apply(): void {
   const require = createRequire(import.meta.url);
   const offsetManagerClass = require('kafkajs/src/consumer/offsetManager/index.js') as { prototype: OffsetManager } & { [FIXED]?: true };
   const consumerGroupClass = require('kafkajs/src/consumer/consumerGroup.js') as { prototype: ConsumerGroup } & { [FIXED]?: true };
-  if (typeof offsetManagerClass.prototype?.commitOffsets !== 'function' || typeof consumerGroupClass.prototype?.leave !== 'function') {
-    throw new Error('kafkajs internals are not those of 2.2.4 (OffsetManager#commitOffsets, ConsumerGroup#leave): src/kafka/kafkajs/coordinator-fixes.ts needs a look');
+  if (typeof offsetManagerClass.prototype?.commitOffsets !== 'function' || typeof consumerGroupClass.prototype?.leave !== 'function' || typeof consumerGroupClass.prototype?.heartbeat !== 'function') {
+    throw new Error('kafkajs internals are not those of 2.2.4 (OffsetManager#commitOffsets, ConsumerGroup#leave, ConsumerGroup#heartbeat): src/kafka/kafkajs/coordinator-fixes.ts needs a look');
   }
   if (offsetManagerClass[FIXED]) return;
   offsetManagerClass[FIXED] = true;
@@ -77,6 +95,17 @@ function apply(): void {
         // Best effort: when no coordinator can be found now, the commit's own error stands.
         this.coordinator = await this.cluster.findGroupCoordinator({ groupId: this.groupId }).catch(() => this.coordinator);
       }
+      throw e;
+    }
+  };
+
+  const heartbeat = consumerGroupClass.prototype.heartbeat;
+  consumerGroupClass.prototype.heartbeat = async function (this: ConsumerGroup, options: { interval: number }): Promise<void> {
+    try {
+      await heartbeat.call(this, options);
+    } catch (e) {
+      // NOT_COORDINATOR makes kafkajs rejoin, which looks the coordinator up anyway.
+      if (coordinatorUnreachable(e)) this.coordinator = await this.cluster.findGroupCoordinator({ groupId: this.groupId }).catch(() => this.coordinator);
       throw e;
     }
   };

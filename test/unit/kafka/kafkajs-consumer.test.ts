@@ -108,6 +108,21 @@ describe('kafkajs consumer: commits and leaves follow the group coordinator', ()
     expect({ old: old.calls, moved: moved.calls, memberId: group.memberId }).toEqual({ old: ['leave m-1'], moved: ['leave m-1'], memberId: null });
   });
 
+  it('a heartbeat that cannot reach the coordinator (its broker is down) fails, and the next goes to the coordinator of now', async () => {
+    const moved = broker('node 2');
+    const heartbeats: string[] = [];
+    const old = { ...broker('node 1'), heartbeat: async () => (heartbeats.push('node 1'), Promise.reject(refused)) };
+    Object.assign(moved, { heartbeat: async () => void heartbeats.push('node 2') });
+    const logger = { namespace: () => logger, info: () => undefined, debug: () => undefined, warn: () => undefined, error: () => undefined };
+    const group = new ConsumerGroup({ logger, cluster: clusterWith(moved), groupId: 'g', topics: ['spans'], topicConfigurations: {}, instrumentationEmitter: { emit: () => undefined }, assigners: [] });
+    group.coordinator = old;
+    group.memberId = 'm-1';
+    const beat = (group as unknown as { heartbeat(o: { interval: number }): Promise<void> }).heartbeat.bind(group);
+    await expect(beat({ interval: 0 })).rejects.toBe(refused);
+    await beat({ interval: 0 });
+    expect(heartbeats).toEqual(['node 1', 'node 2']);
+  });
+
   it('tells a moved or unreachable coordinator from other failures, through kafkajs wrappers', () => {
     expect(coordinatorGone(notCoordinator)).toBe(true);
     expect(coordinatorGone(Object.assign(new Error('retries exceeded'), { name: 'KafkaJSNumberOfRetriesExceeded', originalError: refused }))).toBe(true);
