@@ -34,11 +34,14 @@ if (skipReason) console.log(`\n*** ${skipReason} ***\n`);
 // The signals scenario needs TigerBeetle; when it is skipped the suite says so in one line (test/support/tigerbeetle-notice.ts).
 const tbSkipReason = await tigerBeetleSkipReason();
 // Every scenario runs on both clients. On kafkajs the rolling restart and the rules scenario used
-// to fail in 2 of 3 full runs (partitions left uncommitted past the timeouts), for two reasons the
-// kafkajs adapter now deals with (src/kafka/kafkajs/kafka.ts, coordinator-fixes.ts): its consumers
-// gave up after ~1.3 s of retries (kafkajs' test-mode defaults under NODE_ENV=test; ~3 s deployed),
-// crashed on ECONNREFUSED and rejoined under new member ids that the group then waited out; and
-// its offset commits kept going to a group coordinator that had moved (81 s of NOT_COORDINATOR).
+// to fail in 2 of 3 full runs (partitions left uncommitted past the timeouts, late spans, a hung
+// `rules put`), for reasons the kafkajs adapter now deals with (src/kafka/kafkajs/kafka.ts,
+// group-consumer.ts, coordinator-fixes.ts): its consumers gave up after ~1.3 s of retries (kafkajs'
+// test-mode defaults under NODE_ENV=test; ~3 s deployed), crashed on ECONNREFUSED and rejoined
+// under new member ids that the group then waited out; its commits and heartbeats kept going to a
+// group coordinator that had moved or died (81 s of NOT_COORDINATOR; members expired meanwhile);
+// and a consumer restarted by kafkajs during its disconnect left a connection open that kept a
+// finished `rules put` from exiting.
 
 const PARTITIONS = 6;
 /** Span tenants by record number (i % 10): tenants 0 and 6 share partition 0, the busiest. */
