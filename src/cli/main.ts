@@ -95,9 +95,21 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * How long a command that finished waits for what it left pending before its process exits. Its
+ * Kafka clients are disconnected by then, but a step given up on after its bound (the compacted
+ * table's release, kafka/compacted-table.ts) can go on and reconnect, and kafkajs drops brokers from
+ * its pool without closing them: seen as a `rules put` that had done its work and then waited on
+ * one open broker socket (kafkajs polling its request queue every millisecond) for minutes, once
+ * 45 min. A worker command never finishes (runWorker), so this never cuts a worker short.
+ */
+const FINISHED_COMMAND_GRACE_MS = 2_000;
+
 export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
+    // Unref'd: a process with nothing left pending exits at once, as before.
+    setTimeout(() => process.exit(), FINISHED_COMMAND_GRACE_MS).unref();
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`spanledger: ${e.message}\n`);

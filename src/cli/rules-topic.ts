@@ -44,7 +44,7 @@ async function withRuleBook<T>(rules: RulesTopic, createTopic: boolean, fn: (boo
 async function produce(kafka: KafkaFacade, topic: string, records: OutgoingRecord[]): Promise<void> {
   if (records.length === 0) return;
   // Idempotent, one request in flight, every replica: the records land once, in this order
-  // (an idempotent producer retries without a count limit, within 30 s, as dlq replay's does).
+  // (an idempotent producer retrying for about 30 s, as dlq replay's does).
   const producer = kafka.producer({ delivery: 'idempotent' });
   await producer.connect();
   try {

@@ -150,9 +150,12 @@ export const DEPLOYED_NODE_OPTIONS = '--max-semi-space-size=16';
 export class WorkerProcess {
   readonly child: ChildProcess;
   readonly lines: string[] = [];
+  /** The worker's WORKER_ID, else its kind: names its kept log (SPANLEDGER_TEST_WORKER_LOGS). */
+  readonly label: string;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(kind: 'spans' | 'signals' | 'rules', env: Record<string, string>, launch: WorkerLaunch = { file: process.execPath, args: [CLI, 'worker', kind] }) {
+    this.label = env.WORKER_ID ?? kind;
     this.child = spawn(launch.file, launch.args, {
       cwd: ROOT,
       // V8 flags as the image deploys them (deploy/Dockerfile): the memory bounds tested here are
@@ -286,5 +289,17 @@ export async function killWorkers(workers: WorkerProcess[]): Promise<void> {
       w.kill('SIGKILL');
       await w.exited;
     }
+    keepWorkerLog(w);
   }
+}
+
+/**
+ * With SPANLEDGER_TEST_WORKER_LOGS set to a folder, each worker's log lines are written there once
+ * it is gone (one file per worker): what a failed run on a cluster needs to be understood after.
+ */
+function keepWorkerLog(w: WorkerProcess): void {
+  const dir = process.env.SPANLEDGER_TEST_WORKER_LOGS;
+  if (!dir) return;
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${w.label}-${w.child.pid}.log`), w.lines.join('\n') + '\n');
 }

@@ -5,6 +5,28 @@ import type { Logger } from 'pino';
 import type { KafkaFacadeOptions } from '../facade.js';
 import { kafkajsLogLevel } from './log.js';
 
+/**
+ * kafkajs' retry settings, every field given: with NODE_ENV=test (which vitest sets, and the
+ * tests' workers inherit) kafkajs replaces the defaults of the fields left out with its own test
+ * suite's (at most 1 s between tries, ×1.5), so a worker under test gave up in ~1-4 s where a
+ * deployed one waits ~25 s. Set in full, a worker under test retries as a deployed one does.
+ *
+ * The client's (admin calls; producers override the count and the longest wait): 8 tries after the
+ * first, 0.1 s doubling, about 25 s in all.
+ */
+export const CLIENT_RETRY = { initialRetryTime: 100, maxRetryTime: 30_000, multiplier: 2, factor: 0.2, retries: 8 } as const;
+
+/**
+ * A group consumer's: 17 tries after the first, 0.1 s doubling to at most 5 s between tries, about
+ * 60 s in all. A kafkajs consumer whose retries run out crashes and is restarted under a new member
+ * id, while the old id keeps its partitions until its session times out (every rebalance until
+ * then waits for it). kafkajs' own default for consumers (5 tries, ~3 s; ~1.3 s under test) ran
+ * out while a broker was down (ECONNREFUSED) or a coordinator was loading: seen as crashes on
+ * every broker event of the 3-broker tests. 60 s outlasts a broker's fencing after kill -9
+ * (broker.session.timeout.ms, 9 s), the election of new leaders and a coordinator's load.
+ */
+export const CONSUMER_RETRY = { initialRetryTime: 100, maxRetryTime: 5_000, multiplier: 2, factor: 0.2, retries: 17 } as const;
+
 /** A kafkajs client whose own logs go through pino (warnings and errors only; retried start-up errors as warnings). */
 export function createKafka(options: KafkaFacadeOptions): Kafka {
   const log: Logger = options.logger.child({ component: 'kafkajs' });
@@ -12,7 +34,7 @@ export function createKafka(options: KafkaFacadeOptions): Kafka {
     clientId: options.clientId,
     brokers: options.brokers,
     logLevel: KafkaLogLevel.WARN,
-    retry: { initialRetryTime: 100, retries: 8 },
+    retry: CLIENT_RETRY,
     logCreator:
       () =>
       ({ level, log: entry }: LogEntry) => {

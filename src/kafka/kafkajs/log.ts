@@ -27,6 +27,14 @@ const RETRY_ANNOUNCEMENTS = [
   /^The coordinator is not aware of this member, re-joining the group$/,
 ];
 
+/**
+ * kafkajs' warning for an idempotent producer whose retries are counted. Ours are on purpose (a
+ * command must end; producer.ts), and what the warning fears does not happen here: kafkajs takes
+ * a partition's sequence numbers back when a send fails, so the same producer's next try of the
+ * records is deduplicated by the broker, and a command whose send gives up fails.
+ */
+const COUNTED_IDEMPOTENT_RETRIES = 'Limiting retries for the idempotent producer may invalidate EoS guarantees';
+
 function text(value: unknown): string {
   if (typeof value === 'string') return value;
   if (value instanceof Error) return value.message;
@@ -42,7 +50,7 @@ function text(value: unknown): string {
  * error itself. Everything else keeps its level.
  */
 export function kafkajsLogLevel(level: KafkaLogLevel, entry: LogEntry['log']): PinoLevel {
-  if (level === KafkaLogLevel.WARN) return 'warn';
+  if (level === KafkaLogLevel.WARN) return text(entry.message) === COUNTED_IDEMPOTENT_RETRIES ? 'debug' : 'warn';
   if (level > KafkaLogLevel.WARN) return 'debug';
   const message = text(entry.message);
   if (RETRY_ANNOUNCEMENTS.some((re) => re.test(message))) return 'warn';

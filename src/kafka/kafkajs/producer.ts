@@ -25,8 +25,10 @@ const COMPRESSION: Record<Compression, KafkaJsCompression> = {
  *
  * - 'bounded': not idempotent (that would demand unlimited internal retries), 5 tries within about
  *   5 s: a send never hangs a flush or a shutdown; the pipeline's retry loop does the rest.
- * - 'idempotent': one request in flight, retries without a count limit within 30 s: the records
- *   land once, in order (dlq replay, rules put).
+ * - 'idempotent': one request in flight, 10 tries after the first, about 26 s of delays (0.1 s
+ *   doubling to 5 s): the records land once, in order (dlq replay, rules put). kafkajs' own
+ *   default for an idempotent producer retries without end (the wait between tries capped, not
+ *   the count), so a command sending to a cluster that stays unreachable never finished.
  */
 export class KafkaJsRecordProducer implements RecordProducer {
   private readonly producer: Producer;
@@ -44,7 +46,8 @@ export class KafkaJsRecordProducer implements RecordProducer {
     // writing uncompressed batches.
     if (options.compression === 'zstd') throw new CodecError('zstd compression needs KAFKA_CLIENT=platformatic: the kafkajs client here can read zstd batches but not write them');
     this.compression = options.compression === undefined || options.compression === 'none' ? undefined : COMPRESSION[options.compression];
-    const retry: RetryOptions = options.delivery === 'idempotent' ? { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 } : { retries: 5, maxRetryTime: 5_000 };
+    // Over the client's retry settings (kafka.ts): 0.1 s doubling.
+    const retry: RetryOptions = options.delivery === 'idempotent' ? { retries: 10, maxRetryTime: 5_000 } : { retries: 5, maxRetryTime: 5_000 };
     this.producer =
       options.delivery === 'idempotent'
         ? kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry })
@@ -55,7 +58,7 @@ export class KafkaJsRecordProducer implements RecordProducer {
             ...(options.maxInFlightRequests === undefined ? {} : { maxInFlightRequests: options.maxInFlightRequests }),
           });
     this.metadataAdmin = kafka.admin({ retry: { retries: 5, maxRetryTime: 5_000 } });
-    this.metadataRetryMs = retry.maxRetryTime!;
+    this.metadataRetryMs = options.delivery === 'idempotent' ? 30_000 : 5_000;
     this.partitionCounts = new PartitionCounts((topic) => this.fetchPartitionCount(topic));
   }
 

@@ -77,7 +77,7 @@ describe('kafkajs adapter: producer', () => {
     new KafkaJsRecordProducer(k.kafka, { delivery: 'bounded', maxInFlightRequests: 1 });
     new KafkaJsRecordProducer(k.kafka, { delivery: 'idempotent' });
     expect(k.configs[0]).toMatchObject({ idempotent: false, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { retries: 5, maxRetryTime: 5_000 } });
-    expect(k.configs[1]).toMatchObject({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 30_000 } });
+    expect(k.configs[1]).toMatchObject({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { retries: 10, maxRetryTime: 5_000 } });
   });
 
   it('sends with acks=all, the compression asked for, and headers in wire order (repeats and nulls kept)', async () => {
