@@ -10,6 +10,7 @@ import { runWorker } from './run-worker.js';
 import { addDlqCommands } from './dlq-command.js';
 import { addStatusCommand } from './status-command.js';
 import { addTopicsCommand } from './topics-command.js';
+import { addArchiveCommands } from './archive-command.js';
 import { addSettings, intArg, settingsOf } from './options.js';
 import { addProduceCommand } from './produce-command.js';
 import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
@@ -72,6 +73,8 @@ export function buildProgram(): Command {
   addStatusCommand(program);
 
   addTopicsCommand(program);
+
+  addArchiveCommands(program);
 
   registerSignalCommands(program);
 

@@ -79,7 +79,7 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
       for (const f of cycle.files) {
         if (signal?.aborted === true) throw new RetriableError(`archive: partition ${partition} released; its cycle's remaining uploads are dropped`);
         const key = objectKey(this.config.prefix, { tenantId: f.tenantId, day: f.day, topic, partition, first: f.first });
-        const size = await this.store.putFile(key, f.file, signal);
+        const size = await this.store.putFile(key, f.file, signal, { spans: String(f.spans) });
         this.objects.inc({ topic });
         this.bytes.inc({ topic }, size);
       }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { classifyS3Error } from './classify.js';
 
@@ -21,6 +21,8 @@ export interface ObjectStoreConfig {
 export interface StoredObject {
   key: string;
   size: number;
+  /** Changes whenever the object is replaced (a replayed cycle): the download cache's key. */
+  etag: string;
   lastModified: Date | undefined;
 }
 
@@ -60,7 +62,7 @@ export class ObjectStore {
    * key: readers see the old or the new object, never a mix). Small files in one PUT, larger ones
    * in parts; `signal` aborts the upload (and its multipart upload) at once.
    */
-  async putFile(key: string, file: string, signal?: AbortSignal): Promise<number> {
+  async putFile(key: string, file: string, signal?: AbortSignal, metadata: Record<string, string> = {}): Promise<number> {
     const { size } = await fsp.stat(file);
     const abortController = new AbortController();
     const onAbort = () => abortController.abort(signal?.reason);
@@ -69,7 +71,7 @@ export class ObjectStore {
     try {
       const upload = new Upload({
         client: this.client,
-        params: { Bucket: this.bucket, Key: key, Body: fs.createReadStream(file), ContentLength: size, ContentType: 'application/vnd.apache.parquet' },
+        params: { Bucket: this.bucket, Key: key, Body: fs.createReadStream(file), ContentLength: size, ContentType: 'application/vnd.apache.parquet', Metadata: metadata },
         partSize: this.config.partSizeBytes,
         queueSize: 1,
         leavePartsOnError: false,
@@ -94,9 +96,19 @@ export class ObjectStore {
       } catch (e) {
         throw classifyS3Error(`LIST ${prefix}`, e);
       }
-      for (const o of page.Contents ?? []) if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified };
+      for (const o of page.Contents ?? []) if (o.Key !== undefined) yield { key: o.Key, size: o.Size ?? 0, etag: (o.ETag ?? '').replace(/"/g, ''), lastModified: o.LastModified };
       token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
     } while (token !== undefined);
+  }
+
+  /** The user metadata of `key` (x-amz-meta-*, lower-case names). */
+  async metadata(key: string): Promise<Record<string, string>> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return head.Metadata ?? {};
+    } catch (e) {
+      throw classifyS3Error(`HEAD ${key}`, e);
+    }
   }
 
   /** Downloads `key` to `file` (through a temporary name: a file there is always whole). */
