@@ -152,7 +152,7 @@ export class WorkerProcess {
   readonly lines: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(kind: 'spans' | 'signals' | 'rules', env: Record<string, string>, launch: WorkerLaunch = { file: process.execPath, args: [CLI, 'worker', kind] }) {
+  constructor(kind: 'spans' | 'signals' | 'rules' | 'archive', env: Record<string, string>, launch: WorkerLaunch = { file: process.execPath, args: [CLI, 'worker', kind] }) {
     this.child = spawn(launch.file, launch.args, {
       cwd: ROOT,
       // V8 flags as the image deploys them (deploy/Dockerfile): the memory bounds tested here are

@@ -1,0 +1,179 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { Kafka } from 'kafkajs';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readDeadLetters } from '../../src/cli/dlq.js';
+import { malformedRecords, tenantIdFor } from '../../src/model/generate.js';
+import { archiveDifferences, archiveVerify, createArchiveSetup, produceMixedSpans, readArchivedRows, type ArchiveSetup, type ExpectedSpan } from '../support/archive.js';
+import { CLI, ROOT, committedTotal, kafkaClient, kafkaFacade, killWorkers, metricValue, sleep, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { s3SkipReason, startS3, type S3Server } from '../support/s3.js';
+
+const run = promisify(execFile);
+const brokers = inject('kafkaBrokers');
+const skip = await s3SkipReason();
+if (skip !== null) console.log(`\n*** ${skip} ***\n`);
+
+let kafka: Kafka;
+let s3: S3Server;
+const workers: WorkerProcess[] = [];
+
+function startWorker(setup: ArchiveSetup, env: Record<string, string> = {}): WorkerProcess {
+  const w = new WorkerProcess('archive', { ...setup.env, ...env });
+  workers.push(w);
+  return w;
+}
+
+/** The archive holds every expected span once, field for field, and `archive verify` says OK. */
+async function expectArchivedExactlyOnce(setup: ArchiveSetup, expected: Map<string, ExpectedSpan>): Promise<void> {
+  const diff = archiveDifferences(await readArchivedRows(setup.objectsDir), expected);
+  expect(diff).toEqual({ rows: expected.size, missing: 0, duplicates: 0, unexpected: 0, different: [], positionsTwice: 0 });
+  const verify = await archiveVerify(setup);
+  expect(verify.stdout).toContain('OK: every position of the committed range is archived exactly once');
+  expect(verify.code).toBe(0);
+}
+
+describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 server (versitygw)', () => {
+  beforeAll(async () => {
+    kafka = kafkaClient(brokers);
+    s3 = await startS3();
+  });
+  afterEach(() => killWorkers(workers));
+  afterAll(async () => {
+    await s3?.destroy();
+  });
+
+  it('archives JSON and OTLP spans of many tenants across days once, field for field; ls, verify and query agree', async () => {
+    const setup = await createArchiveSetup(kafka, brokers, s3, 3);
+    const expected = await produceMixedSpans(kafka, setup.topic, { json: 3000, otlp: 60, spansPerRequest: 20, tenants: 7 });
+    const w = startWorker(setup);
+    const started = await w.waitForLog('worker started');
+    await waitForCommitted(kafka, setup.group, setup.topic);
+    await expectArchivedExactlyOnce(setup, expected);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${Number(started.metricsPort)}/metrics`)).text();
+    expect(metricValue(metrics, 'spanledger_records_written_total')).toBe(expected.size);
+    expect(metricValue(metrics, 'spanledger_archive_objects_uploaded_total')).toBeGreaterThanOrEqual(7 * 3);
+
+    const env = { ...process.env, ...setup.env };
+    const ls = await run(process.execPath, [CLI, 'archive', 'ls', '--json'], { cwd: ROOT, env });
+    const lines = ls.stdout.trim().split('\n').map((l) => JSON.parse(l) as { tenantId: string; day: string; spans: number });
+    expect(lines).toHaveLength(7 * 3);
+    expect(lines.reduce((n, l) => n + l.spans, 0)).toBe(expected.size);
+
+    const tenant = tenantIdFor(1);
+    const day = [...expected.values()].find((e) => e.tenantId === tenant)!.day;
+    const want = [...expected.values()].filter((e) => e.tenantId === tenant && e.day === day);
+    const query = await run(process.execPath, [CLI, 'query', '--tenant', tenant, '--day', day, '--json', 'SELECT count(*) AS n, count(DISTINCT span_id) AS ids, min(tenant) AS tenant FROM spans'], { cwd: ROOT, env });
+    expect(JSON.parse(query.stdout.trim())).toEqual({ n: String(want.length), ids: String(want.length), tenant });
+    w.kill('SIGTERM');
+    expect((await w.exited).code).toBe(0);
+  });
+
+  it('stays exactly once when the worker is killed with SIGKILL at random points of its cycles, several times', async () => {
+    const setup = await createArchiveSetup(kafka, brokers, s3, 3, { ARCHIVE_CYCLE_MAX_RECORDS: '600', ARCHIVE_CYCLE_MAX_AGE_MS: '300' });
+    const producing = produceMixedSpans(kafka, setup.topic, { json: 12000, otlp: 100, spansPerRequest: 30, tenants: 5 });
+    let w = startWorker(setup);
+    for (let round = 0; round < 4; round += 1) {
+      await w.waitForLog('joined consumer group', 90_000);
+      // Somewhere in a cycle: buffering, writing Parquet, uploading, or waiting for the commit.
+      await sleep(400 + Math.floor(Math.random() * 2500));
+      w.kill('SIGKILL');
+      await w.exited;
+      w = startWorker(setup);
+    }
+    const expected = await producing;
+    await waitForCommitted(kafka, setup.group, setup.topic, 170_000);
+    await expectArchivedExactlyOnce(setup, expected);
+    w.kill('SIGTERM');
+    expect((await w.exited).code).toBe(0);
+  });
+
+  it('stays exactly once through a rebalance from 1 to 3 workers and back to 1, one of them killed with SIGKILL', async () => {
+    const setup = await createArchiveSetup(kafka, brokers, s3, 6, { ARCHIVE_CYCLE_MAX_RECORDS: '800' });
+    const first = startWorker(setup, { WORKER_ID: 'archive-one' });
+    await first.waitForLog('joined consumer group');
+    // Load arrives throughout: a slice before the others join, one while they do, one after.
+    const expected = new Map<string, ExpectedSpan>();
+    const add = (m: Map<string, ExpectedSpan>) => m.forEach((v, k) => expected.set(k, v));
+    add(await produceMixedSpans(kafka, setup.topic, { json: 4000, otlp: 30, tenants: 6 }));
+    const second = startWorker(setup, { WORKER_ID: 'archive-two' });
+    const third = startWorker(setup, { WORKER_ID: 'archive-three' });
+    add(await produceMixedSpans(kafka, setup.topic, { json: 4000, otlp: 30, tenants: 6, from: 10_000 }));
+    await Promise.all([second.waitForLog('joined consumer group'), third.waitForLog('joined consumer group')]);
+    const during = produceMixedSpans(kafka, setup.topic, { json: 4000, otlp: 30, tenants: 6, from: 20_000 });
+    await sleep(1500);
+    second.kill('SIGKILL');
+    third.kill('SIGTERM');
+    expect((await third.exited).code).toBe(0);
+    add(await during);
+    await waitForCommitted(kafka, setup.group, setup.topic, 170_000);
+    await expectArchivedExactlyOnce(setup, expected);
+    const wrote = [first, second, third].filter((w) => w.lines.some((l) => l.includes('"msg":"joined consumer group"') && !l.includes('"partitions":[]')));
+    expect(wrote.length).toBe(3);
+    first.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+  });
+
+  it('while the S3 server is down for 30 s: the breaker opens, nothing is committed or dead-lettered; afterwards everything lands once', async () => {
+    const setup = await createArchiveSetup(kafka, brokers, s3, 3, { RETRY_MAX_DELAY_MS: '2000', BREAKER_HALF_OPEN_AFTER_MS: '5000', BREAKER_WINDOW_MS: '30000' });
+    const before = await produceMixedSpans(kafka, setup.topic, { json: 1500, otlp: 20, tenants: 4 });
+    const w = startWorker(setup);
+    const started = await w.waitForLog('worker started');
+    const metricsUrl = `http://127.0.0.1:${Number(started.metricsPort)}/metrics`;
+    await waitForCommitted(kafka, setup.group, setup.topic);
+    await s3.stop();
+    try {
+      await sleep(1000);
+      const committedAtOutage = await committedTotal(kafka, setup.group, setup.topic);
+      const during = await produceMixedSpans(kafka, setup.topic, { json: 1500, otlp: 20, tenants: 4, from: 5_000 });
+      let opened = false;
+      const outageEnds = Date.now() + 30_000;
+      while (Date.now() < outageEnds) {
+        if (metricValue(await (await fetch(metricsUrl)).text(), 'spanledger_breaker_state', 'store="archive"') === 2) opened = true;
+        await sleep(500);
+      }
+      expect(opened).toBe(true);
+      expect(await committedTotal(kafka, setup.group, setup.topic)).toBe(committedAtOutage);
+      expect(w.child.exitCode).toBeNull();
+      before.forEach((v, k) => during.set(k, v));
+      await s3.start();
+      await waitForCommitted(kafka, setup.group, setup.topic, 120_000);
+      await expectArchivedExactlyOnce(setup, during);
+    } finally {
+      await s3.start();
+    }
+    expect(await readDeadLetters(kafkaFacade(brokers), setup.dlqTopic)).toEqual([]);
+    const metrics = await (await fetch(metricsUrl)).text();
+    expect(metricValue(metrics, 'spanledger_archive_upload_failures_total')).toBeGreaterThan(0);
+    w.kill('SIGTERM');
+    expect((await w.exited).code).toBe(0);
+  });
+
+  it('dead-letters hostile input byte for byte and archives the valid spans around it once', async () => {
+    const setup = await createArchiveSetup(kafka, brokers, s3, 1, { MAX_MESSAGE_BYTES: '4096' });
+    const before = await produceMixedSpans(kafka, setup.topic, { json: 100, otlp: 3, spansPerRequest: 4, tenants: 2 });
+    const bad = malformedRecords(tenantIdFor(0), 4096);
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic: setup.topic, messages: bad.map((b, i) => ({ key: `bad-${i}`, value: b.value, headers: { ...b.headers, 'x-origin': `case-${b.kind}` } })) });
+    await producer.disconnect();
+    const after = await produceMixedSpans(kafka, setup.topic, { json: 100, otlp: 3, spansPerRequest: 4, tenants: 2, from: 1000 });
+    const w = startWorker(setup);
+    await w.waitForLog('worker started');
+    await waitForCommitted(kafka, setup.group, setup.topic);
+    after.forEach((v, k) => before.set(k, v));
+    await expectArchivedExactlyOnce(setup, before);
+    const letters = await readDeadLetters(kafkaFacade(brokers), setup.dlqTopic);
+    expect(letters.map((l) => l.errorClass)).toEqual(bad.map((b) => b.kind));
+    letters.forEach((l, i) => {
+      expect(l.source).toEqual({ topic: setup.topic, partition: 0, offset: String(103 + i) });
+      expect(l.key).toBe(`bad-${i}`);
+      expect(l.value).toBe(bad[i]!.value.toString('utf8'));
+      expect(l.headers['x-origin']).toBe(`case-${bad[i]!.kind}`);
+      expect(l.stage).toBe('DECODE');
+    });
+    expect(w.child.exitCode).toBeNull();
+    w.kill('SIGTERM');
+    expect((await w.exited).code).toBe(0);
+  });
+});
