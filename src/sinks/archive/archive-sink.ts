@@ -6,7 +6,7 @@ import { allStored, type FlushSink, type SinkContext, type SinkFlush, type SinkW
 import { ARCHIVE_STORE } from './classify.js';
 import { objectKey } from './keys.js';
 import { ObjectStore, type ObjectStoreConfig } from './object-store.js';
-import { ParquetWriter } from './parquet-writer.js';
+import { ParquetWriter, type CycleFiles } from './parquet-writer.js';
 
 export interface ArchiveSinkConfig extends ObjectStoreConfig {
   /** ARCHIVE_PREFIX: the folder of the archive in the bucket ('' for the bucket's root). */
@@ -74,8 +74,9 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
     for (const [tenantId, items] of flush.tenants) {
       for (const item of items) if (item.value.day === undefined) throw new InvariantError(`archive: span of tenant ${tenantId} at offset ${item.offset} has no day (the decoder must name it)`);
     }
-    const cycle = await this.writer.write(partition, flush.tenants);
+    let cycle: CycleFiles | undefined;
     try {
+      cycle = await this.writer.write(partition, flush.tenants);
       for (const f of cycle.files) {
         if (signal?.aborted === true) throw new RetriableError(`archive: partition ${partition} released; its cycle's remaining uploads are dropped`);
         const key = objectKey(this.config.prefix, { tenantId: f.tenantId, day: f.day, topic, partition, first: f.first });
@@ -89,7 +90,7 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
       this.failures.inc({ topic, kind: signal?.aborted === true ? 'aborted' : e instanceof RetriableError ? 'retriable' : 'fatal' });
       throw e;
     } finally {
-      await this.writer.discard(cycle).catch(() => undefined);
+      if (cycle !== undefined) await this.writer.discard(cycle).catch(() => undefined);
     }
   }
 
