@@ -52,8 +52,9 @@ kafka-cluster-up: ## start a local 3-broker KRaft cluster on 127.0.0.1:19092,190
 kafka-cluster-down: ## stop the local 3-broker cluster
 	bash scripts/kafka.sh cluster down
 
-demo: install kafka-up ## without Docker: local broker, workers, a sample load, then a summary
-	node bin/spanledger.js demo
+demo: install kafka-up ## without Docker: local broker, workers (an archive worker too when versitygw can be built: scripts/s3.sh), a sample load, then a summary
+	@if bash scripts/s3.sh up; then eval "$$(bash scripts/s3.sh env)"; node bin/spanledger.js demo; \
+	  else echo "demo: no local S3 server (see the line above): the archive worker is not run"; node bin/spanledger.js demo; fi
 
 up: ## with Docker: broker and workers via Docker Compose
 	docker compose up --build -d

@@ -25,7 +25,7 @@ const storeSettings = {
 
 const cacheOption = () => new Option('--cache-dir <dir>', 'local cache of downloaded archive objects (keyed by ETag: a replaced object is fetched again)').env('ARCHIVE_CACHE_DIR').default(path.join(os.tmpdir(), 'spanledger-archive-cache'));
 
-function openStore(s: Parsed<typeof storeSettings>): ObjectStore {
+export function openStore(s: Parsed<typeof storeSettings>): ObjectStore {
   return new ObjectStore({ endpoint: s.endpoint, bucket: s.bucket, forcePathStyle: s.forcePathStyle, requestTimeoutMs: s.requestTimeoutMs, partSizeBytes: archiveSettings.partSizeBytes.schema.parse(archiveSettings.partSizeBytes.default) });
 }
 
@@ -55,6 +55,47 @@ export function renderVerifyReport(r: VerifyReport): string {
   return lines.join('\n');
 }
 
+export interface ArchiveSummaryRow {
+  tenantId: string;
+  day: string;
+  /** Set for one row per object. */
+  key?: string;
+  objects: number;
+  spans: number;
+  bytes: number;
+}
+
+/** Objects, spans (their x-amz-meta-spans) and bytes per tenant-day, or per object. */
+export async function archiveSummary(store: ObjectStore, prefix: string, filter: { tenantId?: string; day?: string }, perObject = false): Promise<ArchiveSummaryRow[]> {
+  const objects = await listArchive(store, prefix, filter);
+  const progress = new Progress('reading object metadata');
+  const spans = await mapConcurrently(objects, 16, async (o, i) => {
+    progress.update(i + 1, objects.length);
+    return Number((await store.metadata(o.key)).spans ?? 0);
+  });
+  progress.stop();
+  if (perObject) return objects.map((o, i) => ({ tenantId: o.tenantId, day: o.day, key: o.key, objects: 1, spans: spans[i]!, bytes: o.size }));
+  const byTenantDay = new Map<string, ArchiveSummaryRow>();
+  objects.forEach((o, i) => {
+    const k = `${o.tenantId}/${o.day}`;
+    const row = byTenantDay.get(k) ?? { tenantId: o.tenantId, day: o.day, objects: 0, spans: 0, bytes: 0 };
+    row.objects += 1;
+    row.spans += spans[i]!;
+    row.bytes += o.size;
+    byTenantDay.set(k, row);
+  });
+  return [...byTenantDay.values()];
+}
+
+export function renderArchiveSummary(where: string, rows: ArchiveSummaryRow[], perObject = false): string {
+  const table = makeTable({ head: perObject ? ['key', 'spans', 'bytes'] : ['tenant', 'day', 'objects', 'spans', 'bytes'] });
+  for (const r of rows) table.push(perObject ? [r.key!, r.spans, r.bytes] : [r.tenantId, r.day, r.objects, r.spans, r.bytes]);
+  const spans = rows.reduce((n, r) => n + r.spans, 0);
+  const bytes = rows.reduce((n, r) => n + r.bytes, 0);
+  table.push(perObject ? ['total', spans, bytes] : ['total', '', rows.reduce((n, r) => n + r.objects, 0), spans, bytes]);
+  return `archive ${where}\n${table.toString()}`;
+}
+
 /** `spanledger archive ls|verify` and `spanledger query`. */
 export function addArchiveCommands(program: Command): void {
   const archive = program.command('archive').description('the Parquet archive of the archive workers (S3-compatible bucket)');
@@ -72,36 +113,12 @@ export function addArchiveCommands(program: Command): void {
     const s = settingsOf(cmd, storeSettings);
     const store = openStore(s);
     try {
-      const objects = await listArchive(store, s.prefix, { tenantId: tenantArg(flags.tenant), day: dayArg(flags.day) });
-      const progress = new Progress('reading object metadata');
-      const spans = await mapConcurrently(objects, 16, async (o, i) => {
-        progress.update(i + 1, objects.length);
-        return Number((await store.metadata(o.key)).spans ?? 0);
-      });
-      progress.stop();
-      type Row = { tenantId: string; day: string; key?: string; objects: number; spans: number; bytes: number };
-      const rows: Row[] = flags.objects
-        ? objects.map((o, i) => ({ tenantId: o.tenantId, day: o.day, key: o.key, objects: 1, spans: spans[i]!, bytes: o.size }))
-        : [
-            ...objects
-              .reduce((m, o, i) => {
-                const k = `${o.tenantId}/${o.day}`;
-                const row = m.get(k) ?? { tenantId: o.tenantId, day: o.day, objects: 0, spans: 0, bytes: 0 };
-                row.objects += 1;
-                row.spans += spans[i]!;
-                row.bytes += o.size;
-                return m.set(k, row);
-              }, new Map<string, Row>())
-              .values(),
-          ];
+      const rows = await archiveSummary(store, s.prefix, { tenantId: tenantArg(flags.tenant), day: dayArg(flags.day) }, flags.objects);
       if (flags.json) {
         for (const row of rows) console.log(JSON.stringify(row));
         return;
       }
-      const table = makeTable({ head: flags.objects ? ['key', 'spans', 'bytes'] : ['tenant', 'day', 'objects', 'spans', 'bytes'] });
-      for (const r of rows) table.push(flags.objects ? [r.key!, r.spans, r.bytes] : [r.tenantId, r.day, r.objects, r.spans, r.bytes]);
-      table.push(flags.objects ? ['total', spans.reduce((a, b) => a + b, 0), objects.reduce((n, o) => n + o.size, 0)] : ['total', '', objects.length, spans.reduce((a, b) => a + b, 0), objects.reduce((n, o) => n + o.size, 0)]);
-      console.log(`archive s3://${s.bucket}/${s.prefix}\n${table.toString()}`);
+      console.log(renderArchiveSummary(`s3://${s.bucket}/${s.prefix}`, rows, flags.objects));
     } finally {
       store.close();
     }
