@@ -69,13 +69,21 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
     expect((await w.exited).code).toBe(0);
   });
 
-  it('stays exactly once when the worker is killed with SIGKILL at random points of its cycles, several times', async () => {
-    const setup = await createArchiveSetup(kafka, brokers, s3, 3, { ARCHIVE_CYCLE_MAX_RECORDS: '600', ARCHIVE_CYCLE_MAX_AGE_MS: '300' });
+  it('stays exactly once when the worker dies before, during and after a cycle\'s uploads (before its commit), and at random points', async () => {
+    // Many cycles (at most 500 spans each, or 300 ms), whose ends depend on timing (arrivals, and the
+    // batches that merge while a cycle uploads): a replay cuts its cycles elsewhere than the crashed run.
+    const setup = await createArchiveSetup(kafka, brokers, s3, 3, { ARCHIVE_CYCLE_MAX_RECORDS: '500', ARCHIVE_CYCLE_MAX_AGE_MS: '300' });
     const producing = produceMixedSpans(kafka, setup.topic, { json: 12000, otlp: 100, spansPerRequest: 30, tenants: 5 });
+    // Exactly at each point (SPANLEDGER_TEST_ARCHIVE_KILL: the worker SIGKILLs itself there)...
+    for (const point of ['after-upload:3', 'mid-upload:2', 'before-upload:2']) {
+      const w = startWorker(setup, { SPANLEDGER_TEST_ARCHIVE_KILL: point });
+      const exit = await Promise.race([w.exited, sleep(90_000).then(() => undefined)]);
+      expect(exit, `worker with ${point} did not reach it:\n${w.lines.slice(-10).join('\n')}`).toEqual({ code: null, signal: 'SIGKILL' });
+    }
+    // ...then wherever a kill -9 from outside lands.
     let w = startWorker(setup);
-    for (let round = 0; round < 4; round += 1) {
+    for (let round = 0; round < 2; round += 1) {
       await w.waitForLog('joined consumer group', 90_000);
-      // Somewhere in a cycle: buffering, writing Parquet, uploading, or waiting for the commit.
       await sleep(400 + Math.floor(Math.random() * 2500));
       w.kill('SIGKILL');
       await w.exited;

@@ -4,6 +4,7 @@ import { FatalStoreError, InvariantError, RetriableError } from '../../errors.js
 import type { DecodedSpan } from '../../model/decode.js';
 import { allStored, type FlushSink, type SinkContext, type SinkFlush, type SinkWriteResult } from '../types.js';
 import { ARCHIVE_STORE } from './classify.js';
+import { CrashPoints } from './crash-points.js';
 import { objectKey } from './keys.js';
 import { ObjectStore, type ObjectStoreConfig } from './object-store.js';
 import { ParquetWriter, type CycleFiles } from './parquet-writer.js';
@@ -40,6 +41,7 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
   private readonly bytes: Counter<'topic'>;
   private readonly failures: Counter<'topic' | 'kind'>;
   private readonly uploadSeconds: Histogram<'topic'>;
+  private readonly crashPoints = new CrashPoints();
 
   constructor(
     private readonly config: ArchiveSinkConfig,
@@ -77,13 +79,17 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
     let cycle: CycleFiles | undefined;
     try {
       cycle = await this.writer.write(partition, flush.tenants);
-      for (const f of cycle.files) {
+      const n = this.crashPoints.nextCycle();
+      this.crashPoints.reached('before-upload', n);
+      for (const [i, f] of cycle.files.entries()) {
+        if (i > 0) this.crashPoints.reached('mid-upload', n);
         if (signal?.aborted === true) throw new RetriableError(`archive: partition ${partition} released; its cycle's remaining uploads are dropped`);
         const key = objectKey(this.config.prefix, { tenantId: f.tenantId, day: f.day, topic, partition, first: f.first });
         const size = await this.store.putFile(key, f.file, signal, { spans: String(f.spans) });
         this.objects.inc({ topic });
         this.bytes.inc({ topic }, size);
       }
+      this.crashPoints.reached('after-upload', n);
       end();
       return allStored();
     } catch (e) {
