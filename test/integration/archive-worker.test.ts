@@ -1,11 +1,17 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
+import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Kafka } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readDeadLetters } from '../../src/cli/dlq.js';
 import { malformedRecords, tenantIdFor } from '../../src/model/generate.js';
 import { archiveDifferences, archiveVerify, createArchiveSetup, produceMixedSpans, readArchivedRows, type ArchiveSetup, type ExpectedSpan } from '../support/archive.js';
-import { CLI, ROOT, committedTotal, kafkaClient, kafkaFacade, killWorkers, metricValue, sleep, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { CLI, ROOT, committedTotal, kafkaClient, kafkaFacade, killWorkers, metricValue, sleep, tempDir, waitForCommitted, WorkerProcess } from '../support/harness.js';
+import { RetriableError } from '../../src/errors.js';
+import { ObjectStore } from '../../src/sinks/archive/object-store.js';
 import { s3SkipReason, startS3, type S3Server } from '../support/s3.js';
 
 const run = promisify(execFile);
@@ -65,8 +71,77 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
     const want = [...expected.values()].filter((e) => e.tenantId === tenant && e.day === day);
     const query = await run(process.execPath, [CLI, 'query', '--tenant', tenant, '--day', day, '--json', 'SELECT count(*) AS n, count(DISTINCT span_id) AS ids, min(tenant) AS tenant FROM spans'], { cwd: ROOT, env });
     expect(JSON.parse(query.stdout.trim())).toEqual({ n: String(want.length), ids: String(want.length), tenant });
+    // With a span log of that tenant-day beside it, `spanlog` is its segments, joinable with `spans`.
+    const spanlogDir = tempDir('archive-query-spanlog');
+    fs.mkdirSync(path.join(spanlogDir, tenant, day), { recursive: true });
+    fs.writeFileSync(path.join(spanlogDir, tenant, day, `${setup.topic}+0+0.jsonl`), `${JSON.stringify(want[0]!.span)}\n`);
+    const both = await run(process.execPath, [CLI, 'query', '--tenant', tenant, '--day', day, '--spanlog-dir', spanlogDir, '--json', 'SELECT (SELECT count(*) FROM spans) AS archived, (SELECT count(*) FROM spanlog) AS logged, (SELECT count(*) FROM spans JOIN spanlog ON spans.span_id = spanlog.spanId) AS joined'], { cwd: ROOT, env });
+    expect(JSON.parse(both.stdout.trim())).toEqual({ archived: String(want.length), logged: '1', joined: '1' });
+    fs.rmSync(spanlogDir, { recursive: true, force: true });
     w.kill('SIGTERM');
     expect((await w.exited).code).toBe(0);
+  });
+
+  it('archive verify fails on an object archived twice and on a missing one', async () => {
+    const setup = await createArchiveSetup(kafka, brokers, s3, 1);
+    await produceMixedSpans(kafka, setup.topic, { json: 300, otlp: 2, tenants: 2 });
+    const w = startWorker(setup);
+    await waitForCommitted(kafka, setup.group, setup.topic);
+    w.kill('SIGTERM');
+    await w.exited;
+    expect((await archiveVerify(setup)).code).toBe(0);
+    const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: s3.env.AWS_REGION, credentials: { accessKeyId: s3.env.AWS_ACCESS_KEY_ID!, secretAccessKey: s3.env.AWS_SECRET_ACCESS_KEY! } });
+    try {
+      const file = (fs.readdirSync(setup.objectsDir, { recursive: true }) as string[]).find((f) => f.endsWith('.parquet'))!;
+      const key = `${setup.prefix}/${file}`;
+      const copy = key.replace(/\.parquet$/, '_9.parquet');
+      await client.send(new CopyObjectCommand({ Bucket: s3.bucket, Key: copy, CopySource: `${s3.bucket}/${key.split('/').map(encodeURIComponent).join('/')}` }));
+      const twice = await archiveVerify(setup);
+      expect(twice.code).toBe(1);
+      expect(twice.stdout).toMatch(/duplicates [1-9]\d*, missing 0, unexpected 0, misnamed objects 1;/);
+      expect(twice.stdout).toContain('FAILED');
+      await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: copy }));
+      await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
+      const gone = await archiveVerify(setup);
+      expect(gone.code).toBe(1);
+      expect(gone.stdout).toMatch(/duplicates 0, missing [1-9]\d*, unexpected 0, misnamed objects 0;/);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('an aborted upload (a released partition) stops at once and leaves neither the object nor its parts', async () => {
+    // The store takes its credentials from the AWS chain, as in a worker.
+    const saved = { ...process.env };
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: s3.env.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: s3.env.AWS_SECRET_ACCESS_KEY, AWS_REGION: s3.env.AWS_REGION });
+    const store = new ObjectStore({ endpoint: s3.endpoint, bucket: s3.bucket, forcePathStyle: true, requestTimeoutMs: 30_000, partSizeBytes: 5 * 2 ** 20 });
+    const dir = tempDir('archive-abort');
+    const file = path.join(dir, 'big.parquet');
+    fs.writeFileSync(file, randomBytes(40 * 2 ** 20));
+    const key = `abort-test/${Date.now()}.parquet`;
+    try {
+      const released = new AbortController();
+      setTimeout(() => released.abort(new Error('partition released')), 150);
+      const started = Date.now();
+      const error = await store.putFile(key, file, released.signal).then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(RetriableError);
+      expect(String((error as Error).message)).toMatch(/aborted/);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      const head = await store.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key })).then(() => 'exists', (e: { name?: string; $metadata?: { httpStatusCode?: number } }) => e.$metadata?.httpStatusCode ?? e.name);
+      expect(head).toBe(404);
+      await sleep(500);
+      const uploads = await store.client.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket, Prefix: 'abort-test/' }));
+      expect(uploads.Uploads ?? []).toEqual([]);
+      // The client goes on serving the worker's other partitions.
+      expect(await store.putFile(`${key}.after`, file)).toBe(40 * 2 ** 20);
+    } finally {
+      for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION']) {
+        if (saved[name] === undefined) delete process.env[name];
+        else process.env[name] = saved[name];
+      }
+      store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('stays exactly once when the worker dies before, during and after a cycle\'s uploads (before its commit), and at random points', async () => {
