@@ -87,16 +87,38 @@ export function wellFormed(json: string): string {
   return json.includes('\\ud') ? json.replace(LONE_SURROGATE, '$1\\ufffd') : json;
 }
 
+/** The cycle's rows in DuckDB while its files are written (a temporary table of the writer's connection). */
+export const CYCLE_TABLE = 'archive_cycle';
+
 /**
- * The COPY that turns one cycle's scratch file into one Parquet file per tenant-day, under
- * `outDir/tenant=<uuid>/day=<YYYY-MM-DD>/part0.parquet`, rows in position order, zstd.
+ * Loads one cycle's scratch file into CYCLE_TABLE, times cast to DECIMAL(20,0), sorted by tenant,
+ * day and position.
  */
-export function copySql(scratchFile: string, outDir: string, maxLineBytes: number): string {
+export function loadSql(scratchFile: string, maxLineBytes: number): string {
   const columns = `{${SCRATCH_COLUMNS.map(([name, type]) => `${name}: '${type}'`).join(', ')}}`;
   const times = 'CAST(start_time_unix_nano AS DECIMAL(20,0)) AS start_time_unix_nano, CAST(end_time_unix_nano AS DECIMAL(20,0)) AS end_time_unix_nano';
   return (
-    `COPY (SELECT * REPLACE (${times}) FROM read_json(${sqlString(scratchFile)}, format = 'newline_delimited', columns = ${columns}, maximum_object_size = ${maxLineBytes}) ORDER BY tenant, day, kafka_offset, kafka_index) ` +
-    `TO ${sqlString(outDir)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (tenant, day), FILENAME_PATTERN 'part', OVERWRITE_OR_IGNORE)`
+    `CREATE OR REPLACE TEMP TABLE ${CYCLE_TABLE} AS SELECT * REPLACE (${times}) ` +
+    `FROM read_json(${sqlString(scratchFile)}, format = 'newline_delimited', columns = ${columns}, maximum_object_size = ${maxLineBytes}) ORDER BY tenant, day, kafka_offset, kafka_index`
+  );
+}
+
+/** Each tenant-day's first and last row id in CYCLE_TABLE. */
+export const RUNS_SQL = `SELECT tenant, day, min(rowid) AS first, max(rowid) AS last FROM ${CYCLE_TABLE} GROUP BY tenant, day`;
+
+/**
+ * Writes one tenant-day of the loaded cycle as one zstd Parquet file, rows in position order.
+ * One COPY per file rather than one partitioned COPY: a partitioned write keeps a writer open per
+ * tenant-day, and a cycle of a thousand tenant-days ran DuckDB out of memory that way.
+ */
+export function copyTenantDaySql(tenantId: string, day: string, file: string, rows?: { first: bigint; last: bigint }): string {
+  // The table is in (tenant, day, position) order: a tenant-day is a run of row ids, which DuckDB
+  // scans alone (half the time of a scan of the whole cycle per file); the tenant and day
+  // conditions keep the file right whatever the run.
+  const run = rows === undefined ? '' : `rowid BETWEEN ${rows.first} AND ${rows.last} AND `;
+  return (
+    `COPY (SELECT * EXCLUDE (tenant, day) FROM ${CYCLE_TABLE} WHERE ${run}tenant = ${sqlString(tenantId)} AND day = ${sqlString(day)} ORDER BY kafka_offset, kafka_index) ` +
+    `TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`
   );
 }
 
@@ -104,7 +126,7 @@ export function sqlString(text: string): string {
   return `'${text.replace(/'/g, "''")}'`;
 }
 
-/** The file the COPY writes for one tenant-day. */
+/** The file of one tenant-day in a cycle's scratch folder. */
 export function partFile(outDir: string, tenantId: string, day: string): string {
-  return `${outDir}/tenant=${tenantId}/day=${day}/part0.parquet`;
+  return `${outDir}/${tenantId}_${day}.parquet`;
 }

@@ -6,7 +6,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { DecodedSpan } from '../../model/decode.js';
 import { RetriableError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
-import { copySql, partFile, scratchLine } from './columns.js';
+import { copyTenantDaySql, CYCLE_TABLE, loadSql, partFile, RUNS_SQL, scratchLine } from './columns.js';
 
 /** Scratch text is handed to the file in pieces of about this size (bounded extra memory per cycle). */
 const WRITE_CHUNK_CHARS = 1 << 20;
@@ -28,7 +28,7 @@ export interface CycleFiles {
 
 /**
  * Turns a cycle's spans into one zstd Parquet file per tenant-day with DuckDB, through a scratch
- * folder: the spans as NDJSON, then one COPY … PARTITION_BY (tenant, day). The folder is scratch
+ * folder: the spans as NDJSON, loaded into a temporary table, then one COPY per tenant-day. The folder is scratch
  * only (each cycle's is removed once its objects are uploaded or the attempt failed); losing it
  * loses nothing committed, because nothing is committed before the upload.
  */
@@ -101,7 +101,19 @@ export class ParquetWriter {
       await closed;
       const connection = await (await this.db()).connect();
       try {
-        await connection.run(copySql(scratch, out, this.maxLineBytes));
+        await connection.run(loadSql(scratch, this.maxLineBytes));
+        await fsp.mkdir(out, { recursive: true });
+        const runs = new Map((await connection.runAndReadAll(RUNS_SQL)).getRows().map(([t, d, first, last]) => [`${String(t)}/${String(d)}`, { first: BigInt(first as bigint), last: BigInt(last as bigint) }]));
+        let rows = 0;
+        for (const [key, f] of byTenantDay) {
+          const copied = await connection.runAndReadAll(copyTenantDaySql(f.tenantId, f.day, f.file, runs.get(key)));
+          const count = Number(copied.getRows()[0]?.[0] ?? -1);
+          // Every span of the tenant-day, or the cycle is not written (never uploaded short).
+          if (count !== f.spans) throw new Error(`DuckDB wrote ${count} rows for tenant ${f.tenantId} day ${f.day}, not its ${f.spans} spans`);
+          rows += count;
+        }
+        if (rows !== [...byTenantDay.values()].reduce((n, f) => n + f.spans, 0)) throw new Error('rows written differ from the cycle\'s spans');
+        await connection.run(`DROP TABLE ${CYCLE_TABLE}`);
       } finally {
         connection.closeSync();
       }

@@ -55,6 +55,29 @@ describe('the archive Parquet writer', () => {
     expect(fs.existsSync(writer.dir)).toBe(false);
   });
 
+  it('writes a cycle of 1,200 tenant-days within a small DuckDB memory limit (a partitioned COPY ran out of memory there)', async () => {
+    const writer = new ParquetWriter(root, '64MB', 16 << 20);
+    await writer.start();
+    const tenants = new Map<string, FlushItem<DecodedSpan>[]>();
+    for (let i = 0; i < 2400; i += 1) {
+      const tenantId = `00000000-0000-4000-8000-${String(i % 600).padStart(12, '0')}`;
+      const list = tenants.get(tenantId) ?? [];
+      list.push(item(tenantId, BigInt(i), 0, Math.floor(i / 600) % 2 === 0 ? '2026-11-23' : '2026-11-24'));
+      tenants.set(tenantId, list);
+    }
+    const cycle = await writer.write(0, tenants);
+    expect(cycle.files).toHaveLength(1200);
+    expect(cycle.files.reduce((n, f) => n + f.spans, 0)).toBe(2400);
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    const sample = cycle.files[777]!;
+    const rows = (await c.runAndReadAll(`SELECT tenant_id, kafka_offset FROM read_parquet('${sample.file}') ORDER BY kafka_offset`)).getRowObjectsJson();
+    expect(rows.map((r) => r.tenant_id)).toEqual(Array(sample.spans).fill(sample.tenantId));
+    expect(String(rows[0]!.kafka_offset)).toBe(String(sample.first.offset));
+    c.closeSync();
+    await writer.close();
+  }, 60_000);
+
   it('replaces only lone surrogates, whatever backslashes precede them', () => {
     for (const [value, expected] of [
       ['x\ud800y', 'x\ufffdy'],
