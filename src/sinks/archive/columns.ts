@@ -96,7 +96,9 @@ export const CYCLE_TABLE = 'archive_cycle';
  */
 export function loadSql(scratchFile: string, maxLineBytes: number): string {
   const columns = `{${SCRATCH_COLUMNS.map(([name, type]) => `${name}: '${type}'`).join(', ')}}`;
-  const times = 'CAST(start_time_unix_nano AS DECIMAL(20,0)) AS start_time_unix_nano, CAST(end_time_unix_nano AS DECIMAL(20,0)) AS end_time_unix_nano';
+  // Through HUGEINT (exact for 20 digits): DuckDB casts text to DECIMAL(20,0) about 30 times
+  // slower than to HUGEINT, which made the cast most of a cycle's CPU (bench/archive.mjs).
+  const times = 'CAST(CAST(start_time_unix_nano AS HUGEINT) AS DECIMAL(20,0)) AS start_time_unix_nano, CAST(CAST(end_time_unix_nano AS HUGEINT) AS DECIMAL(20,0)) AS end_time_unix_nano';
   return (
     `CREATE OR REPLACE TEMP TABLE ${CYCLE_TABLE} AS SELECT * REPLACE (${times}) ` +
     `FROM read_json(${sqlString(scratchFile)}, format = 'newline_delimited', columns = ${columns}, maximum_object_size = ${maxLineBytes}) ORDER BY tenant, day, kafka_offset, kafka_index`
