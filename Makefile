@@ -17,7 +17,7 @@ export KAFKAJS_NO_PARTITIONER_WARNING := 1
 .PHONY: help install build test test-unit test-integration kafka-up kafka-down kafka-cluster-up kafka-cluster-down s3-up s3-down demo up down bench profile clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(NODE_DEPS): package.json package-lock.json
 	npm ci --no-audit --no-fund
