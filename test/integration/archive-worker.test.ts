@@ -12,6 +12,14 @@ import { archiveDifferences, archiveVerify, createArchiveSetup, produceMixedSpan
 import { CLI, ROOT, committedTotal, kafkaClient, kafkaFacade, killWorkers, metricValue, sleep, tempDir, waitForCommitted, WorkerProcess } from '../support/harness.js';
 import { RetriableError } from '../../src/errors.js';
 import { ObjectStore } from '../../src/sinks/archive/object-store.js';
+import { ArchiveSink } from '../../src/sinks/archive/archive-sink.js';
+import { CycleDataError } from '../../src/sinks/archive/unwritable.js';
+import type { ParquetWriter } from '../../src/sinks/archive/parquet-writer.js';
+import { storedSpan } from '../../src/model/span-line.js';
+import type { DecodedSpan } from '../../src/model/decode.js';
+import type { FlushItem } from '../../src/sinks/types.js';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import { s3SkipReason, startS3, type S3Server } from '../support/s3.js';
 
 const run = promisify(execFile);
@@ -141,6 +149,45 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
       }
       store.close();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('dead-letters the records of spans DuckDB refuses (whole) and uploads the rest of the cycle', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: s3.env.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: s3.env.AWS_SECRET_ACCESS_KEY, AWS_REGION: s3.env.AWS_REGION });
+    const prefix = `poison-${Date.now()}`;
+    const sink = new ArchiveSink(
+      { endpoint: s3.endpoint, bucket: s3.bucket, forcePathStyle: true, requestTimeoutMs: 30_000, partSizeBytes: 5 * 2 ** 20, prefix, scratchDir: tempDir('archive-poison'), duckdbMemoryLimit: '128MB', maxMessageBytes: 1_000_000 },
+      { logger: pino({ level: 'silent' }), registry: new Registry() },
+    );
+    // No span DuckDB refuses is known (lone surrogates are replaced): this writer refuses the one named "poison" as DuckDB would.
+    const writer = (sink as unknown as { writer: ParquetWriter }).writer;
+    const write = writer.write.bind(writer);
+    writer.write = async (partition, tenants) => {
+      if ([...tenants.values()].some((items) => items.some((i) => i.value.span.name === 'poison'))) throw new CycleDataError('Invalid Input Error: refused');
+      return write(partition, tenants);
+    };
+    const tenant = tenantIdFor(7);
+    const item = (offset: number, index: number, name: string): FlushItem<DecodedSpan> => ({
+      offset: BigInt(offset),
+      index,
+      value: { day: '2026-11-22', span: storedSpan({ traceId: 'a'.repeat(32), spanId: `${String(offset).padStart(12, '0')}000${index}`, name, startTimeUnixNano: '1763800000000000000', endTimeUnixNano: '1763800000000000001' }, tenant) },
+    });
+    // Offset 5 is one record of three spans (an OTLP request), one of them refused.
+    const items = [item(4, 0, 'a'), item(5, 0, 'b'), item(5, 1, 'poison'), item(5, 2, 'c'), item(6, 0, 'd')];
+    try {
+      await sink.start();
+      const result = await sink.write({ topic: 'spans-poison', partition: 2, tenants: new Map([[tenant, items]]) });
+      expect([...result.rejected.keys()].map((i) => `${i.offset}_${i.index}`)).toEqual(['5_0', '5_1', '5_2']);
+      expect([...result.rejected.values()].every((e) => e.errorClass === 'ArchiveUnwritable')).toBe(true);
+      const rows = await readArchivedRows(path.join(s3.dataDir, s3.bucket, prefix));
+      expect(rows.map((r) => `${r.offset}_${r.index}:${r.object}`)).toEqual(['4_0:spans-poison+2+4.parquet', '6_0:spans-poison+2+4.parquet']);
+    } finally {
+      await sink.close();
+      for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION']) {
+        if (saved[name] === undefined) delete process.env[name];
+        else process.env[name] = saved[name];
+      }
     }
   });
 

@@ -2,12 +2,14 @@ import { Counter, Histogram } from 'prom-client';
 import type { Logger } from 'pino';
 import { FatalStoreError, InvariantError, RetriableError } from '../../errors.js';
 import type { DecodedSpan } from '../../model/decode.js';
-import { allStored, type FlushSink, type SinkContext, type SinkFlush, type SinkWriteResult } from '../types.js';
+import type { RecordRejectedError } from '../../errors.js';
+import { allStored, type FlushItem, type FlushSink, type SinkContext, type SinkFlush, type SinkWriteResult } from '../types.js';
 import { ARCHIVE_STORE } from './classify.js';
 import { CrashPoints } from './crash-points.js';
 import { objectKey } from './keys.js';
 import { ObjectStore, type ObjectStoreConfig } from './object-store.js';
 import { ParquetWriter, type CycleFiles } from './parquet-writer.js';
+import { CycleDataError, findUnwritable, unwritableError } from './unwritable.js';
 
 export interface ArchiveSinkConfig extends ObjectStoreConfig {
   /** ARCHIVE_PREFIX: the folder of the archive in the bucket ('' for the bucket's root). */
@@ -77,8 +79,19 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
       for (const item of items) if (item.value.day === undefined) throw new InvariantError(`archive: span of tenant ${tenantId} at offset ${item.offset} has no day (the decoder must name it)`);
     }
     let cycle: CycleFiles | undefined;
+    let tenants = flush.tenants;
+    const rejected = new Map<FlushItem<DecodedSpan>, RecordRejectedError>();
     try {
-      cycle = await this.writer.write(partition, flush.tenants);
+      try {
+        cycle = await this.writer.write(partition, tenants);
+      } catch (e) {
+        if (!(e instanceof CycleDataError)) throw e;
+        // Not the disk, not memory: some span DuckDB refuses. Its record is dead-lettered whole
+        // (every span of it), and the rest of the cycle is written.
+        tenants = await this.withoutUnwritable(partition, tenants, e.message, rejected);
+        if (tenants.size === 0) return { rejected };
+        cycle = await this.writer.write(partition, tenants);
+      }
       const n = this.crashPoints.nextCycle();
       this.crashPoints.reached('before-upload', n);
       for (const [i, f] of cycle.files.entries()) {
@@ -91,13 +104,48 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
       }
       this.crashPoints.reached('after-upload', n);
       end();
-      return allStored();
+      return rejected.size === 0 ? allStored() : { rejected };
     } catch (e) {
       this.failures.inc({ topic, kind: signal?.aborted === true ? 'aborted' : e instanceof RetriableError ? 'retriable' : 'fatal' });
       throw e;
     } finally {
       if (cycle !== undefined) await this.writer.discard(cycle).catch(() => undefined);
     }
+  }
+
+  /** `tenants` without the records of the spans DuckDB refuses (each added to `rejected`). */
+  private async withoutUnwritable(partition: number, tenants: SinkFlush<DecodedSpan>['tenants'], reason: string, rejected: Map<FlushItem<DecodedSpan>, RecordRejectedError>): Promise<Map<string, Array<FlushItem<DecodedSpan>>>> {
+    const all = [...tenants].flatMap(([tenantId, items]) => items.map((item) => ({ tenantId, item })));
+    const bad = await findUnwritable(all, async (subset) => {
+      const group = new Map<string, Array<FlushItem<DecodedSpan>>>();
+      for (const { tenantId, item } of subset) {
+        const list = group.get(tenantId);
+        if (list === undefined) group.set(tenantId, [item]);
+        else list.push(item);
+      }
+      try {
+        await this.writer.discard(await this.writer.write(partition, group));
+        return true;
+      } catch (e) {
+        if (e instanceof CycleDataError) return false;
+        throw e;
+      }
+    });
+    const badOffsets = new Set(bad.map(({ item }) => item.offset));
+    const kept = new Map<string, Array<FlushItem<DecodedSpan>>>();
+    for (const [tenantId, items] of tenants) {
+      for (const item of items) {
+        if (badOffsets.has(item.offset)) {
+          rejected.set(item, unwritableError(reason));
+          continue;
+        }
+        const list = kept.get(tenantId);
+        if (list === undefined) kept.set(tenantId, [item]);
+        else list.push(item);
+      }
+    }
+    this.logger.warn({ partition, records: badOffsets.size, reason }, 'archive: DuckDB refuses spans of these records; dead-lettering them and writing the rest of the cycle');
+    return kept;
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@ import type { DecodedSpan } from '../../model/decode.js';
 import { RetriableError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
 import { copyTenantDaySql, CYCLE_TABLE, loadSql, partFile, RUNS_SQL, scratchLine } from './columns.js';
+import { CycleDataError, isDataError } from './unwritable.js';
 
 /** Scratch text is handed to the file in pieces of about this size (bounded extra memory per cycle). */
 const WRITE_CHUNK_CHARS = 1 << 20;
@@ -68,7 +69,8 @@ export class ParquetWriter {
 
   /**
    * Writes `tenants` (each group in position order, every span with its day) into Parquet files.
-   * A failure of the local disk or of DuckDB is retriable (the whole cycle is written again).
+   * A failure of the local disk or of DuckDB is retriable (the whole cycle is written again), but
+   * DuckDB refusing the data itself is a CycleDataError (writing it again cannot help).
    */
   async write(partition: number, tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<DecodedSpan>>>): Promise<CycleFiles> {
     const dir = path.join(this.dir, `p${partition}-${randomBytes(6).toString('hex')}`);
@@ -121,6 +123,7 @@ export class ParquetWriter {
       return { dir, files: [...byTenantDay.values()] };
     } catch (e) {
       await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      if (isDataError((e as Error).message ?? '')) throw new CycleDataError((e as Error).message, { cause: e });
       throw new RetriableError(`archive scratch: writing Parquet for partition ${partition} failed: ${(e as Error).message}`, e);
     }
   }
