@@ -21,7 +21,7 @@ import { tenantIdFor } from '../../src/model/generate.js';
 import { ROOT, createTopic, kafkaClient, killWorkers, tempDir, uniqueName, waitForCommitted, WorkerProcess, sleep, kafkaFacade } from '../support/harness.js';
 import { instantQuery, prometheusApi, startPrometheus, type PrometheusServer } from '../support/prometheus.js';
 import { startTigerBeetle, type StartTigerBeetleResult } from '../support/tigerbeetle.js';
-import { s3SkipReason, startS3, type S3Server } from '../support/s3.js';
+import { startS3, type S3Server } from '../support/s3.js';
 
 const DASHBOARD = path.join(ROOT, 'deploy', 'grafana', 'spanledger.json');
 const ALERTS = path.join(ROOT, 'deploy', 'prometheus', 'alerts.yml');
@@ -50,8 +50,8 @@ const dirs: string[] = [];
 let prometheus: PrometheusServer | undefined;
 let tb: StartTigerBeetleResult | undefined;
 let s3: S3Server | undefined;
-/** Why no archive worker runs here (no versitygw can be had), or null when one does. */
-const archiveSkipped = await s3SkipReason();
+/** Why no archive worker runs here (no versitygw can be had: test/support/s3-setup.ts), or null when one does. */
+const archiveSkipped = inject('s3SkipReason') || null;
 
 afterAll(async () => {
   await prometheus?.stop();

@@ -10,10 +10,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT } from './harness.js';
 import { freePort } from './net.js';
 
 const run = promisify(execFile);
+/** The repository (not from harness.ts: this module also runs in vitest's globalSetup, where vitest cannot be imported). */
+const ROOT = path.resolve(import.meta.dirname, '../..');
 const SCRIPT = path.join(ROOT, 'scripts', 's3.sh');
 /** scripts/s3.sh's exit code when no binary can be had. */
 const SKIP_EXIT = 3;
