@@ -14,10 +14,10 @@ export PATH := $(NODE24_BIN):$(PATH)
 endif
 export KAFKAJS_NO_PARTITIONER_WARNING := 1
 
-.PHONY: help install build test test-unit test-integration kafka-up kafka-down kafka-cluster-up kafka-cluster-down demo up down bench profile clean
+.PHONY: help install build test test-unit test-integration kafka-up kafka-down kafka-cluster-up kafka-cluster-down s3-up s3-down demo up down bench profile clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(NODE_DEPS): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -52,8 +52,15 @@ kafka-cluster-up: ## start a local 3-broker KRaft cluster on 127.0.0.1:19092,190
 kafka-cluster-down: ## stop the local 3-broker cluster
 	bash scripts/kafka.sh cluster down
 
-demo: install kafka-up ## without Docker: local broker, workers, a sample load, then a summary
-	node bin/spanledger.js demo
+s3-up: ## start a local S3-compatible server (versitygw, built once with Go) on 127.0.0.1:$${S3_PORT:-7070}; `eval "$$(bash scripts/s3.sh env)"` points spanledger at it
+	bash scripts/s3.sh up
+
+s3-down: ## stop the local S3 server
+	bash scripts/s3.sh down
+
+demo: install kafka-up ## without Docker: local broker, workers (an archive worker too when versitygw can be built: scripts/s3.sh), a sample load, then a summary
+	@if bash scripts/s3.sh up; then eval "$$(bash scripts/s3.sh env)"; node bin/spanledger.js demo; \
+	  else echo "demo: no local S3 server (see the line above): the archive worker is not run"; node bin/spanledger.js demo; fi
 
 up: ## with Docker: broker and workers via Docker Compose
 	docker compose up --build -d

@@ -26,7 +26,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           sequence: { groupOrder: 1 },
-          globalSetup: ['test/support/kafka.ts', 'test/support/tigerbeetle-notice.ts', 'test/support/prometheus.ts'],
+          globalSetup: ['test/support/kafka.ts', 'test/support/tigerbeetle-notice.ts', 'test/support/prometheus.ts', 'test/support/s3-setup.ts'],
           testTimeout: 180_000,
           hookTimeout: 180_000,
           // Workers are real processes and the broker is shared: one file at a time.

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { kafkaSettings, Parsed } from '../config/settings.js';
-import { ruleSettings, ruleWorkerSettings, signalSettings, signalWorkerSettings, spanSettings, workerSettings } from '../config/settings.js';
+import { archiveSettings, archiveWorkerSettings, ruleSettings, ruleWorkerSettings, signalSettings, signalWorkerSettings, spanSettings, workerSettings } from '../config/settings.js';
 import { envValues, resolveSettings } from '../config/load.js';
 import { createKafkaFacade, groupLag } from '../kafka/client.js';
 import type { KafkaAdmin } from '../kafka/facade.js';
@@ -13,6 +13,9 @@ import { startLocalReplica, type LocalReplica } from '../sinks/tigerbeetle/local
 import { createSignalWorker } from '../workers/signal-worker.js';
 import { createSpanWorker } from '../workers/span-worker.js';
 import { createRuleWorker } from '../workers/rule-worker.js';
+import { createArchiveWorker } from '../workers/archive-worker.js';
+import { archiveSummary, openStore, renderArchiveSummary, renderVerifyReport } from './archive-command.js';
+import { verifyArchive } from './archive-verify.js';
 import { corpus, expectedSignals, produceCorpus, RULES_A, RULES_B, spansInTimeOrder, type CorpusTenant } from '../devtools/trace-corpus.js';
 import { tenantIdFor } from '../model/generate.js';
 import type { Signal } from '../model/signal.js';
@@ -109,6 +112,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     DUCKDB_DIR: path.join(root, 'duckdb'),
     DUCKDB_IDLE_TIMEOUT_MS: '1000',
     QUARANTINE_DIR: path.join(root, 'quarantine'),
+    ARCHIVE_GROUP: `demo-${run}-archive`,
+    ARCHIVE_DLQ_TOPIC: `demo-${run}.spans.archive.dlq`,
+    ARCHIVE_PREFIX: `demo-${run}`,
+    ARCHIVE_CYCLE_MAX_AGE_MS: '2000',
+    ARCHIVE_SCRATCH_DIR: path.join(root, 'archive-scratch'),
     METRICS_PORT: '0',
   };
   const spans = resolveSettings(spanSettings, envValues(spanSettings, env), {});
@@ -117,6 +125,10 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   const rules = resolveSettings(ruleSettings, envValues(ruleSettings, env), {});
   const ruleWorker = resolveSettings(ruleWorkerSettings, envValues(ruleWorkerSettings, env), {});
   const signals = resolveSettings(signalSettings, envValues(signalSettings, env), {});
+  // Archive workers run when an S3-compatible server is configured (`make demo` starts one with
+  // scripts/s3.sh when versitygw can be had, and exports its ARCHIVE_ENDPOINT).
+  const archive = process.env.ARCHIVE_ENDPOINT ? resolveSettings(archiveSettings, envValues(archiveSettings, env), {}) : undefined;
+  const archiveWorker = resolveSettings(archiveWorkerSettings, envValues(archiveWorkerSettings, env), {});
   const kafka = { ...o.kafka, topicPartitions: 3 };
   const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: 'spanledger-demo', logger });
   const admin = client.admin();
@@ -151,6 +163,10 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     }
 
     const spanWorker = await started('span worker', createSpanWorker({ kafka, worker, spans }, logger, createRegistry(false)));
+    const archiving =
+      archive === undefined
+        ? (console.log('demo: archive workers NOT run: no S3 server (ARCHIVE_ENDPOINT unset; `make demo` starts one with scripts/s3.sh where versitygw can be built)'), undefined)
+        : await started(`archive worker to ${archive.endpoint}/${archive.bucket}/${archive.prefix}`, createArchiveWorker({ kafka, worker: archiveWorker, spans, archive }, logger, createRegistry(false)));
     await started('rule worker', createRuleWorker({ kafka, worker, spans, rules, ruleWorker, signals }, logger, createRegistry(false)));
     let signalWorker: Worker<unknown> | undefined;
     if ('missing' in tb) console.log(tb.missing);
@@ -185,6 +201,24 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const spansOk = spansDrained && spansClean && written === traceSpans.length + otlpSpans && spanLetters.length === o.bad;
     console.log(`demo: spans: ${written} in the span log (${traceSpans.length} produced as JSON + ${otlpSpans} as OTLP), ${spanLetters.length} in ${spans.dlqTopic} (${o.bad} malformed produced): ${spansOk ? 'OK' : 'FAILED'}`);
     ok &&= spansOk;
+
+    // Archive path: every span once in the bucket as Parquet, checked by `archive verify`.
+    if (archive !== undefined && archiving !== undefined) {
+      const drained = await waitForLag(admin, archive.group, spans.topic, 180_000);
+      const clean = await stop(archiving);
+      const store = openStore(archive);
+      try {
+        console.log(renderArchiveSummary(`${archive.endpoint}/${archive.bucket}/${archive.prefix}`, await archiveSummary(store, archive.prefix, {})));
+        const report = await verifyArchive(client, store, { topic: spans.topic, group: archive.group, prefix: archive.prefix, decoder: { maxMessageBytes: archiveWorker.maxMessageBytes, options: spans }, cacheDir: path.join(root, 'archive-cache') });
+        console.log(renderVerifyReport(report));
+        const letters = await readDeadLetters(client, archive.dlqTopic);
+        const archiveOk = drained && clean && report.ok && report.archivedSpans === traceSpans.length + otlpSpans && letters.length === o.bad;
+        console.log(`demo: archive: ${report.archivedSpans} spans in ${report.objects} Parquet objects, ${letters.length} in ${archive.dlqTopic}: ${archiveOk ? 'OK' : 'FAILED'}`);
+        ok &&= archiveOk;
+      } finally {
+        store.close();
+      }
+    }
 
     // Rule path: the rule workers commit a partition's end only once every trace in it closed
     // (TRACE_IDLE_MS without a span, on the wall clock once the partition is quiet).

@@ -10,7 +10,7 @@ import { addSettings, intArg, settingsOf } from './options.js';
  * Progress of a long read or send on stderr (stdout carries the result): a bar on a terminal, a
  * line every 2 s otherwise. Started on the first update, since the total is known only then.
  */
-class Progress {
+export class Progress {
   private bar: cliProgress.SingleBar | undefined;
 
   constructor(private readonly label: string) {}

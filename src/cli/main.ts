@@ -1,14 +1,16 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '../errors.js';
-import { kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettingsByRole } from '../config/settings.js';
+import { archiveSettings, archiveWorkerSettings, kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettingsByRole } from '../config/settings.js';
 import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { createSpanWorker } from '../workers/span-worker.js';
 import { createRuleWorker } from '../workers/rule-worker.js';
+import { createArchiveWorker } from '../workers/archive-worker.js';
 import { runWorker } from './run-worker.js';
 import { addDlqCommands } from './dlq-command.js';
 import { addStatusCommand } from './status-command.js';
 import { addTopicsCommand } from './topics-command.js';
+import { addArchiveCommands } from './archive-command.js';
 import { addSettings, intArg, settingsOf } from './options.js';
 import { addProduceCommand } from './produce-command.js';
 import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
@@ -53,6 +55,16 @@ export function buildProgram(): Command {
     await runWorker(createRuleWorker(config, logger, createRegistry()), logger);
   });
 
+  // Reads the spans as the span workers decode them; writes Parquet objects to an S3-compatible bucket.
+  const archiveSpanSettings = { topic: spanSettings.topic, encoding: spanSettings.encoding, tenantAttribute: spanSettings.tenantAttribute };
+  const archiveCmd = worker.command('archive').description('archive worker: spans topic (own group) → per-tenant, per-day Parquet objects in an S3-compatible bucket, exactly once (docs/archive.md)');
+  for (const group of [archiveSpanSettings, archiveSettings, kafkaSettings, archiveWorkerSettings]) addSettings(archiveCmd, group);
+  archiveCmd.action(async (_opts, cmd: Command) => {
+    const config = { spans: settingsOf(cmd, archiveSpanSettings), archive: settingsOf(cmd, archiveSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, archiveWorkerSettings) };
+    const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'archive' });
+    await runWorker(createArchiveWorker(config, logger, createRegistry()), logger);
+  });
+
   const produceCmd = program.command('produce').description('load generator: produce sample records (progress bar, final rate)');
   addProduceCommand(produceCmd, 'spans');
 
@@ -61,6 +73,8 @@ export function buildProgram(): Command {
   addStatusCommand(program);
 
   addTopicsCommand(program);
+
+  addArchiveCommands(program);
 
   registerSignalCommands(program);
 

@@ -1,10 +1,10 @@
 import { Option, type Command } from 'commander';
 import { ConfigError } from '../errors.js';
-import { kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, type WorkerRoleName } from '../config/settings.js';
+import { archiveSettings, kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings } from '../config/settings.js';
 import { createKafkaFacade } from '../kafka/client.js';
 import { ensureTopics, type TopicNeed } from '../kafka/topics.js';
 import { createLogger } from '../observability/logger.js';
-import { groupSourceTopic, groupTopicNeeds } from '../workers/topic-needs.js';
+import { groupSourceTopic, groupTopicNeeds, type TopicGroup } from '../workers/topic-needs.js';
 import { addSettings, settingsOf } from './options.js';
 
 /** Every topic of the three worker groups, under flags of their own (each worker command calls its own --topic and --dlq-topic). */
@@ -16,16 +16,19 @@ export const topicNameSettings = {
   rulesCheckpointTopic: { ...ruleWorkerSettings.checkpointTopic, flag: 'rules-checkpoint-topic' },
   signalsTopic: { ...signalSettings.topic, flag: 'signals-topic', description: 'topic the rule workers write and the signal workers read' },
   signalsDlqTopic: { ...signalSettings.dlqTopic, flag: 'signals-dlq-topic' },
+  archiveDlqTopic: { ...archiveSettings.dlqTopic, flag: 'archive-dlq-topic' },
 };
 
-const GROUPS: readonly WorkerRoleName[] = ['spans', 'rules', 'signals'];
+const GROUPS: readonly TopicGroup[] = ['spans', 'rules', 'signals', 'archive'];
+/** The archive workers are optional (they need a bucket): their topic only when asked for. */
+const DEFAULT_GROUPS: readonly TopicGroup[] = ['spans', 'rules', 'signals'];
 
 /** `--groups spans,rules` → the groups, in the order given; anything else is a ConfigError. */
-export function parseGroups(value: string): WorkerRoleName[] {
+export function parseGroups(value: string): TopicGroup[] {
   const groups = value.split(',').map((g) => g.trim()).filter((g) => g.length > 0);
-  const unknown = groups.filter((g) => !GROUPS.includes(g as WorkerRoleName));
+  const unknown = groups.filter((g) => !GROUPS.includes(g as TopicGroup));
   if (groups.length === 0 || unknown.length > 0) throw new ConfigError(`--groups takes a comma-separated list of ${GROUPS.join(', ')} (got ${JSON.stringify(value)})`);
-  return [...new Set(groups)] as WorkerRoleName[];
+  return [...new Set(groups)] as TopicGroup[];
 }
 
 /**
@@ -56,7 +59,7 @@ export function addTopicsCommand(program: Command): void {
     .description(
       'create the topics the worker groups use (TOPIC_PARTITIONS partitions each, the rules topic 1, compacted topics compacted), leaving existing ones as they are; prints each with its partition count. Run it before a Collector first writes: the broker would create a missing topic with its default of one partition',
     )
-    .addOption(new Option('--groups <list>', 'worker groups whose topics to create, comma-separated').default(GROUPS.join(',')));
+    .addOption(new Option('--groups <list>', `worker groups whose topics to create, comma-separated, of ${GROUPS.join(', ')}`).default(DEFAULT_GROUPS.join(',')));
   addSettings(addSettings(cmd, topicNameSettings), kafkaSettings).action(async (opts: { groups: string }, c: Command) => {
     const groups = parseGroups(opts.groups);
     const kafka = settingsOf(c, kafkaSettings);

@@ -1,4 +1,5 @@
 import os from 'node:os';
+import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 
@@ -197,3 +198,52 @@ export const ruleWorkerSettings = {
   closedTraceMemory: setting('CLOSED_TRACE_MEMORY', 'closed-trace-memory', '20000', 'closed traces remembered so that their late spans are counted instead of evaluated alone', positiveInt),
   checkpointIntervalMs: setting('RULES_CHECKPOINT_INTERVAL_MS', 'checkpoint-interval-ms', '2000', 'a partition\'s checkpoint (and so its commit) moves at most this often while traces are open (ms)', positiveInt),
 };
+
+/** ARCHIVE_PREFIX: empty, or path segments of safe characters without a leading or trailing '/' (as sinks/archive/keys.ts reads keys back). */
+const archivePrefix = z.string().trim().regex(/^$|^[A-Za-z0-9._=-]+(?:\/[A-Za-z0-9._=-]+)*$/, "empty, or folders of letters, digits and . _ = - separated by '/' (no leading or trailing '/')");
+const bucketName = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)');
+const httpUrl = z.string().trim().regex(/^$|^https?:\/\/[^\s/]+(?:\/[^\s]*)?$/, 'must be an http(s) URL (or empty for the AWS endpoint of the region)');
+const trueFalse = z.enum(['true', 'false']).transform((v) => v === 'true');
+
+/**
+ * The archive worker's own settings (`spanledger worker archive`). It also reads SPANS_TOPIC,
+ * SPANS_ENCODING and TENANT_ATTRIBUTE (spanSettings). Credentials and region come from the
+ * standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_REGION, web
+ * identity, instance metadata), never from a setting of spanledger's.
+ */
+export const archiveSettings = {
+  group: setting('ARCHIVE_GROUP', 'group', 'spanledger-archive', 'consumer group of the archive workers (reads SPANS_TOPIC beside the span and rule workers)', nonEmpty),
+  dlqTopic: setting('ARCHIVE_DLQ_TOPIC', 'dlq-topic', 'spans.archive.dlq', 'dead-letter topic of the archive workers (span records they cannot decode)', topicName),
+  endpoint: setting('ARCHIVE_ENDPOINT', 'endpoint', '', 'S3 endpoint URL of an S3-compatible store (empty = AWS S3 of AWS_REGION)', httpUrl),
+  bucket: setting('ARCHIVE_BUCKET', 'bucket', 'spanledger', 'bucket the archive objects go to (it must exist)', bucketName),
+  prefix: setting('ARCHIVE_PREFIX', 'prefix', 'spans', 'folder of the archive in the bucket: objects are <prefix>/tenant=<uuid>/day=<YYYY-MM-DD>/<topic>+<partition>+<first position>.parquet (empty = the bucket root)', archivePrefix),
+  forcePathStyle: setting('ARCHIVE_FORCE_PATH_STYLE', 'force-path-style', 'false', 'path-style addressing (<endpoint>/<bucket>/<key>) instead of virtual-hosted (<bucket>.<endpoint>/<key>): most S3-compatible servers need true', trueFalse),
+  cycleMaxRecords: setting('ARCHIVE_CYCLE_MAX_RECORDS', 'cycle-max-records', '100000', 'a partition\'s cycle (the spans that become one object per tenant-day) ends at this many spans', positiveInt),
+  cycleMaxBytes: setting('ARCHIVE_CYCLE_MAX_BYTES', 'cycle-max-bytes', '8388608', 'a cycle ends at this many bytes of records (at most MAX_IN_FLIGHT_BYTES)', positiveInt),
+  cycleMaxAgeMs: setting('ARCHIVE_CYCLE_MAX_AGE_MS', 'cycle-max-age-ms', '60000', 'a cycle ends when its oldest record is this old (ms): how late spans reach the archive at most, under light load', positiveInt),
+  scratchDir: setting('ARCHIVE_SCRATCH_DIR', 'scratch-dir', path.join(os.tmpdir(), 'spanledger-archive'), 'local scratch folder for a cycle\'s files until they are uploaded (ephemeral: losing it loses nothing committed)', nonEmpty),
+  requestTimeoutMs: setting('ARCHIVE_REQUEST_TIMEOUT_MS', 'request-timeout-ms', '30000', 'an S3 request not answered in this time fails and is retried (ms)', positiveInt),
+  partSizeBytes: setting('ARCHIVE_PART_SIZE_BYTES', 'part-size-bytes', '8388608', 'objects larger than this are uploaded in parts of this size (multipart; at least 5242880)', z.coerce.number().int().min(5 * 1024 * 1024, 'must be at least 5242880 (5 MiB, the S3 minimum part)')),
+  duckdbMemoryLimit: setting('ARCHIVE_DUCKDB_MEMORY_LIMIT', 'archive-duckdb-memory-limit', '256MB', 'memory_limit of the DuckDB instance that writes the Parquet files (e.g. 256MB, 1GiB)', memorySize),
+};
+
+/** Worker settings the archive worker takes from its cycle bounds instead (ARCHIVE_CYCLE_*; it never flushes only because it caught up). */
+type CycleKeys = 'batchMaxRecords' | 'batchMaxBytes' | 'batchMaxAgeMs' | 'flushWhenCaughtUp';
+
+/**
+ * The archive worker's worker settings: the shared table without the batch settings (its cycles
+ * are bounded by ARCHIVE_CYCLE_*), with a larger in-flight budget (a cycle of each partition it
+ * holds is buffered at once).
+ */
+export const archiveWorkerSettings: Omit<typeof workerSettings, CycleKeys> = (() => {
+  const { batchMaxRecords: _r, batchMaxBytes: _b, batchMaxAgeMs: _a, flushWhenCaughtUp: _f, ...rest } = workerSettings;
+  return { ...rest, maxInFlightBytes: { ...rest.maxInFlightBytes, default: String(64 * 1024 * 1024) } };
+})();
+
+/** The full worker settings of an archive worker: its own, with the batch limits taken from the cycle bounds. */
+export function archiveWorkerConfig(worker: Parsed<typeof archiveWorkerSettings>, archive: Parsed<typeof archiveSettings>): Parsed<typeof workerSettings> {
+  if (archive.cycleMaxBytes > worker.maxInFlightBytes) {
+    throw new ConfigError(`invalid configuration: ARCHIVE_CYCLE_MAX_BYTES=${archive.cycleMaxBytes} must be at most MAX_IN_FLIGHT_BYTES=${worker.maxInFlightBytes} (a cycle is buffered whole)`);
+  }
+  return { ...worker, batchMaxRecords: archive.cycleMaxRecords, batchMaxBytes: archive.cycleMaxBytes, batchMaxAgeMs: archive.cycleMaxAgeMs, flushWhenCaughtUp: false };
+}

@@ -4,7 +4,7 @@ import type { PipelineSnapshot, PipelineTotals } from '../pipeline/pipeline.js';
 import type { BreakerStatus as StoreBreakerStatus } from '../pipeline/breakers.js';
 import type { PauseReason } from '../pipeline/fetch-pauses.js';
 
-export type WorkerRole = 'spans' | 'rules' | 'signals';
+export type WorkerRole = 'spans' | 'rules' | 'signals' | 'archive';
 
 /** A store's circuit breaker as the pipeline reports it (Pipeline.breakerStates(), once circuit breakers exist). */
 /** A store's circuit breaker in /status: Pipeline.breakerStates() with ISO times. */

@@ -1,5 +1,9 @@
+import { RetriableError } from '../errors.js';
 import type { PartitionPipeline } from './partition-pipeline.js';
 import type { PipelineOptions } from './options.js';
+
+/** Longest pause between attempts of committedThroughDurable while Kafka refuses commits. */
+const COMMIT_WAIT_MAX_DELAY_MS = 2_000;
 
 type CommitterOptions = Pick<PipelineOptions<unknown>, 'consumer' | 'topic' | 'metrics' | 'logger'>;
 
@@ -34,6 +38,24 @@ export class Committer {
   async settle(pipe: PartitionPipeline<unknown>): Promise<void> {
     await pipe.chain;
     while (pipe.committing) await pipe.committing;
+  }
+
+  /**
+   * Resolves once Kafka has accepted a commit of everything the partition made durable so far
+   * (nothing durable is left uncommitted), asking for the commit again while Kafka refuses it (a
+   * rebalance under way). Rejects with a RetriableError once the partition is released: its new
+   * owner starts from the committed offset.
+   */
+  async committedThroughDurable(pipe: PartitionPipeline<unknown>): Promise<void> {
+    for (let attempt = 0; ; attempt += 1) {
+      if (pipe.closed) throw new RetriableError(`partition ${pipe.partition} was released while its flush waited for the previous commit`);
+      if (pipe.offsets.pendingCommit() === undefined) return;
+      this.requestCommit(pipe);
+      while (pipe.committing) await pipe.committing;
+      if (pipe.offsets.pendingCommit() === undefined) return;
+      // Refused (a rebalance under way, the coordinator moving): try again shortly.
+      await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, COMMIT_WAIT_MAX_DELAY_MS)));
+    }
   }
 
   updateLag(pipe: PartitionPipeline<unknown>): void {

@@ -12,6 +12,8 @@ export interface FlushState<T> {
   /** Tenant batches still to store (each sink stage drops what its sink refused). */
   current: Map<string, ValidEntry<T>[]>;
   started: bigint;
+  /** Settles when the partition's previous flush has left its last stage (offsets durable, commit requested). */
+  previousDone: Promise<void>;
 }
 
 /** One stage of every flush of a partition; a stage of flush N+1 starts once flush N left it. */

@@ -56,7 +56,8 @@ export class FlushScheduler<T> {
     }
     pipe.queued = plan;
     pipe.pending += 1;
-    const flush: FlushState<T> = { plan, letters: [], current: new Map(), started: 0n };
+    const previousDone = pipe.stageTails[this.stages.length - 1]!;
+    const flush: FlushState<T> = { plan, letters: [], current: new Map(), started: 0n, previousDone };
 
     // Each stage has its own chain per partition. A stage of a flush starts when the same stage
     // of the previous flush and the previous stage of this flush are done, so each store sees

@@ -33,6 +33,8 @@ export class PartitionPipeline<T> {
   /** A stateful processor's wall-clock ticks. */
   ticker: NodeJS.Timeout | undefined;
   closed = false;
+  /** Aborted by close(): sinks cancel the partition's calls under way (SinkFlush.signal). */
+  private readonly released = new AbortController();
   highWatermark: bigint | undefined;
   /** Wall-clock time (ms) Kafka last accepted a commit of this partition, for /status. */
   lastCommitAt: number | undefined;
@@ -48,9 +50,15 @@ export class PartitionPipeline<T> {
     this.stageTails = Array.from({ length: Math.max(1, stages) }, () => Promise.resolve());
   }
 
-  /** No flush starts, no stage runs and nothing is committed from now on. */
+  /** Aborted once the partition is closed. */
+  get signal(): AbortSignal {
+    return this.released.signal;
+  }
+
+  /** No flush starts, no stage runs and nothing is committed from now on; sinks' calls under way are aborted. */
   close(): void {
     this.closed = true;
+    if (!this.released.signal.aborted) this.released.abort(new Error(`partition ${this.partition} released`));
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.ticker) clearInterval(this.ticker);

@@ -14,7 +14,7 @@ export function sinkStages<T>(topic: string, sinks: readonly FlushSink<T>[], cal
     await completion.finish(pipe, flush, flush.current.values());
     committer.requestCommit(pipe);
   };
-  return [...sinks.map((sink): Stage<T> => (pipe, flush) => runSink(topic, sink, calls, pipe, flush)), stored];
+  return [...sinks.map((sink): Stage<T> => (pipe, flush) => runSink(topic, sink, calls, committer, pipe, flush)), stored];
 }
 
 /**
@@ -23,8 +23,14 @@ export function sinkStages<T>(topic: string, sinks: readonly FlushSink<T>[], cal
  * unsynced state and idempotent writes make the repeat safe. Records the sink refuses are
  * dead-lettered and not given to the next stage.
  */
-async function runSink<T>(topic: string, sink: FlushSink<T>, calls: StoreCalls, pipe: PartitionPipeline<T>, flush: FlushState<T>): Promise<void> {
-  const sinkFlush = { topic, partition: pipe.partition, tenants: flush.current };
+async function runSink<T>(topic: string, sink: FlushSink<T>, calls: StoreCalls, committer: Committer, pipe: PartitionPipeline<T>, flush: FlushState<T>): Promise<void> {
+  if (sink.startsAtCommittedOffset === true) {
+    // Every earlier flush finished its stages and Kafka accepted its commit: this write begins
+    // at the committed offset, as a replay after a crash would (FlushSink.startsAtCommittedOffset).
+    await flush.previousDone;
+    await committer.committedThroughDurable(pipe);
+  }
+  const sinkFlush = { topic, partition: pipe.partition, tenants: flush.current, signal: pipe.signal };
   const attempt = async () => {
     const result = await calls.guarded(pipe, sink.name, () => sink.write(sinkFlush));
     if (sink.sync !== undefined) await calls.guarded(pipe, sink.name, () => sink.sync!(topic, pipe.partition));

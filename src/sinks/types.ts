@@ -32,6 +32,12 @@ export interface SinkFlush<T> {
   readonly partition: number;
   /** The flush's valid items by tenant (tenant ids are canonical UUIDs), each group in (offset, index) order. */
   readonly tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<T>>>;
+  /**
+   * Aborted once the partition is released (revoked, or the worker stopped taking it): a sink
+   * whose calls can be cancelled (an object upload) cancels them, so that a worker that lost the
+   * partition stops writing for it. Absent in tests that make flushes by hand.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -52,6 +58,13 @@ export interface SinkWriteResult<T> {
 /** One durable store, one small interface (Vector's sinks, the Collector's exporterhelper). */
 export interface FlushSink<T> {
   readonly name: string;
+  /**
+   * True for a sink whose objects are named after the first position of each write (the
+   * archive): each write of a partition then starts only once everything before it is committed
+   * in Kafka, so that the writes made and not committed when a worker dies are always one flush
+   * that began at the committed offset, which the replay overwrites (docs/archive.md).
+   */
+  readonly startsAtCommittedOffset?: boolean;
   start(): Promise<void>;
   write(flush: SinkFlush<T>): Promise<SinkWriteResult<T>>;
   /**

@@ -1,7 +1,7 @@
 import { checkpointTopicNeed } from '../kafka/checkpoint-store.js';
 import { RULES_TOPIC_CONFIG } from '../kafka/rules-feed.js';
 import type { TopicNeed } from '../kafka/topics.js';
-import type { WorkerRoleName } from '../config/settings.js';
+import { archiveSettings, type WorkerRoleName } from '../config/settings.js';
 
 /**
  * The topics each worker group needs, in one place: what a worker ensures at start and what
@@ -19,6 +19,9 @@ export function ruleStageTopicNeeds(topics: { signalsTopic: string; rulesTopic: 
   return [{ topic: topics.signalsTopic, numPartitions }, { topic: topics.rulesTopic, ...RULES_TOPIC_CONFIG }, checkpointTopicNeed(topics.checkpointTopic, numPartitions)];
 }
 
+/** The groups `spanledger topics create` knows: the worker roles and the archive workers. */
+export type TopicGroup = WorkerRoleName | 'archive';
+
 /** Every topic name a group's workers use, as the settings name them. */
 export interface GroupTopicNames {
   spansTopic: string;
@@ -28,16 +31,18 @@ export interface GroupTopicNames {
   rulesCheckpointTopic: string;
   signalsTopic: string;
   signalsDlqTopic: string;
+  /** Absent: the archive group's topics are not asked for. */
+  archiveDlqTopic?: string;
 }
 
 /** The topic a group's workers consume: its partitions bound how many of them get records. */
-export function groupSourceTopic(group: WorkerRoleName, names: GroupTopicNames): string {
+export function groupSourceTopic(group: TopicGroup, names: GroupTopicNames): string {
   return group === 'signals' ? names.signalsTopic : names.spansTopic;
 }
 
 /** The topics of the given worker groups, each once (the spans topic is read by two groups; the first need of a topic wins). */
-export function groupTopicNeeds(groups: readonly WorkerRoleName[], names: GroupTopicNames, numPartitions: number): TopicNeed[] {
-  const byGroup: Record<WorkerRoleName, () => TopicNeed[]> = {
+export function groupTopicNeeds(groups: readonly TopicGroup[], names: GroupTopicNames, numPartitions: number): TopicNeed[] {
+  const byGroup: Record<TopicGroup, () => TopicNeed[]> = {
     spans: () => workerTopicNeeds({ topic: names.spansTopic, dlqTopic: names.spansDlqTopic }, numPartitions),
     rules: () =>
       workerTopicNeeds(
@@ -45,6 +50,7 @@ export function groupTopicNeeds(groups: readonly WorkerRoleName[], names: GroupT
         numPartitions,
       ),
     signals: () => workerTopicNeeds({ topic: names.signalsTopic, dlqTopic: names.signalsDlqTopic }, numPartitions),
+    archive: () => workerTopicNeeds({ topic: names.spansTopic, dlqTopic: names.archiveDlqTopic ?? archiveSettings.dlqTopic.default }, numPartitions),
   };
   const needs = new Map<string, TopicNeed>();
   for (const group of groups) for (const need of byGroup[group]()) if (!needs.has(need.topic)) needs.set(need.topic, need);

@@ -154,7 +154,7 @@ export class WorkerProcess {
   readonly label: string;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(kind: 'spans' | 'signals' | 'rules', env: Record<string, string>, launch: WorkerLaunch = { file: process.execPath, args: [CLI, 'worker', kind] }) {
+  constructor(kind: 'spans' | 'signals' | 'rules' | 'archive', env: Record<string, string>, launch: WorkerLaunch = { file: process.execPath, args: [CLI, 'worker', kind] }) {
     this.label = env.WORKER_ID ?? kind;
     this.child = spawn(launch.file, launch.args, {
       cwd: ROOT,

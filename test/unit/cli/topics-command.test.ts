@@ -24,6 +24,7 @@ describe('topics create', () => {
       '--rules-checkpoint-topic',
       '--signals-topic',
       '--signals-dlq-topic',
+      '--archive-dlq-topic',
       '--brokers',
       '--client-id',
       '--topic-partitions',
@@ -36,10 +37,11 @@ describe('topics create', () => {
     expect(help).toMatch(/--topic-partitions <value> .*\(default: "6", env: TOPIC_PARTITIONS\)/);
   });
 
-  it('takes a list of the three groups, and refuses anything else', () => {
+  it('takes a list of the groups (archive only when asked for), and refuses anything else', () => {
     expect(parseGroups('spans, rules,spans')).toEqual(['spans', 'rules']);
+    expect(parseGroups('archive')).toEqual(['archive']);
     expect(() => parseGroups('spans,traces')).toThrow(ConfigError);
-    expect(() => parseGroups(' , ')).toThrow(/--groups takes a comma-separated list of spans, rules, signals/);
+    expect(() => parseGroups(' , ')).toThrow(/--groups takes a comma-separated list of spans, rules, signals, archive/);
   });
 
   it('prints each topic created or found with its partitions, and what a topic with too few costs', () => {

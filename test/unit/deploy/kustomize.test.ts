@@ -3,7 +3,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings, type Setting } from '../../../src/config/settings.js';
+import { archiveSettings, kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettings, type Setting } from '../../../src/config/settings.js';
 import { CHECKPOINT_MAX_MESSAGE_BYTES } from '../../../src/kafka/checkpoint-store.js';
 import { DLQ_HEADER_ROOM_BYTES } from '../../../src/kafka/topics.js';
 
@@ -25,13 +25,14 @@ const RENDER_TIMEOUT_MS = 10 * 60_000;
 const NOT_SETTINGS: Record<string, string> = {
   NODE_OPTIONS: 'V8 heap cap of the span workers; Node cannot change it from inside (bench/README.md)',
   POD_IP: 'the pod\'s IP from the downward API, for STATUS_ADVERTISE_ADDRESS',
+  AWS_REGION: 'the archive workers\' region, read by the AWS SDK\'s standard chain, not by spanledger',
 };
 
 /** What the downward API would give a pod, to check the settings built from it. */
 const DOWNWARD_API: Record<string, string> = { 'status.podIP': '10.1.2.3', 'metadata.name': 'spanledger-span-workers-5d8f7c9b6-x2kqp' };
 
 const SETTINGS = new Map<string, Setting>(
-  [kafkaSettings, workerSettings, spanSettings, signalSettings, ruleSettings, ruleWorkerSettings].flatMap((table) => Object.values(table).map((s): [string, Setting] => [s.env, s])),
+  [kafkaSettings, workerSettings, spanSettings, signalSettings, ruleSettings, ruleWorkerSettings, archiveSettings].flatMap((table) => Object.values(table).map((s): [string, Setting] => [s.env, s])),
 );
 
 /** What each `worker <role>` consumes, produces and stores, as env var names of settings. */
@@ -39,11 +40,12 @@ const ROLES = {
   spans: { group: 'SPANS_GROUP', reads: 'SPANS_TOPIC', topics: ['SPANS_TOPIC', 'SPANS_DLQ_TOPIC'], sharedDirs: ['SPANLOG_DIR'] },
   rules: { group: 'RULES_GROUP', reads: 'SPANS_TOPIC', topics: ['SPANS_TOPIC', 'RULES_DLQ_TOPIC', 'RULES_TOPIC', 'RULES_CHECKPOINT_TOPIC', 'SIGNALS_TOPIC'], sharedDirs: [] },
   signals: { group: 'SIGNALS_GROUP', reads: 'SIGNALS_TOPIC', topics: ['SIGNALS_TOPIC', 'SIGNALS_DLQ_TOPIC'], sharedDirs: ['DUCKDB_DIR'] },
+  archive: { group: 'ARCHIVE_GROUP', reads: 'SPANS_TOPIC', topics: ['SPANS_TOPIC', 'ARCHIVE_DLQ_TOPIC'], sharedDirs: [] },
 } as const;
 type Role = keyof typeof ROLES;
 const COMPACTED_TOPICS = ['RULES_TOPIC', 'RULES_CHECKPOINT_TOPIC'];
 /** Dead-letter topic → the topic its records come from. */
-const DEAD_LETTERS_OF: Record<string, string> = { SPANS_DLQ_TOPIC: 'SPANS_TOPIC', RULES_DLQ_TOPIC: 'SPANS_TOPIC', SIGNALS_DLQ_TOPIC: 'SIGNALS_TOPIC' };
+const DEAD_LETTERS_OF: Record<string, string> = { SPANS_DLQ_TOPIC: 'SPANS_TOPIC', RULES_DLQ_TOPIC: 'SPANS_TOPIC', SIGNALS_DLQ_TOPIC: 'SIGNALS_TOPIC', ARCHIVE_DLQ_TOPIC: 'SPANS_TOPIC' };
 
 // Just the fields these checks read.
 interface Resource {
@@ -298,6 +300,19 @@ describe.each(KUSTOMIZATIONS)('Kubernetes manifests of %s', (dir) => {
     }
     for (const { deployment } of workers) {
       expect(budgets.some((b) => matches(b.spec.selector.matchLabels, deployment.spec.template.metadata.labels)), `PDB for ${deployment.metadata.name}`).toBe(true);
+    }
+  });
+
+  it('keeps archive workers stateless: no PersistentVolumeClaim, scratch on an emptyDir', (ctx) => {
+    if (workers === undefined) return ctx.skip();
+    const archive = workers.filter((w) => w.role === 'archive');
+    expect(archive).toHaveLength(1);
+    for (const worker of archive) {
+      const volumes = (worker.deployment.spec.template.spec.volumes ?? []) as Array<{ name: string; persistentVolumeClaim?: unknown; emptyDir?: unknown }>;
+      expect(volumes.filter((v) => v.persistentVolumeClaim !== undefined)).toEqual([]);
+      expect(worker.deployment.spec.volumeClaimTemplates).toBeUndefined();
+      const scratch = worker.container.volumeMounts?.find((m) => worker.setting('ARCHIVE_SCRATCH_DIR').startsWith(`${m.mountPath}/`) || worker.setting('ARCHIVE_SCRATCH_DIR') === m.mountPath);
+      expect(volumes.find((v) => v.name === scratch?.name)?.emptyDir, 'ARCHIVE_SCRATCH_DIR on an emptyDir').toBeDefined();
     }
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ruleSettings, ruleWorkerSettings, signalSettings, spanSettings } from '../../../src/config/settings.js';
+import { archiveSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings } from '../../../src/config/settings.js';
 import { groupTopicNeeds, type GroupTopicNames } from '../../../src/workers/topic-needs.js';
 
 const DEFAULT_NAMES: GroupTopicNames = {
@@ -10,6 +10,7 @@ const DEFAULT_NAMES: GroupTopicNames = {
   rulesCheckpointTopic: ruleWorkerSettings.checkpointTopic.default,
   signalsTopic: signalSettings.topic.default,
   signalsDlqTopic: signalSettings.dlqTopic.default,
+  archiveDlqTopic: archiveSettings.dlqTopic.default,
 };
 
 describe('the topics of the worker groups', () => {
@@ -29,6 +30,13 @@ describe('the topics of the worker groups', () => {
     expect(needs.get('signals')!.numPartitions).toBe(12);
     expect(needs.get('rules')).toMatchObject({ numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] });
     expect(needs.get('rules.checkpoints')!.configEntries).toContainEqual({ name: 'cleanup.policy', value: 'compact' });
+  });
+
+  it('of the archive group are the spans topic and its own dead-letter topic', () => {
+    expect(groupTopicNeeds(['archive'], DEFAULT_NAMES, 6)).toEqual([
+      { topic: 'spans', numPartitions: 6 },
+      { topic: 'spans.archive.dlq', numPartitions: 6, deadLettersOf: 'spans' },
+    ]);
   });
 
   it('of one group are only that group\'s', () => {

@@ -1,0 +1,51 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { archiveWorkerConfig, type archiveSettings, type archiveWorkerSettings, type kafkaSettings, type Parsed, type spanSettings } from '../config/settings.js';
+import { SpanDecoder, type DecodedSpan } from '../model/decode.js';
+import { ArchiveSink } from '../sinks/archive/archive-sink.js';
+import { Worker } from './worker.js';
+
+export interface ArchiveWorkerConfig {
+  kafka: Parsed<typeof kafkaSettings>;
+  worker: Parsed<typeof archiveWorkerSettings>;
+  spans: Pick<Parsed<typeof spanSettings>, 'topic' | 'encoding' | 'tenantAttribute'>;
+  archive: Parsed<typeof archiveSettings>;
+}
+
+/**
+ * Archive worker: `spans` topic (its own group) → per-tenant, per-day Parquet objects in an
+ * S3-compatible bucket. The span worker's pipeline with another sink: the same decoder and
+ * dead-letter rules, the archive's cycles as its flushes (ARCHIVE_CYCLE_* are its batch limits).
+ */
+export function createArchiveWorker(config: ArchiveWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
+  const worker = archiveWorkerConfig(config.worker, config.archive);
+  const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute };
+  const { archive } = config;
+  const sink = new ArchiveSink(
+    {
+      endpoint: archive.endpoint,
+      bucket: archive.bucket,
+      forcePathStyle: archive.forcePathStyle,
+      requestTimeoutMs: archive.requestTimeoutMs,
+      partSizeBytes: archive.partSizeBytes,
+      prefix: archive.prefix,
+      scratchDir: archive.scratchDir,
+      duckdbMemoryLimit: archive.duckdbMemoryLimit,
+      maxMessageBytes: worker.maxMessageBytes,
+    },
+    { logger, registry },
+  );
+  return new Worker<DecodedSpan>({
+    role: 'archive',
+    kafka: config.kafka,
+    worker,
+    topic: config.spans.topic,
+    dlqTopic: archive.dlqTopic,
+    group: archive.group,
+    decoder: new SpanDecoder(worker.maxMessageBytes, decoderOptions),
+    decoderSpec: { kind: 'spans', maxMessageBytes: worker.maxMessageBytes, options: decoderOptions },
+    sinks: [sink],
+    logger,
+    registry,
+  });
+}
