@@ -471,8 +471,17 @@ describe.skipIf(skipReason !== null)('workers on a 3-broker KRaft cluster (RF 3,
       // ~30 s of spans, the outage, TRACE_IDLE_MS (25 s) for the last traces: more than the suite's 180 s on a slow run.
     }, 300_000);
 
+    // The traces' ~30 s of spans end during the restarts; lag 0 comes after the last broker is back.
+    it('rules: a rolling restart of all three brokers under load: each expected violation signalled once, lag 0, no worker exit', async () => {
+      await ruleScenario(client, rollingRestart, 'rules, rolling restart');
+    }, 420_000);
+
     it.skipIf(tbSkipReason !== null)('signals: kill -9 of the busiest partition leader mid-stream and its restart: every signal stored once in TigerBeetle and DuckDB, lag 0, no worker exit', async () => {
       await signalScenario(client, killLeader, 'signals, kill -9 of a leader');
     });
+
+    it.skipIf(tbSkipReason !== null)('signals: a rolling restart of all three brokers under load: every signal stored once in TigerBeetle and DuckDB, lag 0, no worker exit', async () => {
+      await signalScenario(client, rollingRestart, 'signals, rolling restart');
+    }, 360_000);
   });
 });
