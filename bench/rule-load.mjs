@@ -14,3 +14,15 @@ export function ruleText(i) {
     default: return `${a}.where(endpoint matches "^/api/v1/admin/") and not (${b} or ${c})`;
   }
 }
+
+/** n rules as a rule set takes them. */
+export const rulesOf = (n) => Array.from({ length: n }, (_, i) => ({ id: `r${i}`, name: `rule ${i}`, severity: 'HIGH', condition: ruleText(i), enabled: true }));
+
+/** `count` spans over NAMES with the attributes the rules test. */
+export const spansOf = (count) =>
+  Array.from({ length: count }, (_, i) => ({
+    name: NAMES[(i * 31) % NAMES.length],
+    spanId: (i + 1).toString(16).padStart(16, '0'),
+    attributes: { amount: i % 2000, currency: i % 3 ? 'USD' : 'JPY', region: i % 2 ? 'eu' : 'us', endpoint: i % 10 ? '/api/v1/items' : '/api/v1/admin/x', bypass: i % 97 === 0 },
+    resource: { attributes: { 'service.name': `svc${i % 8}` } },
+  }));

@@ -5,7 +5,7 @@
 //
 //   node bench/rules-ab.mjs --before <dist dir> --after <dist dir> [--spans N] [--runs N]
 import path from 'node:path';
-import { NAMES, ruleText } from './rule-load.mjs';
+import { ruleText, rulesOf, spansOf } from './rule-load.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((p, a, i, all) => (a.startsWith('--') ? [...p, [a.slice(2), all[i + 1]]] : p), []));
 if (!args.before || !args.after) throw new Error('usage: node bench/rules-ab.mjs --before <dist> --after <dist> [--spans N] [--runs N]');
@@ -15,14 +15,8 @@ const SPANS = Number(args.spans ?? 300_000);
 const RUNS = Number(args.runs ?? 9);
 const TRACE_SPANS = 50;
 
-const rules = (n) => Array.from({ length: n }, (_, i) => ({ id: `r${i}`, name: `rule ${i}`, severity: 'HIGH', condition: ruleText(i), enabled: true }));
-// The spans of bench/rules.mjs.
-const spans = Array.from({ length: SPANS }, (_, i) => ({
-  name: NAMES[(i * 31) % NAMES.length],
-  spanId: (i + 1).toString(16).padStart(16, '0'),
-  attributes: { amount: i % 2000, currency: i % 3 ? 'USD' : 'JPY', region: i % 2 ? 'eu' : 'us', endpoint: i % 10 ? '/api/v1/items' : '/api/v1/admin/x', bypass: i % 97 === 0 },
-  resource: { attributes: { 'service.name': `svc${i % 8}` } },
-}));
+const rules = rulesOf;
+const spans = spansOf(SPANS);
 
 function rate(engine, ruleSet) {
   const start = performance.now();

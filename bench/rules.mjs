@@ -7,7 +7,7 @@
 import path from 'node:path';
 import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
-import { NAMES, ruleText } from './rule-load.mjs';
+import { ruleText, rulesOf, spansOf } from './rule-load.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { compileRuleSet, parseRule, TraceEvaluation } = await import(path.join(ROOT, 'dist/rules/index.js'));
@@ -17,14 +17,8 @@ const SPANS = Number(args.spans ?? 300_000);
 const TRACE_SPANS = Number(args['trace-spans'] ?? 50);
 const TARGET = 100_000; // spans/s of a worker, with 10 rules
 
-const rules = (n) => Array.from({ length: n }, (_, i) => ({ id: `r${i}`, name: `rule ${i}`, severity: 'HIGH', condition: ruleText(i), enabled: true }));
-
-const spans = Array.from({ length: SPANS }, (_, i) => ({
-  name: NAMES[(i * 31) % NAMES.length],
-  spanId: (i + 1).toString(16).padStart(16, '0'),
-  attributes: { amount: i % 2000, currency: i % 3 ? 'USD' : 'JPY', region: i % 2 ? 'eu' : 'us', endpoint: i % 10 ? '/api/v1/items' : '/api/v1/admin/x', bypass: i % 97 === 0 },
-  resource: { attributes: { 'service.name': `svc${i % 8}` } },
-}));
+const rules = rulesOf;
+const spans = spansOf(SPANS);
 
 function run(ruleSet) {
   let signals = 0;
