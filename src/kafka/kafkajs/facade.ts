@@ -2,7 +2,7 @@ import type { GroupConsumer } from '../../pipeline/consumer-port.js';
 import type { GroupConsumerOptions, KafkaAdmin, KafkaFacade, KafkaFacadeOptions, ProducerOptions, RecordProducer } from '../facade.js';
 import { KafkaJsAdmin } from './admin.js';
 import { KafkaJsGroupConsumer } from './group-consumer.js';
-import { createKafka } from './kafka.js';
+import { BOUNDED_RETRY, createKafka } from './kafka.js';
 import { KafkaJsRecordProducer } from './producer.js';
 
 /**
@@ -14,6 +14,8 @@ import { KafkaJsRecordProducer } from './producer.js';
  */
 export function createKafkaJsFacade(options: KafkaFacadeOptions): KafkaFacade {
   const kafka = createKafka(options);
+  // Settings only (no connection until a producer connects): bounded producers connect within seconds.
+  const boundedKafka = createKafka(options, BOUNDED_RETRY);
   return {
     kind: 'kafkajs',
     groupConsumer(consumer: GroupConsumerOptions): GroupConsumer {
@@ -26,7 +28,7 @@ export function createKafkaJsFacade(options: KafkaFacadeOptions): KafkaFacade {
       return new KafkaJsGroupConsumer(kafka, consumer);
     },
     producer(producer: ProducerOptions): RecordProducer {
-      return new KafkaJsRecordProducer(kafka, producer);
+      return new KafkaJsRecordProducer(producer.delivery === 'bounded' ? boundedKafka : kafka, producer);
     },
     admin(): KafkaAdmin {
       return new KafkaJsAdmin(kafka);

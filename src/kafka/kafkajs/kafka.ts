@@ -27,14 +27,23 @@ export const CLIENT_RETRY = { initialRetryTime: 100, maxRetryTime: 30_000, multi
  */
 export const CONSUMER_RETRY = { initialRetryTime: 100, maxRetryTime: 5_000, multiplier: 2, factor: 0.2, retries: 17 } as const;
 
+/**
+ * A 'bounded' producer's client (the facade's promise: a send gives up within about 5 s, and the
+ * pipeline's own retry loop, visible in metrics and /status, takes over). kafkajs connects a
+ * producer's cluster with the client's retry settings, not the producer's, so an unreachable
+ * cluster would hold a bounded send for CLIENT_RETRY's ~25 s: 5 tries after the first, 0.1 s
+ * doubling, about 3 s.
+ */
+export const BOUNDED_RETRY = { initialRetryTime: 100, maxRetryTime: 5_000, multiplier: 2, factor: 0.2, retries: 5 } as const;
+
 /** A kafkajs client whose own logs go through pino (warnings and errors only; retried start-up errors as warnings). */
-export function createKafka(options: KafkaFacadeOptions): Kafka {
+export function createKafka(options: KafkaFacadeOptions, retry: typeof CLIENT_RETRY | typeof BOUNDED_RETRY = CLIENT_RETRY): Kafka {
   const log: Logger = options.logger.child({ component: 'kafkajs' });
   return new Kafka({
     clientId: options.clientId,
     brokers: options.brokers,
     logLevel: KafkaLogLevel.WARN,
-    retry: CLIENT_RETRY,
+    retry,
     logCreator:
       () =>
       ({ level, log: entry }: LogEntry) => {

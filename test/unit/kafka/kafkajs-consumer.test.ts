@@ -3,7 +3,7 @@ import type { Kafka } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { coordinatorGone } from '../../../src/kafka/kafkajs/coordinator-fixes.js';
 import { KafkaJsGroupConsumer } from '../../../src/kafka/kafkajs/group-consumer.js';
-import { CLIENT_RETRY, CONSUMER_RETRY } from '../../../src/kafka/kafkajs/kafka.js';
+import { BOUNDED_RETRY, CLIENT_RETRY, CONSUMER_RETRY } from '../../../src/kafka/kafkajs/kafka.js';
 
 // kafkajs' own classes, as the adapter's consumers use them (the fixes apply when the module above loads).
 const require = createRequire(import.meta.url);
@@ -141,7 +141,7 @@ describe('kafkajs retry settings', () => {
   };
 
   it('give every field (with NODE_ENV=test kafkajs would fill the rest with its test suite’s, giving up in about a second)', () => {
-    for (const r of [CLIENT_RETRY, CONSUMER_RETRY]) expect(Object.keys(r).sort()).toEqual(['factor', 'initialRetryTime', 'maxRetryTime', 'multiplier', 'retries']);
+    for (const r of [CLIENT_RETRY, CONSUMER_RETRY, BOUNDED_RETRY]) expect(Object.keys(r).sort()).toEqual(['factor', 'initialRetryTime', 'maxRetryTime', 'multiplier', 'retries']);
   });
 
   it('a consumer rides out a broker outage of about a minute before it crashes (and rejoins under a new member id)', () => {
