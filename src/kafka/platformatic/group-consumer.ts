@@ -112,22 +112,11 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
       autocreateTopics: false,
       ...fetchSizes(options),
     });
-    this.requests = new Consumer({
-      clientId: `${client.clientId}-requests`,
-      bootstrapBrokers: client.brokers,
-      groupId: options.group,
-      autocommit: false,
-      autocreateTopics: false,
-      ...fetchSizes(options),
-    });
-    this.fetches = new Consumer({
-      clientId: `${client.clientId}-fetch`,
-      bootstrapBrokers: client.brokers,
-      groupId: options.group,
-      autocommit: false,
-      autocreateTopics: false,
-      ...fetchSizes(options),
-    });
+    // Never joined: clients of their own so requests and fetches do not queue behind a JoinGroup or each other.
+    const unjoined = (suffix: string) =>
+      new Consumer({ clientId: `${client.clientId}-${suffix}`, bootstrapBrokers: client.brokers, groupId: options.group, autocommit: false, autocreateTopics: false, ...fetchSizes(options) });
+    this.requests = unjoined('requests');
+    this.fetches = unjoined('fetch');
     this.commits = new GroupCommits({
       send: (offsets) => this.sendCommit(offsets),
       isRebalanceRefusal: (error) => error instanceof NotAMemberError || someProtocolErrorIs(error, REBALANCE_ANSWERS),

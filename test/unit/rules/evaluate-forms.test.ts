@@ -3,22 +3,10 @@ import { describe, expect, it } from 'vitest';
 import type { AttributeValue } from '../../../src/model/span.js';
 import { compareText, compileRuleSet, type RuleDefinition, type RuleSpan } from '../../../src/rules/compile.js';
 import { EVIDENCE_SPAN_IDS, TraceEvaluation } from '../../../src/rules/evaluate.js';
+import { fired, rule, span } from '../../support/rule-spans.js';
 
 // The forms of issue 22: contains, boolean where, bare boolean attributes, direct comparisons,
 // when-only rules, ordering against text.
-
-let nextId = 1;
-function span(name: string, attributes: Record<string, AttributeValue> = {}): RuleSpan {
-  return { name, spanId: (nextId++).toString(16).padStart(16, '0'), attributes, resource: { attributes: {} } };
-}
-function rule(id: string, condition: string): RuleDefinition {
-  return { id, name: id, severity: 'HIGH', condition, enabled: true };
-}
-function fired(condition: string, spans: RuleSpan[]): boolean {
-  const evaluation = new TraceEvaluation(compileRuleSet([rule('r', condition)]));
-  evaluation.addAll(spans);
-  return evaluation.hits().length === 1;
-}
 
 describe('contains', () => {
   it('is a case-sensitive substring of the attribute\'s text', () => {

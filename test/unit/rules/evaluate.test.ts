@@ -4,20 +4,8 @@ import { RuleSyntaxError } from '../../../src/errors.js';
 import type { AttributeValue } from '../../../src/model/span.js';
 import { compileRuleSet, type RuleDefinition, type RuleSpan } from '../../../src/rules/compile.js';
 import { EVIDENCE_SPAN_IDS, TraceEvaluation } from '../../../src/rules/evaluate.js';
+import { fired, rule, span } from '../../support/rule-spans.js';
 import { RuleSetCache } from '../../../src/rules/cache.js';
-
-let nextId = 1;
-function span(name: string, attributes: Record<string, AttributeValue> = {}, resource: Record<string, AttributeValue> = {}): RuleSpan {
-  return { name, spanId: (nextId++).toString(16).padStart(16, '0'), attributes, resource: { attributes: resource } };
-}
-function rule(id: string, condition: string, extra: Partial<RuleDefinition> = {}): RuleDefinition {
-  return { id, name: id, severity: 'HIGH', condition, enabled: true, ...extra };
-}
-function fired(condition: string, spans: RuleSpan[]): boolean {
-  const evaluation = new TraceEvaluation(compileRuleSet([rule('r', condition)]));
-  evaluation.addAll(spans);
-  return evaluation.hits().length === 1;
-}
 
 describe('span checks and attribute lookup', () => {
   it('matches span names exactly', () => {
