@@ -127,7 +127,7 @@ interface Worker {
 }
 
 function workersOf(manifests: Manifests): Worker[] {
-  return manifests.ofKind('StatefulSet').map((deployment) => {
+  return [...manifests.ofKind('StatefulSet'), ...manifests.ofKind('Deployment')].map((deployment) => {
     const containers = deployment.spec.template.spec.containers as Container[];
     expect(containers, `containers of ${deployment.metadata.name}`).toHaveLength(1);
     const container = containers[0]!;
@@ -178,17 +178,25 @@ describe.each(KUSTOMIZATIONS)('Kubernetes manifests of %s', (dir) => {
     workers = workersOf(manifests);
   });
 
-  it('has one StatefulSet per worker role', (ctx) => {
+  it('has one StatefulSet per worker role, a Deployment for the stateless archive workers', (ctx) => {
     if (workers === undefined) return ctx.skip();
     expect(workers.map((w) => w.role).sort()).toEqual(Object.keys(ROLES).sort());
+    for (const w of workers) expect(w.deployment.kind, `${w.deployment.metadata.name}: kind`).toBe(w.role === 'archive' ? 'Deployment' : 'StatefulSet');
   });
 
-  it('gives each worker its stable pod name as its static group member id', (ctx) => {
+  it('gives each StatefulSet worker its stable pod name as its static group member id, and the archive Deployment none (its pod names do not come back)', (ctx) => {
     if (workers === undefined) return ctx.skip();
     for (const { deployment, container } of workers) {
       const instanceId = container.env?.find((e) => e.name === 'KAFKA_GROUP_INSTANCE_ID');
+      if (deployment.kind === 'Deployment') {
+        expect(instanceId, `${deployment.metadata.name}: KAFKA_GROUP_INSTANCE_ID`).toBeUndefined();
+        expect(deployment.spec.strategy?.rollingUpdate?.maxUnavailable, `${deployment.metadata.name}: a rollout surges`).toBe(0);
+        expect(deployment.spec.updateStrategy, `${deployment.metadata.name}: no StatefulSet field`).toBeUndefined();
+        continue;
+      }
       expect(instanceId?.valueFrom, `${deployment.metadata.name}: KAFKA_GROUP_INSTANCE_ID`).toEqual({ fieldRef: { fieldPath: 'metadata.name' } });
       expect(deployment.spec.serviceName, `${deployment.metadata.name}: serviceName`).toBeTruthy();
+      expect(deployment.spec.updateStrategy?.type, `${deployment.metadata.name}: rollout`).toBe('RollingUpdate');
     }
   });
 
@@ -271,7 +279,7 @@ describe.each(KUSTOMIZATIONS)('Kubernetes manifests of %s', (dir) => {
       expect(targeting, `ScaledObjects of ${name}`).toHaveLength(1);
       const { spec } = targeting[0]!;
       // KEDA scales a Deployment unless told otherwise.
-      expect(spec.scaleTargetRef.kind, `ScaledObject of ${name}: target kind`).toBe('StatefulSet');
+      expect(spec.scaleTargetRef.kind ?? 'Deployment', `ScaledObject of ${name}: target kind`).toBe(worker.deployment.kind);
       expect(spec.minReplicaCount).toBeGreaterThanOrEqual(1);
       expect(spec.maxReplicaCount).toBeGreaterThanOrEqual(spec.minReplicaCount);
       expect(spec.maxReplicaCount, `${name}: maxReplicaCount against ${partitions} partitions`).toBeLessThanOrEqual(partitions);
