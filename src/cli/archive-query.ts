@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { listArchive, ObjectCache } from '../sinks/archive/catalog.js';
-import { SCRATCH_COLUMNS, sqlString } from '../sinks/archive/columns.js';
+import { ARCHIVE_COLUMNS, sqlString } from '../sinks/archive/columns.js';
 import type { ObjectStore } from '../sinks/archive/object-store.js';
 
 export interface QueryOptions {
@@ -25,7 +25,7 @@ export interface QueryResult {
 
 /** The archive's columns for an empty `spans` view (no object for that tenant-day yet). */
 function emptySpans(): string {
-  const columns = SCRATCH_COLUMNS.filter(([name]) => name !== 'tenant' && name !== 'day').map(([name, type]) => `CAST(NULL AS ${name.endsWith('unix_nano') ? 'DECIMAL(20,0)' : type}) AS ${name}`);
+  const columns = ARCHIVE_COLUMNS.map(([name, type]) => `CAST(NULL AS ${type}) AS ${name}`);
   return `SELECT ${columns.join(', ')}, CAST(NULL AS VARCHAR) AS tenant, CAST(NULL AS DATE) AS day WHERE false`;
 }
 

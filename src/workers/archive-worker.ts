@@ -31,7 +31,6 @@ export function createArchiveWorker(config: ArchiveWorkerConfig, logger: Logger,
       prefix: archive.prefix,
       scratchDir: archive.scratchDir,
       duckdbMemoryLimit: archive.duckdbMemoryLimit,
-      maxMessageBytes: worker.maxMessageBytes,
     },
     { logger, registry },
   );
@@ -39,6 +38,9 @@ export function createArchiveWorker(config: ArchiveWorkerConfig, logger: Logger,
     role: 'archive',
     kafka: config.kafka,
     worker,
+    // A backlog's last partial cycle is cut when the partition is caught up instead of waiting
+    // ARCHIVE_CYCLE_MAX_AGE_MS; at most one such cut per that interval (docs/archive.md, Cycles).
+    caughtUpFlushIntervalMs: archive.cycleMaxAgeMs,
     topic: config.spans.topic,
     dlqTopic: archive.dlqTopic,
     group: archive.group,

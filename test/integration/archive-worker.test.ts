@@ -157,7 +157,7 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
     Object.assign(process.env, { AWS_ACCESS_KEY_ID: s3.env.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: s3.env.AWS_SECRET_ACCESS_KEY, AWS_REGION: s3.env.AWS_REGION });
     const prefix = `poison-${Date.now()}`;
     const sink = new ArchiveSink(
-      { endpoint: s3.endpoint, bucket: s3.bucket, forcePathStyle: true, requestTimeoutMs: 30_000, partSizeBytes: 5 * 2 ** 20, prefix, scratchDir: tempDir('archive-poison'), duckdbMemoryLimit: '128MB', maxMessageBytes: 1_000_000 },
+      { endpoint: s3.endpoint, bucket: s3.bucket, forcePathStyle: true, requestTimeoutMs: 30_000, partSizeBytes: 5 * 2 ** 20, prefix, scratchDir: tempDir('archive-poison'), duckdbMemoryLimit: '128MB' },
       { logger: pino({ level: 'silent' }), registry: new Registry() },
     );
     // No span DuckDB refuses is known (lone surrogates are replaced): this writer refuses the one named "poison" as DuckDB would.

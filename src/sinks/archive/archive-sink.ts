@@ -18,13 +18,7 @@ export interface ArchiveSinkConfig extends ObjectStoreConfig {
   scratchDir: string;
   /** DuckDB memory_limit of the Parquet writer. */
   duckdbMemoryLimit: string;
-  /** MAX_MESSAGE_BYTES: bounds the size of one span as the writer reads it back. */
-  maxMessageBytes: number;
 }
-
-/** A span's scratch line is at most this many times its record (OTLP protobuf → JSON: hex ids, quoted keys). */
-const LINE_EXPANSION = 4;
-const MIN_LINE_BYTES = 16 * 1024 * 1024;
 
 /**
  * The archive: each flush of a partition (a "cycle") becomes one Parquet object per tenant-day,
@@ -51,7 +45,7 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
   ) {
     this.logger = context.logger;
     this.store = new ObjectStore(config);
-    this.writer = new ParquetWriter(config.scratchDir, config.duckdbMemoryLimit, Math.max(MIN_LINE_BYTES, LINE_EXPANSION * config.maxMessageBytes));
+    this.writer = new ParquetWriter(config.scratchDir, config.duckdbMemoryLimit);
     const registers = [context.registry];
     this.objects = new Counter({ name: 'spanledger_archive_objects_uploaded_total', help: 'Parquet objects the archive store acknowledged (a replayed cycle uploads its objects again)', labelNames: ['topic'], registers });
     this.bytes = new Counter({ name: 'spanledger_archive_bytes_uploaded_total', help: 'Bytes of Parquet objects the archive store acknowledged', labelNames: ['topic'], registers });

@@ -15,64 +15,80 @@
  *
  * Times are DECIMAL(20,0): exact for every schema-valid time (up to 20 digits, past BIGINT).
  */
+import { BIGINT, HUGEINT, INTEGER, TINYINT, VARCHAR, type DuckDBType } from '@duckdb/node-api';
+import { InvariantError } from '../../errors.js';
 import type { DecodedSpan } from '../../model/decode.js';
 import type { FlushItem } from '../types.js';
 
-/** Column → DuckDB type as the scratch file is read (times as text, cast in the COPY). */
-export const SCRATCH_COLUMNS: ReadonlyArray<readonly [string, string]> = [
-  ['tenant', 'VARCHAR'],
-  ['day', 'VARCHAR'],
-  ['tenant_id', 'VARCHAR'],
-  ['trace_id', 'VARCHAR'],
-  ['span_id', 'VARCHAR'],
-  ['parent_span_id', 'VARCHAR'],
-  ['name', 'VARCHAR'],
-  ['kind', 'TINYINT'],
-  ['start_time_unix_nano', 'VARCHAR'],
-  ['end_time_unix_nano', 'VARCHAR'],
-  ['attributes', 'JSON'],
-  ['status_code', 'TINYINT'],
-  ['status_message', 'VARCHAR'],
-  ['resource_attributes', 'JSON'],
-  ['scope_name', 'VARCHAR'],
-  ['scope_version', 'VARCHAR'],
-  ['scope_attributes', 'JSON'],
-  ['trace_state', 'VARCHAR'],
-  ['events', 'JSON'],
-  ['links', 'JSON'],
-  ['kafka_partition', 'INTEGER'],
-  ['kafka_offset', 'BIGINT'],
-  ['kafka_index', 'INTEGER'],
+/**
+ * The columns in file order: name, type in the Parquet file, and type in the cycle's table (what
+ * the appender fills; the COPY casts where the two differ), or `null` for the two columns that
+ * are the same for every row of a file (tenant, partition), which the COPY writes as constants
+ * instead of the appender handing DuckDB a value per row. Times are appended as HUGEINT (exact
+ * for 20 digits) and cast to DECIMAL(20,0) when written: DuckDB casts text to DECIMAL about 30
+ * times slower than to HUGEINT. JSON columns are appended as text (JSON.stringify's) and cast to
+ * JSON when written, which gives them Parquet's JSON logical type.
+ */
+export const ARCHIVE_COLUMNS: ReadonlyArray<readonly [name: string, file: string, table: DuckDBType | null]> = [
+  ['tenant_id', 'VARCHAR', null],
+  ['trace_id', 'VARCHAR', VARCHAR],
+  ['span_id', 'VARCHAR', VARCHAR],
+  ['parent_span_id', 'VARCHAR', VARCHAR],
+  ['name', 'VARCHAR', VARCHAR],
+  ['kind', 'TINYINT', TINYINT],
+  ['start_time_unix_nano', 'DECIMAL(20,0)', HUGEINT],
+  ['end_time_unix_nano', 'DECIMAL(20,0)', HUGEINT],
+  ['attributes', 'JSON', VARCHAR],
+  ['status_code', 'TINYINT', TINYINT],
+  ['status_message', 'VARCHAR', VARCHAR],
+  ['resource_attributes', 'JSON', VARCHAR],
+  ['scope_name', 'VARCHAR', VARCHAR],
+  ['scope_version', 'VARCHAR', VARCHAR],
+  ['scope_attributes', 'JSON', VARCHAR],
+  ['trace_state', 'VARCHAR', VARCHAR],
+  ['events', 'JSON', VARCHAR],
+  ['links', 'JSON', VARCHAR],
+  ['kafka_partition', 'INTEGER', null],
+  ['kafka_offset', 'BIGINT', BIGINT],
+  ['kafka_index', 'INTEGER', INTEGER],
 ];
 
-/** One scratch line (NDJSON) per span: the tenant-day folder's values first, then the columns. */
-export function scratchLine(tenantId: string, partition: number, item: FlushItem<DecodedSpan>): string {
-  const { span, day } = item.value;
-  const row = {
-    tenant: tenantId,
-    day,
-    tenant_id: span.tenantId,
-    trace_id: span.traceId,
-    span_id: span.spanId,
-    parent_span_id: span.parentSpanId,
-    name: span.name,
-    kind: span.kind,
-    start_time_unix_nano: span.startTimeUnixNano,
-    end_time_unix_nano: span.endTimeUnixNano,
-    attributes: span.attributes ?? {},
-    status_code: span.status?.code ?? 0,
-    status_message: span.status?.message ?? null,
-    resource_attributes: span.resource?.attributes ?? {},
-    scope_name: span.scope?.name ?? null,
-    scope_version: span.scope?.version ?? null,
-    scope_attributes: span.scope?.attributes ?? null,
-    trace_state: span.traceState ?? null,
-    events: span.events ?? null,
-    links: span.links ?? null,
-  };
-  // The position last, the offset from its decimal text: no offset passes through a double.
-  const json = wellFormed(JSON.stringify(row));
-  return `${json.slice(0, -1)},"kafka_partition":${partition},"kafka_offset":${item.offset.toString()},"kafka_index":${item.index}}\n`;
+/** The cycle table's columns: those the appender fills, in file order. */
+const TABLE_COLUMNS = ARCHIVE_COLUMNS.filter((c): c is readonly [string, string, DuckDBType] => c[2] !== null);
+export const TABLE_TYPES: readonly DuckDBType[] = TABLE_COLUMNS.map(([, , type]) => type);
+
+const EMPTY = Object.freeze({});
+
+/** A column of one data chunk, filled by setRow. */
+export type ColumnValues = Array<string | number | bigint | null>;
+
+/**
+ * Row `i` of the chunk's columns from one span. `json` is JSON.stringify with lone surrogates
+ * replaced (see wellFormed); `resourceJson` the same for resource attributes, which the caller
+ * may cache per object (the spans of one OTLP resource share it).
+ * Plain strings need no such care: N-API hands DuckDB UTF-8, with U+FFFD for a lone surrogate.
+ */
+export function setRow(columns: ColumnValues[], i: number, item: FlushItem<DecodedSpan>, json: (value: unknown) => string, resourceJson: (value: unknown) => string): void {
+  const span = item.value.span;
+  columns[0]![i] = span.traceId;
+  columns[1]![i] = span.spanId;
+  columns[2]![i] = span.parentSpanId;
+  columns[3]![i] = span.name;
+  columns[4]![i] = span.kind;
+  columns[5]![i] = BigInt(span.startTimeUnixNano);
+  columns[6]![i] = BigInt(span.endTimeUnixNano);
+  columns[7]![i] = json(span.attributes ?? EMPTY);
+  columns[8]![i] = span.status?.code ?? 0;
+  columns[9]![i] = span.status?.message ?? null;
+  columns[10]![i] = resourceJson(span.resource?.attributes ?? EMPTY);
+  columns[11]![i] = span.scope?.name ?? null;
+  columns[12]![i] = span.scope?.version ?? null;
+  columns[13]![i] = span.scope?.attributes === undefined ? null : json(span.scope.attributes);
+  columns[14]![i] = span.traceState ?? null;
+  columns[15]![i] = span.events === undefined ? null : json(span.events);
+  columns[16]![i] = span.links === undefined ? null : json(span.links);
+  columns[17]![i] = item.offset;
+  columns[18]![i] = item.index;
 }
 
 /** JSON.stringify escapes a lone surrogate as `\\udXXX` (and writes paired ones as they are). */
@@ -90,38 +106,27 @@ export function wellFormed(json: string): string {
 /** The cycle's rows in DuckDB while its files are written (a temporary table of the writer's connection). */
 export const CYCLE_TABLE = 'archive_cycle';
 
-/**
- * Loads one cycle's scratch file into CYCLE_TABLE, times cast to DECIMAL(20,0), sorted by tenant,
- * day and position.
- */
-export function loadSql(scratchFile: string, maxLineBytes: number): string {
-  const columns = `{${SCRATCH_COLUMNS.map(([name, type]) => `${name}: '${type}'`).join(', ')}}`;
-  // Through HUGEINT (exact for 20 digits): DuckDB casts text to DECIMAL(20,0) about 30 times
-  // slower than to HUGEINT, which made the cast most of a cycle's CPU (bench/archive.mjs).
-  const times = 'CAST(CAST(start_time_unix_nano AS HUGEINT) AS DECIMAL(20,0)) AS start_time_unix_nano, CAST(CAST(end_time_unix_nano AS HUGEINT) AS DECIMAL(20,0)) AS end_time_unix_nano';
-  return (
-    `CREATE OR REPLACE TEMP TABLE ${CYCLE_TABLE} AS SELECT * REPLACE (${times}) ` +
-    `FROM read_json(${sqlString(scratchFile)}, format = 'newline_delimited', columns = ${columns}, maximum_object_size = ${maxLineBytes}) ORDER BY tenant, day, kafka_offset, kafka_index`
-  );
+export const CREATE_CYCLE_TABLE = `CREATE OR REPLACE TEMP TABLE ${CYCLE_TABLE} (${TABLE_COLUMNS.map(([name, , type]) => `${name} ${type.toString()}`).join(', ')})`;
+
+/** The file's columns from the table's (the casts of ARCHIVE_COLUMNS) and the file's constants. */
+function fileSelect(tenantId: string, partition: number): string {
+  const constants: Record<string, string> = { tenant_id: sqlString(tenantId), kafka_partition: String(partition) };
+  return ARCHIVE_COLUMNS.map(([name, file, table]) => {
+    if (table === null) return `CAST(${constants[name]} AS ${file}) AS ${name}`;
+    return file === table.toString() ? name : `CAST(${name} AS ${file}) AS ${name}`;
+  }).join(', ');
 }
 
-/** Each tenant-day's first and last row id in CYCLE_TABLE. */
-export const RUNS_SQL = `SELECT tenant, day, min(rowid) AS first, max(rowid) AS last FROM ${CYCLE_TABLE} GROUP BY tenant, day`;
-
 /**
- * Writes one tenant-day of the loaded cycle as one zstd Parquet file, rows in position order.
+ * Writes one tenant-day of the cycle's table as one zstd Parquet file: its rows are the run of
+ * row ids `[first, last]` (appended in position order, one tenant-day after another), which DuckDB
+ * scans alone, in insertion order (preserve_insertion_order, DuckDB's default).
  * One COPY per file rather than one partitioned COPY: a partitioned write keeps a writer open per
  * tenant-day, and a cycle of a thousand tenant-days ran DuckDB out of memory that way.
  */
-export function copyTenantDaySql(tenantId: string, day: string, file: string, rows?: { first: bigint; last: bigint }): string {
-  // The table is in (tenant, day, position) order: a tenant-day is a run of row ids, which DuckDB
-  // scans alone (half the time of a scan of the whole cycle per file); the tenant and day
-  // conditions keep the file right whatever the run.
-  const run = rows === undefined ? '' : `rowid BETWEEN ${rows.first} AND ${rows.last} AND `;
-  return (
-    `COPY (SELECT * EXCLUDE (tenant, day) FROM ${CYCLE_TABLE} WHERE ${run}tenant = ${sqlString(tenantId)} AND day = ${sqlString(day)} ORDER BY kafka_offset, kafka_index) ` +
-    `TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`
-  );
+export function copyTenantDaySql(file: string, tenantId: string, partition: number, rows: { first: number; last: number }): string {
+  if (!Number.isSafeInteger(partition) || partition < 0) throw new InvariantError(`partition must be a non-negative integer, not ${partition}`);
+  return `COPY (SELECT ${fileSelect(tenantId, partition)} FROM ${CYCLE_TABLE} WHERE rowid BETWEEN ${rows.first} AND ${rows.last}) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`;
 }
 
 export function sqlString(text: string): string {

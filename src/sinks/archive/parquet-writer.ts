@@ -2,15 +2,15 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
+import { DuckDBDataChunk, DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import type { DecodedSpan } from '../../model/decode.js';
 import { RetriableError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
-import { copyTenantDaySql, CYCLE_TABLE, loadSql, partFile, RUNS_SQL, scratchLine } from './columns.js';
+import { copyTenantDaySql, CREATE_CYCLE_TABLE, CYCLE_TABLE, partFile, setRow, TABLE_TYPES, wellFormed, type ColumnValues } from './columns.js';
 import { CycleDataError, isDataError } from './unwritable.js';
 
-/** Scratch text is handed to the file in pieces of about this size (bounded extra memory per cycle). */
-const WRITE_CHUNK_CHARS = 1 << 20;
+/** DuckDB's vector size: the most rows one data chunk holds. */
+const CHUNK_ROWS = 2048;
 
 /** One tenant-day of a cycle, as the writer produced it. */
 export interface TenantDayFile {
@@ -21,6 +21,13 @@ export interface TenantDayFile {
   first: { offset: bigint; index: number };
 }
 
+/** One tenant-day of a cycle before it is written: its spans in position order. */
+interface TenantDayRun {
+  tenantId: string;
+  day: string;
+  items: Array<FlushItem<DecodedSpan>>;
+}
+
 /** One cycle's scratch folder: its Parquet files, removed by `discard`. */
 export interface CycleFiles {
   dir: string;
@@ -28,10 +35,11 @@ export interface CycleFiles {
 }
 
 /**
- * Turns a cycle's spans into one zstd Parquet file per tenant-day with DuckDB, through a scratch
- * folder: the spans as NDJSON, loaded into a temporary table, then one COPY per tenant-day. The folder is scratch
- * only (each cycle's is removed once its objects are uploaded or the attempt failed); losing it
- * loses nothing committed, because nothing is committed before the upload.
+ * Turns a cycle's spans into one zstd Parquet file per tenant-day with DuckDB: the spans appended
+ * column-wise (data chunks) to a temporary table, one tenant-day after another, then one COPY per
+ * tenant-day into a scratch folder. The folder is scratch only (each cycle's is removed once its
+ * objects are uploaded or the attempt failed); losing it loses nothing committed, because nothing
+ * is committed before the upload.
  */
 export class ParquetWriter {
   private instance: Promise<DuckDBInstance> | undefined;
@@ -41,8 +49,6 @@ export class ParquetWriter {
   constructor(
     scratchRoot: string,
     private readonly memoryLimit: string,
-    /** The longest scratch line (one span) DuckDB must read: it reserves about twice this per read. */
-    private readonly maxLineBytes: number,
   ) {
     this.dir = path.join(path.resolve(scratchRoot), `pid-${process.pid}-${randomBytes(4).toString('hex')}`);
   }
@@ -74,53 +80,30 @@ export class ParquetWriter {
    */
   async write(partition: number, tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<DecodedSpan>>>): Promise<CycleFiles> {
     const dir = path.join(this.dir, `p${partition}-${randomBytes(6).toString('hex')}`);
-    const scratch = path.join(dir, 'spans.jsonl');
     const out = path.join(dir, 'out');
-    const byTenantDay = new Map<string, TenantDayFile>();
+    const runs = tenantDayRuns(tenants);
     try {
-      await fsp.mkdir(dir, { recursive: true });
-      const stream = fs.createWriteStream(scratch);
-      const closed = new Promise<void>((resolve, reject) => {
-        stream.on('close', resolve);
-        stream.on('error', reject);
-      });
-      let text = '';
-      for (const [tenantId, items] of tenants) {
-        for (const item of items) {
-          const day = item.value.day!;
-          const key = `${tenantId}/${day}`;
-          const known = byTenantDay.get(key);
-          if (known === undefined) byTenantDay.set(key, { tenantId, day, file: partFile(out, tenantId, day), spans: 1, first: { offset: item.offset, index: item.index } });
-          else known.spans += 1;
-          text += scratchLine(tenantId, partition, item);
-          if (text.length >= WRITE_CHUNK_CHARS) {
-            if (!stream.write(text)) await new Promise<void>((resolve) => stream.once('drain', () => resolve()));
-            text = '';
-          }
-        }
-      }
-      stream.end(text);
-      await closed;
+      await fsp.mkdir(out, { recursive: true });
       const connection = await (await this.db()).connect();
       try {
-        await connection.run(loadSql(scratch, this.maxLineBytes));
-        await fsp.mkdir(out, { recursive: true });
-        const runs = new Map((await connection.runAndReadAll(RUNS_SQL)).getRows().map(([t, d, first, last]) => [`${String(t)}/${String(d)}`, { first: BigInt(first as bigint), last: BigInt(last as bigint) }]));
-        let rows = 0;
-        for (const [key, f] of byTenantDay) {
-          const copied = await connection.runAndReadAll(copyTenantDaySql(f.tenantId, f.day, f.file, runs.get(key)));
+        await connection.run(CREATE_CYCLE_TABLE);
+        await appendRuns(connection, runs);
+        const files: TenantDayFile[] = [];
+        let row = 0;
+        for (const { tenantId, day, items } of runs) {
+          const file = partFile(out, tenantId, day);
+          const copied = await connection.runAndReadAll(copyTenantDaySql(file, tenantId, partition, { first: row, last: row + items.length - 1 }));
           const count = Number(copied.getRows()[0]?.[0] ?? -1);
           // Every span of the tenant-day, or the cycle is not written (never uploaded short).
-          if (count !== f.spans) throw new Error(`DuckDB wrote ${count} rows for tenant ${f.tenantId} day ${f.day}, not its ${f.spans} spans`);
-          rows += count;
+          if (count !== items.length) throw new Error(`DuckDB wrote ${count} rows for tenant ${tenantId} day ${day}, not its ${items.length} spans`);
+          files.push({ tenantId, day, file, spans: count, first: { offset: items[0]!.offset, index: items[0]!.index } });
+          row += count;
         }
-        if (rows !== [...byTenantDay.values()].reduce((n, f) => n + f.spans, 0)) throw new Error('rows written differ from the cycle\'s spans');
         await connection.run(`DROP TABLE ${CYCLE_TABLE}`);
+        return { dir, files };
       } finally {
         connection.closeSync();
       }
-      await fsp.rm(scratch, { force: true });
-      return { dir, files: [...byTenantDay.values()] };
     } catch (e) {
       await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
       if (isDataError((e as Error).message ?? '')) throw new CycleDataError((e as Error).message, { cause: e });
@@ -137,6 +120,65 @@ export class ParquetWriter {
     instance?.closeSync();
     this.instance = undefined;
     await fsp.rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The cycle's tenant-days, each tenant's in the order of their first span, spans in position order. */
+function tenantDayRuns(tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<DecodedSpan>>>): TenantDayRun[] {
+  const runs: TenantDayRun[] = [];
+  for (const [tenantId, items] of tenants) {
+    const byDay = new Map<string, TenantDayRun>();
+    for (const item of items) {
+      const day = item.value.day!;
+      const run = byDay.get(day);
+      if (run === undefined) {
+        const created = { tenantId, day, items: [item] };
+        byDay.set(day, created);
+        runs.push(created);
+      } else run.items.push(item);
+    }
+  }
+  return runs;
+}
+
+/**
+ * Appends the runs to the cycle's table in order, column-wise in data chunks of CHUNK_ROWS rows:
+ * row ids follow the order of the runs, so tenant-day k is the rows after those of runs 0..k-1.
+ */
+async function appendRuns(connection: DuckDBConnection, runs: readonly TenantDayRun[]): Promise<void> {
+  const appender = await connection.createAppender(CYCLE_TABLE, 'main', 'temp');
+  const chunk = DuckDBDataChunk.create(TABLE_TYPES);
+  const columns: ColumnValues[] = TABLE_TYPES.map(() => new Array<string | number | bigint | null>(CHUNK_ROWS));
+  const json = (value: unknown): string => wellFormed(JSON.stringify(value));
+  // OTLP spans of one resource share its attributes object: its JSON is made once per run of them.
+  let lastResource: unknown;
+  let lastResourceJson = '';
+  const resourceJson = (value: unknown): string => {
+    if (value !== lastResource) {
+      lastResource = value;
+      lastResourceJson = json(value);
+    }
+    return lastResourceJson;
+  };
+  let n = 0;
+  const append = (): void => {
+    chunk.reset();
+    chunk.rowCount = n;
+    chunk.setColumns(n === CHUNK_ROWS ? columns : columns.map((c) => c.slice(0, n)));
+    appender.appendDataChunk(chunk);
+    n = 0;
+  };
+  try {
+    for (const run of runs) {
+      for (const item of run.items) {
+        setRow(columns, n, item, json, resourceJson);
+        n += 1;
+        if (n === CHUNK_ROWS) append();
+      }
+    }
+    if (n > 0) append();
+  } finally {
+    appender.closeSync(); // flushes
   }
 }
 

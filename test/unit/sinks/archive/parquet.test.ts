@@ -21,7 +21,7 @@ function item(tenantId: string, offset: bigint, index: number, day: string, extr
 
 describe('the archive Parquet writer', () => {
   it('writes one zstd file per tenant-day with the stored span shape, exact times and positions, in position order', async () => {
-    const writer = new ParquetWriter(root, '128MB', 16 << 20);
+    const writer = new ParquetWriter(root, '128MB');
     await writer.start();
     const attributes = { 'http.status_code': 200, ok: true, tags: ['a', 1, null], 'no.value': null, s: 'x\ud800y' };
     const tenants = new Map([
@@ -56,7 +56,7 @@ describe('the archive Parquet writer', () => {
   });
 
   it('writes a cycle of 1,200 tenant-days within a small DuckDB memory limit (a partitioned COPY ran out of memory there)', async () => {
-    const writer = new ParquetWriter(root, '64MB', 16 << 20);
+    const writer = new ParquetWriter(root, '64MB');
     await writer.start();
     const tenants = new Map<string, FlushItem<DecodedSpan>[]>();
     for (let i = 0; i < 2400; i += 1) {
