@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, benchKafka, brokerFromEnv, drain, fmt, freePort, mib, parseArgs, preload, procCpuSeconds, say, startWorker, stopWorker } from './lib.mjs';
+import { ROOT, benchKafka, brokerFromEnv, drain, fmt, freePort, mib, noopConsumer, parseArgs, preload, procCpuSeconds, say, startWorker, stopWorker } from './lib.mjs';
 
 const args = parseArgs(process.argv.slice(2));
 const SPANS = Number(args.spans ?? 1_000_000);
@@ -71,6 +71,10 @@ try {
   const records = produced.messages ?? produced.produced;
   const spans = produced.produced;
 
+  // The ceiling: a consumer of the default client that only counts the records, in the same run.
+  const noop = await noopConsumer(broker.brokers, { client: process.env.KAFKA_CLIENT ?? 'platformatic', form: 'library', topic, count: records });
+  say(`no-op consumer: ${fmt(noop.rate)} records/s, ${noop.cpuMicrosPerRecord.toFixed(1)} µs CPU per record`);
+
   const spanlogDir = path.join(tmp, 'spanlog');
   say(`span worker draining ${fmt(spans)} spans (${fmt(records)} records)`);
   const spanDrain = await drainWith('spans', { SPANS_TOPIC: topic, SPANS_GROUP: `${topic}-spans`, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANLOG_DIR: spanlogDir, QUARANTINE_DIR: path.join(tmp, 'q1'), ...envArg('span-env') }, `${topic}-spans`, records, spans);
@@ -98,11 +102,11 @@ try {
   const archiveBytes = bytesUnder(path.join(objectsDir, 'spans'));
 
   const rows = [
-    ['', 'span worker (JSONL span log)', 'archive worker (Parquet, zstd, S3)', 'archive / span log'],
-    ['spans/s', fmt(spanDrain.rate), fmt(archiveDrain.rate), (archiveDrain.rate / spanDrain.rate).toFixed(2)],
-    ['worker CPU per span (µs)', spanDrain.cpuMicros.toFixed(1), archiveDrain.cpuMicros.toFixed(1), (archiveDrain.cpuMicros / spanDrain.cpuMicros).toFixed(2)],
-    ['peak RSS (MiB, VmHWM)', mib(spanDrain.peak), mib(archiveDrain.peak), ''],
-    ['bytes stored per span', (spanBytes / spans).toFixed(1), (archiveBytes / spans).toFixed(1), `1/${(spanBytes / archiveBytes).toFixed(1)}`],
+    ['', 'no-op consumer', 'span worker (JSONL span log)', 'archive worker (Parquet, zstd, S3)', 'archive / span log'],
+    ['spans/s', fmt((noop.rate * spans) / records), fmt(spanDrain.rate), fmt(archiveDrain.rate), (archiveDrain.rate / spanDrain.rate).toFixed(2)],
+    ['worker CPU per span (µs)', ((noop.cpuMicrosPerRecord * records) / spans).toFixed(1), spanDrain.cpuMicros.toFixed(1), archiveDrain.cpuMicros.toFixed(1), (archiveDrain.cpuMicros / spanDrain.cpuMicros).toFixed(2)],
+    ['peak RSS (MiB, VmHWM)', noop.peakRssBytes === undefined ? '' : mib(noop.peakRssBytes), mib(spanDrain.peak), mib(archiveDrain.peak), ''],
+    ['bytes stored per span', '', (spanBytes / spans).toFixed(1), (archiveBytes / spans).toFixed(1), `1/${(spanBytes / archiveBytes).toFixed(1)}`],
   ];
   const width = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   console.log(`\narchive drain vs span drain: ${fmt(spans)} spans as ${ENCODING}, ${TENANTS} tenants, ${os.cpus().length} cores, ${new Date().toISOString().slice(0, 10)}`);

@@ -35,7 +35,7 @@ export interface IntakeParts<T> {
   totals: PipelineTotals;
 }
 
-type IntakeOptions<T> = Pick<PipelineOptions<T>, 'topic' | 'metrics' | 'logger' | 'decoder' | 'decodePool' | 'limits' | 'flushWhenCaughtUp'>;
+type IntakeOptions<T> = Pick<PipelineOptions<T>, 'topic' | 'metrics' | 'logger' | 'decoder' | 'decodePool' | 'limits' | 'flushWhenCaughtUp' | 'caughtUpFlushIntervalMs'>;
 
 /**
  * Takes fetched records into custody (each counted against the in-flight budget from then on,
@@ -176,14 +176,22 @@ export class Intake<T> {
    * Everything in custody is decoded. Nothing more waiting in Kafka for this partition (or
    * fetching is paused): waiting for the age limit would only add latency. Under a backlog this
    * does not fire and batches fill up to the limits; group commit merges the small flushes that
-   * come while one is being written.
+   * come while one is being written. With caughtUpFlushIntervalMs, only when no flush but those
+   * at the size limits came within the interval.
    */
   private caughtUpWithIncoming(pipe: PartitionPipeline<T>): void {
     const { scheduler, pauses, lifecycle } = this.parts;
-    if ((this.options.flushWhenCaughtUp && pipe.caughtUp) || pauses.allPaused) {
+    if ((pipe.caughtUp && this.flushesWhenCaughtUp(pipe)) || pauses.allPaused) {
       if (lifecycle.takesRecords) scheduler.scheduleFlush(pipe, 'caught_up');
     }
     scheduler.armAgeTimer(pipe);
+  }
+
+  private flushesWhenCaughtUp(pipe: PartitionPipeline<T>): boolean {
+    const { flushWhenCaughtUp, caughtUpFlushIntervalMs } = this.options;
+    if (flushWhenCaughtUp) return true;
+    if (caughtUpFlushIntervalMs === undefined || pipe.batch.isEmpty) return false;
+    return pipe.lastUnsizedFlushAt === undefined || Date.now() - pipe.lastUnsizedFlushAt >= caughtUpFlushIntervalMs;
   }
 
   /**

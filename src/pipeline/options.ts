@@ -26,6 +26,14 @@ export type PipelineOptions<T> = PipelineStages<T> & {
   limits: FlushLimits;
   /** Flush as soon as a partition has caught up with its high watermark, not only on the limits. */
   flushWhenCaughtUp: boolean;
+  /**
+   * With flushWhenCaughtUp false: a caught-up partition is still flushed when none of its flushes
+   * but those at the size limits (records, bytes) came in the last this-many ms. A backlog's last
+   * partial batch then goes at once instead of waiting for the age limit, and a partition that
+   * keeps catching up is cut this way at most once per interval (the archive's cycles: one cut
+   * per ARCHIVE_CYCLE_MAX_AGE_MS, docs/archive.md). Unset: only the limits flush.
+   */
+  caughtUpFlushIntervalMs?: number;
   maxInFlightBytes: number;
   /**
    * Backpressure marks as fractions of maxInFlightBytes: fetching pauses once in-flight bytes pass

@@ -37,6 +37,8 @@ export type WorkerOptions<T> = (PipelineStages<T> | StagesOfClient<T>) & {
   role: WorkerRole;
   kafka: Parsed<typeof kafkaSettings>;
   worker: Parsed<typeof workerSettings>;
+  /** PipelineOptions.caughtUpFlushIntervalMs (archive workers: one cut on catching up per cycle age). */
+  caughtUpFlushIntervalMs?: number;
   topic: string;
   dlqTopic: string;
   group: string;
@@ -152,6 +154,7 @@ export class Worker<T> {
       decodePool,
       limits: { maxRecords: worker.batchMaxRecords, maxBytes: worker.batchMaxBytes, maxAgeMs: worker.batchMaxAgeMs },
       flushWhenCaughtUp: worker.flushWhenCaughtUp,
+      ...(options.caughtUpFlushIntervalMs === undefined ? {} : { caughtUpFlushIntervalMs: options.caughtUpFlushIntervalMs }),
       maxInFlightBytes: worker.maxInFlightBytes,
       backpressure: { pauseFraction: worker.backpressurePauseFraction, resumeFraction: worker.backpressureResumeFraction },
       breakers: { failureRate: worker.breakerFailureRate, windowMs: worker.breakerWindowMs, minCalls: worker.breakerMinCalls, halfOpenAfterMs: worker.breakerHalfOpenAfterMs },

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { RecordRejectedError, SpanledgerError } from '../../../src/errors.js';
 import { validateStages } from '../../../src/pipeline/types.js';
 import { RecordingSink, TOPIC, deferred, eventually, failingFirst, metric, records, settleFor, startPipeline } from './fixtures.js';
@@ -242,6 +243,28 @@ describe('pipeline with sinks (span and signal workers)', () => {
     expect(await metric(h.registry, 'spanledger_records_redelivered_skipped_total')).toBe(2);
     expect(await h.stop(1_000)).toBe(true);
     expect(sink.stored('a')).toEqual(['1', '2']);
+  });
+
+  it('with caughtUpFlushIntervalMs, cuts a caught-up partition at once, then at most once per interval (the limits in between)', async () => {
+    const sink = new RecordingSink();
+    const h = await startPipeline({ sinks: [sink] }, { flushWhenCaughtUp: false, caughtUpFlushIntervalMs: 400, limits: { maxRecords: 3, maxBytes: 64 << 20, maxAgeMs: 60_000 } });
+    h.consumer.assign([0]);
+    // A backlog: cut at the record limit, and its partial tail at once when caught up.
+    h.consumer.append(0, records('a:1', 'a:2', 'a:3', 'a:4'));
+    await h.consumer.deliver(0);
+    await eventually(() => expect(h.consumer.committedOffsets(0).at(-1)).toBe(4));
+    // Caught up again within the interval: the record waits (for the age limit, or the interval).
+    h.consumer.append(0, records('a:5'));
+    await h.consumer.deliver(0);
+    await settleFor(100);
+    expect(sink.stored('a')).toEqual(['1', '2', '3', '4']);
+    // After the interval, the next time it catches up the partition is cut again.
+    await sleep(400);
+    h.consumer.append(0, records('a:6'));
+    await h.consumer.deliver(0);
+    await eventually(() => expect(h.consumer.committedOffsets(0).at(-1)).toBe(6));
+    expect(sink.stored('a')).toEqual(['1', '2', '3', '4', '5', '6']);
+    expect(await h.stop(1_000)).toBe(true);
   });
 
   it('graceful stop flushes what is buffered, commits it, leaves the group and closes the stages', async () => {
