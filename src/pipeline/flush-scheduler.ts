@@ -47,7 +47,7 @@ export class FlushScheduler<T> {
     }
     const { topic, metrics } = this.options;
     metrics.flushes.inc({ topic, reason });
-    if (reason !== 'records' && reason !== 'bytes') pipe.lastUnsizedFlushAt = Date.now();
+    if (reason === 'age') pipe.lastTimedFlushAt = Date.now();
     // Group commit: while the first stage of this partition is busy, later batches wait in one
     // queued plan, which then becomes durable with one write and one sync per file. Under load
     // flushes grow (bounded by MAX_IN_FLIGHT_BYTES); when idle each batch goes alone.

@@ -176,13 +176,17 @@ export class Intake<T> {
    * Everything in custody is decoded. Nothing more waiting in Kafka for this partition (or
    * fetching is paused): waiting for the age limit would only add latency. Under a backlog this
    * does not fire and batches fill up to the limits; group commit merges the small flushes that
-   * come while one is being written. With caughtUpFlushIntervalMs, only when no flush but those
-   * at the size limits came within the interval.
+   * come while one is being written. With caughtUpFlushIntervalMs, only when no flush at the age
+   * limit or on catching up came within the interval.
    */
   private caughtUpWithIncoming(pipe: PartitionPipeline<T>): void {
     const { scheduler, pauses, lifecycle } = this.parts;
-    if ((pipe.caughtUp && this.flushesWhenCaughtUp(pipe)) || pauses.allPaused) {
-      if (lifecycle.takesRecords) scheduler.scheduleFlush(pipe, 'caught_up');
+    const onCatchingUp = pipe.caughtUp && this.flushesWhenCaughtUp(pipe);
+    if (onCatchingUp || pauses.allPaused) {
+      if (lifecycle.takesRecords) {
+        if (onCatchingUp) pipe.lastTimedFlushAt = Date.now();
+        scheduler.scheduleFlush(pipe, 'caught_up');
+      }
     }
     scheduler.armAgeTimer(pipe);
   }
@@ -191,7 +195,7 @@ export class Intake<T> {
     const { flushWhenCaughtUp, caughtUpFlushIntervalMs } = this.options;
     if (flushWhenCaughtUp) return true;
     if (caughtUpFlushIntervalMs === undefined || pipe.batch.isEmpty) return false;
-    return pipe.lastUnsizedFlushAt === undefined || Date.now() - pipe.lastUnsizedFlushAt >= caughtUpFlushIntervalMs;
+    return pipe.lastTimedFlushAt === undefined || Date.now() - pipe.lastTimedFlushAt >= caughtUpFlushIntervalMs;
   }
 
   /**

@@ -28,7 +28,8 @@ export type PipelineOptions<T> = PipelineStages<T> & {
   flushWhenCaughtUp: boolean;
   /**
    * With flushWhenCaughtUp false: a caught-up partition is still flushed when none of its flushes
-   * but those at the size limits (records, bytes) came in the last this-many ms. A backlog's last
+   * came at the age limit or on catching up in the last this-many ms (those at the size limits or
+   * because the in-flight budget ran short do not count: they are a backlog's). A backlog's last
    * partial batch then goes at once instead of waiting for the age limit, and a partition that
    * keeps catching up is cut this way at most once per interval (the archive's cycles: one cut
    * per ARCHIVE_CYCLE_MAX_AGE_MS, docs/archive.md). Unset: only the limits flush.

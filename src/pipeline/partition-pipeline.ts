@@ -25,8 +25,11 @@ export class PartitionPipeline<T> {
   decodingChunks = 0;
   /** The last fetched batch reached the partition's high watermark. */
   caughtUp = false;
-  /** Wall-clock time (ms) of the partition's last flush not at a size limit (age, caught up, a stop). */
-  lastUnsizedFlushAt: number | undefined;
+  /**
+   * Wall-clock time (ms) of the partition's last flush at the age limit or on catching up (not at
+   * the size limits, nor because the in-flight budget ran short): see caughtUpFlushIntervalMs.
+   */
+  lastTimedFlushAt: number | undefined;
   /** The next flush, waiting for the first stage; later batches are merged into it. */
   queued: FlushPlan<T> | undefined;
   /** Per stage: the latest flush's run of that stage (never rejects). */
