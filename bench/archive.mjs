@@ -71,8 +71,8 @@ try {
   const records = produced.messages ?? produced.produced;
   const spans = produced.produced;
 
-  // The ceiling: a consumer of the default client that only counts the records, in the same run.
-  const noop = await noopConsumer(broker.brokers, { client: process.env.KAFKA_CLIENT ?? 'platformatic', form: 'library', topic, count: records });
+  // The ceiling: spanledger's adapter of the default client, only counting the records, in the same run.
+  const noop = await noopConsumer(broker.brokers, { client: process.env.KAFKA_CLIENT ?? 'platformatic', form: 'adapter', topic, count: records });
   say(`no-op consumer: ${fmt(noop.rate)} records/s, ${noop.cpuMicrosPerRecord.toFixed(1)} µs CPU per record`);
 
   const spanlogDir = path.join(tmp, 'spanlog');
