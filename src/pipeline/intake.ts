@@ -185,7 +185,7 @@ export class Intake<T> {
     if (onCatchingUp || pauses.allPaused) {
       if (lifecycle.takesRecords) {
         if (onCatchingUp) pipe.lastTimedFlushAt = Date.now();
-        scheduler.scheduleFlush(pipe, 'caught_up');
+        scheduler.scheduleFlush(pipe, onCatchingUp ? 'caught_up' : 'paused');
       }
     }
     scheduler.armAgeTimer(pipe);

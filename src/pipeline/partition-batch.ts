@@ -54,8 +54,11 @@ export interface FlushPlan<T> {
   openedAt: number;
 }
 
-/** Why a flush happened. 'caught_up': the partition has nothing more waiting in Kafka. */
-export type FlushReason = 'records' | 'bytes' | 'age' | 'caught_up';
+/**
+ * Why a flush happened. 'caught_up': the partition has nothing more waiting in Kafka; 'paused':
+ * fetching is paused (the in-flight budget is short), so what is buffered goes now.
+ */
+export type FlushReason = 'records' | 'bytes' | 'age' | 'caught_up' | 'paused';
 
 /**
  * How a batch hands over its valid items: grouped per tenant (for sinks that store tenant
