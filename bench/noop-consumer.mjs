@@ -81,7 +81,7 @@ if (form === 'library' && client === 'kafkajs') {
   // The role's defaults, as a worker started with no settings has them (no environment, no file).
   const settings = workerSettingsFor(role);
   const worker = resolveSettings(settings, envValues(settings, {}), {});
-  const kafka = createKafkaFacade({ client, clientId: 'spanledger-bench-noop', brokers, logger: pino({ level: 'silent' }) });
+  const kafka = await createKafkaFacade({ client, clientId: 'spanledger-bench-noop', brokers, logger: pino({ level: 'silent' }) });
   const consumer = kafka.groupConsumer({
     group,
     sessionTimeoutMs: worker.sessionTimeoutMs,

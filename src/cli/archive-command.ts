@@ -138,7 +138,7 @@ export function addArchiveCommands(program: Command): void {
     const group = settingsOf(cmd, verifyGroup);
     const spans = settingsOf(cmd, verifySpanSettings);
     const kafka = settingsOf(cmd, kafkaSettings);
-    const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
+    const client = await createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
     const store = openStore(s);
     const bars = new Map<string, Progress>();
     try {

@@ -130,7 +130,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   const archive = process.env.ARCHIVE_ENDPOINT ? resolveSettings(archiveSettings, envValues(archiveSettings, env), {}) : undefined;
   const archiveWorker = resolveSettings(archiveWorkerSettings, envValues(archiveWorkerSettings, env), {});
   const kafka = { ...o.kafka, topicPartitions: 3 };
-  const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: 'spanledger-demo', logger });
+  const client = await createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: 'spanledger-demo', logger });
   const admin = client.admin();
   await admin.connect();
   let ok = true;

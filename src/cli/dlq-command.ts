@@ -55,7 +55,7 @@ export function addDlqCommands(program: Command): void {
   ).action(async (flags: { json: boolean; limit: number }, cmd: Command) => {
     const opts = { ...flags, ...settingsOf(cmd, dlqCommandSettings) };
     const kafka = settingsOf(cmd, kafkaSettings);
-    const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
+    const client = await createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
     const progress = new Progress(`reading ${opts.topic}`);
     let records;
     try {
@@ -84,7 +84,7 @@ export function addDlqCommands(program: Command): void {
   ).action(async (flags: { reason?: string; to?: string; limit: number; dryRun: boolean }, cmd: Command) => {
     const opts = { ...flags, ...settingsOf(cmd, dlqCommandSettings) };
     const kafka = settingsOf(cmd, kafkaSettings);
-    const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
+    const client = await createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
     const reading = new Progress(`reading ${opts.topic}`);
     const sending = new Progress('replaying');
     let result;

@@ -56,7 +56,7 @@ export function addProduceCommand(parent: Command, kind: 'spans' | 'signals'): v
   addSettings(addSettings(cmd, settings), kafkaSettings).action(async (opts: ProduceFlags, command: Command) => {
     const kafka = settingsOf(command, kafkaSettings);
     const { topic, maxMessageBytes } = settingsOf(command, settings);
-    const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('warn') });
+    const client = await createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('warn') });
     const result = await produce(client, { kind, ...opts, topic, maxMessageBytes, topicPartitions: kafka.topicPartitions, progress: true });
     const inMessages = opts.encoding === undefined || opts.encoding === 'json' ? '' : ` in ${result.messages} ${opts.encoding} messages`;
     console.log(`produced ${result.produced} ${kind}${inMessages} (+${result.bad} malformed) for ${opts.tenants} tenants to ${topic} in ${result.seconds.toFixed(2)} s: ${result.rate} records/s`);

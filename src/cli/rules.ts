@@ -87,12 +87,12 @@ export function renderResults(result: { traces: TraceResult[]; spans: number; ru
 /** The settings of `rules put|list|delete`: the rules topic and how to reach the broker. */
 const rulesTopicSettings = { topic: ruleSettings.topic, brokers: kafkaSettings.brokers, clientId: kafkaSettings.clientId, client: kafkaSettings.client };
 
-function rulesTopicOf(cmd: Command, timeoutMs: number): RulesTopic {
+async function rulesTopicOf(cmd: Command, timeoutMs: number): Promise<RulesTopic> {
   const settings = settingsOf(cmd, rulesTopicSettings);
   // Warnings (bad rule records, the Kafka client's) go to stderr: stdout carries the result.
   const logger = pino({ level: 'warn', base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
   // The client's own retried warnings (a coordinator still loading) are noise here: errors only.
-  const kafka = createKafkaFacade({ client: settings.client, brokers: settings.brokers, clientId: settings.clientId, logger: logger.child({}, { level: 'error' }) });
+  const kafka = await createKafkaFacade({ client: settings.client, brokers: settings.brokers, clientId: settings.clientId, logger: logger.child({}, { level: 'error' }) });
   return { kafka, topic: settings.topic, logger, timeoutMs };
 }
 
@@ -140,7 +140,7 @@ export function registerRuleCommands(program: Command): void {
       .addHelpText('after', '\nA rule\'s version is the file\'s `version` if given, else a hash of its content: a rule that did not change is not written again.\nThe topic is created, compacted, with one partition, if it does not exist.\n'),
   ).action(async (opts: { tenant: string; file: string; prune: boolean; timeoutMs: number }, cmd: Command) => {
     const tenantId = tenantArg(opts.tenant);
-    const topic = rulesTopicOf(cmd, opts.timeoutMs);
+    const topic = await rulesTopicOf(cmd, opts.timeoutMs);
     console.log(renderPutPlan(await putRules(topic, tenantId, opts.file, opts.prune), topic.topic, tenantId));
   });
 
@@ -152,7 +152,7 @@ export function registerRuleCommands(program: Command): void {
       .option('--json', 'one JSON object per rule (tenantId, id, name, description, severity, condition, enabled, version) instead of a table', false),
   ).action(async (opts: { tenant?: string; json: boolean; timeoutMs: number }, cmd: Command) => {
     const tenantId = opts.tenant === undefined ? undefined : tenantArg(opts.tenant);
-    const topic = rulesTopicOf(cmd, opts.timeoutMs);
+    const topic = await rulesTopicOf(cmd, opts.timeoutMs);
     const result = await listRules(topic, tenantId);
     if (opts.json) {
       for (const r of result.rules) process.stdout.write(`${ruleJson(r)}\n`);
@@ -171,7 +171,7 @@ export function registerRuleCommands(program: Command): void {
       .requiredOption('--id <rule id>', 'the rule\'s id'),
   ).action(async (opts: { tenant: string; id: string; timeoutMs: number }, cmd: Command) => {
     const tenantId = tenantArg(opts.tenant);
-    const topic = rulesTopicOf(cmd, opts.timeoutMs);
+    const topic = await rulesTopicOf(cmd, opts.timeoutMs);
     await deleteRule(topic, tenantId, opts.id);
     console.log(`deleted ${opts.id} of tenant ${tenantId} from topic ${topic.topic}`);
   });

@@ -40,7 +40,7 @@ export interface StatusOptions {
 
 /** What `spanledger status` shows, as data (the command prints it as tables or JSON). */
 export async function fleetStatus(options: StatusOptions): Promise<FleetStatus> {
-  const client = createKafkaFacade({ client: options.client, brokers: options.brokers, clientId: options.clientId, logger: createLogger('error') });
+  const client = await createKafkaFacade({ client: options.client, brokers: options.brokers, clientId: options.clientId, logger: createLogger('error') });
   const admin = client.admin();
   await admin.connect();
   try {

@@ -66,7 +66,7 @@ export function addTopicsCommand(program: Command): void {
     const names = settingsOf(c, topicNameSettings);
     const needs = groupTopicNeeds(groups, names, kafka.topicPartitions);
     // Errors only: a retried metadata call while new topics get their leaders is no news here.
-    const client = createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
+    const client = await createKafkaFacade({ client: kafka.client, brokers: kafka.brokers, clientId: kafka.clientId, logger: createLogger('error') });
     const { created } = await ensureTopics(client, needs);
     const admin = client.admin();
     await admin.connect();

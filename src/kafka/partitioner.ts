@@ -1,5 +1,12 @@
-import { murmur2 } from '@platformatic/kafka';
 import type { OutgoingRecord } from './facade.js';
+
+/**
+ * Kafka's murmur2 of a key as Java's `Utils.murmur2` gives it (a signed 32-bit integer). Each
+ * adapter passes its own library's (both are Java-compatible), so that this module loads neither
+ * client library: a process loads only the client it runs (@platformatic/kafka alone costs ~0.9 s
+ * of CPU to load).
+ */
+export type Murmur2 = (key: Buffer) => number;
 
 /**
  * Where a record goes, the same for every client behind the facade, and the per-partition split
@@ -13,12 +20,8 @@ import type { OutgoingRecord } from './facade.js';
  * negative, which would split a tenant's records between two partitions when other producers
  * write the same keys.
  */
-export function keyedPartition(key: Buffer, partitionCount: number): number {
-  return positiveMurmur2(key) % partitionCount;
-}
-
-export function positiveMurmur2(key: Buffer): number {
-  return murmur2(key) & 0x7fffffff;
+export function keyedPartition(key: Buffer, partitionCount: number, murmur2: Murmur2): number {
+  return (murmur2(key) & 0x7fffffff) % partitionCount;
 }
 
 /**
@@ -30,8 +33,10 @@ export function positiveMurmur2(key: Buffer): number {
 export class JavaCompatiblePartitioner {
   private readonly turns = new Map<string, number>();
 
+  constructor(private readonly murmur2: Murmur2) {}
+
   partition(topic: string, key: Buffer | undefined): number {
-    if (key !== undefined && Buffer.isBuffer(key)) return positiveMurmur2(key);
+    if (key !== undefined && Buffer.isBuffer(key)) return this.murmur2(key) & 0x7fffffff;
     return this.nextTurn(topic);
   }
 
@@ -67,7 +72,7 @@ export class PartitionOutOfRange extends Error {
  * partition, the next in turn (`unkeyedTurn`, taken modulo the count: sticky per send as Java's
  * producer is since KIP-480, so that such a send is one request, not one per partition).
  */
-export function recordsByPartition(topic: string, records: readonly OutgoingRecord[], partitionCount: number, unkeyedTurn: () => number): Map<number, OutgoingRecord[]> {
+export function recordsByPartition(topic: string, records: readonly OutgoingRecord[], partitionCount: number, unkeyedTurn: () => number, murmur2: Murmur2): Map<number, OutgoingRecord[]> {
   const byPartition = new Map<number, OutgoingRecord[]>();
   let unkeyedPartition: number | undefined;
   for (const record of records) {
@@ -77,7 +82,7 @@ export function recordsByPartition(topic: string, records: readonly OutgoingReco
       if (!Number.isInteger(partition) || partition < 0 || partition >= partitionCount) throw new PartitionOutOfRange(topic, partition, partitionCount);
     } else {
       const key = keyBytes(record.key);
-      if (key !== undefined) partition = keyedPartition(key, partitionCount);
+      if (key !== undefined) partition = keyedPartition(key, partitionCount, murmur2);
       else partition = unkeyedPartition ??= unkeyedTurn() % partitionCount;
     }
     const group = byPartition.get(partition);

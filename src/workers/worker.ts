@@ -187,7 +187,7 @@ export class Worker<T> {
       stopFailed: { msg: 'health server close failed' },
     });
     this.statusAddress = options.worker.statusAdvertiseAddress || `${os.hostname()}:${this.metricsPort}`;
-    const client = createKafkaFacade({ client: options.kafka.client, brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
+    const client = await createKafkaFacade({ client: options.kafka.client, brokers: options.kafka.brokers, clientId: advertisingClientId(options.kafka.clientId, this.statusAddress), logger: options.logger });
     await resources.start({ name: 'status sampler', start: async () => this.status.start(), stop: async () => this.status.stop(), stopFailed: { msg: 'status sampler stop failed' } });
     const partitions = options.kafka.topicPartitions;
     const topics = await ensureTopics(client, workerTopicNeeds(options, partitions), options.logger);

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import pino from 'pino';
 import { afterAll, beforeAll } from 'vitest';
-import { createKafkaFacade } from '../../src/kafka/client.js';
+import { createKafkaJsFacade } from '../../src/kafka/kafkajs/facade.js';
+import { createPlatformaticFacade } from '../../src/kafka/platformatic/index.js';
 import { KAFKA_CLIENTS, type KafkaClientKind, type KafkaFacade } from '../../src/kafka/facade.js';
 // So that tests can read topics written in any codec.
 import '../../src/kafka/codecs.js';
@@ -53,7 +54,9 @@ export function useKafkaClient(client: KafkaClientKind): void {
 
 /** spanledger's own Kafka facade on `client` (default: KAFKA_CLIENT as set above), for calling src/ in-process. */
 export function kafkaFacade(brokers: string, client: KafkaClientKind = process.env.KAFKA_CLIENT as KafkaClientKind): KafkaFacade {
-  return createKafkaFacade({ client, brokers: brokers.split(','), clientId: 'spanledger-tests', logger: pino({ level: 'silent' }) });
+  // Both client libraries loaded up front (src/kafka/client.ts loads the one named, on first use): a sync call for the tests.
+  const create = client === 'kafkajs' ? createKafkaJsFacade : createPlatformaticFacade;
+  return create({ brokers: brokers.split(','), clientId: 'spanledger-tests', logger: pino({ level: 'silent' }) });
 }
 
 export function kafkaClient(brokers: string): Kafka {

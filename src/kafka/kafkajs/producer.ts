@@ -1,3 +1,4 @@
+import kafkajsMurmur2 from 'kafkajs/src/producer/partitioners/default/murmur2.js';
 import kafkajs, { type Admin, type CompressionTypes as KafkaJsCompression, type Kafka, type Message, type Producer, type RetryOptions } from 'kafkajs';
 import { CodecError } from '../codecs.js';
 import type { Compression, OutgoingRecord, ProducerOptions, RecordProducer } from '../facade.js';
@@ -35,7 +36,7 @@ export class KafkaJsRecordProducer implements RecordProducer {
   private readonly compression: KafkaJsCompression | undefined;
   private readonly metadataAdmin: Admin;
   private readonly partitionCounts: PartitionCounts;
-  private readonly unkeyed = new JavaCompatiblePartitioner();
+  private readonly unkeyed = new JavaCompatiblePartitioner(kafkajsMurmur2);
   private readonly metadataRetryMs: number;
   private adminConnecting: Promise<void> | undefined;
   private connected = false;
@@ -74,7 +75,7 @@ export class KafkaJsRecordProducer implements RecordProducer {
       const partitionCount = await this.partitionCounts.get(topic);
       let byPartition: Map<number, OutgoingRecord[]>;
       try {
-        byPartition = recordsByPartition(topic, records, partitionCount, () => this.unkeyed.nextTurn(topic));
+        byPartition = recordsByPartition(topic, records, partitionCount, () => this.unkeyed.nextTurn(topic), kafkajsMurmur2);
       } catch (e) {
         // As the broker answers a produce to a partition it does not have (kafkajs itself would
         // find no leader for it and fail with "Producing to topic without metadata").

@@ -1,4 +1,4 @@
-import { ProduceAcks, Producer, ProtocolError, type MessageToProduce, type ProducerOptions as PlatformaticProducerOptions } from '@platformatic/kafka';
+import { murmur2, ProduceAcks, Producer, ProtocolError, type MessageToProduce, type ProducerOptions as PlatformaticProducerOptions } from '@platformatic/kafka';
 import type { HeaderValue } from '../../model/headers.js';
 import type { HeaderList, KafkaFacadeOptions, OutgoingRecord, ProducerOptions, RecordProducer } from '../facade.js';
 import { JavaCompatiblePartitioner } from '../partitioner.js';
@@ -27,7 +27,7 @@ export const IDEMPOTENT_RETRIES = 17;
  */
 export class PlatformaticProducer implements RecordProducer {
   private readonly producer: BytesProducer;
-  private readonly partitioner = new JavaCompatiblePartitioner();
+  private readonly partitioner = new JavaCompatiblePartitioner(murmur2);
   private closed = false;
 
   constructor(

@@ -6,6 +6,7 @@ import { createKafkaJsFacade } from '../../../src/kafka/kafkajs/facade.js';
 import { KafkaJsRecordProducer } from '../../../src/kafka/kafkajs/producer.js';
 import { kafkaFailure } from '../../../src/kafka/kafka-errors.js';
 import { ORDERED_HEADERS } from '../../../src/kafka/ordered-headers.js';
+import kafkajsMurmur2 from 'kafkajs/src/producer/partitioners/default/murmur2.js';
 import { keyedPartition } from '../../../src/kafka/partitioner.js';
 
 const { AssignerProtocol, CompressionTypes } = kafkajs;
@@ -106,12 +107,12 @@ describe('kafkajs adapter: producer', () => {
     await producer.send('t', records.slice(0, 10));
     // The partition count is asked once for both sends.
     expect(k.state.metadataAsked).toBe(1);
-    const first = k.sent.slice(0, k.sent.length - new Set(records.slice(0, 10).map((r) => keyedPartition(Buffer.from(r.key), 7))).size);
+    const first = k.sent.slice(0, k.sent.length - new Set(records.slice(0, 10).map((r) => keyedPartition(Buffer.from(r.key), 7, kafkajsMurmur2))).size);
     expect(first.flatMap((r) => r.messages)).toHaveLength(100);
     for (const record of first) {
       const partitions = new Set(record.messages.map((m) => m.partition));
       expect(partitions.size).toBe(1);
-      for (const m of record.messages) expect(m.partition).toBe(keyedPartition(Buffer.from(m.key as string), 7));
+      for (const m of record.messages) expect(m.partition).toBe(keyedPartition(Buffer.from(m.key as string), 7, kafkajsMurmur2));
       const values = record.messages.map((m) => Number(m.value));
       expect(values).toEqual([...values].sort((a, b) => a - b));
     }

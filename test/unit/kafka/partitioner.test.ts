@@ -1,3 +1,4 @@
+import { murmur2 } from '@platformatic/kafka';
 import { Partitioners, type PartitionerArgs } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import type { OutgoingRecord } from '../../../src/kafka/facade.js';
@@ -17,7 +18,7 @@ function turns(): () => number {
 describe('recordsByPartition', () => {
   it('puts keyed records where murmur2 (kafkajs, Java) says, keeping their order within each partition', () => {
     const records: OutgoingRecord[] = Array.from({ length: 200 }, (_, i) => ({ key: i % 3 === 0 ? Buffer.from(`tenant-${i % 17}`) : `tenant-${i % 17}`, value: `v${i}` }));
-    const byPartition = recordsByPartition('t', records, 7, turns());
+    const byPartition = recordsByPartition('t', records, 7, turns(), murmur2);
     expect([...byPartition.values()].flat()).toHaveLength(records.length);
     for (const [partition, group] of byPartition) {
       for (const r of group) {
@@ -32,20 +33,20 @@ describe('recordsByPartition', () => {
   });
 
   it('keeps an explicit partition and refuses one the topic does not have', () => {
-    const byPartition = recordsByPartition('t', [{ value: 'a', partition: 2 }, { key: 'k', value: 'b', partition: 0 }, { value: 'c', partition: 2 }], 3, turns());
+    const byPartition = recordsByPartition('t', [{ value: 'a', partition: 2 }, { key: 'k', value: 'b', partition: 0 }, { value: 'c', partition: 2 }], 3, turns(), murmur2);
     expect([...byPartition].map(([p, rs]) => [p, rs.map((r) => r.value)])).toEqual([
       [2, ['a', 'c']],
       [0, ['b']],
     ]);
     for (const partition of [3, -1, 1.5]) {
-      expect(() => recordsByPartition('t', [{ value: 'x', partition }], 3, turns())).toThrow(PartitionOutOfRange);
+      expect(() => recordsByPartition('t', [{ value: 'x', partition }], 3, turns(), murmur2)).toThrow(PartitionOutOfRange);
     }
   });
 
   it('puts the records without key of one send on one partition, the next send on the next', () => {
     const next = turns();
-    const first = recordsByPartition('t', [{ value: 'a' }, { key: null, value: 'b' }, { value: 'c' }], 3, next);
-    const second = recordsByPartition('t', [{ value: 'd' }], 3, next);
+    const first = recordsByPartition('t', [{ value: 'a' }, { key: null, value: 'b' }, { value: 'c' }], 3, next, murmur2);
+    const second = recordsByPartition('t', [{ value: 'd' }], 3, next, murmur2);
     expect([...first].map(([p, rs]) => [p, rs.map((r) => r.value)])).toEqual([[0, ['a', 'b', 'c']]]);
     expect([...second.keys()]).toEqual([1]);
   });
