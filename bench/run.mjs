@@ -18,7 +18,7 @@
 // default; an unknown option is refused (it would otherwise start a full run of every scenario).
 //   node bench/run.mjs [--help] [--quick] [--runs N] [--spans N] [--rule-spans N] [--signals N] [--tenant-signals N] [--latency-seconds S] [--rate R] [--warmup N]
 //                      [--sustained] [--sustained-seconds S] [--sustained-rate R] [--sustained-signal-rate R] [--only LIST] [--span-env K=V,K=V] [--signal-env K=V,K=V]
-//                      [--clients platformatic,kafkajs]
+//                      [--clients platformatic,kafkajs] [--decode-threads 0,1,2,4]
 //
 // --clients: the Kafka clients the drains run on, in this order (default platformatic,kafkajs);
 // the first is also the one of every scenario that runs once.
@@ -27,6 +27,7 @@
 // runs). The 1M-span backlog of issue 10: `--spans 1000000 --only spans` (rate and peak RSS).
 // --span-env: extra environment of the span workers (e.g. DECODE_THREADS=1,MAX_IN_FLIGHT_BYTES=16777216);
 // --signal-env: the same for the signal workers (e.g. BATCH_MAX_RECORDS=10000).
+// --decode-threads: after the span drains, one more per DECODE_THREADS value (first client).
 //
 // --runs N: the span JSON drain and the 8-tenant signal drain are run N times (3; 1 in quick mode),
 // each by a fresh worker in a fresh group (signals: on a fresh topic of new signals, so no drain
@@ -69,6 +70,12 @@ const OPTIONS = {
   'sustained-signal-rate': { value: 'R', normal: 'half the 500-tenant drain', quick: 'half the 500-tenant drain', about: 'signals/s offered in the sustained signal scenario' },
   'span-env': { value: 'K=V,K=V', normal: 'none', quick: 'none', about: 'extra environment of every span worker (e.g. DECODE_THREADS=1,MAX_IN_FLIGHT_BYTES=16777216)' },
   'signal-env': { value: 'K=V,K=V', normal: 'none', quick: 'none', about: 'extra environment of every signal worker (e.g. BATCH_MAX_RECORDS=10000)' },
+  'decode-threads': {
+    value: 'LIST',
+    normal: 'none',
+    quick: 'none',
+    about: 'with the spans scenario: drain the JSON span backlog once more per DECODE_THREADS value (e.g. 0,1,2,4), first client: whether CPU per span stays flat as threads grow (needs idle cores to mean anything)',
+  },
 };
 const SCENARIOS = ['spans', 'otlp', 'latency', 'sustained', 'rules', 'signals'];
 const args = parseArgs(process.argv.slice(2));
@@ -133,6 +140,11 @@ const CLIENTS = typeof args.clients === 'string' ? args.clients.split(',') : KAF
 for (const c of CLIENTS) if (!KAFKA_CLIENTS.includes(c)) throw new Error(`--clients: unknown client ${c} (one of ${KAFKA_CLIENTS.join(', ')})`);
 const PRIMARY = CLIENTS[0];
 const SIGNAL_ENV = envArg('signal-env');
+const DECODE_THREADS = typeof args['decode-threads'] === 'string' ? args['decode-threads'].split(',').map(Number) : [];
+if (DECODE_THREADS.some((n) => !Number.isInteger(n) || n < 0)) {
+  process.stderr.write(`--decode-threads: whole numbers >= 0, comma-separated, not ${args['decode-threads']}\n`);
+  process.exit(2);
+}
 // CPU per record (issue 21): the worker process's user+system CPU over its whole drain, start
 // included, divided by the records; judged on the median of the runs. noopRatio: the span drain's
 // rate at least this share of the no-op library consumer's (same client, same run).
@@ -349,6 +361,24 @@ try {
     clientRatioRow('no-op adapter rate, span backlog', Object.fromEntries(CLIENTS.map((c) => [c, base[c].adapter.rate])), true);
     clientRatioRow('no-op adapter CPU per record', Object.fromEntries(CLIENTS.map((c) => [c, base[c].adapter.cpuMicrosPerRecord])), false);
     spanDrainRate = median(byClient[PRIMARY].rates);
+
+    // DECODE_THREADS scan: the same backlog, one drain per thread count. On a machine with idle
+    // cores the rate should grow with threads while CPU per span stays about flat (the decoding
+    // moves, it is not repeated); on 2 cores shared with the broker there is nothing to move it to.
+    const scan = [];
+    for (const threads of DECODE_THREADS) {
+      const group = `bench-${run}-spans-threads-${threads}`;
+      const { w } = await startSpanWorker(topic, group, `spanlog-threads-${threads}`, { DECODE_THREADS: String(threads) });
+      const { rate, cpuMicros } = await cpuDrain(group, topic, SPANS, w);
+      const peak = await stopWorker(w);
+      scan.push({ threads, rate, cpuMicros });
+      say(`span drain with DECODE_THREADS=${threads}: ${fmt(rate)} spans/s, ${micros(cpuMicros)} µs CPU per span`);
+      rows.push([`span worker [${PRIMARY}], DECODE_THREADS=${threads} (${os.availableParallelism()} cores): spans/s, CPU µs per span; peak RSS`, `${fmt(rate)}, ${micros(cpuMicros)}; ${mib(peak)} MiB`, '', '', '']);
+    }
+    if (scan.length > 1) {
+      const [first, last] = [scan[0], scan.at(-1)];
+      rows.push([`  DECODE_THREADS=${last.threads} / ${first.threads}: rate, CPU per span`, `${(last.rate / first.rate).toFixed(2)}, ${(last.cpuMicros / first.cpuMicros).toFixed(2)}`, '', '', '']);
+    }
 
     // Memory as deployed: docker-compose.yml caps V8's old generation of span workers (a V8 flag,
     // read at process start). The same backlog once more, with that cap.
