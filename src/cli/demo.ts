@@ -206,7 +206,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     if (archive !== undefined && archiving !== undefined) {
       const drained = await waitForLag(admin, archive.group, spans.topic, 180_000);
       const clean = await stop(archiving);
-      const store = openStore(archive);
+      const store = await openStore(archive);
       try {
         console.log(renderArchiveSummary(`${archive.endpoint}/${archive.bucket}/${archive.prefix}`, await archiveSummary(store, archive.prefix, {})));
         const report = await verifyArchive(client, store, { topic: spans.topic, group: archive.group, prefix: archive.prefix, decoder: { maxMessageBytes: archiveWorker.maxMessageBytes, options: spans }, cacheDir: path.join(root, 'archive-cache') });

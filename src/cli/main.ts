@@ -3,9 +3,6 @@ import { ConfigError } from '../errors.js';
 import { archiveSettings, archiveWorkerSettings, kafkaSettings, ruleSettings, ruleWorkerSettings, signalSettings, spanSettings, workerSettingsByRole } from '../config/settings.js';
 import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
-import { createSpanWorker } from '../workers/span-worker.js';
-import { createRuleWorker } from '../workers/rule-worker.js';
-import { createArchiveWorker } from '../workers/archive-worker.js';
 import { runWorker } from './run-worker.js';
 import { addDlqCommands } from './dlq-command.js';
 import { addStatusCommand } from './status-command.js';
@@ -15,7 +12,6 @@ import { addSettings, intArg, settingsOf } from './options.js';
 import { addProduceCommand } from './produce-command.js';
 import { summarizeSpanLog } from '../sinks/spanlog/summary.js';
 import { renderSpanLogSummary } from './spanlog.js';
-import { runDemo } from './demo.js';
 import { registerSignalCommands } from './signals.js';
 import { registerRuleCommands } from './rules.js';
 
@@ -33,6 +29,8 @@ export function buildProgram(): Command {
     async (_opts, cmd: Command) => {
       const config = { spans: settingsOf(cmd, spanSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, workerSettingsByRole.spans) };
       const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'spans' });
+      // Each worker's module is loaded by its command only: a span worker never loads DuckDB or the AWS SDK.
+      const { createSpanWorker } = await import('../workers/span-worker.js');
       await runWorker(createSpanWorker(config, logger, createRegistry()), logger);
     },
   );
@@ -52,6 +50,7 @@ export function buildProgram(): Command {
       worker: settingsOf(cmd, workerSettingsByRole.rules),
     };
     const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'rules' });
+    const { createRuleWorker } = await import('../workers/rule-worker.js');
     await runWorker(createRuleWorker(config, logger, createRegistry()), logger);
   });
 
@@ -62,6 +61,7 @@ export function buildProgram(): Command {
   archiveCmd.action(async (_opts, cmd: Command) => {
     const config = { spans: settingsOf(cmd, archiveSpanSettings), archive: settingsOf(cmd, archiveSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, archiveWorkerSettings) };
     const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'archive' });
+    const { createArchiveWorker } = await import('../workers/archive-worker.js');
     await runWorker(createArchiveWorker(config, logger, createRegistry()), logger);
   });
 
@@ -102,6 +102,7 @@ export function buildProgram(): Command {
       .option('--data-dir <dir>', 'where the demo writes (span log, DuckDB)', './data/demo'),
     kafkaSettings,
   ).action(async (opts: { count: number; tenants: number; bad: number; dataDir: string }, cmd: Command) => {
+    const { runDemo } = await import('./demo.js');
     const code = await runDemo({ ...opts, kafka: settingsOf(cmd, kafkaSettings) });
     process.exit(code);
   });

@@ -5,7 +5,6 @@ import { kafkaSettings, signalSettings, signalWorkerSettings, type Parsed } from
 import { SEVERITIES, type Severity } from '../model/signal.js';
 import { createLogger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
-import { createDuckDbSink, createSignalWorker, createTigerBeetleSink } from '../workers/signal-worker.js';
 import { addSettings, intArg, settingsOf } from './options.js';
 import { addProduceCommand } from './produce-command.js';
 import { runWorker } from './run-worker.js';
@@ -21,6 +20,7 @@ export interface TenantStats {
 export async function signalStats(signals: Parsed<typeof signalSettings>, tenant: string | undefined): Promise<TenantStats[]> {
   const logger = pino({ level: 'silent' });
   const registry = createRegistry(false);
+  const { createDuckDbSink, createTigerBeetleSink } = await import('../workers/signal-worker.js');
   const duckdb = createDuckDbSink(signals, logger, registry);
   const tb = createTigerBeetleSink({ ...signals, tbRequestTimeoutMs: Math.min(signals.tbRequestTimeoutMs, 5000) }, logger, registry);
   const out: TenantStats[] = [];
@@ -78,6 +78,7 @@ export function registerSignalCommands(program: Command): void {
   ).action(async (_opts, cmd: Command) => {
     const config = { signals: settingsOf(cmd, signalSettings), kafka: settingsOf(cmd, kafkaSettings), worker: settingsOf(cmd, signalWorkerSettings) };
     const logger = createLogger(config.worker.logLevel, { worker: config.worker.workerId, role: 'signals' });
+    const { createSignalWorker } = await import('../workers/signal-worker.js');
     await runWorker(createSignalWorker(config, logger, createRegistry()), logger);
   });
 
