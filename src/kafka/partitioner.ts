@@ -21,7 +21,12 @@ export type Murmur2 = (key: Buffer) => number;
  * write the same keys.
  */
 export function keyedPartition(key: Buffer, partitionCount: number, murmur2: Murmur2): number {
-  return (murmur2(key) & 0x7fffffff) % partitionCount;
+  return positiveHash(key, murmur2) % partitionCount;
+}
+
+/** murmur2 of the key made positive by masking the sign bit (Java's `Utils.toPositive`). */
+function positiveHash(key: Buffer, murmur2: Murmur2): number {
+  return murmur2(key) & 0x7fffffff;
 }
 
 /**
@@ -36,7 +41,7 @@ export class JavaCompatiblePartitioner {
   constructor(private readonly murmur2: Murmur2) {}
 
   partition(topic: string, key: Buffer | undefined): number {
-    if (key !== undefined && Buffer.isBuffer(key)) return this.murmur2(key) & 0x7fffffff;
+    if (key !== undefined && Buffer.isBuffer(key)) return positiveHash(key, this.murmur2);
     return this.nextTurn(topic);
   }
 
