@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // CPU profile of one worker draining a backlog, as a flame graph (`make profile WORKER=…`).
 //
-//   node bench/profile.mjs --worker spans|signals|rules [--count N] [--tenants N (signals)] [--out DIR]
+//   node bench/profile.mjs --worker spans|signals|rules [--count N] [--tenants N (signals)]
+//                          [--encoding json|otlp_proto (spans; otlp_proto at 100 spans a request)] [--out DIR]
 //
 // Produces a backlog on fresh topics (spans: JSON spans over 20 tenants; signals: over 8 tenants;
 // rules: the trace corpus of bench/run.mjs, 20 tenants of 10 rules), runs the worker under
@@ -52,6 +53,11 @@ if (WORKER === 'signals' && !process.env.TB_ADDRESS && !process.env.TIGERBEETLE_
   process.exit(2);
 }
 const COUNT = Number(args.count ?? DEFAULT_COUNT[WORKER]);
+const ENCODING = args.encoding ?? 'json';
+if (!['json', 'otlp_proto'].includes(ENCODING) || (ENCODING !== 'json' && WORKER !== 'spans')) {
+  process.stderr.write('profile: --encoding is json or otlp_proto, for --worker spans only\n');
+  process.exit(2);
+}
 /** Signals only: tenants the signals are spread over (8; 500 is the many-tenant case of make bench). */
 const TENANTS = Number(args.tenants ?? 8);
 const run = Date.now().toString(36);
@@ -71,7 +77,10 @@ try {
   let env;
   let total;
   if (WORKER === 'spans') {
-    total = (await preload(kafka, admin, 'spans', topic, COUNT, 20)).produced;
+    // total counts records (OTLP requests of 100 spans each when --encoding otlp_proto).
+    const otlp = ENCODING === 'otlp_proto' ? { encoding: 'otlp_proto', spansPerMessage: 100 } : {};
+    const sent = await preload(kafka, admin, 'spans', topic, COUNT, 20, otlp);
+    total = sent.messages;
     env = { SPANS_TOPIC: topic, SPANS_DLQ_TOPIC: `${topic}.dlq`, SPANS_GROUP: group, SPANLOG_DIR: path.join(data, 'spanlog'), METRICS_PORT: String(metricsPort) };
   } else if (WORKER === 'signals') {
     const { startTigerBeetle } = await import(path.join(ROOT, 'bench/tigerbeetle-support.mjs'));

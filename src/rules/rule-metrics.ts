@@ -37,7 +37,7 @@ export class RuleWorkerMetrics {
       registers,
     });
     this.signalsProduced = new Counter({ name: 'spanledger_rule_signals_produced_total', help: 'Signals acknowledged by the signals topic, by rule id', labelNames: ['rule'], registers });
-    this.checkpointBytes = new Gauge({ name: 'spanledger_rule_checkpoint_bytes', help: 'Size of the last checkpoint written, per partition', labelNames: ['partition'], registers });
+    this.checkpointBytes = new Gauge({ name: 'spanledger_rule_checkpoint_bytes', help: 'Size of the last checkpoint written (compressed, as stored), per partition', labelNames: ['partition'], registers });
     this.checkpointsWritten = new Counter({ name: 'spanledger_rule_checkpoints_written_total', help: 'Checkpoints acknowledged by the checkpoint topic', registers });
     this.checkpointsRestored = new Counter({
       name: 'spanledger_rule_checkpoints_restored_total',

@@ -8,6 +8,7 @@ import type { PartitionProcessor } from '../pipeline/types.js';
 import { OpenTraceBudget } from './open-trace-budget.js';
 import type { CheckpointStorePort, RulesTable, SignalPublisher, SignalRecord } from './rule-stage-ports.js';
 import { PartitionTraces, type ClosedTrace } from './trace-assembler.js';
+import { compressCheckpoint, decompressCheckpoint } from './checkpoint-compression.js';
 import { decodeCheckpoint, encodeCheckpoint, TraceCheckpointError, type TraceCheckpoint } from './trace-checkpoint.js';
 import { signalsOf } from './trace-signals.js';
 
@@ -116,7 +117,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     let outcome: 'restored' | 'none' | 'unreadable' = 'none';
     if (stored !== undefined) {
       try {
-        const checkpoint = decodeCheckpoint(stored);
+        const checkpoint = decodeCheckpoint(await decompressCheckpoint(stored));
         traces.restore(checkpoint);
         outcome = 'restored';
         logger.info({ topic, partition, open: checkpoint.open.length, processedEnd: checkpoint.processedEnd.toString() }, 'rule checkpoint restored; re-reading open traces');
@@ -248,7 +249,7 @@ export class RuleProcessor implements PartitionProcessor<DecodedSpan> {
     const snapshot = this.partitions.get(partition)?.snapshot;
     // The newest checkpoint is right for any commit at or before its own offset (docs/rule-workers.md).
     if (snapshot === undefined || snapshot.written) return;
-    const bytes = encodeCheckpoint(snapshot.checkpoint);
+    const bytes = await compressCheckpoint(encodeCheckpoint(snapshot.checkpoint));
     await this.options.checkpoints.save(topic, partition, bytes);
     snapshot.written = true;
     this.options.metrics.checkpointsWritten.inc();

@@ -11,6 +11,7 @@ import { RuleWorkerMetrics } from '../../../src/rules/rule-metrics.js';
 import { isRetriable } from '../../../src/pipeline/retry.js';
 import { compileRuleSet, type CompiledRuleSet } from '../../../src/rules/compile.js';
 import { parseRuleFile } from '../../../src/rules/rule-file.js';
+import { decompressCheckpoint } from '../../../src/rules/checkpoint-compression.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../../../src/rules/trace-checkpoint.js';
 import type { TraceItem } from '../../../src/rules/trace-assembler.js';
 import { RuleProcessor, type TraceLimits } from '../../../src/rules/rule-processor.js';
@@ -297,7 +298,7 @@ describe('RuleProcessor', () => {
     await h.processor.beforeCommit(TOPIC, P, 0n);
     await h.processor.beforeCommit(TOPIC, P, 0n);
     expect(h.checkpoints.saves).toHaveLength(1);
-    const written = decodeCheckpoint(h.checkpoints.saves[0]!);
+    const written = decodeCheckpoint(await decompressCheckpoint(h.checkpoints.saves[0]!));
     expect(written.processedEnd).toBe(2n);
     expect(written.open.map((s) => s.firstOffset)).toEqual([0n, 1n]);
     expect(await h.metric('spanledger_rule_checkpoints_written_total')).toBe(1);
@@ -311,7 +312,7 @@ describe('RuleProcessor', () => {
     expect(await h.metric('spanledger_rule_checkpoints_written_total')).toBe(1);
     await h.processor.beforeCommit(TOPIC, P, 3n);
     expect(h.checkpoints.saves).toHaveLength(2);
-    const latest = decodeCheckpoint(h.checkpoints.saves[1]!);
+    const latest = decodeCheckpoint(await decompressCheckpoint(h.checkpoints.saves[1]!));
     expect(latest.processedEnd).toBe(3n);
     expect(latest.open).toEqual([]);
     expect(latest.closed.map((c) => c.traceId)).toEqual([traceIdOf(1), traceIdOf(2)]);
@@ -371,9 +372,12 @@ describe('RuleProcessor', () => {
       expect(next.processor.committableOffset(TOPIC, P)).toBe(feed.end);
     });
 
-    it('starts fresh, without throwing, when the stored checkpoint is unreadable', async () => {
+    it.each([
+      ['not JSON', Buffer.from('not a checkpoint')],
+      ['a damaged compressed value', Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), Buffer.alloc(32, 0xff)])],
+    ])('starts fresh, without throwing, when the stored checkpoint is unreadable (%s)', async (_what, value) => {
       const checkpoints = new FakeCheckpoints();
-      checkpoints.stored.set(`${TOPIC}/${P}`, Buffer.from('not a checkpoint'));
+      checkpoints.stored.set(`${TOPIC}/${P}`, value);
       const { h, records } = firstOwner(checkpoints);
       await h.processor.openPartition(TOPIC, P);
       expect(await h.metric('spanledger_rule_checkpoints_restored_total', { outcome: 'unreadable' })).toBe(1);
