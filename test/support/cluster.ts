@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { ROOT, sleep } from './harness.js';
+import { startKafkaWatchdog, stopKafkaWatchdog } from './kafka-watchdog.js';
 
 const KAFKA_SH = join(ROOT, 'scripts', 'kafka.sh');
 export const NODES = [1, 2, 3] as const;
@@ -57,7 +58,7 @@ export class KafkaCluster {
     const dir = await mkdtemp(join(tmpdir(), 'spanledger-cluster-'));
     const onExit = () => killNodes(dir);
     process.once('exit', onExit);
-    const watchdog = startWatchdog(dir);
+    const watchdog = startKafkaWatchdog('spanledger-cluster-watchdog', KAFKA_SH, dir, 'KAFKA_CLUSTER_DIR="$dir" KAFKA_STOP_TIMEOUT=5 bash "$kafka_sh" cluster down');
     let lastError: unknown;
     // Ports found free may be taken before the nodes bind them; then try others.
     for (let attempt = 1; attempt <= 3; attempt += 1) {
@@ -73,7 +74,7 @@ export class KafkaCluster {
         if (!/in use/.test(String(err))) break;
       }
     }
-    stopWatchdog(watchdog);
+    stopKafkaWatchdog(watchdog);
     process.off('exit', onExit);
     rmSync(dir, { recursive: true, force: true });
     throw lastError;
@@ -110,7 +111,7 @@ export class KafkaCluster {
     try {
       await this.run('down');
     } finally {
-      stopWatchdog(this.watchdog);
+      stopKafkaWatchdog(this.watchdog);
       process.off('exit', this.onExit);
       killNodes(this.dir);
     }
@@ -280,29 +281,6 @@ function portFree(port: number): Promise<boolean> {
     server.once('error', () => resolveFree(false));
     server.listen(port, '127.0.0.1', () => server.close(() => resolveFree(true)));
   });
-}
-
-const WATCHDOG = `
-parent=$1 kafka_sh=$2 dir=$3
-while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-KAFKA_CLUSTER_DIR="$dir" KAFKA_STOP_TIMEOUT=5 bash "$kafka_sh" cluster down >/dev/null 2>&1
-rm -rf "$dir"
-`;
-
-function startWatchdog(dir: string): ChildProcess {
-  const child = spawn('bash', ['-c', WATCHDOG, 'spanledger-cluster-watchdog', String(process.pid), KAFKA_SH, dir], { detached: true, stdio: 'ignore' });
-  child.unref();
-  return child;
-}
-
-function stopWatchdog(child: ChildProcess): void {
-  if (child.pid !== undefined && child.exitCode === null) {
-    try {
-      process.kill(child.pid, 'SIGTERM');
-    } catch {
-      // already gone
-    }
-  }
 }
 
 function killNodes(dir: string): void {

@@ -21,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import type { TestProject } from 'vitest/node';
 import { dockerAnswers } from './docker.js';
+import { startKafkaWatchdog, stopKafkaWatchdog } from './kafka-watchdog.js';
 import { freePort } from './net.js';
 
 declare module 'vitest' {
@@ -125,7 +126,7 @@ async function startLocal(): Promise<Broker> {
   // the folder once this process is gone (signals end vitest without an 'exit' event).
   const onExit = () => killFromPidFile(dir);
   process.once('exit', onExit);
-  const watchdog = startWatchdog(dir);
+  const watchdog = startKafkaWatchdog('spanledger-kafka-watchdog', KAFKA_SH, dir, 'KAFKA_DIR="$dir" bash "$kafka_sh" down');
 
   let lastError: unknown;
   // A port found free may be taken before the broker binds it; then try other ports.
@@ -144,7 +145,7 @@ async function startLocal(): Promise<Broker> {
           try {
             await runKafkaSh(['down'], env);
           } finally {
-            stopWatchdog(watchdog);
+            stopKafkaWatchdog(watchdog);
             process.off('exit', onExit);
             killFromPidFile(dir);
             await rm(dir, { recursive: true, force: true });
@@ -157,7 +158,7 @@ async function startLocal(): Promise<Broker> {
       if (!/in use/.test(String(err))) break;
     }
   }
-  stopWatchdog(watchdog);
+  stopKafkaWatchdog(watchdog);
   process.off('exit', onExit);
   await rm(dir, { recursive: true, force: true });
   throw lastError;
@@ -175,32 +176,6 @@ function runKafkaSh(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
       else reject(new Error(`scripts/kafka.sh ${args.join(' ')} failed (${code ?? signal}):\n${output.slice(-6000)}`));
     });
   });
-}
-
-const WATCHDOG = `
-parent=$1 kafka_sh=$2 dir=$3
-while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-KAFKA_DIR="$dir" bash "$kafka_sh" down >/dev/null 2>&1
-rm -rf "$dir"
-`;
-
-function startWatchdog(dir: string): ChildProcess {
-  const child = spawn('bash', ['-c', WATCHDOG, 'spanledger-kafka-watchdog', String(process.pid), KAFKA_SH, dir], {
-    detached: true,
-    stdio: 'ignore',
-  });
-  child.unref();
-  return child;
-}
-
-function stopWatchdog(child: ChildProcess): void {
-  if (child.pid !== undefined && child.exitCode === null) {
-    try {
-      process.kill(child.pid, 'SIGTERM');
-    } catch {
-      // already gone
-    }
-  }
 }
 
 function killFromPidFile(dir: string): void {
