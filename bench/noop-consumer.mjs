@@ -75,6 +75,7 @@ if (form === 'library' && client === 'kafkajs') {
   stop = () => consumer.close(true);
 } else {
   const { createKafkaFacade } = await import(path.join(ROOT, 'dist/kafka/client.js'));
+  const { groupConsumerOptions } = await import(path.join(ROOT, 'dist/workers/worker.js'));
   const { workerSettingsFor } = await import(path.join(ROOT, 'dist/config/settings.js'));
   const { resolveSettings, envValues } = await import(path.join(ROOT, 'dist/config/load.js'));
   const { pino } = await import('pino');
@@ -82,15 +83,7 @@ if (form === 'library' && client === 'kafkajs') {
   const settings = workerSettingsFor(role);
   const worker = resolveSettings(settings, envValues(settings, {}), {});
   const kafka = await createKafkaFacade({ client, clientId: 'spanledger-bench-noop', brokers, logger: pino({ level: 'silent' }) });
-  const consumer = kafka.groupConsumer({
-    group,
-    sessionTimeoutMs: worker.sessionTimeoutMs,
-    rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
-    heartbeatIntervalMs: worker.heartbeatIntervalMs,
-    maxInFlightBytes: worker.maxInFlightBytes,
-    partitionsConcurrency: worker.partitionsConcurrency,
-    rebalanceProtocol: worker.rebalanceProtocol,
-  });
+  const consumer = kafka.groupConsumer(groupConsumerOptions(group, worker));
   consumer.onGroupJoin(joined);
   await consumer.connect();
   await consumer.subscribe(topic, true);

@@ -4,7 +4,7 @@ import type { Registry } from 'prom-client';
 import { checkKafkaClientSettings, type Parsed } from '../config/settings.js';
 import type { kafkaSettings, workerSettings } from '../config/settings.js';
 import { createKafkaFacade } from '../kafka/client.js';
-import type { KafkaFacade } from '../kafka/facade.js';
+import type { GroupConsumerOptions, KafkaFacade } from '../kafka/facade.js';
 import { ensureTopics, type TopicNeed } from '../kafka/topics.js';
 import { DeadLetterProducer } from '../kafka/dead-letter.js';
 import { Quarantine } from '../kafka/quarantine.js';
@@ -52,6 +52,20 @@ export type WorkerOptions<T> = (PipelineStages<T> | StagesOfClient<T>) & {
   /** Topics the worker's stages read or write besides its source and dead-letter topics, ensured with them at start. */
   topics?: TopicNeed[];
 };
+
+/** The group consumer a worker of these settings runs (also what bench/noop-consumer.mjs measures). */
+export function groupConsumerOptions(group: string, worker: Parsed<typeof workerSettings>): GroupConsumerOptions {
+  return {
+    group,
+    sessionTimeoutMs: worker.sessionTimeoutMs,
+    rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
+    heartbeatIntervalMs: worker.heartbeatIntervalMs,
+    maxInFlightBytes: worker.maxInFlightBytes,
+    partitionsConcurrency: worker.partitionsConcurrency,
+    rebalanceProtocol: worker.rebalanceProtocol,
+    ...(worker.groupInstanceId === '' ? {} : { groupInstanceId: worker.groupInstanceId }),
+  };
+}
 
 /**
  * A consumer worker with its lifecycle: start (metrics server, topics, group), stop (flush,
@@ -133,16 +147,7 @@ export class Worker<T> {
     });
     const deadLetters = new DeadLetterProducer(client, options.dlqTopic, { group: options.group, workerId: worker.workerId }, quarantine);
     const decodePool = worker.decodeThreads > 0 && options.decoderSpec !== undefined ? new ThreadDecodePool<T>(options.decoderSpec, worker.decodeThreads) : undefined;
-    const consumer = client.groupConsumer({
-      group: options.group,
-      sessionTimeoutMs: worker.sessionTimeoutMs,
-      rebalanceTimeoutMs: worker.rebalanceTimeoutMs,
-      heartbeatIntervalMs: worker.heartbeatIntervalMs,
-      maxInFlightBytes: worker.maxInFlightBytes,
-      partitionsConcurrency: worker.partitionsConcurrency,
-      rebalanceProtocol: worker.rebalanceProtocol,
-      ...(worker.groupInstanceId === '' ? {} : { groupInstanceId: worker.groupInstanceId }),
-    });
+    const consumer = client.groupConsumer(groupConsumerOptions(options.group, worker));
     const { topic, group } = options;
     const groupWatch = new GroupWatch({ consumer, topic, group, logger, sessionTimeoutMs: worker.sessionTimeoutMs, countGroup: () => countGroup(client.admin(), topic, group) });
     const pipeline = new Pipeline<T>({
