@@ -65,6 +65,35 @@ export function procCpuSeconds(pid) {
   }
 }
 
+/**
+ * CPU seconds a process has used so far by kind of thread, from /proc/<pid>/task/<tid>/stat: the
+ * main thread (JavaScript, and the collector's share of it), V8's helper threads (concurrent
+ * marking, parallel scavenging, compilation), libuv's pool (fs calls, zlib, DuckDB queries) and
+ * the rest (native clients' own threads). Threads that ended are not counted.
+ */
+export function procCpuByThread(pid) {
+  const out = { main: 0, v8: 0, libuv: 0, other: 0 };
+  let tids = [];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const seconds = (Number(fields[11]) + Number(fields[12])) / 100;
+      const kind = tid === String(pid) ? 'main' : comm.startsWith('V8') ? 'v8' : comm.startsWith('libuv') ? 'libuv' : 'other';
+      out[kind] += seconds;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
 /** Open file descriptors of a process (entries of /proc/<pid>/fd). */
 export function openFds(pid) {
   try {

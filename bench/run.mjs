@@ -45,7 +45,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  ROOT, say, sleep, fmt, mib, parseArgs, freePort, procStatusBytes, procCpuSeconds, openFds, brokerFromEnv, benchKafka, noopConsumer, createTopic, preload as preloadOn, drain as drainOn,
+  ROOT, say, sleep, fmt, mib, parseArgs, freePort, procStatusBytes, procCpuSeconds, procCpuByThread, openFds, brokerFromEnv, benchKafka, noopConsumer, createTopic, preload as preloadOn, drain as drainOn,
   startWorker as startWorkerOn, stopWorker, metricsText, buckets, bucketQuantiles, bucketDelta, quantiles, slope, produce, corpus, produceCorpus, spansInTimeOrder,
   benchRuleTenants, traceBacklog, ruleWorkerEnv, steadyLoad,
 } from './lib.mjs';
@@ -230,8 +230,14 @@ async function startSpanWorker(topic, group, dir, env = {}) {
  */
 async function cpuDrain(group, topic, total, w) {
   let first;
-  const rate = await drain(group, topic, total, w, (done) => (first = { cpu: procCpuSeconds(w.pid), done }));
-  return { rate, cpuMicros: ((procCpuSeconds(w.pid) - first.cpu) * 1e6) / (total - first.done) };
+  const rate = await drain(group, topic, total, w, (done) => (first = { cpu: procCpuSeconds(w.pid), threads: procCpuByThread(w.pid), done }));
+  const records = total - first.done;
+  const cpuMicros = ((procCpuSeconds(w.pid) - first.cpu) * 1e6) / records;
+  // Where the CPU went, by kind of thread (the collector's helpers are V8's): printed, not tabled.
+  const threads = procCpuByThread(w.pid);
+  const split = Object.entries(threads).map(([kind, s]) => `${kind} ${micros(((s - first.threads[kind]) * 1e6) / records)}`);
+  say(`worker CPU per record by thread (µs): ${split.join(', ')}`);
+  return { rate, cpuMicros };
 }
 /** µs with one decimal. */
 const micros = (c) => (Number.isFinite(c) ? c.toFixed(1) : 'n/a');
