@@ -98,4 +98,3 @@ export class CheckpointStore {
     await this.table.close();
   }
 }
-

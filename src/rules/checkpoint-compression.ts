@@ -3,16 +3,16 @@ import zlib from 'node:zlib';
 
 /**
  * Rule checkpoints are compressed here, by the rule stage, not by the Kafka client: a checkpoint
- * lists up to CLOSED_TRACE_MEMORY closed traces (~800 KB of JSON at the default 20,000, random trace ids that
- * compress only ~2x), and the clients compress a batch synchronously on the main thread (gzip:
- * ~36 ms for such a checkpoint, every RULES_CHECKPOINT_INTERVAL_MS per partition), then the
+ * lists up to CLOSED_TRACE_MEMORY closed traces (~800 KB of JSON at the default 20,000; random
+ * trace ids compress only ~2x), and the clients compress a batch synchronously on the main thread
+ * (gzip: ~36 ms for such a checkpoint, every RULES_CHECKPOINT_INTERVAL_MS per partition), then the
  * worker's own checkpoint table decompressed it again when it read the record back (~6 ms). Every
- * partition's signals waited behind those blocks of the event loop (the tail of the rule
- * evaluation latency). zlib's asynchronous calls run on libuv's thread pool; the table keeps
- * values as they are stored and only a newly assigned partition decompresses one (its own).
- * zstd where node:zlib has it (Node >= 22.15: ~2.5x less CPU than gzip for the same size), gzip
- * otherwise. A value is told by its first bytes, so checkpoints written before this change (JSON,
- * compressed by the client and so read back as plain JSON) still load.
+ * partition's signals waited behind those blocks of the event loop. zlib's asynchronous calls run
+ * on libuv's thread pool; the table keeps values as they are stored and only a newly assigned
+ * partition decompresses one. zstd where node:zlib has it (Node >= 22.15: ~2.5x less CPU than
+ * gzip for the same size), gzip otherwise. A value is told by its first bytes, so checkpoints
+ * written before this change (JSON, compressed by the client and so read back as plain JSON)
+ * still load.
  */
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
