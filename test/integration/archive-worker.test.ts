@@ -37,6 +37,12 @@ function startWorker(setup: ArchiveSetup, env: Record<string, string> = {}): Wor
   return w;
 }
 
+/** The worker exited 0 (a clean graceful stop); otherwise the failure shows its last log lines. */
+async function expectCleanExit(w: WorkerProcess): Promise<void> {
+  const exit = await w.exited;
+  expect(exit.code, `worker exited with ${exit.code ?? exit.signal}; its last lines:\n${w.lines.slice(-25).join('\n')}`).toBe(0);
+}
+
 /** The archive holds every expected span once, field for field, and `archive verify` says OK. */
 async function expectArchivedExactlyOnce(setup: ArchiveSetup, expected: Map<string, ExpectedSpan>): Promise<void> {
   const diff = archiveDifferences(await readArchivedRows(setup.objectsDir), expected);
@@ -87,7 +93,7 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
     expect(JSON.parse(both.stdout.trim())).toEqual({ archived: String(want.length), logged: '1', joined: '1' });
     fs.rmSync(spanlogDir, { recursive: true, force: true });
     w.kill('SIGTERM');
-    expect((await w.exited).code).toBe(0);
+    await expectCleanExit(w);
   });
 
   it('archive verify fails on an object archived twice and on a missing one', async () => {
@@ -215,7 +221,7 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
     await waitForCommitted(kafka, setup.group, setup.topic, 170_000);
     await expectArchivedExactlyOnce(setup, expected);
     w.kill('SIGTERM');
-    expect((await w.exited).code).toBe(0);
+    await expectCleanExit(w);
   });
 
   it('stays exactly once through a rebalance from 1 to 3 workers and back to 1, one of them killed with SIGKILL', async () => {
@@ -234,14 +240,14 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
     await sleep(1500);
     second.kill('SIGKILL');
     third.kill('SIGTERM');
-    expect((await third.exited).code).toBe(0);
+    await expectCleanExit(third);
     add(await during);
     await waitForCommitted(kafka, setup.group, setup.topic, 170_000);
     await expectArchivedExactlyOnce(setup, expected);
     const wrote = [first, second, third].filter((w) => w.lines.some((l) => l.includes('"msg":"joined consumer group"') && !l.includes('"partitions":[]')));
     expect(wrote.length).toBe(3);
     first.kill('SIGTERM');
-    expect((await first.exited).code).toBe(0);
+    await expectCleanExit(first);
   });
 
   it('while the S3 server is down for 30 s: the breaker opens, nothing is committed or dead-lettered; afterwards everything lands once', async () => {
@@ -276,7 +282,7 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
     const metrics = await (await fetch(metricsUrl)).text();
     expect(metricValue(metrics, 'spanledger_archive_upload_failures_total')).toBeGreaterThan(0);
     w.kill('SIGTERM');
-    expect((await w.exited).code).toBe(0);
+    await expectCleanExit(w);
   });
 
   it('dead-letters hostile input byte for byte and archives the valid spans around it once', async () => {
@@ -304,6 +310,6 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
     });
     expect(w.child.exitCode).toBeNull();
     w.kill('SIGTERM');
-    expect((await w.exited).code).toBe(0);
+    await expectCleanExit(w);
   });
 });
