@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, benchKafka, brokerFromEnv, drain, fmt, freePort, mib, noopConsumer, parseArgs, preload, procCpuSeconds, say, startWorker, stopWorker } from './lib.mjs';
+import { ROOT, benchKafka, brokerFromEnv, drain, fmt, freePort, mib, noopConsumer, parseArgs, preload, procCpuByThread, procCpuSeconds, say, startWorker, stopWorker } from './lib.mjs';
 
 const args = parseArgs(process.argv.slice(2));
 const SPANS = Number(args.spans ?? 1_000_000);
@@ -58,6 +58,8 @@ async function drainWith(kind, env, group, records, spans) {
   await drain(admin, group, topic, records, w);
   const seconds = (performance.now() - started) / 1000;
   const cpuMicros = (procCpuSeconds(w.pid) * 1e6) / spans;
+  const threads = procCpuByThread(w.pid);
+  say(`${kind} worker CPU per span by thread (µs): ${Object.entries(threads).map(([k, s]) => `${k} ${((s * 1e6) / spans).toFixed(1)}`).join(', ')}`);
   const peak = await stopWorker(w);
   return { rate: spans / seconds, cpuMicros, peak };
 }

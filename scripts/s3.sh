@@ -105,8 +105,10 @@ cmd_up() {
   bin="$(find_binary)"
   mkdir -p "$DATA_DIR"
   say "starting $bin on $ENDPOINT (data: $DATA_DIR)"
+  # --keep-alive: versitygw closes every connection after its answer unless told otherwise; AWS S3
+  # and other stores keep them open, and a TCP connection per PUT is not what workers meet there.
   ROOT_ACCESS_KEY_ID="$ACCESS_KEY" ROOT_SECRET_ACCESS_KEY="$SECRET_KEY" VGW_REGION="$REGION" \
-    setsid nohup "$bin" --port "127.0.0.1:$S3_PORT" posix "$DATA_DIR" >"$LOG_FILE" 2>&1 </dev/null &
+    setsid nohup "$bin" --port "127.0.0.1:$S3_PORT" --keep-alive posix "$DATA_DIR" >"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
   local deadline=$((SECONDS + S3_UP_TIMEOUT))
   until answers; do

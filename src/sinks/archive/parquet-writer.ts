@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBDataChunk, DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBDataChunk, DuckDBInstance, type DuckDBConnection, type DuckDBDecimalValue } from '@duckdb/node-api';
 import type { DecodedSpan } from '../../model/decode.js';
 import { RetriableError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
-import { copyTenantDaySql, CREATE_CYCLE_TABLE, CYCLE_TABLE, partFile, setRow, TABLE_TYPES, wellFormed, type ColumnValues } from './columns.js';
+import { copyRunsSql, CREATE_CYCLE_TABLE, CYCLE_TABLE, RUNS_PER_COPY, setRow, TABLE_TYPES, wellFormed, type ColumnValues } from './columns.js';
 import { CycleDataError, isDataError } from './unwritable.js';
 
 /** DuckDB's vector size: the most rows one data chunk holds. */
@@ -36,8 +36,8 @@ export interface CycleFiles {
 
 /**
  * Turns a cycle's spans into one zstd Parquet file per tenant-day with DuckDB: the spans appended
- * column-wise (data chunks) to a temporary table, one tenant-day after another, then one COPY per
- * tenant-day into a scratch folder. The folder is scratch only (each cycle's is removed once its
+ * column-wise (data chunks) to a temporary table, one tenant-day after another, then partitioned
+ * COPYs of up to RUNS_PER_COPY tenant-days each into a scratch folder. The folder is scratch only (each cycle's is removed once its
  * objects are uploaded or the attempt failed); losing it loses nothing committed, because nothing
  * is committed before the upload.
  */
@@ -89,15 +89,22 @@ export class ParquetWriter {
         await connection.run(CREATE_CYCLE_TABLE);
         await appendRuns(connection, runs);
         const files: TenantDayFile[] = [];
-        let row = 0;
-        for (const { tenantId, day, items } of runs) {
-          const file = partFile(out, tenantId, day);
-          const copied = await connection.runAndReadAll(copyTenantDaySql(file, tenantId, partition, { first: row, last: row + items.length - 1 }));
-          const count = Number(copied.getRows()[0]?.[0] ?? -1);
-          // Every span of the tenant-day, or the cycle is not written (never uploaded short).
-          if (count !== items.length) throw new Error(`DuckDB wrote ${count} rows for tenant ${tenantId} day ${day}, not its ${items.length} spans`);
-          files.push({ tenantId, day, file, spans: count, first: { offset: items[0]!.offset, index: items[0]!.index } });
-          row += count;
+        for (let first = 0; first < runs.length; first += RUNS_PER_COPY) {
+          const group = runs.slice(first, first + RUNS_PER_COPY);
+          const copied = await connection.runAndReadAll(copyRunsSql(path.join(out, `runs-${first}`), group.map((r) => r.tenantId), first, partition));
+          const written = new Map<number, { file: string; count: number }>();
+          for (const row of copied.getRowObjectsJS()) {
+            const key = (row.partition_keys as Array<{ key: string; value: string }> | null)?.find((k) => k.key === 'run')?.value;
+            written.set(Number(key), { file: String(row.filename), count: Number(row.count) });
+          }
+          for (const [k, { tenantId, day, items }] of group.entries()) {
+            const file = written.get(first + k);
+            // Every span of the tenant-day, in one file, or the cycle is not written (never uploaded short).
+            if (file === undefined || file.count !== items.length || written.size !== group.length) {
+              throw new Error(`DuckDB wrote ${file?.count ?? 0} rows for tenant ${tenantId} day ${day} (${written.size} files for ${group.length} tenant-days), not its ${items.length} spans in one file`);
+            }
+            files.push({ tenantId, day, file: file.file, spans: file.count, first: { offset: items[0]!.offset, index: items[0]!.index } });
+          }
         }
         await connection.run(`DROP TABLE ${CYCLE_TABLE}`);
         return { dir, files };
@@ -143,12 +150,12 @@ function tenantDayRuns(tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<Deco
 
 /**
  * Appends the runs to the cycle's table in order, column-wise in data chunks of CHUNK_ROWS rows:
- * row ids follow the order of the runs, so tenant-day k is the rows after those of runs 0..k-1.
+ * every row carries its run's number, which the COPYs partition the files by.
  */
 async function appendRuns(connection: DuckDBConnection, runs: readonly TenantDayRun[]): Promise<void> {
   const appender = await connection.createAppender(CYCLE_TABLE, 'main', 'temp');
   const chunk = DuckDBDataChunk.create(TABLE_TYPES);
-  const columns: ColumnValues[] = TABLE_TYPES.map(() => new Array<string | number | bigint | null>(CHUNK_ROWS));
+  const columns: ColumnValues[] = TABLE_TYPES.map(() => new Array<string | number | bigint | DuckDBDecimalValue | null>(CHUNK_ROWS));
   const json = (value: unknown): string => wellFormed(JSON.stringify(value));
   // OTLP spans of one resource share its attributes object: its JSON is made once per run of them.
   let lastResource: unknown;
@@ -169,9 +176,9 @@ async function appendRuns(connection: DuckDBConnection, runs: readonly TenantDay
     n = 0;
   };
   try {
-    for (const run of runs) {
+    for (const [r, run] of runs.entries()) {
       for (const item of run.items) {
-        setRow(columns, n, item, json, resourceJson);
+        setRow(columns, n, r, item, json, resourceJson);
         n += 1;
         if (n === CHUNK_ROWS) append();
       }

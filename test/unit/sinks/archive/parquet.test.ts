@@ -46,6 +46,12 @@ describe('the archive Parquet writer', () => {
     expect(JSON.parse(String(rows[0]!.attributes))).toEqual({ ...attributes, s: 'x\ufffdy' });
     const compression = (await c.runAndReadAll(`SELECT DISTINCT compression FROM parquet_metadata('${file}')`)).getRowObjectsJson();
     expect(compression).toEqual([{ compression: 'ZSTD' }]);
+    // The file's own types, as any reader sees them: JSON text, exact times, no `run` column.
+    const schema = (await c.runAndReadAll(`SELECT name, logical_type FROM parquet_schema('${file}') WHERE name IN ('attributes', 'start_time_unix_nano', 'run')`)).getRowObjectsJson();
+    expect(schema.map((r) => [r.name, String(r.logical_type)])).toEqual([
+      ['start_time_unix_nano', expect.stringContaining('DecimalType(scale=0, precision=20)')],
+      ['attributes', expect.stringContaining('JsonType')],
+    ]);
     const b = (await c.runAndReadAll(`SELECT scope_name, scope_version, events, trace_state FROM read_parquet('${cycle.files[2]!.file}')`)).getRowObjectsJson();
     expect(b).toEqual([{ scope_name: 'lib', scope_version: '1.2', events: '[{"timeUnixNano":"5","name":"e"}]', trace_state: 'k=v' }]);
     c.closeSync();
@@ -55,7 +61,7 @@ describe('the archive Parquet writer', () => {
     expect(fs.existsSync(writer.dir)).toBe(false);
   });
 
-  it('writes a cycle of 1,200 tenant-days within a small DuckDB memory limit (a partitioned COPY ran out of memory there)', async () => {
+  it('writes a cycle of 1,200 tenant-days within a small DuckDB memory limit (one partitioned COPY of all of them ran out of memory there)', async () => {
     const writer = new ParquetWriter(root, '64MB');
     await writer.start();
     const tenants = new Map<string, FlushItem<DecodedSpan>[]>();

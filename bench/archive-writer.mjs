@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// The archive's Parquet writer alone (no broker, no S3): cycles of decoded JSON spans of many
+// tenants written by ParquetWriter into zstd Parquet files, CPU per span split into the main
+// thread (row building, DuckDB's appender) and the rest (DuckDB's COPY on libuv's pool, V8's
+// helpers), from /proc/self/task. Rounds alternate between builds when --dist names several.
+//
+//   npm run build && node bench/archive-writer.mjs [--spans 50000] [--tenants 20] [--rounds 5] [--dist DIR[,DIR…]]
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT, parseArgs } from './lib.mjs';
+
+const args = parseArgs(process.argv.slice(2));
+const N = Number(args.spans ?? 50_000);
+const TENANTS = Number(args.tenants ?? 20);
+const ROUNDS = Number(args.rounds ?? 5);
+const dists = String(args.dist ?? path.join(ROOT, 'dist')).split(',').map((d) => path.resolve(d));
+
+function threadSeconds() {
+  const out = { main: 0, other: 0 };
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    try {
+      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[tid === String(process.pid) ? 'main' : 'other'] += (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+const builds = [];
+for (const dist of dists) {
+  const { SpanDecoder } = await import(path.join(dist, 'model/decode.js'));
+  const { generateSpan, tenantIdFor } = await import(path.join(dist, 'model/generate.js'));
+  const { ParquetWriter } = await import(path.join(dist, 'sinks/archive/parquet-writer.js'));
+  const decoder = new SpanDecoder(1_000_000, { encoding: 'auto' });
+  const tenants = new Map();
+  for (let i = 0; i < N; i++) {
+    const d = decoder.decode({ value: Buffer.from(JSON.stringify(generateSpan(tenantIdFor(i % TENANTS), i))), headers: {} });
+    if (!d.ok) throw d.error;
+    for (const [index, item] of d.items.entries()) {
+      const list = tenants.get(item.tenantId) ?? [];
+      list.push({ offset: BigInt(i), index, value: item.value });
+      tenants.set(item.tenantId, list);
+    }
+  }
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'archive-writer-bench-'));
+  const writer = new ParquetWriter(scratch, '1GB');
+  await writer.start();
+  builds.push({ dist, tenants, writer, scratch, main: [], other: [], bytes: 0 });
+}
+
+for (let round = 0; round < ROUNDS; round++) {
+  for (const b of builds) {
+    const t0 = threadSeconds();
+    const files = await b.writer.write(0, b.tenants);
+    const t1 = threadSeconds();
+    b.bytes = files.files.reduce((n, f) => n + fs.statSync(f.file).size, 0);
+    await b.writer.discard(files);
+    b.main.push(((t1.main - t0.main) * 1e6) / N);
+    b.other.push(((t1.other - t0.other) * 1e6) / N);
+  }
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+console.log(`archive writer: ${N} JSON spans of ${TENANTS} tenants per cycle, ${ROUNDS} rounds, CPU µs per span (median; all rounds)`);
+for (const b of builds) {
+  console.log(`${b.dist}: main ${median(b.main).toFixed(2)} [${b.main.map((x) => x.toFixed(1)).join(' ')}], other threads ${median(b.other).toFixed(2)} [${b.other.map((x) => x.toFixed(1)).join(' ')}], ${(b.bytes / N).toFixed(1)} bytes per span`);
+  await b.writer.close();
+  fs.rmSync(b.scratch, { recursive: true, force: true });
+}
