@@ -4,7 +4,10 @@
 // thread (row building, DuckDB's appender) and the rest (DuckDB's COPY on libuv's pool, V8's
 // helpers), from /proc/self/task. Rounds alternate between builds when --dist names several.
 //
-//   npm run build && node bench/archive-writer.mjs [--spans 50000] [--tenants 20] [--rounds 5] [--dist DIR[,DIR…]]
+// --cycles: cycles per round (one measurement), so that small cycles (a worker's default, ~14K
+// spans) still give enough CPU ticks to measure.
+//
+//   npm run build && node bench/archive-writer.mjs [--spans 50000] [--tenants 20] [--cycles 1] [--rounds 5] [--dist DIR[,DIR…]]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +17,7 @@ const args = parseArgs(process.argv.slice(2));
 const N = Number(args.spans ?? 50_000);
 const TENANTS = Number(args.tenants ?? 20);
 const ROUNDS = Number(args.rounds ?? 5);
+const CYCLES = Number(args.cycles ?? 1);
 const dists = String(args.dist ?? path.join(ROOT, 'dist')).split(',').map((d) => path.resolve(d));
 
 function threadSeconds() {
@@ -54,17 +58,23 @@ for (const dist of dists) {
 
 for (let round = 0; round < ROUNDS; round++) {
   for (const b of builds) {
-    const t0 = threadSeconds();
-    const files = await b.writer.write(0, b.tenants);
-    const t1 = threadSeconds();
-    b.bytes = files.files.reduce((n, f) => n + fs.statSync(f.file).size, 0);
-    await b.writer.discard(files);
-    b.main.push(((t1.main - t0.main) * 1e6) / N);
-    b.other.push(((t1.other - t0.other) * 1e6) / N);
+    let main = 0;
+    let other = 0;
+    for (let c = 0; c < CYCLES; c++) {
+      const t0 = threadSeconds();
+      const files = await b.writer.write(0, b.tenants);
+      const t1 = threadSeconds();
+      main += t1.main - t0.main;
+      other += t1.other - t0.other;
+      b.bytes = files.files.reduce((n, f) => n + fs.statSync(f.file).size, 0);
+      await b.writer.discard(files);
+    }
+    b.main.push((main * 1e6) / (N * CYCLES));
+    b.other.push((other * 1e6) / (N * CYCLES));
   }
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-console.log(`archive writer: ${N} JSON spans of ${TENANTS} tenants per cycle, ${ROUNDS} rounds, CPU µs per span (median; all rounds)`);
+console.log(`archive writer: ${N} JSON spans of ${TENANTS} tenants per cycle, ${CYCLES} cycles per round, ${ROUNDS} rounds, CPU µs per span (median; all rounds)`);
 for (const b of builds) {
   console.log(`${b.dist}: main ${median(b.main).toFixed(2)} [${b.main.map((x) => x.toFixed(1)).join(' ')}], other threads ${median(b.other).toFixed(2)} [${b.other.map((x) => x.toFixed(1)).join(' ')}], ${(b.bytes / N).toFixed(1)} bytes per span`);
   await b.writer.close();

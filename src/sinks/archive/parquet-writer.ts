@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBDataChunk, DuckDBInstance, type DuckDBConnection, type DuckDBDecimalValue } from '@duckdb/node-api';
+import { DuckDBDataChunk, DuckDBInstance, type DuckDBConnection, type DuckDBDecimalValue, type DuckDBResultReader } from '@duckdb/node-api';
 import type { DecodedSpan } from '../../model/decode.js';
 import { RetriableError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
@@ -92,11 +92,7 @@ export class ParquetWriter {
         for (let first = 0; first < runs.length; first += RUNS_PER_COPY) {
           const group = runs.slice(first, first + RUNS_PER_COPY);
           const copied = await connection.runAndReadAll(copyRunsSql(path.join(out, `runs-${first}`), group.map((r) => r.tenantId), first, partition));
-          const written = new Map<number, { file: string; count: number }>();
-          for (const row of copied.getRowObjectsJS()) {
-            const key = (row.partition_keys as Array<{ key: string; value: string }> | null)?.find((k) => k.key === 'run')?.value;
-            written.set(Number(key), { file: String(row.filename), count: Number(row.count) });
-          }
+          const written = writtenFiles(copied);
           for (const [k, { tenantId, day, items }] of group.entries()) {
             const file = written.get(first + k);
             // Every span of the tenant-day, in one file, or the cycle is not written (never uploaded short).
@@ -187,6 +183,25 @@ async function appendRuns(connection: DuckDBConnection, runs: readonly TenantDay
   } finally {
     appender.closeSync(); // flushes
   }
+}
+
+/**
+ * The files a partitioned COPY reports (RETURN_STATS: a row per file), by run number (its
+ * `run=<n>` folder). Only the name and the row count are read: converting every row to JS would
+ * also convert each file's per-column statistics, a map per column, on the main thread.
+ */
+function writtenFiles(copied: DuckDBResultReader): Map<number, { file: string; count: number }> {
+  const names = copied.columnNames();
+  const filename = names.indexOf('filename');
+  const count = names.indexOf('count');
+  const files = new Map<number, { file: string; count: number }>();
+  for (let row = 0; row < copied.currentRowCount; row += 1) {
+    const file = String(copied.value(filename, row));
+    const run = /[/\\]run=(\d+)[/\\][^/\\]*$/.exec(file)?.[1];
+    if (run === undefined) throw new Error(`DuckDB reported a file outside any run folder: ${file}`);
+    files.set(Number(run), { file, count: Number(copied.value(count, row)) });
+  }
+  return files;
 }
 
 function alive(pid: number): boolean {
