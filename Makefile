@@ -29,16 +29,18 @@ install: $(NODE_DEPS) ## install dependencies (npm ci) and build, on Node 24 (fe
 build: $(NODE_DEPS) ## compile TypeScript to dist/
 	npm run build
 
-test: install ## the whole suite: unit tests, then integration tests on a real Kafka broker (started if needed)
-	@mkdir -p .cache; rm -f .cache/vitest.json
-	npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest.json; status=$$?; \
-	  node scripts/test-summary.mjs .cache/vitest.json; exit $$status
+test: install ## the whole suite: unit tests, then integration tests on a real Kafka broker (started if needed), one file at a time
+	@mkdir -p .cache; rm -f .cache/vitest-unit.json .cache/vitest-integration.json
+	npx vitest run --project unit --reporter=default --reporter=json --outputFile.json=.cache/vitest-unit.json; unit=$$?; \
+	  npx vitest run --project integration --no-file-parallelism --reporter=default --reporter=json --outputFile.json=.cache/vitest-integration.json; integration=$$?; \
+	  node scripts/test-summary.mjs .cache/vitest-unit.json .cache/vitest-integration.json; \
+	  [ $$unit -eq 0 ] && [ $$integration -eq 0 ]
 
 test-unit: install ## unit tests only (no broker)
 	npx vitest run --project unit
 
-test-integration: install ## integration tests only
-	npx vitest run --project integration
+test-integration: install ## integration tests only, one file at a time
+	npx vitest run --project integration --no-file-parallelism
 
 kafka-up: ## start a local single-node KRaft Kafka broker on 127.0.0.1:$${KAFKA_PORT:-9092} (no Docker)
 	bash scripts/kafka.sh up

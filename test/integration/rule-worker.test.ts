@@ -319,14 +319,21 @@ describe.each(kafkaClientsUnderTest())('rule worker on %s', (client) => {
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        peakRss = Math.max(peakRss, metricValue(await metrics(w), RSS));
+        try {
+          peakRss = Math.max(peakRss, metricValue(await metrics(w), RSS));
+        } catch {
+          // The worker is gone (a failure below, or its cleanup): the test fails there, not here.
+        }
         await sleep(250);
       }
     })();
-    await produceSpans(s.spansTopic, spansInTimeOrder([...many, long]), 2000);
-    await waitForCommitted(kafka, s.group, s.spansTopic, 150_000);
-    sampling = false;
-    await sampler;
+    try {
+      await produceSpans(s.spansTopic, spansInTimeOrder([...many, long]), 2000);
+      await waitForCommitted(kafka, s.group, s.spansTopic, 150_000);
+    } finally {
+      sampling = false;
+      await sampler;
+    }
     const signals = distinctById(await readSignals(s.signalsTopic));
     expect(signals.size).toBe(expectedSignals([...many, long]).size);
     const longSignal = [...signals.values()].find((x) => x.traceId === long.traceId);
