@@ -117,7 +117,11 @@ wait_node() {
   # Just launched: its subshell may not have exec'd java yet (running_pid looks for java's command
   # line), so the pid file's process counts; wait_ready reports it if it exits.
   [[ -n "$pid" ]] || { [[ -f "$PID_FILE" ]] && pid="$(tr -dc '0-9' <"$PID_FILE")"; }
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || die "node $NODE is not running"
+  if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
+    # Say why: the JVM's own last words (a port taken, storage, memory) are in its log.
+    [[ -f "$LOG_FILE" ]] && { say "node $NODE's last log lines ($LOG_FILE):"; tail -n 15 "$LOG_FILE" >&2; }
+    die "node $NODE is not running"
+  fi
   wait_ready "$pid"
 }
 

@@ -71,7 +71,8 @@ export class KafkaCluster {
       } catch (err) {
         lastError = err;
         await cluster.run('down').catch(() => {});
-        if (!/in use/.test(String(err))) break;
+        // A port taken by someone else (found before launch, or by a node that then died).
+        if (!/in use|is not running/.test(String(err))) break;
       }
     }
     stopKafkaWatchdog(watchdog);
@@ -263,15 +264,31 @@ export class SpanLogCounter {
   }
 }
 
-/** `count` consecutive loopback ports that were free a moment ago, starting at an even port. */
+/**
+ * `count` consecutive loopback ports that were free a moment ago, starting at an even port, below
+ * the kernel's ephemeral range: a port inside it can be handed to any outgoing connection (the
+ * nodes' own, to each other's controllers) between this check and a node's bind.
+ */
 async function freePortRun(count: number): Promise<number> {
+  const ephemeralLow = ephemeralPortLow();
+  const span = Math.max(1_000, ephemeralLow - count - 20_000);
   for (let attempt = 0; attempt < 50; attempt += 1) {
-    const base = 20_000 + 2 * Math.floor(Math.random() * 15_000);
+    const base = 20_000 + 2 * Math.floor(Math.random() * (span / 2));
     let free = true;
     for (let port = base; port < base + count && free; port += 1) free = await portFree(port);
     if (free) return base;
   }
   throw new Error(`no ${count} consecutive free loopback ports found`);
+}
+
+/** The first port of the kernel's ephemeral range (Linux's default 32768 where it cannot be read). */
+function ephemeralPortLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 21_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
 }
 
 function portFree(port: number): Promise<boolean> {
