@@ -24,6 +24,7 @@ import type { KafkaAdmin, KafkaFacade } from '../../src/kafka/facade.js';
 import { expectEachSignalOnceInBothStores, SignalLoad, stopTigerBeetle, tigerBeetle, tigerBeetleEnv } from '../support/cluster-signals.js';
 import { signalSetup } from '../support/signal-topics.js';
 import { tigerBeetleSkipReason } from '../support/tigerbeetle.js';
+import { BoundedSteps } from '../support/bounded-steps.js';
 import { CLI, ROOT, createSpanTopics, kafkaClientsUnderTest, kafkaFacade, createTopic, killWorkers, readSpanLog, sleep, tempDir, uniqueName, waitForCommitted, WorkerProcess } from '../support/harness.js';
 
 const run = promisify(execFile);
@@ -67,7 +68,10 @@ const killLeader: BrokerEvent = async (topic, busiest) => {
   const t0 = Date.now();
   await cluster.kill(victim);
   // The controller fences the dead broker after broker.session.timeout.ms and moves leadership.
-  while ((await leaders(admin, topic)).get(partition) === victim) await sleep(200);
+  while ((await leaders(admin, topic)).get(partition) === victim) {
+    if (Date.now() - t0 > 120_000) throw new Error(`partition ${partition} still led by the killed broker ${victim} after 120 s`);
+    await sleep(200);
+  }
   const moved = Date.now() - t0;
   await cluster.start(victim);
   const started = Date.now() - t0;
@@ -88,6 +92,19 @@ const rollingRestart: BrokerEvent = async (topic) => {
   }
   return steps;
 };
+
+/** Bounds of the broker events as steps (see BoundedSteps): the leadership move (≤ 120 s), a restart (≤ 120 s), the replicas' catch-up (≤ 90 s each). */
+const KILL_LEADER_BOUND_MS = 330_000;
+const ROLLING_RESTART_BOUND_MS = 3 * 240_000;
+const PUT_RULES_BOUND_MS = 60_000;
+/**
+ * Each scenario's waits are steps with their own bounds (BoundedSteps), so a wait that hangs fails
+ * with its name, the steps before it and the workers' last lines. The tests' own timeouts are only
+ * a backstop above the sum of a scenario's bounds (up to ~22 min with a kill, ~28 with a rolling restart);
+ * a passing scenario takes 40-90 s here.
+ */
+const KILL_LEADER_TEST_MS = 24 * 60_000;
+const ROLLING_RESTART_TEST_MS = 32 * 60_000;
 
 const ms = (n: number) => `${(n / 1000).toFixed(1)} s`;
 
@@ -276,22 +293,23 @@ async function spanScenario(client: string, event: BrokerEvent, what: string): P
   expect(meta.topics[0]!.partitions.map((p) => p.replicas.length)).toEqual(Array(PARTITIONS).fill(3));
   const group = [new WorkerProcess('spans', { ...s.env, WORKER_ID: 'span-one' }), new WorkerProcess('spans', { ...s.env, WORKER_ID: 'span-two' })];
   workers.push(...group);
-  await waitForSplit(group);
+  const steps = new BoundedSteps(`${what} (${client})`, () => group);
+  await steps.run('workers split the partitions', SPLIT_TIMEOUT_MS + 5_000, () => waitForSplit(group));
 
   const load = new SpanLoad(s.topic);
   const stored = new SpanLogCounter(s.dir);
   const watch = new StallWatch(async () => ({ done: stored.count(), available: new Map(load.acked) }));
-  await load.reach(8_000);
+  await steps.run('8,000 spans acknowledged', 95_000, () => load.reach(8_000));
   const from = Date.now();
-  const steps = await event(s.topic, () => load.busiest());
+  const happened = await steps.run('the broker event', event === killLeader ? KILL_LEADER_BOUND_MS : ROLLING_RESTART_BOUND_MS, () => event(s.topic, () => load.busiest()));
   const to = Date.now();
   await sleep(3_000);
-  const expected = await load.stop();
-  await expectNoLag(s.group, s.topic);
+  const expected = await steps.run('the load stops', 120_000, () => load.stop());
+  await steps.run('lag 0', 125_000, () => expectNoLag(s.group, s.topic));
   await watch.stop();
-  report(`${what} (${client}, ${expected.size} spans)`, steps, watch, [from, to]);
-  await expectExactlyOnce(s.topic, s.dir, expected);
-  await expectWorkersSurvivedAndStop(group);
+  report(`${what} (${client}, ${expected.size} spans)`, happened, watch, [from, to]);
+  await steps.run('each span once in the span log', 60_000, () => expectExactlyOnce(s.topic, s.dir, expected));
+  await steps.run('the workers stop', 60_000, () => expectWorkersSurvivedAndStop(group));
 }
 
 const RULE_TENANTS = (base: number): CorpusTenant[] => [
@@ -305,7 +323,7 @@ async function readSignals(topic: string): Promise<Signal[]> {
 
 /** `spanledger rules put`, once: on a fresh cluster it waits (bounded) for the rules topic it creates to be known to every broker it asks (whileTopicIsNew in src/kafka/topics.ts). */
 async function putRules(tenantId: string, file: string, env: Record<string, string>): Promise<void> {
-  await run(process.execPath, [CLI, 'rules', 'put', '--tenant', tenantId, '--file', file], { cwd: ROOT, env: { ...process.env, ...env } });
+  await run(process.execPath, [CLI, 'rules', 'put', '--tenant', tenantId, '--file', file], { cwd: ROOT, env: { ...process.env, ...env }, timeout: PUT_RULES_BOUND_MS, killSignal: 'SIGKILL' });
 }
 
 /** Like produceCorpus (keyed by trace id, paced by event time, acks=all), but one send per partition (see sendToOnePartition). */
@@ -411,17 +429,18 @@ async function ruleScenario(client: string, event: BrokerEvent, what: string): P
     BATCH_MAX_AGE_MS: '100',
     BATCH_MAX_RECORDS: '200',
   };
+  const group2: WorkerProcess[] = [];
+  const steps = new BoundedSteps(`${what} (${client})`, () => group2);
   const tenants = RULE_TENANTS(Date.now() % 2 ** 40);
   for (const [tenant, rules] of [[tenants[0]!, RULES_A], [tenants[1]!, RULES_B]] as const) {
     const file = path.join(quarantine, `rules-${tenant.rules}.yaml`);
     fs.writeFileSync(file, rules);
-    await putRules(tenant.tenantId, file, env);
+    await steps.run(`rules put (${tenant.rules})`, PUT_RULES_BOUND_MS + 5_000, () => putRules(tenant.tenantId, file, env));
   }
-  const group2 = [new WorkerProcess('rules', { ...env, WORKER_ID: 'rules-one' }), new WorkerProcess('rules', { ...env, WORKER_ID: 'rules-two' })];
+  // Started after the rules are on their topic (the workers read it at start).
+  group2.push(new WorkerProcess('rules', { ...env, WORKER_ID: 'rules-one' }), new WorkerProcess('rules', { ...env, WORKER_ID: 'rules-two' }));
   workers.push(...group2);
-  await waitForSplit(group2);
-  const t0 = Date.now();
-  const progress = (what: string) => console.log(`[cluster] rules (${client}): ${what} at ${ms(Date.now() - t0)}`);
+  await steps.run('workers split the partitions', SPLIT_TIMEOUT_MS + 5_000, () => waitForSplit(group2));
 
   // About 30 s of traces in real time (paced by event time), ~12 spans each, many open at once.
   const traces = corpus({ tenants, traces: 1500, fillerSpans: 6, startMs: Date.now() + 1_000, traceGapMs: 20, spanGapMs: 60, seed: spansTopic });
@@ -429,28 +448,30 @@ async function ruleScenario(client: string, event: BrokerEvent, what: string): P
   const expected = expectedSignals(traces);
   let sent = 0;
   const producing = producePacedByPartition(spansTopic, spans, (n) => (sent = n));
+  producing.catch(() => {}); // awaited below; a failure before then must not go unhandled
   const ends = new Map<number, number>();
   const { watch, stop } = await lagWatch(group, spansTopic, ends);
-  while (sent < spans.length / 3) await sleep(100);
+  await steps.run('a third of the spans produced', 90_000, async () => {
+    while (sent < spans.length / 3) await Promise.race([sleep(100), producing]);
+  });
   const from = Date.now();
-  const steps = await event(spansTopic, () => [...ends].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 0);
+  const happened = await steps.run('the broker event', event === killLeader ? KILL_LEADER_BOUND_MS : ROLLING_RESTART_BOUND_MS, () =>
+    event(spansTopic, () => [...ends].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 0),
+  );
   const to = Date.now();
-  progress('broker event over');
-  await producing;
-  await advanceEventTime(spansTopic, spans.at(-1)!.timestamp + RULE_IDLE_MS + 1);
-  progress('all spans produced');
-  await expectNoLag(group, spansTopic);
-  progress('lag 0');
+  await steps.run(`the rest of the spans produced (${sent} of ${spans.length} when the event ended)`, 180_000, () => producing);
+  await steps.run('event time advanced past the last traces', 60_000, () => advanceEventTime(spansTopic, spans.at(-1)!.timestamp + RULE_IDLE_MS + 1));
+  await steps.run('lag 0', 125_000, () => expectNoLag(group, spansTopic));
   await stop();
-  report(`${what} (${client}, rule workers, ${spans.length} spans, ${expected.size} expected signals; committed offsets wait for open traces, which close only when the last spans pass, so the stalls below span the run)`, steps, watch, [from, to]);
-  const inTopic = (await readDeadLetters(facade, spansTopic)).length;
-  const closures = await traceClosures(group2);
+  report(`${what} (${client}, rule workers, ${spans.length} spans, ${expected.size} expected signals; committed offsets wait for open traces, which close only when the last spans pass, so the stalls below span the run)`, happened, watch, [from, to]);
+  const inTopic = (await steps.run('the spans topic read back', 60_000, () => readDeadLetters(facade, spansTopic))).length;
+  const closures = await steps.run('trace closures from /metrics', 30_000, () => traceClosures(group2));
   console.log(`[cluster] spans topic holds ${inTopic} records of ${spans.length} produced; traces: ${[...closures].map(([k, v]) => `${k} ${v}`).join(', ')}`);
   expect(inTopic, 'every produced span is in the spans topic').toBe(spans.length + PARTITIONS);
   // A late span is one whose trace had closed already: a trace split by the outage (see TRACE_IDLE_MS).
   expect(closures.get('not evaluated late') ?? 0, 'late spans').toBe(0);
 
-  const signals = await readSignals(signalsTopic);
+  const signals = await steps.run('the signals topic read back', 60_000, () => readSignals(signalsTopic));
   const byId = new Map<string, Signal>();
   for (const x of signals) {
     // A signal published again after a retry is the same signal (same id, same content).
@@ -461,7 +482,7 @@ async function ruleScenario(client: string, event: BrokerEvent, what: string): P
   expect(keys.length, 'one signal id per violation').toBe(new Set(keys).size);
   expect(new Set(keys)).toEqual(expected);
   console.log(`[cluster] ${signals.length - byId.size} repeated copies of ${byId.size} signals on the signals topic`);
-  await expectWorkersSurvivedAndStop(group2);
+  await steps.run('the workers stop', 60_000, () => expectWorkersSurvivedAndStop(group2));
 }
 
 async function signalScenario(client: string, event: BrokerEvent, what: string): Promise<void> {
@@ -470,20 +491,21 @@ async function signalScenario(client: string, event: BrokerEvent, what: string):
   dirs.push(s.duckdbDir);
   const group = [new WorkerProcess('signals', { ...s.env, WORKER_ID: 'signals-one' }), new WorkerProcess('signals', { ...s.env, WORKER_ID: 'signals-two' })];
   workers.push(...group);
-  await waitForSplit(group);
+  const steps = new BoundedSteps(`${what} (${client})`, () => group);
+  await steps.run('workers split the partitions', SPLIT_TIMEOUT_MS + 5_000, () => waitForSplit(group));
   // ~15 s of signals at 1,000/s (longer with the outage): the leader dies a third of the way in.
   const load = new SignalLoad(kafka, s.topic, { total: 15_000, tenants: 8, partitions: PARTITIONS, perTick: 200 }, sendToOnePartition);
   const { watch, stop } = await lagWatch(s.group, s.topic, new Map());
-  await load.reach(5_000);
+  await steps.run('5,000 signals acknowledged', 95_000, () => load.reach(5_000));
   const from = Date.now();
-  const steps = await event(s.topic, () => load.busiest());
+  const happened = await steps.run('the broker event', event === killLeader ? KILL_LEADER_BOUND_MS : ROLLING_RESTART_BOUND_MS, () => event(s.topic, () => load.busiest()));
   const to = Date.now();
-  await load.done;
-  await expectNoLag(s.group, s.topic);
+  await steps.run('the rest of the signals produced', 180_000, () => load.done);
+  await steps.run('lag 0', 125_000, () => expectNoLag(s.group, s.topic));
   await stop();
-  report(`${what} (${client}, signal workers, ${load.acknowledged.length} signals)`, steps, watch, [from, to]);
-  await expectWorkersSurvivedAndStop(group);
-  console.log(`[cluster] ${await expectEachSignalOnceInBothStores(tb, s.duckdbDir, s.env, load.acknowledged, load.tenantIds)}`);
+  report(`${what} (${client}, signal workers, ${load.acknowledged.length} signals)`, happened, watch, [from, to]);
+  await steps.run('the workers stop', 60_000, () => expectWorkersSurvivedAndStop(group));
+  console.log(`[cluster] ${await steps.run('each signal once in both stores', 120_000, () => expectEachSignalOnceInBothStores(tb, s.duckdbDir, s.env, load.acknowledged, load.tenantIds))}`);
 }
 
 describe.skipIf(skipReason !== null)('workers on a 3-broker KRaft cluster (RF 3, min ISR 2, acks=all)', () => {
@@ -516,30 +538,27 @@ describe.skipIf(skipReason !== null)('workers on a 3-broker KRaft cluster (RF 3,
   describe.each(CLIENTS)('workers on %s', (client) => {
     it('spans: kill -9 of the busiest partition leader mid-stream and its restart: each span stored once, lag 0, no worker exit', async () => {
       await spanScenario(client, killLeader, 'spans, kill -9 of a leader');
-    }, 180_000 + SPLIT_TIMEOUT_MS);
+    }, KILL_LEADER_TEST_MS);
 
-    // Three broker restarts, each waiting for the replicas to be back in sync (~40 s each on a
-    // loaded 2-core machine): more than the suite's default 180 s.
     it('spans: a rolling restart of all three brokers under load: each span stored once, lag 0, no worker exit', async () => {
       await spanScenario(client, rollingRestart, 'spans, rolling restart');
-    }, 360_000 + SPLIT_TIMEOUT_MS);
+    }, ROLLING_RESTART_TEST_MS);
 
     it('rules: kill -9 of the busiest partition leader mid-stream and its restart: each expected violation signalled once, lag 0, no worker exit', async () => {
       await ruleScenario(client, killLeader, 'rules, kill -9 of a leader');
-      // ~30 s of spans, the outage, TRACE_IDLE_MS (25 s) for the last traces: more than the suite's 180 s on a slow run.
-    }, 300_000 + SPLIT_TIMEOUT_MS);
+    }, KILL_LEADER_TEST_MS);
 
     // The traces' ~30 s of spans end during the restarts; lag 0 comes after the last broker is back.
     it('rules: a rolling restart of all three brokers under load: each expected violation signalled once, lag 0, no worker exit', async () => {
       await ruleScenario(client, rollingRestart, 'rules, rolling restart');
-    }, 420_000 + SPLIT_TIMEOUT_MS);
+    }, ROLLING_RESTART_TEST_MS);
 
     it.skipIf(tbSkipReason !== null)('signals: kill -9 of the busiest partition leader mid-stream and its restart: every signal stored once in TigerBeetle and DuckDB, lag 0, no worker exit', async () => {
       await signalScenario(client, killLeader, 'signals, kill -9 of a leader');
-    }, 180_000 + SPLIT_TIMEOUT_MS);
+    }, KILL_LEADER_TEST_MS);
 
     it.skipIf(tbSkipReason !== null)('signals: a rolling restart of all three brokers under load: every signal stored once in TigerBeetle and DuckDB, lag 0, no worker exit', async () => {
       await signalScenario(client, rollingRestart, 'signals, rolling restart');
-    }, 360_000 + SPLIT_TIMEOUT_MS);
+    }, ROLLING_RESTART_TEST_MS);
   });
 });
