@@ -15,19 +15,18 @@
  *
  * Times are DECIMAL(20,0): exact for every schema-valid time (up to 20 digits, past BIGINT).
  */
-import { BIGINT, DECIMAL, DuckDBDecimalValue, DuckDBVarCharType, INTEGER, TINYINT, VARCHAR, type DuckDBType } from '@duckdb/node-api';
+import { BIGINT, DECIMAL, DuckDBVarCharType, INTEGER, TINYINT, VARCHAR, type DuckDBType } from '@duckdb/node-api';
 import { InvariantError } from '../../errors.js';
 import type { DecodedSpan } from '../../model/decode.js';
 import type { FlushItem } from '../types.js';
 
 /**
  * The columns in file order: name, type in the Parquet file, and type in the cycle's table (what
- * the appender fills; the COPY casts where the two differ), or `null` for the two columns that
- * are the same for every row of a file (tenant, partition), which the COPY writes as constants
- * instead of the appender handing DuckDB a value per row. The table's types are the file's, so
- * the COPY casts nothing: times are appended as DECIMAL(20,0) values (exact for 20 digits; a cast
- * from text cost ~100 µs per span), JSON columns as JSON.stringify's text into JSON-typed columns
- * (Parquet's JSON logical type; a cast to JSON would parse every value again to validate it).
+ * each span's line fills; the COPY casts where the two differ), or `null` for the two columns
+ * that are the same for every row of a file (tenant, partition), which the COPY writes as
+ * constants instead of a value per row. The table's types are the file's, so the COPY casts
+ * nothing: times are DECIMAL(20,0) (exact for 20 digits), JSON columns hold the line's own JSON
+ * text (Parquet's JSON logical type; read_json keeps a JSON-typed value's text as it is).
  */
 const JSON_TEXT = DuckDBVarCharType.create('JSON');
 const TIME = DECIMAL(20, 0);
@@ -58,44 +57,69 @@ export const ARCHIVE_COLUMNS: ReadonlyArray<readonly [name: string, file: string
 
 /**
  * The cycle table's columns: `run` (the row's tenant-day, numbered in the cycle: what a COPY
- * partitions its files by, never written into them), then those the appender fills, in file order.
+ * partitions its files by, never written into them), then those a span's line fills, in file order.
  */
 const TABLE_COLUMNS: ReadonlyArray<readonly [string, string, DuckDBType]> = [['run', 'INTEGER', INTEGER], ...ARCHIVE_COLUMNS.filter((c): c is readonly [string, string, DuckDBType] => c[2] !== null)];
-export const TABLE_TYPES: readonly DuckDBType[] = TABLE_COLUMNS.map(([, , type]) => type);
-
 const EMPTY = Object.freeze({});
 
-/** A column of one data chunk, filled by setRow. */
-export type ColumnValues = Array<string | number | bigint | DuckDBDecimalValue | null>;
+/**
+ * The cycle table's columns as keys of a JSON line (short: the line is written and read once per
+ * span), in table order. read_json maps each key to its column; a key a line leaves out is NULL.
+ */
+const LINE_KEYS = ['r', 't', 's', 'p', 'n', 'k', 'b', 'e', 'a', 'c', 'm', 'ra', 'sn', 'sv', 'sa', 'ts', 'ev', 'li', 'o', 'i'] as const;
+
+/** An exact decimal integer's text: a schema-valid time may be a JSON number or a string. */
+function decimalText(value: string | number): string {
+  return typeof value === 'string' ? value : BigInt(value).toString();
+}
 
 /**
- * Row `i` of the chunk's columns from one span. `json` is JSON.stringify with lone surrogates
- * replaced (see wellFormed); `resourceJson` the same for resource attributes, which the caller
- * may cache per object (the spans of one OTLP resource share it).
- * Plain strings need no such care: N-API hands DuckDB UTF-8, with U+FFFD for a lone surrogate.
+ * One span as a JSON line of the cycle's scratch file (keys: LINE_KEYS), which DuckDB's read_json
+ * turns into a row of the cycle table. Attribute maps, events and links are written as they are and
+ * read as JSON text (DuckDB keeps their text), the times as decimal text, the offset as text
+ * (exact past 2^53). Lone surrogates are replaced by U+FFFD (see wellFormed).
  */
-export function setRow(columns: ColumnValues[], i: number, run: number, item: FlushItem<DecodedSpan>, json: (value: unknown) => string, resourceJson: (value: unknown) => string): void {
+export function jsonLine(run: number, item: FlushItem<DecodedSpan>): string {
   const span = item.value.span;
-  columns[0]![i] = run;
-  columns[1]![i] = span.traceId;
-  columns[2]![i] = span.spanId;
-  columns[3]![i] = span.parentSpanId;
-  columns[4]![i] = span.name;
-  columns[5]![i] = span.kind;
-  columns[6]![i] = new DuckDBDecimalValue(BigInt(span.startTimeUnixNano), 20, 0);
-  columns[7]![i] = new DuckDBDecimalValue(BigInt(span.endTimeUnixNano), 20, 0);
-  columns[8]![i] = json(span.attributes ?? EMPTY);
-  columns[9]![i] = span.status?.code ?? 0;
-  columns[10]![i] = span.status?.message ?? null;
-  columns[11]![i] = resourceJson(span.resource?.attributes ?? EMPTY);
-  columns[12]![i] = span.scope?.name ?? null;
-  columns[13]![i] = span.scope?.version ?? null;
-  columns[14]![i] = span.scope?.attributes === undefined ? null : json(span.scope.attributes);
-  columns[15]![i] = span.traceState ?? null;
-  columns[16]![i] = span.events === undefined ? null : json(span.events);
-  columns[17]![i] = span.links === undefined ? null : json(span.links);
-  columns[18]![i] = item.offset;
-  columns[19]![i] = item.index;
+  return wellFormed(
+    JSON.stringify({
+      r: run,
+      t: span.traceId,
+      s: span.spanId,
+      p: span.parentSpanId,
+      n: span.name,
+      k: span.kind,
+      b: decimalText(span.startTimeUnixNano),
+      e: decimalText(span.endTimeUnixNano),
+      a: span.attributes ?? EMPTY,
+      c: span.status?.code ?? 0,
+      m: span.status?.message,
+      ra: span.resource?.attributes ?? EMPTY,
+      sn: span.scope?.name,
+      sv: span.scope?.version,
+      sa: span.scope?.attributes,
+      ts: span.traceState,
+      ev: span.events,
+      li: span.links,
+      o: item.offset.toString(),
+      i: item.index,
+    }),
+  );
+}
+
+/**
+ * Fills the cycle table from a scratch file of jsonLine lines, in line order. read_json's buffer
+ * is twice its maximum object size (its default, 16 MB, made a 64 MB memory limit fail): sized to
+ * the cycle's longest line instead.
+ */
+export function insertLinesSql(file: string, longestLine: number): string {
+  const maxObject = Math.max(1 << 20, longestLine + 1024);
+  // Times are read as text and cast through HUGEINT: DuckDB's direct cast of text to DECIMAL(20,0)
+  // cost ~28 µs per value here (through HUGEINT ~0.1).
+  const isTime = (type: DuckDBType) => type.toString() === TIME.toString();
+  const columns = TABLE_COLUMNS.map(([, , type], k) => `${LINE_KEYS[k]}: ${sqlString(isTime(type) ? 'VARCHAR' : sqlType(type))}`).join(', ');
+  const select = TABLE_COLUMNS.map(([, , type], k) => (isTime(type) ? `CAST(CAST(${LINE_KEYS[k]} AS HUGEINT) AS ${TIME.toString()})` : LINE_KEYS[k])).join(', ');
+  return `INSERT INTO ${CYCLE_TABLE} SELECT ${select} FROM read_json(${sqlString(file)}, format = 'newline_delimited', columns = {${columns}}, maximum_object_size = ${maxObject})`;
 }
 
 /** JSON.stringify escapes a lone surrogate as `\\udXXX` (and writes paired ones as they are). */
@@ -104,7 +128,8 @@ const LONE_SURROGATE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
 /**
  * The JSON text with every lone UTF-16 surrogate (a JSON string may hold one, `"\\ud800"`)
  * replaced by U+FFFD: Parquet strings are UTF-8, which cannot hold one, and DuckDB refuses such
- * JSON. The span log keeps the original; the archive holds the replacement character.
+ * JSON. The span log keeps the original; the archive holds the replacement character (in every
+ * column: the whole line goes through here).
  */
 export function wellFormed(json: string): string {
   return json.includes('\\ud') ? json.replace(LONE_SURROGATE, '$1\\ufffd') : json;

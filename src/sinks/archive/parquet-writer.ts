@@ -2,15 +2,12 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBDataChunk, DuckDBInstance, type DuckDBConnection, type DuckDBDecimalValue, type DuckDBResultReader } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBConnection, type DuckDBResultReader } from '@duckdb/node-api';
 import type { DecodedSpan } from '../../model/decode.js';
 import { RetriableError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
-import { copyRunsSql, CREATE_CYCLE_TABLE, CYCLE_TABLE, RUNS_PER_COPY, setRow, TABLE_TYPES, wellFormed, type ColumnValues } from './columns.js';
+import { copyRunsSql, CREATE_CYCLE_TABLE, CYCLE_TABLE, insertLinesSql, jsonLine, RUNS_PER_COPY } from './columns.js';
 import { CycleDataError, isDataError } from './unwritable.js';
-
-/** DuckDB's vector size: the most rows one data chunk holds. */
-const CHUNK_ROWS = 2048;
 
 /** One tenant-day of a cycle, as the writer produced it. */
 export interface TenantDayFile {
@@ -35,11 +32,14 @@ export interface CycleFiles {
 }
 
 /**
- * Turns a cycle's spans into one zstd Parquet file per tenant-day with DuckDB: the spans appended
- * column-wise (data chunks) to a temporary table, one tenant-day after another, then partitioned
- * COPYs of up to RUNS_PER_COPY tenant-days each into a scratch folder. The folder is scratch only (each cycle's is removed once its
- * objects are uploaded or the attempt failed); losing it loses nothing committed, because nothing
- * is committed before the upload.
+ * Turns a cycle's spans into one zstd Parquet file per tenant-day with DuckDB: the spans written
+ * as JSON lines to a scratch file, one tenant-day after another, read by DuckDB's read_json into a
+ * temporary table, then partitioned COPYs of up to RUNS_PER_COPY tenant-days each into the
+ * cycle's scratch folder. A line per span rather than DuckDB's appender: the appender takes each
+ * value in its own N-API call on the main thread (~8 µs per span there, against ~4 for the line;
+ * read_json parses on DuckDB's thread: bench/README, sixth session). The folder is scratch only
+ * (each cycle's is removed once its objects are uploaded or the attempt failed); losing it loses
+ * nothing committed, because nothing is committed before the upload.
  */
 export class ParquetWriter {
   private instance: Promise<DuckDBInstance> | undefined;
@@ -87,7 +87,7 @@ export class ParquetWriter {
       const connection = await (await this.db()).connect();
       try {
         await connection.run(CREATE_CYCLE_TABLE);
-        await appendRuns(connection, runs);
+        await insertRuns(connection, runs, path.join(dir, 'cycle.jsonl'));
         const files: TenantDayFile[] = [];
         for (let first = 0; first < runs.length; first += RUNS_PER_COPY) {
           const group = runs.slice(first, first + RUNS_PER_COPY);
@@ -144,45 +144,29 @@ function tenantDayRuns(tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<Deco
   return runs;
 }
 
-/**
- * Appends the runs to the cycle's table in order, column-wise in data chunks of CHUNK_ROWS rows:
- * every row carries its run's number, which the COPYs partition the files by.
- */
-async function appendRuns(connection: DuckDBConnection, runs: readonly TenantDayRun[]): Promise<void> {
-  const appender = await connection.createAppender(CYCLE_TABLE, 'main', 'temp');
-  const chunk = DuckDBDataChunk.create(TABLE_TYPES);
-  const columns: ColumnValues[] = TABLE_TYPES.map(() => new Array<string | number | bigint | DuckDBDecimalValue | null>(CHUNK_ROWS));
-  const json = (value: unknown): string => wellFormed(JSON.stringify(value));
-  // OTLP spans of one resource share its attributes object: its JSON is made once per run of them.
-  let lastResource: unknown;
-  let lastResourceJson = '';
-  const resourceJson = (value: unknown): string => {
-    if (value !== lastResource) {
-      lastResource = value;
-      lastResourceJson = json(value);
-    }
-    return lastResourceJson;
-  };
-  let n = 0;
-  const append = (): void => {
-    chunk.reset();
-    chunk.rowCount = n;
-    chunk.setColumns(n === CHUNK_ROWS ? columns : columns.map((c) => c.slice(0, n)));
-    appender.appendDataChunk(chunk);
-    n = 0;
-  };
+/** Every span of the runs as a JSON line of a scratch file, then the file into the cycle's table. */
+async function insertRuns(connection: DuckDBConnection, runs: readonly TenantDayRun[], file: string): Promise<void> {
+  const handle = await fsp.open(file, 'w');
+  let longest = 0;
   try {
+    let lines: string[] = [];
     for (const [r, run] of runs.entries()) {
       for (const item of run.items) {
-        setRow(columns, n, r, item, json, resourceJson);
-        n += 1;
-        if (n === CHUNK_ROWS) append();
+        const line = jsonLine(r, item);
+        if (line.length > longest) longest = line.length;
+        lines.push(line);
+        if (lines.length === 4096) {
+          await handle.write(lines.join('\n') + '\n');
+          lines = [];
+        }
       }
     }
-    if (n > 0) append();
+    if (lines.length > 0) await handle.write(lines.join('\n') + '\n');
   } finally {
-    appender.closeSync(); // flushes
+    await handle.close();
   }
+  // UTF-16 units, up to 3 UTF-8 bytes each.
+  await connection.run(insertLinesSql(file, 3 * longest));
 }
 
 /**
