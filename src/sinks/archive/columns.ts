@@ -21,12 +21,12 @@ import type { DecodedSpan } from '../../model/decode.js';
 import type { FlushItem } from '../types.js';
 
 /**
- * The columns in file order: name, type in the Parquet file, and type in the cycle's table (what
- * each span's line fills; the COPY casts where the two differ), or `null` for the two columns
- * that are the same for every row of a file (tenant, partition), which the COPY writes as
- * constants instead of a value per row. The table's types are the file's, so the COPY casts
- * nothing: times are DECIMAL(20,0) (exact for 20 digits), JSON columns hold the line's own JSON
- * text (Parquet's JSON logical type; read_json keeps a JSON-typed value's text as it is).
+ * The columns in file order: name, type in the Parquet file, and type as read from each span's
+ * line (the COPY casts where the two differ), or `null` for the two columns that are the same for
+ * every row of a file (tenant, partition), which the COPY writes as constants instead of a value
+ * per row. The types read are the file's, so the COPY casts nothing: times are DECIMAL(20,0)
+ * (exact for 20 digits), JSON columns hold the line's own JSON text (Parquet's JSON logical type;
+ * read_json keeps a JSON-typed value's text as it is).
  */
 const JSON_TEXT = DuckDBVarCharType.create('JSON');
 const TIME = DECIMAL(20, 0);
@@ -56,15 +56,15 @@ export const ARCHIVE_COLUMNS: ReadonlyArray<readonly [name: string, file: string
 ];
 
 /**
- * The cycle table's columns: `run` (the row's tenant-day, numbered in the cycle: what a COPY
- * partitions its files by, never written into them), then those a span's line fills, in file order.
+ * The columns of a span's line: `run` (the row's tenant-day, numbered in the cycle: what a COPY
+ * partitions its files by, never written into them), then the file's own, in file order.
  */
 const TABLE_COLUMNS: ReadonlyArray<readonly [string, string, DuckDBType]> = [['run', 'INTEGER', INTEGER], ...ARCHIVE_COLUMNS.filter((c): c is readonly [string, string, DuckDBType] => c[2] !== null)];
 const EMPTY = Object.freeze({});
 
 /**
- * The cycle table's columns as keys of a JSON line (short: the line is written and read once per
- * span), in table order. read_json maps each key to its column; a key a line leaves out is NULL.
+ * The line's columns as keys of a JSON line (short: the line is written and read once per span),
+ * in TABLE_COLUMNS order. read_json maps each key to its column; a key a line leaves out is NULL.
  */
 const LINE_KEYS = ['r', 't', 's', 'p', 'n', 'k', 'b', 'e', 'a', 'c', 'm', 'ra', 'sn', 'sv', 'sa', 'ts', 'ev', 'li', 'o', 'i'] as const;
 
@@ -75,7 +75,7 @@ function decimalText(value: string | number): string {
 
 /**
  * One span as a JSON line of the cycle's scratch file (keys: LINE_KEYS), which DuckDB's read_json
- * turns into a row of the cycle table. Attribute maps, events and links are written as they are and
+ * turns into a row of the COPY's input. Attribute maps, events and links are written as they are and
  * read as JSON text (DuckDB keeps their text), the times as decimal text, the offset as text
  * (exact past 2^53). Lone surrogates are replaced by U+FFFD (see wellFormed).
  */
@@ -108,18 +108,18 @@ export function jsonLine(run: number, item: FlushItem<DecodedSpan>): string {
 }
 
 /**
- * Fills the cycle table from a scratch file of jsonLine lines, in line order. read_json's buffer
- * is twice its maximum object size (its default, 16 MB, made a 64 MB memory limit fail): sized to
- * the cycle's longest line instead.
+ * The rows of a scratch file of jsonLine lines, in line order, as the cycle's columns (`run`, then
+ * file order). read_json's buffer is twice its maximum object size (its default, 16 MB, made a 64
+ * MB memory limit fail): sized to the file's longest line instead.
  */
-export function insertLinesSql(file: string, longestLine: number): string {
+function linesSource(file: string, longestLine: number): string {
   const maxObject = Math.max(1 << 20, longestLine + 1024);
   // Times are read as text and cast through HUGEINT: DuckDB's direct cast of text to DECIMAL(20,0)
   // cost ~28 µs per value here (through HUGEINT ~0.1).
   const isTime = (type: DuckDBType) => type.toString() === TIME.toString();
   const columns = TABLE_COLUMNS.map(([, , type], k) => `${LINE_KEYS[k]}: ${sqlString(isTime(type) ? 'VARCHAR' : sqlType(type))}`).join(', ');
-  const select = TABLE_COLUMNS.map(([, , type], k) => (isTime(type) ? `CAST(CAST(${LINE_KEYS[k]} AS HUGEINT) AS ${TIME.toString()})` : LINE_KEYS[k])).join(', ');
-  return `INSERT INTO ${CYCLE_TABLE} SELECT ${select} FROM read_json(${sqlString(file)}, format = 'newline_delimited', columns = {${columns}}, maximum_object_size = ${maxObject})`;
+  const select = TABLE_COLUMNS.map(([name, , type], k) => `${isTime(type) ? `CAST(CAST(${LINE_KEYS[k]} AS HUGEINT) AS ${TIME.toString()})` : LINE_KEYS[k]} AS ${name}`).join(', ');
+  return `(SELECT ${select} FROM read_json(${sqlString(file)}, format = 'newline_delimited', columns = {${columns}}, maximum_object_size = ${maxObject}))`;
 }
 
 /** JSON.stringify escapes a lone surrogate as `\\udXXX` (and writes paired ones as they are). */
@@ -140,13 +140,8 @@ function sqlType(type: DuckDBType): string {
   return type.alias ?? type.toString();
 }
 
-/** The cycle's rows in DuckDB while its files are written (a temporary table of the writer's connection). */
-export const CYCLE_TABLE = 'archive_cycle';
-
-export const CREATE_CYCLE_TABLE = `CREATE OR REPLACE TEMP TABLE ${CYCLE_TABLE} (${TABLE_COLUMNS.map(([name, , type]) => `${name} ${sqlType(type)}`).join(', ')})`;
-
 /**
- * The file's columns from the table's (the casts of ARCHIVE_COLUMNS) and the file's constants:
+ * The file's columns from the lines' (the casts of ARCHIVE_COLUMNS) and the file's constants:
  * the partition, and the tenant of each run from `tenants` (the tenant of run `firstRun + k` is
  * `tenants[k]`), looked up in a list rather than appended as a string per row.
  */
@@ -162,21 +157,20 @@ function fileSelect(tenants: readonly string[], firstRun: number, partition: num
 export const RUNS_PER_COPY = 32;
 
 /**
- * Writes the runs `firstRun .. firstRun + tenants.length - 1` of the cycle's table (each a
- * tenant-day, appended in position order one after another) as one zstd Parquet file each, under
- * `dir/run=<n>/`, in one statement; it answers a row per file (RETURN_STATS: its name, rows and
- * partition key). One partitioned COPY for a few runs rather than one COPY per file: every
- * statement and file costs DuckDB ~1.5 ms, ~2 µs per span at a default cycle's 700 spans per
- * tenant-day (bench/README). At most RUNS_PER_COPY runs: a partitioned write keeps a writer
- * open per partition, and one COPY for a cycle of a thousand tenant-days ran DuckDB out of
- * memory. Rows keep their insertion (position) order within each file: preserve_insertion_order
- * and one thread.
+ * Writes the runs `firstRun .. firstRun + tenants.length - 1` (each a tenant-day, its spans in
+ * position order one after another in `linesFile`, written by jsonLine; `longestLine` its longest
+ * line in bytes) as one zstd Parquet file each, under `dir/run=<n>/`, in one statement straight
+ * from the lines; it answers a row per file (RETURN_STATS: its name, rows and partition key). One
+ * partitioned COPY for a few runs rather than one COPY per file: every statement and file costs
+ * DuckDB ~1.5 ms, ~2 µs per span at a default cycle's 700 spans per tenant-day (bench/README). At
+ * most RUNS_PER_COPY runs: a partitioned write keeps a writer open per partition, and one COPY for
+ * a cycle of a thousand tenant-days ran DuckDB out of memory. Rows keep their line (position)
+ * order within each file: preserve_insertion_order and one thread.
  */
-export function copyRunsSql(dir: string, tenants: readonly string[], firstRun: number, partition: number): string {
+export function copyRunsSql(dir: string, linesFile: string, longestLine: number, tenants: readonly string[], firstRun: number, partition: number): string {
   if (!Number.isSafeInteger(partition) || partition < 0) throw new InvariantError(`partition must be a non-negative integer, not ${partition}`);
   if (tenants.length === 0 || tenants.length > RUNS_PER_COPY) throw new InvariantError(`a COPY writes 1 to ${RUNS_PER_COPY} runs, not ${tenants.length}`);
-  const lastRun = firstRun + tenants.length - 1;
-  return `COPY (SELECT ${fileSelect(tenants, firstRun, partition)}, run FROM ${CYCLE_TABLE} WHERE run BETWEEN ${firstRun} AND ${lastRun}) TO ${sqlString(dir)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (run), RETURN_STATS true)`;
+  return `COPY (SELECT ${fileSelect(tenants, firstRun, partition)}, run FROM ${linesSource(linesFile, longestLine)}) TO ${sqlString(dir)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (run), RETURN_STATS true)`;
 }
 
 export function sqlString(text: string): string {

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBInstance, type DuckDBConnection, type DuckDBResultReader } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBResultReader } from '@duckdb/node-api';
 import type { DecodedSpan } from '../../model/decode.js';
 import { RetriableError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
-import { copyRunsSql, CREATE_CYCLE_TABLE, CYCLE_TABLE, insertLinesSql, jsonLine, RUNS_PER_COPY } from './columns.js';
+import { copyRunsSql, jsonLine, RUNS_PER_COPY } from './columns.js';
 import { CycleDataError, isDataError } from './unwritable.js';
 
 /** One tenant-day of a cycle, as the writer produced it. */
@@ -33,9 +33,8 @@ export interface CycleFiles {
 
 /**
  * Turns a cycle's spans into one zstd Parquet file per tenant-day with DuckDB: the spans written
- * as JSON lines to a scratch file, one tenant-day after another, read by DuckDB's read_json into a
- * temporary table, then partitioned COPYs of up to RUNS_PER_COPY tenant-days each into the
- * cycle's scratch folder. A line per span rather than DuckDB's appender: the appender takes each
+ * as JSON lines to scratch files (one per RUNS_PER_COPY tenant-days, one tenant-day after
+ * another), each read by DuckDB's read_json in a partitioned COPY into the cycle's scratch folder. A line per span rather than DuckDB's appender: the appender takes each
  * value in its own N-API call on the main thread (~8 µs per span there, against ~4 for the line;
  * read_json parses on DuckDB's thread: bench/README, sixth session). The folder is scratch only
  * (each cycle's is removed once its objects are uploaded or the attempt failed); losing it loses
@@ -86,12 +85,13 @@ export class ParquetWriter {
       await fsp.mkdir(out, { recursive: true });
       const connection = await (await this.db()).connect();
       try {
-        await connection.run(CREATE_CYCLE_TABLE);
-        await insertRuns(connection, runs, path.join(dir, 'cycle.jsonl'));
         const files: TenantDayFile[] = [];
         for (let first = 0; first < runs.length; first += RUNS_PER_COPY) {
           const group = runs.slice(first, first + RUNS_PER_COPY);
-          const copied = await connection.runAndReadAll(copyRunsSql(path.join(out, `runs-${first}`), group.map((r) => r.tenantId), first, partition));
+          const lines = path.join(dir, `runs-${first}.jsonl`);
+          const longest = await writeLines(lines, group, first);
+          const copied = await connection.runAndReadAll(copyRunsSql(path.join(out, `runs-${first}`), lines, longest, group.map((r) => r.tenantId), first, partition));
+          await fsp.rm(lines); // read: the scratch disk holds one group's lines at a time
           const written = writtenFiles(copied);
           for (const [k, { tenantId, day, items }] of group.entries()) {
             const file = written.get(first + k);
@@ -102,7 +102,6 @@ export class ParquetWriter {
             files.push({ tenantId, day, file: file.file, spans: file.count, first: { offset: items[0]!.offset, index: items[0]!.index } });
           }
         }
-        await connection.run(`DROP TABLE ${CYCLE_TABLE}`);
         return { dir, files };
       } finally {
         connection.closeSync();
@@ -144,15 +143,18 @@ function tenantDayRuns(tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<Deco
   return runs;
 }
 
-/** Every span of the runs as a JSON line of a scratch file, then the file into the cycle's table. */
-async function insertRuns(connection: DuckDBConnection, runs: readonly TenantDayRun[], file: string): Promise<void> {
+/**
+ * Every span of the runs (numbered from `firstRun`) as a JSON line of `file`, in order; answers the
+ * longest line's length in UTF-8 bytes at most (UTF-16 units, up to 3 bytes each).
+ */
+async function writeLines(file: string, runs: readonly TenantDayRun[], firstRun: number): Promise<number> {
   const handle = await fsp.open(file, 'w');
   let longest = 0;
   try {
     let lines: string[] = [];
-    for (const [r, run] of runs.entries()) {
+    for (const [k, run] of runs.entries()) {
       for (const item of run.items) {
-        const line = jsonLine(r, item);
+        const line = jsonLine(firstRun + k, item);
         if (line.length > longest) longest = line.length;
         lines.push(line);
         if (lines.length === 4096) {
@@ -165,8 +167,7 @@ async function insertRuns(connection: DuckDBConnection, runs: readonly TenantDay
   } finally {
     await handle.close();
   }
-  // UTF-16 units, up to 3 UTF-8 bytes each.
-  await connection.run(insertLinesSql(file, 3 * longest));
+  return 3 * longest;
 }
 
 /**
