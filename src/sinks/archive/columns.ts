@@ -59,12 +59,12 @@ export const ARCHIVE_COLUMNS: ReadonlyArray<readonly [name: string, file: string
  * The columns of a span's line: `run` (the row's tenant-day, numbered in the cycle: what a COPY
  * partitions its files by, never written into them), then the file's own, in file order.
  */
-const TABLE_COLUMNS: ReadonlyArray<readonly [string, string, DuckDBType]> = [['run', 'INTEGER', INTEGER], ...ARCHIVE_COLUMNS.filter((c): c is readonly [string, string, DuckDBType] => c[2] !== null)];
+const LINE_COLUMNS: ReadonlyArray<readonly [string, string, DuckDBType]> = [['run', 'INTEGER', INTEGER], ...ARCHIVE_COLUMNS.filter((c): c is readonly [string, string, DuckDBType] => c[2] !== null)];
 const EMPTY = Object.freeze({});
 
 /**
  * The line's columns as keys of a JSON line (short: the line is written and read once per span),
- * in TABLE_COLUMNS order. read_json maps each key to its column; a key a line leaves out is NULL.
+ * in LINE_COLUMNS order. read_json maps each key to its column; a key a line leaves out is NULL.
  */
 const LINE_KEYS = ['r', 't', 's', 'p', 'n', 'k', 'b', 'e', 'a', 'c', 'm', 'ra', 'sn', 'sv', 'sa', 'ts', 'ev', 'li', 'o', 'i'] as const;
 
@@ -117,8 +117,8 @@ function linesSource(file: string, longestLine: number): string {
   // Times are read as text and cast through HUGEINT: DuckDB's direct cast of text to DECIMAL(20,0)
   // cost ~28 µs per value here (through HUGEINT ~0.1).
   const isTime = (type: DuckDBType) => type.toString() === TIME.toString();
-  const columns = TABLE_COLUMNS.map(([, , type], k) => `${LINE_KEYS[k]}: ${sqlString(isTime(type) ? 'VARCHAR' : sqlType(type))}`).join(', ');
-  const select = TABLE_COLUMNS.map(([name, , type], k) => `${isTime(type) ? `CAST(CAST(${LINE_KEYS[k]} AS HUGEINT) AS ${TIME.toString()})` : LINE_KEYS[k]} AS ${name}`).join(', ');
+  const columns = LINE_COLUMNS.map(([, , type], k) => `${LINE_KEYS[k]}: ${sqlString(isTime(type) ? 'VARCHAR' : sqlType(type))}`).join(', ');
+  const select = LINE_COLUMNS.map(([name, , type], k) => `${isTime(type) ? `CAST(CAST(${LINE_KEYS[k]} AS HUGEINT) AS ${TIME.toString()})` : LINE_KEYS[k]} AS ${name}`).join(', ');
   return `(SELECT ${select} FROM read_json(${sqlString(file)}, format = 'newline_delimited', columns = {${columns}}, maximum_object_size = ${maxObject}))`;
 }
 

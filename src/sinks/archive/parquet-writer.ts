@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBResultReader } from '@duckdb/node-api';
@@ -34,11 +33,12 @@ export interface CycleFiles {
 /**
  * Turns a cycle's spans into one zstd Parquet file per tenant-day with DuckDB: the spans written
  * as JSON lines to scratch files (one per RUNS_PER_COPY tenant-days, one tenant-day after
- * another), each read by DuckDB's read_json in a partitioned COPY into the cycle's scratch folder. A line per span rather than DuckDB's appender: the appender takes each
- * value in its own N-API call on the main thread (~8 µs per span there, against ~4 for the line;
- * read_json parses on DuckDB's thread: bench/README, sixth session). The folder is scratch only
- * (each cycle's is removed once its objects are uploaded or the attempt failed); losing it loses
- * nothing committed, because nothing is committed before the upload.
+ * another), each read by DuckDB's read_json in a partitioned COPY into the cycle's scratch
+ * folder. A line per span rather than DuckDB's appender: the appender takes each value in its own
+ * N-API call on the main thread (~8 µs per span there, against ~3-4 for the line; read_json
+ * parses on DuckDB's thread: bench/README, sixth session). The folder is scratch only (each
+ * cycle's is removed once its objects are uploaded or the attempt failed); losing it loses nothing
+ * committed, because nothing is committed before the upload.
  */
 export class ParquetWriter {
   private instance: Promise<DuckDBInstance> | undefined;
