@@ -25,6 +25,13 @@ export async function runWorker<T>(worker: Worker<T>, logger: Logger): Promise<n
   try {
     await worker.start();
   } catch (e) {
+    if (stopping !== undefined) {
+      // Stopped while still starting (e.g. waiting to join its group after a kill -9 of the
+      // previous member): the stop closed the connections the start was using, so the start's
+      // error is the stop's doing, not a failed start. The stop decides the exit code.
+      logger.info({ err: e }, 'start interrupted by the stop request');
+      return new Promise<never>(() => undefined);
+    }
     // The command prints only the message as it exits: the log keeps where it failed (the stack).
     logger.fatal({ err: e }, 'worker did not start');
     throw e;
