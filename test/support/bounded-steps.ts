@@ -11,8 +11,6 @@ const seconds = (n: number) => `${(n / 1000).toFixed(1)} s`;
 export class BoundedSteps {
   private readonly done: string[] = [];
   private readonly t0 = Date.now();
-  /** The sum of the bounds of the steps run so far: a test's timeout should exceed the sum of all of them. */
-  budgetMs = 0;
 
   constructor(
     private readonly scenario: string,
@@ -21,7 +19,6 @@ export class BoundedSteps {
 
   /** Runs `fn` as step `name`; rejects once it takes longer than `boundMs` (fn itself is not cancelled). */
   async run<T>(name: string, boundMs: number, fn: () => Promise<T>): Promise<T> {
-    this.budgetMs += boundMs;
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const overdue = new Promise<never>((_, reject) => {
@@ -40,11 +37,6 @@ export class BoundedSteps {
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /** Records a line in the scenario's history (shown if a later step fails). */
-  note(line: string): void {
-    this.done.push(`${line} (at ${seconds(Date.now() - this.t0)})`);
   }
 
   private context(what: string): string {
