@@ -19,7 +19,7 @@ import { corpus, expectedSignals, RULES_A, RULES_B, spansInTimeOrder, type Corpu
 import { generateSpan, tenantIdFor } from '../../src/model/generate.js';
 import type { Signal } from '../../src/model/signal.js';
 import { spanDay } from '../../src/model/span.js';
-import { clusterClient, clusterSkipReason, KafkaCluster, leaders, NODES, SpanLogCounter, StallWatch, waitForFullIsr, type Node } from '../support/cluster.js';
+import { clusterClient, clusterSkipReason, KafkaCluster, leaders, NODES, topicMetadata, SpanLogCounter, StallWatch, waitForFullIsr, type Node } from '../support/cluster.js';
 import type { KafkaAdmin, KafkaFacade } from '../../src/kafka/facade.js';
 import { expectEachSignalOnceInBothStores, SignalLoad, stopTigerBeetle, tigerBeetle, tigerBeetleEnv } from '../support/cluster-signals.js';
 import { signalSetup } from '../support/signal-topics.js';
@@ -289,11 +289,12 @@ function report(what: string, steps: string[], watch: StallWatch, window: [numbe
 async function spanScenario(client: string, event: BrokerEvent, what: string): Promise<void> {
   const s = await createSpanTopics(kafka, cluster.brokers, PARTITIONS, { KAFKA_CLIENT: client, BATCH_MAX_RECORDS: '500' });
   dirs.push(s.dir);
-  const meta = await admin.fetchTopicMetadata({ topics: [s.topic] });
-  expect(meta.topics[0]!.partitions.map((p) => p.replicas.length)).toEqual(Array(PARTITIONS).fill(3));
-  const group = [new WorkerProcess('spans', { ...s.env, WORKER_ID: 'span-one' }), new WorkerProcess('spans', { ...s.env, WORKER_ID: 'span-two' })];
-  workers.push(...group);
+  const group: WorkerProcess[] = [];
   const steps = new BoundedSteps(`${what} (${client})`, () => group);
+  const meta = await steps.run('the topic known to the brokers', 65_000, () => topicMetadata(admin, s.topic));
+  expect(meta.partitions.map((p) => p.replicas.length)).toEqual(Array(PARTITIONS).fill(3));
+  group.push(new WorkerProcess('spans', { ...s.env, WORKER_ID: 'span-one' }), new WorkerProcess('spans', { ...s.env, WORKER_ID: 'span-two' }));
+  workers.push(...group);
   await steps.run('workers split the partitions', SPLIT_TIMEOUT_MS + 5_000, () => waitForSplit(group));
 
   const load = new SpanLoad(s.topic);

@@ -145,10 +145,35 @@ export function clusterClient(brokers: string): Kafka {
   });
 }
 
+type TopicMetadata = Awaited<ReturnType<Admin['fetchTopicMetadata']>>['topics'][number];
+
+/**
+ * `topic`'s metadata, asked again (every 250 ms, up to `timeoutMs`) until a broker answers with
+ * its partitions. kafkajs' fetchTopicMetadata retries only LEADER_NOT_AVAILABLE and gives up at
+ * once on anything else: a broker that has not yet heard of a topic the controller just created
+ * answers UNKNOWN_TOPIC_OR_PARTITION (CI failed a scenario's first step that way), and a killed
+ * broker refuses the connection.
+ */
+export async function topicMetadata(admin: Admin, topic: string, timeoutMs = 60_000): Promise<TopicMetadata> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let why: string;
+    try {
+      const found = (await admin.fetchTopicMetadata({ topics: [topic] })).topics.find((t) => t.name === topic);
+      if (found && found.partitions.length > 0) return found;
+      why = 'no partitions in the answer';
+    } catch (e) {
+      why = String(e);
+    }
+    if (Date.now() > deadline) throw new Error(`no metadata for ${topic} within ${timeoutMs} ms: ${why}`);
+    await sleep(250);
+  }
+}
+
 /** The broker id (= node number) that leads each partition of `topic` now. */
 export async function leaders(admin: Admin, topic: string): Promise<Map<number, number>> {
-  const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
-  return new Map(topics[0]!.partitions.map((p) => [p.partitionId, p.leader]));
+  const { partitions } = await topicMetadata(admin, topic);
+  return new Map(partitions.map((p) => [p.partitionId, p.leader]));
 }
 
 /** Waits until every partition of `topics` has all its replicas in sync again (after a broker came back). */
