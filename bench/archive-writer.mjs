@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The archive's Parquet writer alone (no broker, no S3): cycles of decoded JSON spans of many
 // tenants written by ParquetWriter into zstd Parquet files, CPU per span split into the main
-// thread (row building, DuckDB's appender) and the rest (DuckDB's COPY on libuv's pool, V8's
+// thread (the lines from the decoder's rows) and the rest (DuckDB's COPY on libuv's pool, V8's
 // helpers), from /proc/self/task. Rounds alternate between builds when --dist names several.
 //
 // --cycles: cycles per round (one measurement), so that small cycles (a worker's default, ~14K
@@ -39,7 +39,10 @@ for (const dist of dists) {
   const { SpanDecoder } = await import(path.join(dist, 'model/decode.js'));
   const { generateSpan, tenantIdFor } = await import(path.join(dist, 'model/generate.js'));
   const { ParquetWriter } = await import(path.join(dist, 'sinks/archive/parquet-writer.js'));
-  const decoder = new SpanDecoder(1_000_000, { encoding: 'auto' });
+  // The archive worker's own decoder where the build has one (its rows are what the writer takes);
+  // an older build's writer took the span decoder's items.
+  const rows = await import(path.join(dist, 'model/archive-row.js')).catch(() => undefined);
+  const decoder = rows ? new rows.ArchiveSpanDecoder(1_000_000, { encoding: 'auto' }) : new SpanDecoder(1_000_000, { encoding: 'auto' });
   const tenants = new Map();
   for (let i = 0; i < N; i++) {
     const d = decoder.decode({ value: Buffer.from(JSON.stringify(generateSpan(tenantIdFor(i % TENANTS), i))), headers: {} });

@@ -6,12 +6,22 @@
 import { RecordRejectedError } from '../errors.js';
 import { SignalDecoder, SpanDecoder, type Decoded, type RawMessage, type RecordDecoder, type SpanDecoderOptions } from './decode.js';
 import type { RecordHeaders } from './headers.js';
+import { ArchiveSpanDecoder } from './archive-row.js';
 
 /** How to build a worker's decoder in another thread (a decoder instance cannot cross threads). */
-export type DecoderSpec = { kind: 'spans'; maxMessageBytes: number; options: Partial<SpanDecoderOptions> } | { kind: 'signals'; maxMessageBytes: number };
+export type DecoderSpec =
+  | { kind: 'spans' | 'archive-spans'; maxMessageBytes: number; options: Partial<SpanDecoderOptions> }
+  | { kind: 'signals'; maxMessageBytes: number };
 
 export function decoderFromSpec(spec: DecoderSpec): RecordDecoder<unknown> {
-  return spec.kind === 'spans' ? new SpanDecoder(spec.maxMessageBytes, spec.options) : new SignalDecoder(spec.maxMessageBytes);
+  switch (spec.kind) {
+    case 'spans':
+      return new SpanDecoder(spec.maxMessageBytes, spec.options);
+    case 'archive-spans':
+      return new ArchiveSpanDecoder(spec.maxMessageBytes, spec.options);
+    case 'signals':
+      return new SignalDecoder(spec.maxMessageBytes);
+  }
 }
 
 /** A record as it crosses to a decode thread: bytes arrive as Uint8Array (structured clone). */

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { archiveWorkerConfig, type archiveSettings, type archiveWorkerSettings, type kafkaSettings, type Parsed, type spanSettings } from '../config/settings.js';
-import { SpanDecoder, type DecodedSpan } from '../model/decode.js';
+import { ArchiveSpanDecoder, type ArchiveRow } from '../model/archive-row.js';
 import { ArchiveSink } from '../sinks/archive/archive-sink.js';
 import { Worker } from './worker.js';
 
@@ -17,7 +17,7 @@ export interface ArchiveWorkerConfig {
  * S3-compatible bucket. The span worker's pipeline with another sink: the same decoder and
  * dead-letter rules, the archive's cycles as its flushes (ARCHIVE_CYCLE_* are its batch limits).
  */
-export function createArchiveWorker(config: ArchiveWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
+export function createArchiveWorker(config: ArchiveWorkerConfig, logger: Logger, registry: Registry): Worker<ArchiveRow> {
   const worker = archiveWorkerConfig(config.worker, config.archive);
   const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute };
   const { archive } = config;
@@ -34,7 +34,7 @@ export function createArchiveWorker(config: ArchiveWorkerConfig, logger: Logger,
     },
     { logger, registry },
   );
-  return new Worker<DecodedSpan>({
+  return new Worker<ArchiveRow>({
     role: 'archive',
     kafka: config.kafka,
     worker,
@@ -44,8 +44,8 @@ export function createArchiveWorker(config: ArchiveWorkerConfig, logger: Logger,
     topic: config.spans.topic,
     dlqTopic: archive.dlqTopic,
     group: archive.group,
-    decoder: new SpanDecoder(worker.maxMessageBytes, decoderOptions),
-    decoderSpec: { kind: 'spans', maxMessageBytes: worker.maxMessageBytes, options: decoderOptions },
+    decoder: new ArchiveSpanDecoder(worker.maxMessageBytes, decoderOptions),
+    decoderSpec: { kind: 'archive-spans', maxMessageBytes: worker.maxMessageBytes, options: decoderOptions },
     sinks: [sink],
     logger,
     registry,

@@ -1,9 +1,9 @@
 import { Counter, Histogram } from 'prom-client';
 import type { Logger } from 'pino';
 import { FatalStoreError, InvariantError, RetriableError } from '../../errors.js';
-import type { DecodedSpan } from '../../model/decode.js';
 import type { RecordRejectedError } from '../../errors.js';
 import { allStored, type FlushItem, type FlushSink, type SinkContext, type SinkFlush, type SinkWriteResult } from '../types.js';
+import type { ArchiveRow } from '../../model/archive-row.js';
 import { ARCHIVE_STORE } from './classify.js';
 import { CrashPoints } from './crash-points.js';
 import { objectKey } from './keys.js';
@@ -27,7 +27,7 @@ export interface ArchiveSinkConfig extends ObjectStoreConfig {
  * (startsAtCommittedOffset), and aborts a released partition's uploads (SinkFlush.signal): the
  * exactly-once argument is in docs/archive.md.
  */
-export class ArchiveSink implements FlushSink<DecodedSpan> {
+export class ArchiveSink implements FlushSink<ArchiveRow> {
   readonly name = ARCHIVE_STORE;
   readonly startsAtCommittedOffset = true;
   readonly store: ObjectStore;
@@ -65,7 +65,7 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
     }
   }
 
-  async write(flush: SinkFlush<DecodedSpan>): Promise<SinkWriteResult<DecodedSpan>> {
+  async write(flush: SinkFlush<ArchiveRow>): Promise<SinkWriteResult<ArchiveRow>> {
     const { topic, partition, signal } = flush;
     if (flush.tenants.size === 0) return allStored();
     const end = this.uploadSeconds.startTimer({ topic });
@@ -74,7 +74,7 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
     }
     let cycle: CycleFiles | undefined;
     let tenants = flush.tenants;
-    const rejected = new Map<FlushItem<DecodedSpan>, RecordRejectedError>();
+    const rejected = new Map<FlushItem<ArchiveRow>, RecordRejectedError>();
     try {
       try {
         cycle = await this.writer.write(partition, tenants);
@@ -108,10 +108,10 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
   }
 
   /** `tenants` without the records of the spans DuckDB refuses (each added to `rejected`). */
-  private async withoutUnwritable(partition: number, tenants: SinkFlush<DecodedSpan>['tenants'], reason: string, rejected: Map<FlushItem<DecodedSpan>, RecordRejectedError>): Promise<Map<string, Array<FlushItem<DecodedSpan>>>> {
+  private async withoutUnwritable(partition: number, tenants: SinkFlush<ArchiveRow>['tenants'], reason: string, rejected: Map<FlushItem<ArchiveRow>, RecordRejectedError>): Promise<Map<string, Array<FlushItem<ArchiveRow>>>> {
     const all = [...tenants].flatMap(([tenantId, items]) => items.map((item) => ({ tenantId, item })));
     const bad = await findUnwritable(all, async (subset) => {
-      const group = new Map<string, Array<FlushItem<DecodedSpan>>>();
+      const group = new Map<string, Array<FlushItem<ArchiveRow>>>();
       for (const { tenantId, item } of subset) {
         const list = group.get(tenantId);
         if (list === undefined) group.set(tenantId, [item]);
@@ -126,7 +126,7 @@ export class ArchiveSink implements FlushSink<DecodedSpan> {
       }
     });
     const badOffsets = new Set(bad.map(({ item }) => item.offset));
-    const kept = new Map<string, Array<FlushItem<DecodedSpan>>>();
+    const kept = new Map<string, Array<FlushItem<ArchiveRow>>>();
     for (const [tenantId, items] of tenants) {
       for (const item of items) {
         if (badOffsets.has(item.offset)) {

@@ -17,8 +17,6 @@
  */
 import { BIGINT, DECIMAL, DuckDBVarCharType, INTEGER, TINYINT, VARCHAR, type DuckDBType } from '@duckdb/node-api';
 import { InvariantError } from '../../errors.js';
-import type { DecodedSpan } from '../../model/decode.js';
-import type { FlushItem } from '../types.js';
 
 /**
  * The columns in file order: name, type in the Parquet file, and type as read from each span's
@@ -60,52 +58,12 @@ export const ARCHIVE_COLUMNS: ReadonlyArray<readonly [name: string, file: string
  * partitions its files by, never written into them), then the file's own, in file order.
  */
 const LINE_COLUMNS: ReadonlyArray<readonly [string, string, DuckDBType]> = [['run', 'INTEGER', INTEGER], ...ARCHIVE_COLUMNS.filter((c): c is readonly [string, string, DuckDBType] => c[2] !== null)];
-const EMPTY = Object.freeze({});
 
 /**
  * The line's columns as keys of a JSON line (short: the line is written and read once per span),
  * in LINE_COLUMNS order. read_json maps each key to its column; a key a line leaves out is NULL.
  */
 const LINE_KEYS = ['r', 't', 's', 'p', 'n', 'k', 'b', 'e', 'a', 'c', 'm', 'ra', 'sn', 'sv', 'sa', 'ts', 'ev', 'li', 'o', 'i'] as const;
-
-/** An exact decimal integer's text: a schema-valid time may be a JSON number or a string. */
-function decimalText(value: string | number): string {
-  return typeof value === 'string' ? value : BigInt(value).toString();
-}
-
-/**
- * One span as a JSON line of the cycle's scratch file (keys: LINE_KEYS), which DuckDB's read_json
- * turns into a row of the COPY's input. Attribute maps, events and links are written as they are and
- * read as JSON text (DuckDB keeps their text), the times as decimal text, the offset as text
- * (exact past 2^53). Lone surrogates are replaced by U+FFFD (see wellFormed).
- */
-export function jsonLine(run: number, item: FlushItem<DecodedSpan>): string {
-  const span = item.value.span;
-  return wellFormed(
-    JSON.stringify({
-      r: run,
-      t: span.traceId,
-      s: span.spanId,
-      p: span.parentSpanId,
-      n: span.name,
-      k: span.kind,
-      b: decimalText(span.startTimeUnixNano),
-      e: decimalText(span.endTimeUnixNano),
-      a: span.attributes ?? EMPTY,
-      c: span.status?.code ?? 0,
-      m: span.status?.message,
-      ra: span.resource?.attributes ?? EMPTY,
-      sn: span.scope?.name,
-      sv: span.scope?.version,
-      sa: span.scope?.attributes,
-      ts: span.traceState,
-      ev: span.events,
-      li: span.links,
-      o: item.offset.toString(),
-      i: item.index,
-    }),
-  );
-}
 
 /**
  * The rows of a scratch file of jsonLine lines, in line order, as the cycle's columns (`run`, then
@@ -120,19 +78,6 @@ function linesSource(file: string, longestLine: number): string {
   const columns = LINE_COLUMNS.map(([, , type], k) => `${LINE_KEYS[k]}: ${sqlString(isTime(type) ? 'VARCHAR' : sqlType(type))}`).join(', ');
   const select = LINE_COLUMNS.map(([name, , type], k) => `${isTime(type) ? `CAST(CAST(${LINE_KEYS[k]} AS HUGEINT) AS ${TIME.toString()})` : LINE_KEYS[k]} AS ${name}`).join(', ');
   return `(SELECT ${select} FROM read_json(${sqlString(file)}, format = 'newline_delimited', columns = {${columns}}, maximum_object_size = ${maxObject}))`;
-}
-
-/** JSON.stringify escapes a lone surrogate as `\\udXXX` (and writes paired ones as they are). */
-const LONE_SURROGATE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
-
-/**
- * The JSON text with every lone UTF-16 surrogate (a JSON string may hold one, `"\\ud800"`)
- * replaced by U+FFFD: Parquet strings are UTF-8, which cannot hold one, and DuckDB refuses such
- * JSON. The span log keeps the original; the archive holds the replacement character (in every
- * column: the whole line goes through here).
- */
-export function wellFormed(json: string): string {
-  return json.includes('\\ud') ? json.replace(LONE_SURROGATE, '$1\\ufffd') : json;
 }
 
 /** A column type as SQL: its alias (JSON) where it has one. */

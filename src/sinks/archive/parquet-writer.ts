@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBResultReader } from '@duckdb/node-api';
-import type { DecodedSpan } from '../../model/decode.js';
 import { RetriableError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
-import { copyRunsSql, jsonLine, RUNS_PER_COPY } from './columns.js';
+import { copyRunsSql, RUNS_PER_COPY } from './columns.js';
 import { CycleDataError, isDataError } from './unwritable.js';
+import { jsonLine, type ArchiveRow } from '../../model/archive-row.js';
 
 /** One tenant-day of a cycle, as the writer produced it. */
 export interface TenantDayFile {
@@ -21,7 +21,7 @@ export interface TenantDayFile {
 interface TenantDayRun {
   tenantId: string;
   day: string;
-  items: Array<FlushItem<DecodedSpan>>;
+  items: Array<FlushItem<ArchiveRow>>;
 }
 
 /** One cycle's scratch folder: its Parquet files, removed by `discard`. */
@@ -77,7 +77,7 @@ export class ParquetWriter {
    * A failure of the local disk or of DuckDB is retriable (the whole cycle is written again), but
    * DuckDB refusing the data itself is a CycleDataError (writing it again cannot help).
    */
-  async write(partition: number, tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<DecodedSpan>>>): Promise<CycleFiles> {
+  async write(partition: number, tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<ArchiveRow>>>): Promise<CycleFiles> {
     const dir = path.join(this.dir, `p${partition}-${randomBytes(6).toString('hex')}`);
     const out = path.join(dir, 'out');
     const runs = tenantDayRuns(tenants);
@@ -126,7 +126,7 @@ export class ParquetWriter {
 }
 
 /** The cycle's tenant-days, each tenant's in the order of their first span, spans in position order. */
-function tenantDayRuns(tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<DecodedSpan>>>): TenantDayRun[] {
+function tenantDayRuns(tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<ArchiveRow>>>): TenantDayRun[] {
   const runs: TenantDayRun[] = [];
   for (const [tenantId, items] of tenants) {
     const byDay = new Map<string, TenantDayRun>();
@@ -154,7 +154,7 @@ async function writeLines(file: string, runs: readonly TenantDayRun[], firstRun:
     let lines: string[] = [];
     for (const [k, run] of runs.entries()) {
       for (const item of run.items) {
-        const line = jsonLine(firstRun + k, item);
+        const line = jsonLine(firstRun + k, item.offset, item.index, item.value.body);
         if (line.length > longest) longest = line.length;
         lines.push(line);
         if (lines.length === 4096) {

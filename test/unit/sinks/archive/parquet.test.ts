@@ -3,10 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, describe, expect, it } from 'vitest';
-import { wellFormed } from '../../../../src/sinks/archive/columns.js';
+import { spanLineBody, wellFormed, type ArchiveRow } from '../../../../src/model/archive-row.js';
 import { ParquetWriter } from '../../../../src/sinks/archive/parquet-writer.js';
 import { storedSpan } from '../../../../src/model/span-line.js';
-import type { DecodedSpan } from '../../../../src/model/decode.js';
 import type { FlushItem } from '../../../../src/sinks/types.js';
 
 const A = '00000000-0000-4000-8000-00000000000a';
@@ -14,9 +13,9 @@ const B = '00000000-0000-4000-8000-00000000000b';
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'archive-parquet-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-function item(tenantId: string, offset: bigint, index: number, day: string, extra: Partial<Parameters<typeof storedSpan>[0]> = {}): FlushItem<DecodedSpan> {
+function item(tenantId: string, offset: bigint, index: number, day: string, extra: Partial<Parameters<typeof storedSpan>[0]> = {}): FlushItem<ArchiveRow> {
   const span = storedSpan({ traceId: '1'.repeat(32), spanId: `${offset.toString(16).padStart(12, '0')}${index.toString(16).padStart(4, '0')}`, name: `op-${offset}`, startTimeUnixNano: '1764000000000000000', endTimeUnixNano: '99999999999999999999', ...extra }, tenantId);
-  return { offset, index, value: { span, day } };
+  return { offset, index, value: { day, body: spanLineBody(span) } };
 }
 
 describe('the archive Parquet writer', () => {
@@ -64,7 +63,7 @@ describe('the archive Parquet writer', () => {
   it('writes a cycle of 1,200 tenant-days within a small DuckDB memory limit (one partitioned COPY of all of them ran out of memory there)', async () => {
     const writer = new ParquetWriter(root, '64MB');
     await writer.start();
-    const tenants = new Map<string, FlushItem<DecodedSpan>[]>();
+    const tenants = new Map<string, FlushItem<ArchiveRow>[]>();
     for (let i = 0; i < 2400; i += 1) {
       const tenantId = `00000000-0000-4000-8000-${String(i % 600).padStart(12, '0')}`;
       const list = tenants.get(tenantId) ?? [];
