@@ -5,7 +5,10 @@
 // spans/s, worker CPU µs per span, peak RSS (VmHWM), and bytes stored per span. Goal: the archive
 // at least at the span worker's rate, its bytes per span at least 5× smaller than the JSONL.
 //
-//   node bench/archive.mjs [--spans N] [--encoding json|otlp_proto] [--tenants N] [--archive-env K=V,…] [--span-env K=V,…]
+//   node bench/archive.mjs [--spans N] [--encoding json|otlp_proto] [--tenants N] [--archive-env K=V,…] [--span-env K=V,…] [--cpu-prof DIR]
+//
+// --cpu-prof DIR: both workers run under `node --cpu-prof`, their profiles in DIR/spans and
+// DIR/archive (slower; for where the time goes, not for the table's numbers).
 //
 // Broker: KAFKA_BROKERS, or a local broker started with scripts/kafka.sh. Without a versitygw
 // binary and without Go it says so in one line and exits 0 (nothing measured).
@@ -19,6 +22,7 @@ const args = parseArgs(process.argv.slice(2));
 const SPANS = Number(args.spans ?? 1_000_000);
 const ENCODING = args.encoding ?? 'json';
 const TENANTS = Number(args.tenants ?? 20);
+const PROFILE_DIR = typeof args['cpu-prof'] === 'string' ? path.resolve(args['cpu-prof']) : undefined;
 const envArg = (name) => (typeof args[name] === 'string' ? Object.fromEntries(args[name].split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) : {});
 
 const S3_SCRIPT = path.join(ROOT, 'scripts/s3.sh');
@@ -54,7 +58,8 @@ function bytesUnder(dir) {
  */
 async function drainWith(kind, env, group, records, spans) {
   const started = performance.now();
-  const w = startWorker(broker.brokers, kind, { METRICS_PORT: '0', ...env });
+  const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, kind)}`];
+  const w = startWorker(broker.brokers, kind, { METRICS_PORT: '0', ...env }, profile);
   await drain(admin, group, topic, records, w);
   const seconds = (performance.now() - started) / 1000;
   const cpuMicros = (procCpuSeconds(w.pid) * 1e6) / spans;
