@@ -1,10 +1,11 @@
 /**
  * A span as the archive holds it from decoding until its cycle is written: the JSON text of its
- * line (columns.ts) and its day, made as soon as the record is decoded. A cycle holds its spans for
- * up to ARCHIVE_CYCLE_MAX_AGE_MS (~14,000 of them a partition at the default 8 MiB): held as the
- * decoded span objects (each an object graph: attribute maps, status, resource, scope) they outlive
- * V8's young generation and are promoted and traced object by object; held as one string each they
- * cost the collector one flat copy (bench/README, seventh session).
+ * line (which sinks/archive/columns.ts reads) and its day, made as soon as the record is decoded.
+ * A cycle holds its spans for up to ARCHIVE_CYCLE_MAX_AGE_MS (~14,000 of them a partition at the
+ * default 8 MiB): held as the decoded span objects (each an object graph: attribute maps, status,
+ * resource, scope) they outlive V8's young generation and are promoted and traced object by
+ * object; held as one string each they cost the collector one flat copy (bench/README, seventh
+ * session).
  */
 import type { Decoded, RawMessage, RecordDecoder, SpanDecoderOptions } from './decode.js';
 import { SpanDecoder } from './decode.js';
@@ -41,10 +42,10 @@ function decimalText(value: string | number): string {
 }
 
 /**
- * One span's line without its position (keys: sinks/archive/columns.ts' LINE_KEYS), made when the record is decoded
- * (ArchiveRow): attribute maps, events and links written as they are and read as JSON text
- * (DuckDB keeps their text), the times as decimal text. Lone surrogates are replaced by U+FFFD
- * (see wellFormed).
+ * One span's line without its position (keys: LINE_KEYS of sinks/archive/columns.ts), made when
+ * the record is decoded (ArchiveRow): attribute maps, events and links written as they are and
+ * read as JSON text (DuckDB keeps their text), the times as decimal text. Lone surrogates are
+ * replaced by U+FFFD (see wellFormed).
  */
 export function spanLineBody(span: StoredSpan): string {
   return wellFormed(
