@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, benchKafka, brokerFromEnv, drain, fmt, freePort, mib, noopConsumer, parseArgs, preload, procCpuByThread, procCpuSeconds, say, startWorker, stopWorker } from './lib.mjs';
+import { ROOT, benchKafka, brokerFromEnv, drain, fmt, freePort, machineCpuSeconds, mib, noopConsumer, parseArgs, pidFromFile, preload, procCpuByThread, procCpuSeconds, say, startWorker, stopWorker } from './lib.mjs';
 
 const args = parseArgs(process.argv.slice(2));
 const SPANS = Number(args.spans ?? 1_000_000);
@@ -57,6 +57,9 @@ function bytesUnder(dir) {
  * does for span workers, would leave its first cycle out), and its peak RSS.
  */
 async function drainWith(kind, env, group, records, spans) {
+  const servers = { broker: pidFromFile(path.join(ROOT, '.kafka/kafka.pid')), s3: pidFromFile(path.join(s3Env.S3_DIR, 'versitygw.pid')) };
+  const serversBefore = Object.fromEntries(Object.entries(servers).map(([k, pid]) => [k, pid === undefined ? NaN : procCpuSeconds(pid)]));
+  const machineBefore = machineCpuSeconds();
   const started = performance.now();
   const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, kind)}`];
   const w = startWorker(broker.brokers, kind, { METRICS_PORT: '0', ...env }, profile);
@@ -64,7 +67,13 @@ async function drainWith(kind, env, group, records, spans) {
   const seconds = (performance.now() - started) / 1000;
   const cpuMicros = (procCpuSeconds(w.pid) * 1e6) / spans;
   const threads = procCpuByThread(w.pid);
+  const machineAfter = machineCpuSeconds();
   say(`${kind} worker CPU per span by thread (µs): ${Object.entries(threads).map(([k, s]) => `${k} ${((s * 1e6) / spans).toFixed(1)}`).join(', ')}`);
+  // The rest of the machine during the drain: where the cores shared with the broker (and the S3
+  // server) went, and how much was left idle (a drain with idle cores is not bound by CPU).
+  const perSpan = (s) => ((s * 1e6) / spans).toFixed(1);
+  const serverLines = Object.entries(servers).filter(([, pid]) => pid !== undefined).map(([k, pid]) => `${k} ${perSpan(procCpuSeconds(pid) - serversBefore[k])}`);
+  say(`${kind} drain, machine CPU per span (µs): busy ${perSpan(machineAfter.busy - machineBefore.busy)}, idle ${perSpan(machineAfter.idle - machineBefore.idle)}${serverLines.length > 0 ? `; of which ${serverLines.join(', ')}` : ''}`);
   const peak = await stopWorker(w);
   return { rate: spans / seconds, cpuMicros, peak };
 }

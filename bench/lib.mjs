@@ -66,6 +66,31 @@ export function procCpuSeconds(pid) {
 }
 
 /**
+ * CPU seconds the whole machine has been busy so far (every core's user, nice, system, irq,
+ * softirq and steal time from /proc/stat) and the seconds it was idle: what a drain leaves to
+ * the worker when the broker (and any server of the bench) share its cores.
+ */
+export function machineCpuSeconds() {
+  try {
+    const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = cpu;
+    return { busy: (user + nice + system + irq + softirq + (steal ?? 0)) / 100, idle: (idle + (iowait ?? 0)) / 100 };
+  } catch {
+    return { busy: NaN, idle: NaN };
+  }
+}
+
+/** The pid in `file` (a pid file of scripts/kafka.sh or scripts/s3.sh), or undefined. */
+export function pidFromFile(file) {
+  try {
+    const pid = Number(fs.readFileSync(file, 'utf8').trim());
+    return Number.isSafeInteger(pid) && pid > 0 && fs.existsSync(`/proc/${pid}`) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * CPU seconds a process has used so far by kind of thread, from /proc/<pid>/task/<tid>/stat: the
  * main thread (JavaScript, and the collector's share of it), V8's helper threads (concurrent
  * marking, parallel scavenging, compilation), libuv's pool (fs calls, zlib, DuckDB queries) and
