@@ -4,7 +4,7 @@
  * or the reason class and message of a rejection (the main thread rebuilds the error).
  */
 import { RecordRejectedError } from '../errors.js';
-import { SignalDecoder, SpanDecoder, type Decoded, type RawMessage, type RecordDecoder, type SpanDecoderOptions } from './decode.js';
+import { SignalDecoder, SpanDecoder, StoredSpanText, type Decoded, type RawMessage, type RecordDecoder, type SpanDecoderOptions } from './decode.js';
 import type { RecordHeaders } from './headers.js';
 import { ArchiveSpanDecoder } from './archive-row.js';
 
@@ -69,7 +69,13 @@ export function toWire<T>(d: Decoded<T>): WireDecoded<T> {
 }
 
 export function fromWire<T>(d: WireDecoded<T>): Decoded<T> {
-  return d.ok ? (d as Decoded<T>) : { ok: false, error: new RecordRejectedError(d.errorClass, d.message) };
+  if (!d.ok) return { ok: false, error: new RecordRejectedError(d.errorClass, d.message) };
+  for (const item of d.items as Array<{ value: unknown }>) {
+    // A StoredSpanText arrives as its fields (a clone has no getters): made whole again.
+    const value = item.value as { json?: unknown; span?: unknown; day?: string } | null;
+    if (typeof value === 'object' && value !== null && typeof value.json === 'string' && value.span === undefined) item.value = StoredSpanText.revive(value as { json: string; day?: string });
+  }
+  return d as Decoded<T>;
 }
 
 /** The record as it is sent to a thread: only what decoding reads. */

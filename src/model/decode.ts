@@ -6,6 +6,7 @@ import { canonicalTenantId } from './tenant.js';
 import { headerValues, type RecordHeaders } from './headers.js';
 import { endsBeforeStart, SpanDays, validateSpan, type Span } from './span.js';
 import { surelyValidSpan } from './span-quick-check.js';
+import { storedSpanFields, type StoredSpanFields } from './stored-span-text.js';
 import { MAX_SPANS_PER_RECORD, storedSpan, type StoredSpan } from './span-line.js';
 import { decodeOtlpTraces, detectEncoding, type OtlpEncoding, type SpanEncoding } from './otlp.js';
 import { signalValueProblem, validateSignal, type Signal } from './signal.js';
@@ -45,15 +46,25 @@ function usableValue(value: Buffer | null, maxBytes: number): Buffer | Rejected 
   return value;
 }
 
-function parseJson(message: RawMessage, maxBytes: number): { ok: true; json: Record<string, unknown> } | Rejected {
+/** The record's value as text: usable and valid UTF-8. */
+function jsonText(message: RawMessage, maxBytes: number): { ok: true; text: string } | Rejected {
   const value = usableValue(message.value, maxBytes);
   if (!Buffer.isBuffer(value)) return value;
   // JSON is UTF-8 (RFC 8259); decoding would silently turn bad bytes into U+FFFD and the span
   // log would keep bytes that are not the record's text.
   if (!isUtf8(value)) return reject('InvalidUtf8', 'value is not valid UTF-8');
+  return { ok: true, text: value.toString('utf8') };
+}
+
+function parseJson(message: RawMessage, maxBytes: number): { ok: true; json: Record<string, unknown> } | Rejected {
+  const text = jsonText(message, maxBytes);
+  return text.ok ? parseText(text.text) : text;
+}
+
+function parseText(text: string): { ok: true; json: Record<string, unknown> } | Rejected {
   let json: unknown;
   try {
-    json = JSON.parse(value.toString('utf8'));
+    json = JSON.parse(text);
   } catch (e) {
     return reject('InvalidJson', `value is not JSON: ${(e as Error).message}`);
   }
@@ -121,6 +132,31 @@ function headerTenant(headers: RecordHeaders | undefined): string | undefined | 
 export interface DecodedSpan {
   span: StoredSpan;
   day?: string;
+  /** The stored span's JSON text, when the decoder has it (SpanDecoderOptions.storedText). */
+  json?: string;
+}
+
+/**
+ * A span whose record text is its stored line (stored-span-text.ts): the text is kept, the object
+ * made only if something asks for it.
+ */
+export class StoredSpanText implements DecodedSpan {
+  private parsed: StoredSpan | undefined;
+
+  constructor(
+    readonly json: string,
+    readonly day: string | undefined,
+  ) {}
+
+  get span(): StoredSpan {
+    this.parsed ??= JSON.parse(this.json) as StoredSpan;
+    return this.parsed;
+  }
+
+  /** One that crossed from a decode thread (a structured clone keeps only its fields). */
+  static revive(value: { json: string; day?: string }): StoredSpanText {
+    return new StoredSpanText(value.json, value.day);
+  }
 }
 
 export interface SpanDecoderOptions {
@@ -134,6 +170,12 @@ export interface SpanDecoderOptions {
    * it only skips naming the day.
    */
   withDay: boolean;
+  /**
+   * Keep each JSON span's stored line as text (DecodedSpan.json), taking it from the record itself
+   * when the record already is that line (stored-span-text.ts). For the span log, which writes
+   * the line; off by default (the rule and archive workers read the span's fields).
+   */
+  storedText: boolean;
 }
 
 export class SpanDecoder implements RecordDecoder<DecodedSpan> {
@@ -144,7 +186,7 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     private readonly maxMessageBytes: number,
     options: Partial<SpanDecoderOptions> = {},
   ) {
-    this.options = { encoding: 'auto', tenantAttribute: 'tenant.id', withDay: true, ...options };
+    this.options = { encoding: 'auto', tenantAttribute: 'tenant.id', withDay: true, storedText: false, ...options };
     this.days = this.options.withDay ? new SpanDays() : undefined;
   }
 
@@ -152,7 +194,13 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     const { value } = message;
     const encoding = this.options.encoding === 'auto' && value !== null ? detectEncoding(value) : this.options.encoding;
     if (encoding === 'otlp_proto' || encoding === 'otlp_json') return this.decodeOtlp(message, encoding);
-    const parsed = parseJson(message, this.maxMessageBytes);
+    const text = jsonText(message, this.maxMessageBytes);
+    if (!text.ok) return text;
+    if (this.options.storedText) {
+      const fields = storedSpanFields(text.text);
+      if (fields !== undefined) return this.storedLine(text.text, fields, message.headers);
+    }
+    const parsed = parseText(text.text);
     if (!parsed.ok) return parsed;
     const { json } = parsed;
     const invalid = spanRejection(json);
@@ -162,6 +210,21 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     if (!tenant.ok) return tenant;
     const item = spanItem(span, tenant.tenantId, this.days);
     return 'error' in item ? item : { ok: true, items: [item] };
+  }
+
+  /** A record that is its stored line: the same checks as spanItem's, on the fields read from the text. */
+  private storedLine(text: string, fields: StoredSpanFields, headers: RecordHeaders | undefined): Decoded<DecodedSpan> {
+    const tenant = resolveTenant(fields.tenantId, headers);
+    if (!tenant.ok) return tenant;
+    if (endsBeforeStart(fields.startTimeUnixNano, fields.endTimeUnixNano)) return reject('SchemaViolation', 'endTimeUnixNano: must not be before startTimeUnixNano');
+    let day: string | undefined;
+    if (this.days === undefined) {
+      if (SpanDays.tooLate(fields.startTimeUnixNano)) return reject('SchemaViolation', 'startTimeUnixNano: after year 9999');
+    } else {
+      day = this.days.of(fields.startTimeUnixNano);
+      if (day === undefined) return reject('SchemaViolation', 'startTimeUnixNano: after year 9999');
+    }
+    return { ok: true, items: [{ tenantId: tenant.tenantId, value: new StoredSpanText(text, day) }] };
   }
 
   /**

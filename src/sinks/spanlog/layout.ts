@@ -64,7 +64,7 @@ export class SpanLines {
 
 /** One span log line: the stored span, with the Kafka bookkeeping as its last field. */
 function spanLine(value: DecodedSpan, bookkeeping: string, offset: string, index: number): string {
-  const json = JSON.stringify(value.span);
+  const json = value.json ?? JSON.stringify(value.span);
   return `${json.slice(0, -1)},${bookkeeping}${offset}"${index === 0 ? '' : `,"index":${index}`}}}\n`;
 }
 

@@ -1,0 +1,301 @@
+/**
+ * The span worker's fast path for JSON spans that already are their stored line: when a record's
+ * text is, character for character, the JSON the span log would write for it
+ * (`JSON.stringify(storedSpan(JSON.parse(text)))`, span-line.ts) and the hand-written quick check
+ * would accept the parsed span, the text is the line. One pass over the text then replaces
+ * `JSON.parse`, the schema check, `storedSpan` and `JSON.stringify` (together ~40 % of a span
+ * worker's CPU per span: bench/README, eighth session). `spanledger produce` writes spans in this
+ * form, as does any producer that serializes the stored shape with a JSON library's defaults.
+ *
+ * It answers undefined ("ask the full path") for anything it is not sure of: whitespace, another
+ * key order, a missing optional field the stored line has (attributes, status, resource,
+ * parentSpanId), enum names, numeric times, escapes JSON.stringify would not write, numbers that
+ * are not small integers, integer-like or repeated attribute names, events, links. The decoder
+ * then parses and checks the record as before, so records are accepted and rejected exactly as
+ * without it, with the same reasons. test/unit/model/stored-span-text.test.ts checks, on generated
+ * and mutated records, that both paths give the same answers and the same lines.
+ */
+
+/** What the decoder still needs of a span whose text is its stored line. */
+export interface StoredSpanFields {
+  tenantId: string;
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+
+/** Scanner state: the text and a cursor (a class, not closures: this runs once per span). */
+class Scanner {
+  i = 0;
+  /** UTF-16 code units of the last string read, escapes decoded. */
+  length = 0;
+
+  constructor(readonly s: string) {}
+
+  literal(text: string): boolean {
+    if (!this.s.startsWith(text, this.i)) return false;
+    this.i += text.length;
+    return true;
+  }
+
+  /**
+   * A string at the cursor (its opening quote included), written as JSON.stringify writes strings:
+   * no raw control character; `"` and `\` escaped; control characters as \b \t \n \f \r or
+   * \u00xx (lower-case hex); nothing else escaped. Moves past it and answers true, or false.
+   */
+  string(): boolean {
+    const s = this.s;
+    if (s.charCodeAt(this.i) !== QUOTE) return false;
+    let i = this.i + 1;
+    let length = 0;
+    for (;;) {
+      const c = s.charCodeAt(i);
+      if (Number.isNaN(c) || c < 0x20) return false;
+      if (c === QUOTE) break;
+      if (c === BACKSLASH) {
+        const e = s.charCodeAt(i + 1);
+        if (e === QUOTE || e === BACKSLASH || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) i += 2;
+        else if (e === 0x75 && isControlEscape(s, i + 2)) i += 6;
+        else return false;
+      } else i += 1;
+      length += 1;
+    }
+    this.i = i + 1;
+    this.length = length;
+    return true;
+  }
+
+  /** A string of at most `max` code units. */
+  shortString(max: number): boolean {
+    return this.string() && this.length <= max;
+  }
+
+  /** `"` + exactly `count` lower-case hex digits + `"`, not all zeros. */
+  hexId(count: number): boolean {
+    const s = this.s;
+    if (s.charCodeAt(this.i) !== QUOTE || s.charCodeAt(this.i + count + 1) !== QUOTE) return false;
+    let nonZero = false;
+    for (let k = this.i + 1; k <= this.i + count; k += 1) {
+      const c = s.charCodeAt(k);
+      if (c >= 0x30 && c <= 0x39) {
+        if (c !== 0x30) nonZero = true;
+      } else if (c >= 0x61 && c <= 0x66) nonZero = true;
+      else return false;
+    }
+    this.i += count + 2;
+    return nonZero;
+  }
+
+  /** A lower-case UUID string (8-4-4-4-12): answers its text, or undefined. */
+  lowerUuid(): string | undefined {
+    const s = this.s;
+    const start = this.i + 1;
+    if (s.charCodeAt(this.i) !== QUOTE || s.charCodeAt(start + 36) !== QUOTE) return undefined;
+    for (let k = 0; k < 36; k += 1) {
+      const c = s.charCodeAt(start + k);
+      if (k === 8 || k === 13 || k === 18 || k === 23) {
+        if (c !== 0x2d) return undefined;
+      } else if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return undefined;
+    }
+    this.i = start + 37;
+    return s.slice(start, start + 36);
+  }
+
+  /** A string of 1 to 20 decimal digits: answers its digits, or undefined. */
+  digits(): string | undefined {
+    const s = this.s;
+    if (s.charCodeAt(this.i) !== QUOTE) return undefined;
+    const start = this.i + 1;
+    let k = start;
+    while (k - start <= 20) {
+      const c = s.charCodeAt(k);
+      if (!(c >= 0x30 && c <= 0x39)) break;
+      k += 1;
+    }
+    if (k === start || k - start > 20 || s.charCodeAt(k) !== QUOTE) return undefined;
+    this.i = k + 1;
+    return s.slice(start, k);
+  }
+
+  /** One digit from `min` to `max` (an enum as the stored line writes it). */
+  digit(min: number, max: number): boolean {
+    const c = this.s.charCodeAt(this.i) - 0x30;
+    if (!(c >= min && c <= max)) return false;
+    this.i += 1;
+    return true;
+  }
+
+  /**
+   * An integer as JSON.stringify writes it, of at most 15 digits (exact as a double, printed the
+   * same way): -?(0|[1-9][0-9]*), never -0.
+   */
+  smallInteger(): boolean {
+    const s = this.s;
+    let k = this.i;
+    if (s.charCodeAt(k) === 0x2d) k += 1;
+    const first = k;
+    const c0 = s.charCodeAt(k);
+    if (c0 === 0x30) k += 1;
+    else if (c0 >= 0x31 && c0 <= 0x39) {
+      k += 1;
+      for (;;) {
+        // charCodeAt past the end is NaN: written so that NaN stops the loop.
+        const c = s.charCodeAt(k);
+        if (!(c >= 0x30 && c <= 0x39)) break;
+        k += 1;
+      }
+    } else return false;
+    if (k - first > 15 || (c0 === 0x30 && first !== this.i)) return false;
+    this.i = k;
+    return true;
+  }
+
+  /** An attribute value: a scalar (null, true, false, string, small integer) or an array of them. */
+  attributeValue(): boolean {
+    if (this.s.charCodeAt(this.i) !== 0x5b) return this.scalar();
+    this.i += 1;
+    if (this.s.charCodeAt(this.i) === 0x5d) {
+      this.i += 1;
+      return true;
+    }
+    for (;;) {
+      if (!this.scalar()) return false;
+      const c = this.s.charCodeAt(this.i);
+      this.i += 1;
+      if (c === 0x5d) return true;
+      if (c !== COMMA) return false;
+    }
+  }
+
+  scalar(): boolean {
+    const c = this.s.charCodeAt(this.i);
+    if (c === QUOTE) return this.string();
+    if (c === 0x6e) return this.literal('null');
+    if (c === 0x74) return this.literal('true');
+    if (c === 0x66) return this.literal('false');
+    return this.smallInteger();
+  }
+
+  /**
+   * An attribute map: names of 1 to 256 code units, none repeated, none made only of digits
+   * (JSON.parse moves integer-like names to the front, so the line would differ), none
+   * `__proto__`; values as attributeValue.
+   */
+  attributes(): boolean {
+    const s = this.s;
+    if (s.charCodeAt(this.i) !== 0x7b) return false;
+    this.i += 1;
+    if (s.charCodeAt(this.i) === 0x7d) {
+      this.i += 1;
+      return true;
+    }
+    let names: string[] | undefined;
+    let first: string | undefined;
+    for (;;) {
+      const start = this.i;
+      if (!this.string() || this.length === 0 || this.length > 256) return false;
+      const name = s.slice(start + 1, this.i - 1);
+      if (onlyDigits(name) || name === '__proto__') return false;
+      if (first === undefined) first = name;
+      else {
+        names ??= [first];
+        if (names.includes(name)) return false;
+        names.push(name);
+      }
+      if (s.charCodeAt(this.i) !== 0x3a) return false;
+      this.i += 1;
+      if (!this.attributeValue()) return false;
+      const c = s.charCodeAt(this.i);
+      this.i += 1;
+      if (c === 0x7d) return true;
+      if (c !== COMMA) return false;
+    }
+  }
+
+  /** A scope: `name` (required), `version`, `attributes`, each at most once, in any order. */
+  scope(): boolean {
+    const s = this.s;
+    if (s.charCodeAt(this.i) !== 0x7b) return false;
+    this.i += 1;
+    let seen = 0;
+    for (;;) {
+      let bit: number;
+      if (this.literal('"name":')) {
+        bit = 1;
+        if (!this.shortString(1024)) return false;
+      } else if (this.literal('"version":')) {
+        bit = 2;
+        if (!this.shortString(1024)) return false;
+      } else if (this.literal('"attributes":')) {
+        bit = 4;
+        if (!this.attributes()) return false;
+      } else return false;
+      if ((seen & bit) !== 0) return false;
+      seen |= bit;
+      const c = s.charCodeAt(this.i);
+      this.i += 1;
+      if (c === 0x7d) return (seen & 1) !== 0;
+      if (c !== COMMA) return false;
+    }
+  }
+}
+
+/** `\u00` + two lower-case hex digits naming a control character JSON.stringify writes that way. */
+function isControlEscape(s: string, at: number): boolean {
+  if (s.charCodeAt(at) !== 0x30 || s.charCodeAt(at + 1) !== 0x30) return false;
+  const hi = s.charCodeAt(at + 2);
+  const lo = s.charCodeAt(at + 3);
+  if (hi !== 0x30 && hi !== 0x31) return false;
+  const low = lo >= 0x30 && lo <= 0x39 ? lo - 0x30 : lo >= 0x61 && lo <= 0x66 ? lo - 0x57 : -1;
+  if (low < 0) return false;
+  const code = (hi - 0x30) * 16 + low;
+  // \b \t \n \f \r have short forms, which JSON.stringify uses.
+  return code !== 0x08 && code !== 0x09 && code !== 0x0a && code !== 0x0c && code !== 0x0d;
+}
+
+function onlyDigits(name: string): boolean {
+  for (let k = 0; k < name.length; k += 1) {
+    const c = name.charCodeAt(k);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
+/**
+ * The fields the decoder needs when `text` is exactly a stored span line (see the file's
+ * comment), else undefined.
+ */
+export function storedSpanFields(text: string): StoredSpanFields | undefined {
+  const r = new Scanner(text);
+  if (!r.literal('{"tenantId":')) return undefined;
+  const tenantId = r.lowerUuid();
+  if (tenantId === undefined) return undefined;
+  if (!r.literal(',"traceId":') || !r.hexId(32)) return undefined;
+  if (!r.literal(',"spanId":') || !r.hexId(16)) return undefined;
+  if (!r.literal(',"parentSpanId":')) return undefined;
+  if (!r.literal('""') && !r.hexId(16)) return undefined;
+  if (!r.literal(',"name":') || !r.shortString(1024)) return undefined;
+  if (!r.literal(',"kind":') || !r.digit(0, 5)) return undefined;
+  if (!r.literal(',"startTimeUnixNano":')) return undefined;
+  const startTimeUnixNano = r.digits();
+  if (startTimeUnixNano === undefined || !r.literal(',"endTimeUnixNano":')) return undefined;
+  const endTimeUnixNano = r.digits();
+  if (endTimeUnixNano === undefined) return undefined;
+  if (!r.literal(',"attributes":') || !r.attributes()) return undefined;
+  // status: the code, and the message only when not empty (storedSpan drops an empty one).
+  if (!r.literal(',"status":{"code":') || !r.digit(0, 2)) return undefined;
+  if (r.literal(',"message":')) {
+    if (!r.shortString(8192) || r.length === 0) return undefined;
+  }
+  if (!r.literal('},"resource":{"attributes":') || !r.attributes() || !r.literal('}')) return undefined;
+  if (r.literal(',"scope":') && !r.scope()) return undefined;
+  // traceState only when not empty (storedSpan drops an empty one).
+  if (r.literal(',"traceState":')) {
+    if (!r.shortString(8192) || r.length === 0) return undefined;
+  }
+  if (!r.literal('}') || r.i !== text.length) return undefined;
+  return { tenantId, startTimeUnixNano, endTimeUnixNano };
+}
