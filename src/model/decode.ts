@@ -6,7 +6,7 @@ import { canonicalTenantId } from './tenant.js';
 import { headerValues, type RecordHeaders } from './headers.js';
 import { endsBeforeStart, SpanDays, validateSpan, type Span } from './span.js';
 import { surelyValidSpan } from './span-quick-check.js';
-import { storedSpanFields, type StoredSpanFields } from './stored-span-text.js';
+import { STORED_FIELD_SLOTS, storedSpanFields, type StoredSpanFields } from './stored-span-text.js';
 import { MAX_SPANS_PER_RECORD, storedSpan, type StoredSpan } from './span-line.js';
 import { decodeOtlpTraces, detectEncoding, type OtlpEncoding, type SpanEncoding } from './otlp.js';
 import { signalValueProblem, validateSignal, type Signal } from './signal.js';
@@ -181,6 +181,12 @@ export interface SpanDecoderOptions {
 export class SpanDecoder implements RecordDecoder<DecodedSpan> {
   private readonly options: SpanDecoderOptions;
   private readonly days: SpanDays | undefined;
+  /**
+   * Where each field of the last record taken as its stored line sits in its text (storedText;
+   * stored-span-text.ts): read by the archive's decoder right after decode returns, so that it
+   * slices the fields instead of scanning the text again.
+   */
+  readonly storedFieldsAt = new Int32Array(STORED_FIELD_SLOTS);
 
   constructor(
     private readonly maxMessageBytes: number,
@@ -197,7 +203,7 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     const text = jsonText(message, this.maxMessageBytes);
     if (!text.ok) return text;
     if (this.options.storedText) {
-      const fields = storedSpanFields(text.text);
+      const fields = storedSpanFields(text.text, this.storedFieldsAt);
       if (fields !== undefined) return this.storedLine(text.text, fields, message.headers);
     }
     const parsed = parseText(text.text);

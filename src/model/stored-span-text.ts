@@ -23,6 +23,8 @@ export interface StoredSpanFields {
   endTimeUnixNano: string;
 }
 
+/** A run of characters a JSON string holds as they are (sticky: from lastIndex). */
+const PLAIN = /[^"\\\u0000-\u001f]*/y;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
@@ -33,7 +35,19 @@ class Scanner {
   /** UTF-16 code units of the last string read, escapes decoded. */
   length = 0;
 
-  constructor(readonly s: string) {}
+  constructor(
+    readonly s: string,
+    /** Where each field's value starts and ends (STORED_FIELD_SLOTS), when the caller wants them. */
+    readonly at: Int32Array | undefined,
+  ) {}
+
+  /** Notes that field `slot`'s value ran from `start` to the cursor. */
+  mark(slot: number, start: number): void {
+    if (this.at !== undefined) {
+      this.at[2 * slot] = start;
+      this.at[2 * slot + 1] = this.i;
+    }
+  }
 
   literal(text: string): boolean {
     if (!this.s.startsWith(text, this.i)) return false;
@@ -52,15 +66,18 @@ class Scanner {
     let i = this.i + 1;
     let length = 0;
     for (;;) {
+      // The characters needing no escape, in one native step (the regular expression engine).
+      PLAIN.lastIndex = i;
+      PLAIN.test(s);
+      length += PLAIN.lastIndex - i;
+      i = PLAIN.lastIndex;
       const c = s.charCodeAt(i);
-      if (Number.isNaN(c) || c < 0x20) return false;
       if (c === QUOTE) break;
-      if (c === BACKSLASH) {
-        const e = s.charCodeAt(i + 1);
-        if (e === QUOTE || e === BACKSLASH || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) i += 2;
-        else if (e === 0x75 && isControlEscape(s, i + 2)) i += 6;
-        else return false;
-      } else i += 1;
+      if (c !== BACKSLASH) return false; // a raw control character, or the end of the text
+      const e = s.charCodeAt(i + 1);
+      if (e === QUOTE || e === BACKSLASH || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) i += 2;
+      else if (e === 0x75 && isControlEscape(s, i + 2)) i += 6;
+      else return false;
       length += 1;
     }
     this.i = i + 1;
@@ -111,6 +128,7 @@ class Scanner {
     const start = this.i + 1;
     let k = start;
     while (k - start <= 20) {
+      // charCodeAt past the end is NaN: written so that NaN stops the loop.
       const c = s.charCodeAt(k);
       if (!(c >= 0x30 && c <= 0x39)) break;
       k += 1;
@@ -223,15 +241,22 @@ class Scanner {
     let seen = 0;
     for (;;) {
       let bit: number;
+      let start: number;
       if (this.literal('"name":')) {
         bit = 1;
+        start = this.i;
         if (!this.shortString(1024)) return false;
+        this.mark(Slot.ScopeName, start);
       } else if (this.literal('"version":')) {
         bit = 2;
+        start = this.i;
         if (!this.shortString(1024)) return false;
+        this.mark(Slot.ScopeVersion, start);
       } else if (this.literal('"attributes":')) {
         bit = 4;
+        start = this.i;
         if (!this.attributes()) return false;
+        this.mark(Slot.ScopeAttributes, start);
       } else return false;
       if ((seen & bit) !== 0) return false;
       seen |= bit;
@@ -264,37 +289,87 @@ function onlyDigits(name: string): boolean {
   return true;
 }
 
+/** The fields whose place in the text storedSpanFields notes when asked (a start and an end each). */
+export const Slot = {
+  TraceId: 0,
+  SpanId: 1,
+  ParentSpanId: 2,
+  Name: 3,
+  Kind: 4,
+  Start: 5,
+  End: 6,
+  Attributes: 7,
+  StatusCode: 8,
+  StatusMessage: 9,
+  ResourceAttributes: 10,
+  ScopeName: 11,
+  ScopeVersion: 12,
+  ScopeAttributes: 13,
+  TraceState: 14,
+} as const;
+
+/** Slots of the positions array: a start and an end for each Slot. */
+export const STORED_FIELD_SLOTS = 2 * (Slot.TraceState + 1);
+
 /**
  * The fields the decoder needs when `text` is exactly a stored span line (see the file's
- * comment), else undefined.
+ * comment), else undefined. With `at` (STORED_FIELD_SLOTS long), also where each field's value
+ * is in the text (start and end; -1 for an optional field that is absent).
  */
-export function storedSpanFields(text: string): StoredSpanFields | undefined {
-  const r = new Scanner(text);
+export function storedSpanFields(text: string, at?: Int32Array): StoredSpanFields | undefined {
+  const r = new Scanner(text, at);
+  at?.fill(-1);
   if (!r.literal('{"tenantId":')) return undefined;
   const tenantId = r.lowerUuid();
   if (tenantId === undefined) return undefined;
+  let start: number;
   if (!r.literal(',"traceId":') || !r.hexId(32)) return undefined;
+  r.mark(Slot.TraceId, r.i - 34);
   if (!r.literal(',"spanId":') || !r.hexId(16)) return undefined;
+  r.mark(Slot.SpanId, r.i - 18);
   if (!r.literal(',"parentSpanId":')) return undefined;
+  start = r.i;
   if (!r.literal('""') && !r.hexId(16)) return undefined;
-  if (!r.literal(',"name":') || !r.shortString(1024)) return undefined;
+  r.mark(Slot.ParentSpanId, start);
+  if (!r.literal(',"name":')) return undefined;
+  start = r.i;
+  if (!r.shortString(1024)) return undefined;
+  r.mark(Slot.Name, start);
   if (!r.literal(',"kind":') || !r.digit(0, 5)) return undefined;
+  r.mark(Slot.Kind, r.i - 1);
   if (!r.literal(',"startTimeUnixNano":')) return undefined;
+  start = r.i;
   const startTimeUnixNano = r.digits();
-  if (startTimeUnixNano === undefined || !r.literal(',"endTimeUnixNano":')) return undefined;
+  if (startTimeUnixNano === undefined) return undefined;
+  r.mark(Slot.Start, start);
+  if (!r.literal(',"endTimeUnixNano":')) return undefined;
+  start = r.i;
   const endTimeUnixNano = r.digits();
   if (endTimeUnixNano === undefined) return undefined;
-  if (!r.literal(',"attributes":') || !r.attributes()) return undefined;
+  r.mark(Slot.End, start);
+  if (!r.literal(',"attributes":')) return undefined;
+  start = r.i;
+  if (!r.attributes()) return undefined;
+  r.mark(Slot.Attributes, start);
   // status: the code, and the message only when not empty (storedSpan drops an empty one).
   if (!r.literal(',"status":{"code":') || !r.digit(0, 2)) return undefined;
+  r.mark(Slot.StatusCode, r.i - 1);
   if (r.literal(',"message":')) {
+    start = r.i;
     if (!r.shortString(8192) || r.length === 0) return undefined;
+    r.mark(Slot.StatusMessage, start);
   }
-  if (!r.literal('},"resource":{"attributes":') || !r.attributes() || !r.literal('}')) return undefined;
+  if (!r.literal('},"resource":{"attributes":')) return undefined;
+  start = r.i;
+  if (!r.attributes()) return undefined;
+  r.mark(Slot.ResourceAttributes, start);
+  if (!r.literal('}')) return undefined;
   if (r.literal(',"scope":') && !r.scope()) return undefined;
   // traceState only when not empty (storedSpan drops an empty one).
   if (r.literal(',"traceState":')) {
+    start = r.i;
     if (!r.shortString(8192) || r.length === 0) return undefined;
+    r.mark(Slot.TraceState, start);
   }
   if (!r.literal('}') || r.i !== text.length) return undefined;
   return { tenantId, startTimeUnixNano, endTimeUnixNano };
