@@ -23,6 +23,18 @@ export interface StoredSpanFields {
   endTimeUnixNano: string;
 }
 
+// Sticky patterns (matched at lastIndex only) for the fixed parts of a stored line.
+const HEAD = /\{"tenantId":"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}","traceId":"[0-9a-f]{32}","spanId":"[0-9a-f]{16}","parentSpanId":/y;
+/** Where the tenant's text starts, and the opening quotes of traceId and spanId, in HEAD. */
+const TENANT_AT = '{"tenantId":"'.length;
+const TRACE_AT = TENANT_AT + 36 + '","traceId":'.length;
+const SPAN_AT = TRACE_AT + 34 + ',"spanId":'.length;
+const ZEROS32 = '0'.repeat(32);
+const ZEROS16 = '0'.repeat(16);
+const KIND_KEY = ',"kind":';
+const START_KEY = ',"startTimeUnixNano":';
+const END_KEY = ',"endTimeUnixNano":';
+const TIMES = /,"kind":[0-5],"startTimeUnixNano":"[0-9]{1,20}","endTimeUnixNano":"[0-9]{1,20}","attributes":/y;
 /** A run of characters a JSON string holds as they are (sticky: from lastIndex). */
 const PLAIN = /[^"\\\u0000-\u001f]*/y;
 const QUOTE = 0x22;
@@ -200,7 +212,8 @@ class Scanner {
   /**
    * An attribute map: names of 1 to 256 code units, none repeated, none made only of digits
    * (JSON.parse moves integer-like names to the front, so the line would differ), none
-   * `__proto__`; values as attributeValue.
+   * `__proto__`, at most MAX_NAMES of them; values as attributeValue. Names are compared where
+   * they stand in the text (two names are the same string exactly when their canonical texts are).
    */
   attributes(): boolean {
     const s = this.s;
@@ -210,19 +223,16 @@ class Scanner {
       this.i += 1;
       return true;
     }
-    let names: string[] | undefined;
-    let first: string | undefined;
+    let count = 0;
     for (;;) {
-      const start = this.i;
+      const start = this.i + 1;
       if (!this.string() || this.length === 0 || this.length > 256) return false;
-      const name = s.slice(start + 1, this.i - 1);
-      if (onlyDigits(name) || name === '__proto__') return false;
-      if (first === undefined) first = name;
-      else {
-        names ??= [first];
-        if (names.includes(name)) return false;
-        names.push(name);
-      }
+      const end = this.i - 1;
+      if (count === MAX_NAMES || onlyDigits(s, start, end) || (end - start === 9 && s.startsWith('__proto__', start))) return false;
+      for (let k = 0; k < count; k += 1) if (sameText(s, NAMES[2 * k]!, NAMES[2 * k + 1]!, start, end)) return false;
+      NAMES[2 * count] = start;
+      NAMES[2 * count + 1] = end;
+      count += 1;
       if (s.charCodeAt(this.i) !== 0x3a) return false;
       this.i += 1;
       if (!this.attributeValue()) return false;
@@ -281,13 +291,29 @@ function isControlEscape(s: string, at: number): boolean {
   return code !== 0x08 && code !== 0x09 && code !== 0x0a && code !== 0x0c && code !== 0x0d;
 }
 
-function onlyDigits(name: string): boolean {
-  for (let k = 0; k < name.length; k += 1) {
-    const c = name.charCodeAt(k);
+/** Whether s[start, end) is only decimal digits (an integer-like property name). */
+function onlyDigits(s: string, start: number, end: number): boolean {
+  for (let k = start; k < end; k += 1) {
+    const c = s.charCodeAt(k);
     if (c < 0x30 || c > 0x39) return false;
   }
   return true;
 }
+
+/** Whether s[a, aEnd) and s[b, bEnd) are the same text. */
+function sameText(s: string, a: number, aEnd: number, b: number, bEnd: number): boolean {
+  if (aEnd - a !== bEnd - b) return false;
+  for (let k = 0; k < aEnd - a; k += 1) if (s.charCodeAt(a + k) !== s.charCodeAt(b + k)) return false;
+  return true;
+}
+
+/**
+ * Most attribute names a map may have for the fast path (more go the full path: comparing each
+ * name with every earlier one would grow with their square). Where the names of the map being
+ * read stand (start, end); attributes() is not re-entered while a map is read.
+ */
+const MAX_NAMES = 64;
+const NAMES = new Int32Array(2 * MAX_NAMES);
 
 /** The fields whose place in the text storedSpanFields notes when asked (a start and an end each). */
 export const Slot = {
@@ -319,35 +345,40 @@ export const STORED_FIELD_SLOTS = 2 * (Slot.TraceState + 1);
 export function storedSpanFields(text: string, at?: Int32Array): StoredSpanFields | undefined {
   const r = new Scanner(text, at);
   at?.fill(-1);
-  if (!r.literal('{"tenantId":')) return undefined;
-  const tenantId = r.lowerUuid();
-  if (tenantId === undefined) return undefined;
-  let start: number;
-  if (!r.literal(',"traceId":') || !r.hexId(32)) return undefined;
-  r.mark(Slot.TraceId, r.i - 34);
-  if (!r.literal(',"spanId":') || !r.hexId(16)) return undefined;
-  r.mark(Slot.SpanId, r.i - 18);
-  if (!r.literal(',"parentSpanId":')) return undefined;
-  start = r.i;
+  // The head, tenant to spanId, in one match of the regular expression engine (the ids have
+  // fixed widths, so their places are fixed too).
+  HEAD.lastIndex = 0;
+  if (!HEAD.test(text) || text.startsWith(ZEROS32, TRACE_AT + 1) || text.startsWith(ZEROS16, SPAN_AT + 1)) return undefined;
+  const tenantId = text.slice(TENANT_AT, TENANT_AT + 36);
+  r.i = SPAN_AT + 18;
+  r.mark(Slot.SpanId, SPAN_AT);
+  r.i = TRACE_AT + 34;
+  r.mark(Slot.TraceId, TRACE_AT);
+  r.i = HEAD.lastIndex;
+  let start = r.i;
   if (!r.literal('""') && !r.hexId(16)) return undefined;
   r.mark(Slot.ParentSpanId, start);
   if (!r.literal(',"name":')) return undefined;
   start = r.i;
   if (!r.shortString(1024)) return undefined;
   r.mark(Slot.Name, start);
-  if (!r.literal(',"kind":') || !r.digit(0, 5)) return undefined;
-  r.mark(Slot.Kind, r.i - 1);
-  if (!r.literal(',"startTimeUnixNano":')) return undefined;
-  start = r.i;
-  const startTimeUnixNano = r.digits();
-  if (startTimeUnixNano === undefined) return undefined;
-  r.mark(Slot.Start, start);
-  if (!r.literal(',"endTimeUnixNano":')) return undefined;
-  start = r.i;
-  const endTimeUnixNano = r.digits();
-  if (endTimeUnixNano === undefined) return undefined;
-  r.mark(Slot.End, start);
-  if (!r.literal(',"attributes":')) return undefined;
+  // kind and both times in one match; the times' ends found by their closing quotes.
+  TIMES.lastIndex = r.i;
+  if (!TIMES.test(text)) return undefined;
+  const kindAt = r.i + KIND_KEY.length;
+  const startAt = kindAt + 1 + START_KEY.length;
+  const startEnd = text.indexOf('"', startAt + 1) + 1;
+  const endAt = startEnd + END_KEY.length;
+  const endEnd = text.indexOf('"', endAt + 1) + 1;
+  const startTimeUnixNano = text.slice(startAt + 1, startEnd - 1);
+  const endTimeUnixNano = text.slice(endAt + 1, endEnd - 1);
+  r.i = kindAt + 1;
+  r.mark(Slot.Kind, kindAt);
+  r.i = startEnd;
+  r.mark(Slot.Start, startAt);
+  r.i = endEnd;
+  r.mark(Slot.End, endAt);
+  r.i = TIMES.lastIndex;
   start = r.i;
   if (!r.attributes()) return undefined;
   r.mark(Slot.Attributes, start);
