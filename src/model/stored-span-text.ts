@@ -102,7 +102,7 @@ class Scanner {
     return this.string() && this.length <= max;
   }
 
-  /** `"` + exactly `count` lower-case hex digits + `"`, not all zeros. */
+  /** `"` + exactly `count` lower-case hex digits + `"`, not all zeros (the head's ids are checked by HEAD). */
   hexId(count: number): boolean {
     const s = this.s;
     if (s.charCodeAt(this.i) !== QUOTE || s.charCodeAt(this.i + count + 1) !== QUOTE) return false;
@@ -116,38 +116,6 @@ class Scanner {
     }
     this.i += count + 2;
     return nonZero;
-  }
-
-  /** A lower-case UUID string (8-4-4-4-12): answers its text, or undefined. */
-  lowerUuid(): string | undefined {
-    const s = this.s;
-    const start = this.i + 1;
-    if (s.charCodeAt(this.i) !== QUOTE || s.charCodeAt(start + 36) !== QUOTE) return undefined;
-    for (let k = 0; k < 36; k += 1) {
-      const c = s.charCodeAt(start + k);
-      if (k === 8 || k === 13 || k === 18 || k === 23) {
-        if (c !== 0x2d) return undefined;
-      } else if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return undefined;
-    }
-    this.i = start + 37;
-    return s.slice(start, start + 36);
-  }
-
-  /** A string of 1 to 20 decimal digits: answers its digits, or undefined. */
-  digits(): string | undefined {
-    const s = this.s;
-    if (s.charCodeAt(this.i) !== QUOTE) return undefined;
-    const start = this.i + 1;
-    let k = start;
-    while (k - start <= 20) {
-      // charCodeAt past the end is NaN: written so that NaN stops the loop.
-      const c = s.charCodeAt(k);
-      if (!(c >= 0x30 && c <= 0x39)) break;
-      k += 1;
-    }
-    if (k === start || k - start > 20 || s.charCodeAt(k) !== QUOTE) return undefined;
-    this.i = k + 1;
-    return s.slice(start, k);
   }
 
   /** One digit from `min` to `max` (an enum as the stored line writes it). */
