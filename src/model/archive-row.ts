@@ -39,9 +39,9 @@ export class ArchiveSpanDecoder implements RecordDecoder<ArchiveRow> {
 
 /**
  * spanLineBody of a span whose record is its stored line (stored-span-text.ts), from the line's
- * own text and where storedSpanFields found its fields (`at`): each value is already written as JSON.stringify writes it (and holds no lone
- * surrogate: the fast path takes no \u escape but a control character's), so the body is the
- * values' slices under the body's keys, in its order.
+ * own text and where storedSpanFields found its fields (`at`): each value is already written as
+ * JSON.stringify writes it (and holds no lone surrogate: the fast path takes no \u escape but a
+ * control character's), so the body is the values' slices under the body's keys, in its order.
  */
 export function bodyOfStoredLine(text: string, at: Int32Array): string {
   // Joined, not concatenated: a cycle holds the body for up to a minute, and a concatenation of

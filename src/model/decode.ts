@@ -171,9 +171,10 @@ export interface SpanDecoderOptions {
    */
   withDay: boolean;
   /**
-   * Keep each JSON span's stored line as text (DecodedSpan.json), taking it from the record itself
-   * when the record already is that line (stored-span-text.ts). For the span log, which writes
-   * the line; off by default (the rule and archive workers read the span's fields).
+   * A JSON record that already is its stored line (stored-span-text.ts) is answered as that text
+   * (StoredSpanText, DecodedSpan.json) without being parsed. For the span log, which writes the
+   * line, and the archive, which slices its body from it; off by default (the rule worker reads
+   * the span's fields).
    */
   storedText: boolean;
 }
@@ -218,18 +219,12 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     return 'error' in item ? item : { ok: true, items: [item] };
   }
 
-  /** A record that is its stored line: the same checks as spanItem's, on the fields read from the text. */
+  /** A record that is its stored line: the tenant and the times checked as for any span. */
   private storedLine(text: string, fields: StoredSpanFields, headers: RecordHeaders | undefined): Decoded<DecodedSpan> {
     const tenant = resolveTenant(fields.tenantId, headers);
     if (!tenant.ok) return tenant;
-    if (endsBeforeStart(fields.startTimeUnixNano, fields.endTimeUnixNano)) return reject('SchemaViolation', 'endTimeUnixNano: must not be before startTimeUnixNano');
-    let day: string | undefined;
-    if (this.days === undefined) {
-      if (SpanDays.tooLate(fields.startTimeUnixNano)) return reject('SchemaViolation', 'startTimeUnixNano: after year 9999');
-    } else {
-      day = this.days.of(fields.startTimeUnixNano);
-      if (day === undefined) return reject('SchemaViolation', 'startTimeUnixNano: after year 9999');
-    }
+    const day = spanDay(fields.startTimeUnixNano, fields.endTimeUnixNano, this.days);
+    if (typeof day === 'object') return day;
     return { ok: true, items: [{ tenantId: tenant.tenantId, value: new StoredSpanText(text, day) }] };
   }
 
@@ -277,14 +272,19 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
  * times cannot be. No BigInt and no Date per span: see SpanDays.
  */
 function spanItem(span: Span, tenantId: string, days: SpanDays | undefined): DecodedItem<DecodedSpan> | Rejected {
-  if (endsBeforeStart(span.startTimeUnixNano, span.endTimeUnixNano)) return reject('SchemaViolation', 'endTimeUnixNano: must not be before startTimeUnixNano');
-  if (days === undefined) {
-    if (SpanDays.tooLate(span.startTimeUnixNano)) return reject('SchemaViolation', 'startTimeUnixNano: after year 9999');
-    return { tenantId, value: { span: storedSpan(span, tenantId) } };
-  }
-  const day = days.of(span.startTimeUnixNano);
-  if (day === undefined) return reject('SchemaViolation', 'startTimeUnixNano: after year 9999');
-  return { tenantId, value: { span: storedSpan(span, tenantId), day } };
+  const day = spanDay(span.startTimeUnixNano, span.endTimeUnixNano, days);
+  if (typeof day === 'object') return day;
+  return { tenantId, value: day === undefined ? { span: storedSpan(span, tenantId) } : { span: storedSpan(span, tenantId), day } };
+}
+
+/**
+ * Why a span's times cannot be stored (an end before its start, a start after year 9999), else
+ * its UTC day when `days` is given (undefined without).
+ */
+function spanDay(start: string | number, end: string | number, days: SpanDays | undefined): string | undefined | Rejected {
+  if (endsBeforeStart(start, end)) return reject('SchemaViolation', 'endTimeUnixNano: must not be before startTimeUnixNano');
+  if (days === undefined) return SpanDays.tooLate(start) ? reject('SchemaViolation', 'startTimeUnixNano: after year 9999') : undefined;
+  return days.of(start) ?? reject('SchemaViolation', 'startTimeUnixNano: after year 9999');
 }
 
 export class SignalDecoder implements RecordDecoder<Signal> {

@@ -53,11 +53,11 @@ class Scanner {
     readonly at: Int32Array | undefined,
   ) {}
 
-  /** Notes that field `slot`'s value ran from `start` to the cursor. */
-  mark(slot: number, start: number): void {
+  /** Notes that field `slot`'s value runs from `start` to `end` (the cursor unless given). */
+  mark(slot: number, start: number, end = this.i): void {
     if (this.at !== undefined) {
       this.at[2 * slot] = start;
-      this.at[2 * slot + 1] = this.i;
+      this.at[2 * slot + 1] = end;
     }
   }
 
@@ -318,10 +318,8 @@ export function storedSpanFields(text: string, at?: Int32Array): StoredSpanField
   HEAD.lastIndex = 0;
   if (!HEAD.test(text) || text.startsWith(ZEROS32, TRACE_AT + 1) || text.startsWith(ZEROS16, SPAN_AT + 1)) return undefined;
   const tenantId = text.slice(TENANT_AT, TENANT_AT + 36);
-  r.i = SPAN_AT + 18;
-  r.mark(Slot.SpanId, SPAN_AT);
-  r.i = TRACE_AT + 34;
-  r.mark(Slot.TraceId, TRACE_AT);
+  r.mark(Slot.TraceId, TRACE_AT, TRACE_AT + 34);
+  r.mark(Slot.SpanId, SPAN_AT, SPAN_AT + 18);
   r.i = HEAD.lastIndex;
   let start = r.i;
   if (!r.literal('""') && !r.hexId(16)) return undefined;
@@ -340,12 +338,9 @@ export function storedSpanFields(text: string, at?: Int32Array): StoredSpanField
   const endEnd = text.indexOf('"', endAt + 1) + 1;
   const startTimeUnixNano = text.slice(startAt + 1, startEnd - 1);
   const endTimeUnixNano = text.slice(endAt + 1, endEnd - 1);
-  r.i = kindAt + 1;
-  r.mark(Slot.Kind, kindAt);
-  r.i = startEnd;
-  r.mark(Slot.Start, startAt);
-  r.i = endEnd;
-  r.mark(Slot.End, endAt);
+  r.mark(Slot.Kind, kindAt, kindAt + 1);
+  r.mark(Slot.Start, startAt, startEnd);
+  r.mark(Slot.End, endAt, endEnd);
   r.i = TIMES.lastIndex;
   start = r.i;
   if (!r.attributes()) return undefined;

@@ -110,8 +110,8 @@ export const RUNS_PER_COPY = 32;
  * DuckDB ~1.5 ms, ~2 µs per span at a default cycle's 700 spans per tenant-day (bench/README). At
  * most RUNS_PER_COPY runs: a partitioned write keeps a writer open per partition, and one COPY for
  * a cycle of a thousand tenant-days ran DuckDB out of memory. zstd at level 1 (DuckDB's default is
- * 3): ~15 % less of the COPY's CPU and, on spans, no larger files (docs/archive.md). Rows keep their line (position)
- * order within each file: preserve_insertion_order and one thread.
+ * 3): ~15 % less of the COPY's CPU and, on spans, no larger files (docs/archive.md). Rows keep
+ * their line (position) order within each file: preserve_insertion_order and one thread.
  */
 export function copyRunsSql(dir: string, linesFile: string, longestLine: number, tenants: readonly string[], firstRun: number, partition: number): string {
   if (!Number.isSafeInteger(partition) || partition < 0) throw new InvariantError(`partition must be a non-negative integer, not ${partition}`);
