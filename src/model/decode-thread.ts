@@ -18,7 +18,7 @@ export function decoderFromSpec(spec: DecoderSpec): RecordDecoder<unknown> {
     case 'spans':
       return new SpanDecoder(spec.maxMessageBytes, spec.options);
     case 'archive-spans':
-      return new ArchiveSpanDecoder(spec.maxMessageBytes, spec.options);
+      return new ArchiveSpanDecoder(spec.maxMessageBytes, spec.options, false);
     case 'signals':
       return new SignalDecoder(spec.maxMessageBytes);
   }

@@ -2,11 +2,11 @@ import { RecordRejectedError } from '../errors.js';
 import type { ValidateFunction } from 'ajv';
 import { describeErrors } from './json-schema.js';
 import { isUtf8 } from 'node:buffer';
-import { canonicalTenantId } from './tenant.js';
+import { canonicalTenantId, internTenantId } from './tenant.js';
 import { headerValues, type RecordHeaders } from './headers.js';
 import { endsBeforeStart, SpanDays, validateSpan, type Span } from './span.js';
 import { surelyValidSpan } from './span-quick-check.js';
-import { STORED_FIELD_SLOTS, storedSpanFields, type StoredSpanFields } from './stored-span-text.js';
+import { storedSpanFields, type StoredSpanFields } from './stored-span-text.js';
 import { MAX_SPANS_PER_RECORD, storedSpan, type StoredSpan } from './span-line.js';
 import { decodeOtlpTraces, detectEncoding, type OtlpEncoding, type SpanEncoding } from './otlp.js';
 import { signalValueProblem, validateSignal, type Signal } from './signal.js';
@@ -99,11 +99,11 @@ function resolveTenant(field: string | undefined, headers: RecordHeaders | undef
   if (typeof header === 'object') return header;
   if (field === undefined) {
     if (header === undefined) return reject('MissingTenantId', `no tenantId field and no '${TENANT_HEADER}' header`);
-    return { ok: true, tenantId: header };
+    return { ok: true, tenantId: internTenantId(header) };
   }
   const tenantId = field.toLowerCase();
   if (header !== undefined && header !== tenantId) return reject('TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header ${header}`);
-  return { ok: true, tenantId };
+  return { ok: true, tenantId: internTenantId(tenantId) };
 }
 
 /**
@@ -173,7 +173,7 @@ export interface SpanDecoderOptions {
   /**
    * A JSON record that already is its stored line (stored-span-text.ts) is answered as that text
    * (StoredSpanText, DecodedSpan.json) without being parsed. For the span log, which writes the
-   * line, and the archive, which slices its body from it; off by default (the rule worker reads
+   * line, and the archive, which holds the record's bytes as that line; off by default (the rule worker reads
    * the span's fields).
    */
   storedText: boolean;
@@ -182,12 +182,6 @@ export interface SpanDecoderOptions {
 export class SpanDecoder implements RecordDecoder<DecodedSpan> {
   private readonly options: SpanDecoderOptions;
   private readonly days: SpanDays | undefined;
-  /**
-   * Where each field of the last record taken as its stored line sits in its text (storedText;
-   * stored-span-text.ts): read by the archive's decoder right after decode returns, so that it
-   * slices the fields instead of scanning the text again.
-   */
-  readonly storedFieldsAt = new Int32Array(STORED_FIELD_SLOTS);
 
   constructor(
     private readonly maxMessageBytes: number,
@@ -204,7 +198,7 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     const text = jsonText(message, this.maxMessageBytes);
     if (!text.ok) return text;
     if (this.options.storedText) {
-      const fields = storedSpanFields(text.text, this.storedFieldsAt);
+      const fields = storedSpanFields(text.text);
       if (fields !== undefined) return this.storedLine(text.text, fields, message.headers);
     }
     const parsed = parseText(text.text);
@@ -251,13 +245,13 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
       const invalid = spanRejection(span as unknown as Record<string, unknown>);
       if (invalid) return reject(invalid.error.errorClass, `span ${i}: ${invalid.error.message}`);
       let tenantId: string;
-      if (header !== undefined) tenantId = header;
+      if (header !== undefined) tenantId = internTenantId(header);
       else {
         const attribute = span.resource?.attributes[this.options.tenantAttribute];
         if (attribute === undefined) return reject('MissingTenantId', `span ${i}: no '${TENANT_HEADER}' header and no resource attribute '${this.options.tenantAttribute}'`);
         const canonical = typeof attribute === 'string' ? canonicalTenantId(attribute) : undefined;
         if (canonical === undefined) return reject('InvalidTenantId', `span ${i}: resource attribute '${this.options.tenantAttribute}' ${JSON.stringify(attribute).slice(0, 64)} is not a UUID`);
-        tenantId = canonical;
+        tenantId = internTenantId(canonical);
       }
       const item = spanItem(span, tenantId, this.days);
       if ('error' in item) return reject(item.error.errorClass, `span ${i}: ${item.error.message}`);

@@ -47,19 +47,7 @@ class Scanner {
   /** UTF-16 code units of the last string read, escapes decoded. */
   length = 0;
 
-  constructor(
-    readonly s: string,
-    /** Where each field's value starts and ends (STORED_FIELD_SLOTS), when the caller wants them. */
-    readonly at: Int32Array | undefined,
-  ) {}
-
-  /** Notes that field `slot`'s value runs from `start` to `end` (the cursor unless given). */
-  mark(slot: number, start: number, end = this.i): void {
-    if (this.at !== undefined) {
-      this.at[2 * slot] = start;
-      this.at[2 * slot + 1] = end;
-    }
-  }
+  constructor(readonly s: string) {}
 
   literal(text: string): boolean {
     if (!this.s.startsWith(text, this.i)) return false;
@@ -219,22 +207,15 @@ class Scanner {
     let seen = 0;
     for (;;) {
       let bit: number;
-      let start: number;
       if (this.literal('"name":')) {
         bit = 1;
-        start = this.i;
         if (!this.shortString(1024)) return false;
-        this.mark(Slot.ScopeName, start);
       } else if (this.literal('"version":')) {
         bit = 2;
-        start = this.i;
         if (!this.shortString(1024)) return false;
-        this.mark(Slot.ScopeVersion, start);
       } else if (this.literal('"attributes":')) {
         bit = 4;
-        start = this.i;
         if (!this.attributes()) return false;
-        this.mark(Slot.ScopeAttributes, start);
       } else return false;
       if ((seen & bit) !== 0) return false;
       seen |= bit;
@@ -283,51 +264,21 @@ function sameText(s: string, a: number, aEnd: number, b: number, bEnd: number): 
 const MAX_NAMES = 64;
 const NAMES = new Int32Array(2 * MAX_NAMES);
 
-/** The fields whose place in the text storedSpanFields notes when asked (a start and an end each). */
-export const Slot = {
-  TraceId: 0,
-  SpanId: 1,
-  ParentSpanId: 2,
-  Name: 3,
-  Kind: 4,
-  Start: 5,
-  End: 6,
-  Attributes: 7,
-  StatusCode: 8,
-  StatusMessage: 9,
-  ResourceAttributes: 10,
-  ScopeName: 11,
-  ScopeVersion: 12,
-  ScopeAttributes: 13,
-  TraceState: 14,
-} as const;
-
-/** Slots of the positions array: a start and an end for each Slot. */
-export const STORED_FIELD_SLOTS = 2 * (Slot.TraceState + 1);
-
 /**
  * The fields the decoder needs when `text` is exactly a stored span line (see the file's
- * comment), else undefined. With `at` (STORED_FIELD_SLOTS long), also where each field's value
- * is in the text (start and end; -1 for an optional field that is absent).
+ * comment), else undefined.
  */
-export function storedSpanFields(text: string, at?: Int32Array): StoredSpanFields | undefined {
-  const r = new Scanner(text, at);
-  at?.fill(-1);
+export function storedSpanFields(text: string): StoredSpanFields | undefined {
+  const r = new Scanner(text);
   // The head, tenant to spanId, in one match of the regular expression engine (the ids have
   // fixed widths, so their places are fixed too).
   HEAD.lastIndex = 0;
   if (!HEAD.test(text) || text.startsWith(ZEROS32, TRACE_AT + 1) || text.startsWith(ZEROS16, SPAN_AT + 1)) return undefined;
   const tenantId = text.slice(TENANT_AT, TENANT_AT + 36);
-  r.mark(Slot.TraceId, TRACE_AT, TRACE_AT + 34);
-  r.mark(Slot.SpanId, SPAN_AT, SPAN_AT + 18);
   r.i = HEAD.lastIndex;
-  let start = r.i;
   if (!r.literal('""') && !r.hexId(16)) return undefined;
-  r.mark(Slot.ParentSpanId, start);
   if (!r.literal(',"name":')) return undefined;
-  start = r.i;
   if (!r.shortString(1024)) return undefined;
-  r.mark(Slot.Name, start);
   // kind and both times in one match; the times' ends found by their closing quotes.
   TIMES.lastIndex = r.i;
   if (!TIMES.test(text)) return undefined;
@@ -338,32 +289,20 @@ export function storedSpanFields(text: string, at?: Int32Array): StoredSpanField
   const endEnd = text.indexOf('"', endAt + 1) + 1;
   const startTimeUnixNano = text.slice(startAt + 1, startEnd - 1);
   const endTimeUnixNano = text.slice(endAt + 1, endEnd - 1);
-  r.mark(Slot.Kind, kindAt, kindAt + 1);
-  r.mark(Slot.Start, startAt, startEnd);
-  r.mark(Slot.End, endAt, endEnd);
   r.i = TIMES.lastIndex;
-  start = r.i;
   if (!r.attributes()) return undefined;
-  r.mark(Slot.Attributes, start);
   // status: the code, and the message only when not empty (storedSpan drops an empty one).
   if (!r.literal(',"status":{"code":') || !r.digit(0, 2)) return undefined;
-  r.mark(Slot.StatusCode, r.i - 1);
   if (r.literal(',"message":')) {
-    start = r.i;
-    if (!r.shortString(8192) || r.length === 0) return undefined;
-    r.mark(Slot.StatusMessage, start);
+      if (!r.shortString(8192) || r.length === 0) return undefined;
   }
   if (!r.literal('},"resource":{"attributes":')) return undefined;
-  start = r.i;
   if (!r.attributes()) return undefined;
-  r.mark(Slot.ResourceAttributes, start);
   if (!r.literal('}')) return undefined;
   if (r.literal(',"scope":') && !r.scope()) return undefined;
   // traceState only when not empty (storedSpan drops an empty one).
   if (r.literal(',"traceState":')) {
-    start = r.i;
-    if (!r.shortString(8192) || r.length === 0) return undefined;
-    r.mark(Slot.TraceState, start);
+      if (!r.shortString(8192) || r.length === 0) return undefined;
   }
   if (!r.literal('}') || r.i !== text.length) return undefined;
   return { tenantId, startTimeUnixNano, endTimeUnixNano };

@@ -16,7 +16,7 @@ import { ArchiveSink } from '../../src/sinks/archive/archive-sink.js';
 import { CycleDataError } from '../../src/sinks/archive/unwritable.js';
 import type { ParquetWriter } from '../../src/sinks/archive/parquet-writer.js';
 import { storedSpan } from '../../src/model/span-line.js';
-import { spanLineBody, type ArchiveRow } from '../../src/model/archive-row.js';
+import { storedLineOf, type ArchiveRow } from '../../src/model/archive-row.js';
 import type { FlushItem } from '../../src/sinks/types.js';
 import { archiveDifferences, archiveVerify, createArchiveSetup, produceMixedSpans, readArchivedRows, type ArchiveSetup, type ExpectedSpan } from '../support/archive.js';
 import { CLI, ROOT, committedTotal, kafkaClient, kafkaFacade, killWorkers, metricValue, sleep, tempDir, waitForCommitted, WorkerProcess } from '../support/harness.js';
@@ -170,14 +170,14 @@ describe.skipIf(skip !== null)('archive worker on a real broker and a real S3 se
     const writer = (sink as unknown as { writer: ParquetWriter }).writer;
     const write = writer.write.bind(writer);
     writer.write = async (partition, tenants) => {
-      if ([...tenants.values()].some((items) => items.some((i) => i.value.body.includes('"n":"poison"')))) throw new CycleDataError('Invalid Input Error: refused');
+      if ([...tenants.values()].some((items) => items.some((i) => String(i.value.line).includes('"name":"poison"')))) throw new CycleDataError('Invalid Input Error: refused');
       return write(partition, tenants);
     };
     const tenant = tenantIdFor(7);
     const item = (offset: number, index: number, name: string): FlushItem<ArchiveRow> => ({
       offset: BigInt(offset),
       index,
-      value: { day: '2026-11-22', body: spanLineBody(storedSpan({ traceId: 'a'.repeat(32), spanId: `${String(offset).padStart(12, '0')}000${index}`, name, startTimeUnixNano: '1763800000000000000', endTimeUnixNano: '1763800000000000001' }, tenant)) },
+      value: { day: '2026-11-22', line: storedLineOf(storedSpan({ traceId: 'a'.repeat(32), spanId: `${String(offset).padStart(12, '0')}000${index}`, name, startTimeUnixNano: '1763800000000000000', endTimeUnixNano: '1763800000000000001' }, tenant)) },
     });
     // Offset 5 is one record of three spans (an OTLP request), one of them refused.
     const items = [item(4, 0, 'a'), item(5, 0, 'b'), item(5, 1, 'poison'), item(5, 2, 'c'), item(6, 0, 'd')];

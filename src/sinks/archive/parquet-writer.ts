@@ -6,7 +6,7 @@ import { RetriableError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
 import { copyRunsSql, RUNS_PER_COPY } from './columns.js';
 import { CycleDataError, isDataError } from './unwritable.js';
-import { jsonLine, type ArchiveRow } from '../../model/archive-row.js';
+import { scratchLinePrefix, type ArchiveRow } from '../../model/archive-row.js';
 
 /** One tenant-day of a cycle, as the writer produced it. */
 export interface TenantDayFile {
@@ -143,32 +143,48 @@ function tenantDayRuns(tenants: ReadonlyMap<string, ReadonlyArray<FlushItem<Arch
   return runs;
 }
 
+/** Scratch lines are written in chunks of about this many bytes (a line longer than it alone). */
+const WRITE_CHUNK_BYTES = 1 << 20;
+
 /**
- * Every span of the runs (numbered from `firstRun`) as a JSON line of `file`, in order; answers the
- * longest line's length in UTF-8 bytes at most (UTF-16 units, up to 3 bytes each).
+ * Every span of the runs (numbered from `firstRun`) as a line of `file`, in order (scratchLinePrefix,
+ * then its stored line after the `{`); answers the longest line's length in bytes. The lines are
+ * copied byte for byte into one reused buffer: the spans' own bytes are never turned into text.
  */
 async function writeLines(file: string, runs: readonly TenantDayRun[], firstRun: number): Promise<number> {
   const handle = await fsp.open(file, 'w');
   let longest = 0;
+  let chunk = Buffer.allocUnsafe(WRITE_CHUNK_BYTES);
+  let used = 0;
   try {
-    let lines: string[] = [];
     for (const [k, run] of runs.entries()) {
       for (const item of run.items) {
-        const line = jsonLine(firstRun + k, item.offset, item.index, item.value.body);
-        if (line.length > longest) longest = line.length;
-        lines.push(line);
-        if (lines.length === 4096) {
-          await handle.write(lines.join('\n') + '\n');
-          lines = [];
+        const prefix = scratchLinePrefix(firstRun + k, item.offset, item.index);
+        const line = typeof item.value.line === 'string' ? Buffer.from(item.value.line) : item.value.line;
+        // The prefix is ASCII (a byte a character); the line's `{` becomes a comma; a newline ends it.
+        const size = prefix.length + line.length + 1;
+        if (size > longest) longest = size;
+        if (used + size > chunk.length) {
+          if (used > 0) await handle.write(chunk, 0, used);
+          used = 0;
+          if (size > chunk.length) chunk = Buffer.allocUnsafe(size);
         }
+        used += chunk.write(prefix, used, 'latin1');
+        chunk.set(line, used);
+        chunk[used] = COMMA; // the line's own `{`: its fields follow the position's
+        used += line.length;
+        chunk[used++] = NEWLINE;
       }
     }
-    if (lines.length > 0) await handle.write(lines.join('\n') + '\n');
+    if (used > 0) await handle.write(chunk, 0, used);
   } finally {
     await handle.close();
   }
-  return 3 * longest;
+  return longest;
 }
+
+const COMMA = 0x2c;
+const NEWLINE = 0x0a;
 
 /**
  * The files a partitioned COPY reports (RETURN_STATS: a row per file), by run number (its

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spanLineBody, wellFormed, type ArchiveRow } from '../../../../src/model/archive-row.js';
+import { storedLineOf, wellFormed, type ArchiveRow } from '../../../../src/model/archive-row.js';
 import { ParquetWriter } from '../../../../src/sinks/archive/parquet-writer.js';
 import { storedSpan } from '../../../../src/model/span-line.js';
 import type { FlushItem } from '../../../../src/sinks/types.js';
@@ -15,7 +15,9 @@ afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function item(tenantId: string, offset: bigint, index: number, day: string, extra: Partial<Parameters<typeof storedSpan>[0]> = {}): FlushItem<ArchiveRow> {
   const span = storedSpan({ traceId: '1'.repeat(32), spanId: `${offset.toString(16).padStart(12, '0')}${index.toString(16).padStart(4, '0')}`, name: `op-${offset}`, startTimeUnixNano: '1764000000000000000', endTimeUnixNano: '99999999999999999999', ...extra }, tenantId);
-  return { offset, index, value: { day, body: spanLineBody(span) } };
+  // A record that is its stored line is held as its bytes, any other as its line's text: both kinds here.
+  const line = storedLineOf(span);
+  return { offset, index, value: { day, line: offset % 2n === 0n ? line : Buffer.from(line) } };
 }
 
 describe('the archive Parquet writer', () => {
@@ -79,6 +81,22 @@ describe('the archive Parquet writer', () => {
     const rows = (await c.runAndReadAll(`SELECT tenant_id, kafka_offset FROM read_parquet('${sample.file}') ORDER BY kafka_offset`)).getRowObjectsJson();
     expect(rows.map((r) => r.tenant_id)).toEqual(Array(sample.spans).fill(sample.tenantId));
     expect(String(rows[0]!.kafka_offset)).toBe(String(sample.first.offset));
+    c.closeSync();
+    await writer.close();
+  }, 60_000);
+
+  it('writes lines of any length: longer than its write chunk, multi-byte text, as bytes and as text', async () => {
+    const writer = new ParquetWriter(root, '128MB');
+    await writer.start();
+    const long = 'é'.repeat(700_000); // 1.4 MB of UTF-8: past the 1 MiB chunk the lines are copied through
+    const tenants = new Map([[A, [item(A, 1n, 0, '2026-11-23'), item(A, 2n, 0, '2026-11-23', { name: 'ü→' + 'x'.repeat(10), attributes: { long } }), item(A, 3n, 0, '2026-11-23', { attributes: { long } }), item(A, 4n, 0, '2026-11-23')]]]);
+    const cycle = await writer.write(1, tenants);
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    const rows = (await c.runAndReadAll(`SELECT kafka_offset, name, attributes FROM read_parquet('${cycle.files[0]!.file}')`)).getRowObjectsJson();
+    expect(rows.map((r) => [r.kafka_offset, r.name])).toEqual([['1', 'op-1'], ['2', 'ü→xxxxxxxxxx'], ['3', 'op-3'], ['4', 'op-4']]);
+    expect(JSON.parse(String(rows[1]!.attributes))).toEqual({ long });
+    expect(JSON.parse(String(rows[2]!.attributes))).toEqual({ long });
     c.closeSync();
     await writer.close();
   }, 60_000);
