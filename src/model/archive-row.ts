@@ -28,28 +28,18 @@ export interface ArchiveRow {
 export class ArchiveSpanDecoder implements RecordDecoder<ArchiveRow> {
   private readonly spans: SpanDecoder;
 
-  /**
-   * `recordBytes` false: a stored line is held as its text rather than as the record's bytes (in
-   * a decode thread: a view of the record's bytes would cross back with a copy of all the bytes
-   * it views, the whole fetched answer).
-   */
-  constructor(
-    maxMessageBytes: number,
-    options: Partial<SpanDecoderOptions> = {},
-    private readonly recordBytes = true,
-  ) {
+  constructor(maxMessageBytes: number, options: Partial<SpanDecoderOptions> = {}) {
     // The day names the object: always computed here. storedText: a record that is its stored
-    // line is held as it is, never parsed.
-    this.spans = new SpanDecoder(maxMessageBytes, { ...options, withDay: true, storedText: true });
+    // line is held as it is, never parsed (as its bytes unless options.recordBytes is false).
+    this.spans = new SpanDecoder(maxMessageBytes, { recordBytes: true, ...options, withDay: true, storedText: true });
   }
 
   decode(message: RawMessage): Decoded<ArchiveRow> {
     const decoded = this.spans.decode(message);
     if (!decoded.ok) return decoded;
-    // A StoredSpanText's text is the record's value decoded (checked to be UTF-8, so the bytes are
-    // exactly its UTF-8), and it holds no lone surrogate: storedSpanFields takes no \u escape but a
-    // control character's.
-    return { ok: true, items: decoded.items.map(({ tenantId, value }) => ({ tenantId, value: { day: value.day!, line: value instanceof StoredSpanText ? (this.recordBytes ? message.value! : value.json) : storedLineOf(value.span) } })) };
+    // A StoredSpanText holds no lone surrogate: storedSpanFields takes no \u escape but a control
+    // character's.
+    return { ok: true, items: decoded.items.map(({ tenantId, value }) => ({ tenantId, value: { day: value.day!, line: value instanceof StoredSpanText ? (value.bytes ?? value.json) : storedLineOf(value.span) } })) };
   }
 }
 

@@ -15,10 +15,12 @@ export type DecoderSpec =
 
 export function decoderFromSpec(spec: DecoderSpec): RecordDecoder<unknown> {
   switch (spec.kind) {
+    // Never the records' bytes here (recordBytes): a view of them would cross back with a copy of
+    // all the bytes it views.
     case 'spans':
-      return new SpanDecoder(spec.maxMessageBytes, spec.options);
+      return new SpanDecoder(spec.maxMessageBytes, { ...spec.options, recordBytes: false });
     case 'archive-spans':
-      return new ArchiveSpanDecoder(spec.maxMessageBytes, spec.options, false);
+      return new ArchiveSpanDecoder(spec.maxMessageBytes, { ...spec.options, recordBytes: false });
     case 'signals':
       return new SignalDecoder(spec.maxMessageBytes);
   }
@@ -72,8 +74,8 @@ export function fromWire<T>(d: WireDecoded<T>): Decoded<T> {
   if (!d.ok) return { ok: false, error: new RecordRejectedError(d.errorClass, d.message) };
   for (const item of d.items as Array<{ value: unknown }>) {
     // A StoredSpanText arrives as its fields (a clone has no getters): made whole again.
-    const value = item.value as { json?: unknown; span?: unknown; day?: string } | null;
-    if (typeof value === 'object' && value !== null && typeof value.json === 'string' && value.span === undefined) item.value = StoredSpanText.revive(value as { json: string; day?: string });
+    const value = item.value as { storedLineText?: unknown; day?: string } | null;
+    if (typeof value === 'object' && value !== null && typeof value.storedLineText === 'string') item.value = StoredSpanText.revive(value as { storedLineText: string; day?: string });
   }
   return d as Decoded<T>;
 }

@@ -19,23 +19,3 @@ const ANY_CASE_UUID = new RegExp(TENANT_ID_PATTERN);
 export function canonicalTenantId(value: string): string | undefined {
   return ANY_CASE_UUID.test(value) ? value.toLowerCase() : undefined;
 }
-
-/** internTenantId keeps at most this many tenant ids (then starts again). */
-const MAX_INTERNED = 10_000;
-const interned = new Map<string, string>();
-
-/**
- * One string per tenant id. A tenant id cut from a record's text is a slice of that text, and V8
- * keeps the whole text alive for as long as the slice lives: a batch holds the tenant id of each
- * item until it is flushed (an archive cycle, up to a minute), so each would hold its record's
- * whole text too (bench/README, ninth session). The first copy seen is kept, flattened.
- */
-export function internTenantId(id: string): string {
-  const known = interned.get(id);
-  if (known !== undefined) return known;
-  if (interned.size >= MAX_INTERNED) interned.clear();
-  // A new sequential string, not the slice itself nor another slice of the same text.
-  const flat = Buffer.from(id, 'latin1').toString('latin1');
-  interned.set(flat, flat);
-  return flat;
-}

@@ -232,13 +232,9 @@ export class Intake<T> {
 
   /** Puts one decoded record in custody into the partition's buffer (its `bytes` are already counted); flushes at the limits. */
   private take(pipe: PartitionPipeline<T>, message: ConsumedMessage, offset: bigint, bytes: number, decoded: Decoded<T>): void {
-    const source: SourceMessage = {
-      offset,
-      key: message.key,
-      value: message.value,
-      headers: message.headers ?? {},
-      timestamp: message.timestamp,
-    };
+    // The message itself when it has all a SourceMessage holds: one object less per record held until its commit.
+    const source: SourceMessage =
+      message.headers !== undefined && message.offset === offset ? (message as SourceMessage) : { offset, key: message.key, value: message.value, headers: message.headers ?? {}, timestamp: message.timestamp };
     const now = Date.now();
     if (decoded.ok) {
       // A record of many items (an OTLP request) takes more memory decoded than on the wire.

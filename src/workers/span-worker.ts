@@ -13,8 +13,9 @@ export interface SpanWorkerConfig {
 
 /** Span worker: `spans` topic → per-tenant, per-day JSONL span log. */
 export function createSpanWorker(config: SpanWorkerConfig, logger: Logger, registry: Registry): Worker<DecodedSpan> {
-  // storedText: the span log writes each span's line, which a JSON record often already is.
-  const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, storedText: true };
+  // storedText: the span log writes each span's line, which a JSON record often already is;
+  // recordBytes: such a line is written from the record's own bytes.
+  const decoderOptions = { encoding: config.spans.encoding, tenantAttribute: config.spans.tenantAttribute, storedText: true, recordBytes: true };
   const sink = new SpanLogSink({ dir: config.spans.spanlogDir, lockStaleMs: config.spans.lockStaleMs, maxOpenFiles: config.spans.maxOpenFiles }, { logger, registry });
   return new Worker<DecodedSpan>({
     role: 'spans',

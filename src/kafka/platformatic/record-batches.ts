@@ -60,6 +60,8 @@ export function batchesFootprint(batches: readonly RecordsBatch[]): number {
   return bytes;
 }
 
+const NO_HEADERS: RecordHeaders = Object.freeze({});
+
 /**
  * A record's headers in the shape the pipeline knows from kafkajs (with our patch): an object
  * whose repeated keys become arrays, values as bytes or null, and, with two headers or more, the
@@ -67,6 +69,8 @@ export function batchesFootprint(batches: readonly RecordsBatch[]): number {
  * them back byte for byte.
  */
 export function recordHeaders(wire: ReadonlyArray<[Buffer | null, Buffer | null]>): RecordHeaders {
+  // Most records have none: one shared object rather than two per record held until its commit.
+  if (wire.length === 0) return NO_HEADERS;
   const headers: RecordHeaders = {};
   const list: HeaderList = [];
   for (const [rawKey, value] of wire) {

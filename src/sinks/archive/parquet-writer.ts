@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBResultReader } from '@duckdb/node-api';
@@ -114,7 +115,10 @@ export class ParquetWriter {
   }
 
   async discard(files: CycleFiles): Promise<void> {
-    await fsp.rm(files.dir, { recursive: true, force: true });
+    // Synchronously, in one native call: a cycle's folder holds a file and a folder per
+    // tenant-day (~0.5 ms to remove), where fs.promises.rm walks it in JavaScript, a callback per
+    // entry (~4 ms of the event loop a cycle, 0.3 µs per span: bench/README, ninth session).
+    fs.rmSync(files.dir, { recursive: true, force: true });
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { FileHandleLike } from './files.js';
 import type { DecodedSpan } from '../../model/decode.js';
 import { MAX_SPANS_PER_RECORD } from '../../model/span-line.js';
+import { InvariantError } from '../../errors.js';
 import type { FlushItem } from '../types.js';
 
 /** Folder under SPANLOG_DIR that holds the partition lock files. */
@@ -41,16 +42,20 @@ export function segmentPattern(topic: string, partition: number): RegExp {
 
 /**
  * The lines of one tenant-day's write: each the stored span with the Kafka bookkeeping as its
- * last field. An offset is turned into text once per record, however many spans the record holds.
+ * last field, made into one buffer (toBuffer). A span held as its record's bytes (a record that
+ * is its stored line) is copied byte for byte, never turned into text; an offset is turned into
+ * text once per record, however many spans the record holds.
  */
 export class SpanLines {
-  text = '';
+  /** Each span's line: its text, or its record's bytes followed by the text of its end. */
+  private readonly parts: Array<string | Uint8Array> = [];
+  private size = 0;
   private readonly bookkeeping: string;
   private offset: bigint | undefined;
   private offsetText = '';
 
   constructor(topic: string, partition: number) {
-    this.bookkeeping = `"_kafka":{"topic":${JSON.stringify(topic)},"partition":${partition},"offset":"`;
+    this.bookkeeping = `,"_kafka":{"topic":${JSON.stringify(topic)},"partition":${partition},"offset":"`;
   }
 
   add(item: FlushItem<DecodedSpan>): void {
@@ -58,14 +63,34 @@ export class SpanLines {
       this.offset = item.offset;
       this.offsetText = item.offset.toString();
     }
-    this.text += spanLine(item.value, this.bookkeeping, this.offsetText, item.index);
+    // The line's end: the bookkeeping field, then the span's closing brace (ASCII: a topic name is).
+    const end = `${this.bookkeeping}${this.offsetText}"${item.index === 0 ? '' : `,"index":${item.index}`}}}\n`;
+    const bytes = item.value.bytes;
+    if (bytes !== undefined) {
+      // The record's bytes without their closing brace (always its last byte), then the end.
+      this.parts.push(bytes, end);
+      this.size += bytes.length - 1 + end.length;
+      return;
+    }
+    const line = `${(item.value.json ?? JSON.stringify(item.value.span)).slice(0, -1)}${end}`;
+    this.parts.push(line);
+    this.size += Buffer.byteLength(line);
   }
-}
 
-/** One span log line: the stored span, with the Kafka bookkeeping as its last field. */
-function spanLine(value: DecodedSpan, bookkeeping: string, offset: string, index: number): string {
-  const json = value.json ?? JSON.stringify(value.span);
-  return `${json.slice(0, -1)},${bookkeeping}${offset}"${index === 0 ? '' : `,"index":${index}`}}}\n`;
+  /** All the lines, in order, as one buffer (one write per segment and flush). */
+  toBuffer(): Buffer {
+    const out = Buffer.allocUnsafe(this.size);
+    let at = 0;
+    for (const part of this.parts) {
+      if (typeof part === 'string') at += out.write(part, at, 'utf8');
+      else {
+        out.set(part, at);
+        at += part.length - 1; // the closing brace: written over by the end that follows
+      }
+    }
+    if (at !== this.size) throw new InvariantError(`span lines: wrote ${at} bytes of ${this.size}`);
+    return out;
+  }
 }
 
 export interface Tail {

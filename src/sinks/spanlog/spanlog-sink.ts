@@ -184,8 +184,8 @@ export class SpanLogSink implements FlushSink<DecodedSpan> {
       if (first === undefined || last === undefined) continue;
       if (state.compromised) throw spanLogFailure(`lost the lock of ${topic}+${partition}; not writing`, spanLogCondition(SpanLogCondition.lockLost, 'partition lock compromised'));
       day.segment ??= await this.createSegment(state, key, day.inherited, folder, topic, partition, first);
-      // One buffer per segment and flush, encoded once (not one per line).
-      const buffer = Buffer.from(lines.text);
+      // One buffer per segment and flush (not one per line).
+      const buffer = lines.toBuffer();
       await this.append(state, day.segment, buffer, last);
       this.bytesWritten.inc({ topic }, buffer.length);
     }
