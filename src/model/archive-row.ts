@@ -18,8 +18,9 @@ export interface ArchiveRow {
   day: string;
   /**
    * The span's stored line, `{"tenantId":…}`, without a lone surrogate (wellFormed): the record's
-   * own UTF-8 bytes when the record is that line, else its text. scratchLine puts its run and
-   * position in front.
+   * own UTF-8 bytes when the record is that line, else its text. When the record leaves its tenant
+   * to its header, the bytes are the line without its tenantId field: the archive reads no tenant
+   * from a line (columns.ts). writeLines (parquet-writer.ts) puts its run and position in front.
    */
   line: Uint8Array | string;
 }

@@ -74,8 +74,8 @@ export function fromWire<T>(d: WireDecoded<T>): Decoded<T> {
   if (!d.ok) return { ok: false, error: new RecordRejectedError(d.errorClass, d.message) };
   for (const item of d.items as Array<{ value: unknown }>) {
     // A StoredSpanText arrives as its fields (a clone has no getters): made whole again.
-    const value = item.value as { storedLineText?: unknown; day?: string } | null;
-    if (typeof value === 'object' && value !== null && typeof value.storedLineText === 'string') item.value = StoredSpanText.revive(value as { storedLineText: string; day?: string });
+    const value = item.value as { storedRecordText?: unknown; day?: string; headerTenant?: string } | null;
+    if (typeof value === 'object' && value !== null && typeof value.storedRecordText === 'string') item.value = StoredSpanText.revive(value as { storedRecordText: string; day?: string; headerTenant?: string });
   }
   return d as Decoded<T>;
 }

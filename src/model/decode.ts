@@ -136,35 +136,42 @@ export interface DecodedSpan {
   json?: string;
   /**
    * The record's own bytes, when the record is the stored span's line and the decoder keeps them
-   * (SpanDecoderOptions.recordBytes): its UTF-8, exactly `json`'s.
+   * (SpanDecoderOptions.recordBytes): the line's UTF-8, but for its tenant when `headerTenant` is
+   * set.
    */
   bytes?: Uint8Array;
+  /**
+   * With `bytes`: the tenant of a record that leaves it to its header. The line is then
+   * `{"tenantId":"<headerTenant>",` and the bytes after their `{`.
+   */
+  headerTenant?: string;
 }
 
 /**
- * A span whose record is its stored line (stored-span-text.ts): the line is kept, as the record's
- * text or its bytes, and the object made only if something asks for it. Held as the bytes, the
- * text made to check it dies young: the bytes are the record's value, which the pipeline keeps
- * anyway until the record is committed (for its dead letter), so holding the span until its flush
- * copies nothing (bench/README, ninth session).
+ * A span whose record is its stored line (stored-span-text.ts), or that line without its tenant
+ * (`headerTenant`): the record is kept, as its text or its bytes, and the object made only if
+ * something asks for it. Held as the bytes, the text made to check it dies young: the bytes are
+ * the record's value, which the pipeline keeps anyway until the record is committed (for its dead
+ * letter), so holding the span until its flush copies nothing (bench/README, ninth session).
  */
 export class StoredSpanText implements DecodedSpan {
   private parsed: StoredSpan | undefined;
-  /** The line as text (a field of its own name: fromWire revives a clone by it). */
-  private storedLineText: string | undefined;
+  /** The record's text (a field of its own name: fromWire revives a clone by it). */
+  private storedRecordText: string | undefined;
   readonly bytes: Uint8Array | undefined;
 
   constructor(
-    line: string | Uint8Array,
+    record: string | Uint8Array,
     readonly day: string | undefined,
+    readonly headerTenant?: string,
   ) {
-    if (typeof line === 'string') this.storedLineText = line;
-    else this.bytes = line;
+    if (typeof record === 'string') this.storedRecordText = record;
+    else this.bytes = record;
   }
 
   get json(): string {
-    this.storedLineText ??= Buffer.from(this.bytes!.buffer, this.bytes!.byteOffset, this.bytes!.byteLength).toString('utf8');
-    return this.storedLineText;
+    this.storedRecordText ??= Buffer.from(this.bytes!.buffer, this.bytes!.byteOffset, this.bytes!.byteLength).toString('utf8');
+    return this.headerTenant === undefined ? this.storedRecordText : `{"tenantId":"${this.headerTenant}",${this.storedRecordText.slice(1)}`;
   }
 
   get span(): StoredSpan {
@@ -173,8 +180,8 @@ export class StoredSpanText implements DecodedSpan {
   }
 
   /** One that crossed from a decode thread (a structured clone keeps only its fields; made with its text there). */
-  static revive(value: { storedLineText: string; day?: string }): StoredSpanText {
-    return new StoredSpanText(value.storedLineText, value.day);
+  static revive(value: { storedRecordText: string; day?: string; headerTenant?: string }): StoredSpanText {
+    return new StoredSpanText(value.storedRecordText, value.day, value.headerTenant);
   }
 }
 
@@ -244,7 +251,7 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     if (!tenant.ok) return tenant;
     const day = spanDay(fields.startTimeUnixNano, fields.endTimeUnixNano, this.days);
     if (typeof day === 'object') return day;
-    return { ok: true, items: [{ tenantId: tenant.tenantId, value: new StoredSpanText(line, day) }] };
+    return { ok: true, items: [{ tenantId: tenant.tenantId, value: new StoredSpanText(line, day, fields.tenantId === undefined ? tenant.tenantId : undefined) }] };
   }
 
   /**

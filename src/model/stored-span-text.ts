@@ -18,7 +18,13 @@
 
 /** What the decoder still needs of a span whose text is its stored line. */
 export interface StoredSpanFields {
-  tenantId: string;
+  /**
+   * The line's tenant, or undefined for a record that is its stored line but for its tenant,
+   * which it leaves to its `tenant-id` header (as `spanledger produce` writes every fifth span,
+   * and producers that route by header do): the line is then `{"tenantId":"<tenant>",` and the
+   * record's text after its `{`.
+   */
+  tenantId: string | undefined;
   startTimeUnixNano: string;
   endTimeUnixNano: string;
 }
@@ -29,6 +35,9 @@ const HEAD = /\{"tenantId":"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 const TENANT_AT = '{"tenantId":"'.length;
 const TRACE_AT = TENANT_AT + 36 + '","traceId":'.length;
 const SPAN_AT = TRACE_AT + 34 + ',"spanId":'.length;
+/** HEAD without the tenant field (the tenant in the record's header), and that field's length. */
+const HEAD_WITHOUT_TENANT = /\{"traceId":"[0-9a-f]{32}","spanId":"[0-9a-f]{16}","parentSpanId":/y;
+const TENANT_FIELD = '"tenantId":"'.length + 36 + '",'.length;
 const ZEROS32 = '0'.repeat(32);
 const ZEROS16 = '0'.repeat(16);
 const KIND_KEY = ',"kind":';
@@ -272,10 +281,20 @@ export function storedSpanFields(text: string): StoredSpanFields | undefined {
   const r = new Scanner(text);
   // The head, tenant to spanId, in one match of the regular expression engine (the ids have
   // fixed widths, so their places are fixed too).
+  let tenantId: string | undefined;
+  let shift = 0;
   HEAD.lastIndex = 0;
-  if (!HEAD.test(text) || text.startsWith(ZEROS32, TRACE_AT + 1) || text.startsWith(ZEROS16, SPAN_AT + 1)) return undefined;
-  const tenantId = text.slice(TENANT_AT, TENANT_AT + 36);
-  r.i = HEAD.lastIndex;
+  if (HEAD.test(text)) {
+    tenantId = text.slice(TENANT_AT, TENANT_AT + 36);
+    r.i = HEAD.lastIndex;
+  } else {
+    HEAD_WITHOUT_TENANT.lastIndex = 0;
+    if (!HEAD_WITHOUT_TENANT.test(text)) return undefined;
+    shift = TENANT_FIELD;
+    r.i = HEAD_WITHOUT_TENANT.lastIndex;
+  }
+  // All-zero ids are invalid (the full path gives the reason).
+  if (text.startsWith(ZEROS32, TRACE_AT - shift + 1) || text.startsWith(ZEROS16, SPAN_AT - shift + 1)) return undefined;
   if (!r.literal('""') && !r.hexId(16)) return undefined;
   if (!r.literal(',"name":')) return undefined;
   if (!r.shortString(1024)) return undefined;

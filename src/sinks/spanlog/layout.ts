@@ -67,9 +67,17 @@ export class SpanLines {
     const end = `${this.bookkeeping}${this.offsetText}"${item.index === 0 ? '' : `,"index":${item.index}`}}}\n`;
     const bytes = item.value.bytes;
     if (bytes !== undefined) {
-      // The record's bytes without their closing brace (always its last byte), then the end.
-      this.parts.push(bytes, end);
-      this.size += bytes.length - 1 + end.length;
+      const { headerTenant } = item.value;
+      if (headerTenant === undefined) {
+        // The record's bytes without their closing brace (always its last byte), then the end.
+        this.parts.push(bytes, end);
+        this.size += bytes.length - 1 + end.length;
+      } else {
+        // A record without its tenant (in its header): the tenant field first, then its fields.
+        const head = `{"tenantId":"${headerTenant}",`;
+        this.parts.push(head, bytes.subarray(1), end);
+        this.size += head.length + bytes.length - 2 + end.length;
+      }
       return;
     }
     const line = `${(item.value.json ?? JSON.stringify(item.value.span)).slice(0, -1)}${end}`;

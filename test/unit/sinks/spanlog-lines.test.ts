@@ -43,6 +43,15 @@ describe('span log lines', () => {
     expect(lines(asText)).toBe(expected);
     expect(lines(asObject)).toBe(expected);
     expect(lines([asBytes[0]!, asObject[1]!, asText[2]!])).toBe(expected);
+    // A record that leaves its tenant to its header: the same lines, its tenant field first.
+    const headerOnly = spans.map((span) => {
+      const { tenantId, ...rest } = span;
+      const decoded = decoder.decode({ value: Buffer.from(JSON.stringify(rest)), headers: { 'tenant-id': tenantId } });
+      if (!decoded.ok) throw decoded.error;
+      return decoded.items[0]!.value;
+    });
+    expect(headerOnly.filter((v) => v.headerTenant !== undefined && v.bytes !== undefined)).toHaveLength(2);
+    expect(lines(headerOnly)).toBe(expected);
     for (const line of expected.trimEnd().split('\n')) expect(JSON.parse(line)).toHaveProperty('_kafka.topic', 'spans.v1');
   });
 });
