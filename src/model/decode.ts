@@ -230,7 +230,7 @@ export class SpanDecoder implements RecordDecoder<DecodedSpan> {
     const text = jsonText(message, this.maxMessageBytes);
     if (!text.ok) return text;
     if (this.options.storedText) {
-      const fields = storedSpanFields(text.text);
+      const fields = storedSpanFields(text.text, value!);
       if (fields !== undefined) return this.storedLine(this.options.recordBytes ? value! : text.text, fields, message.headers);
     }
     const parsed = parseText(text.text);

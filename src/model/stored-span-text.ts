@@ -38,6 +38,44 @@ const SPAN_AT = TRACE_AT + 34 + ',"spanId":'.length;
 /** HEAD without the tenant field (the tenant in the record's header), and that field's length. */
 const HEAD_WITHOUT_TENANT = /\{"traceId":"[0-9a-f]{32}","spanId":"[0-9a-f]{16}","parentSpanId":/y;
 const TENANT_FIELD = '"tenantId":"'.length + 36 + '",'.length;
+/**
+ * HEAD and HEAD_WITHOUT_TENANT as pieces to check on the record's bytes instead: text, or a
+ * number of lower-case hex digits. The head is ASCII, so it stands at the same places in the
+ * bytes and in their text; a byte loop took ~0.13 µs per span here against ~0.47 for the regular
+ * expression on the text (bench/README, ninth session).
+ */
+type HeadPiece = Uint8Array | number;
+const headPieces = (...pieces: Array<string | number>): HeadPiece[] => pieces.map((p) => (typeof p === 'number' ? p : Buffer.from(p)));
+const HEAD_BYTES = headPieces('{"tenantId":"', 8, '-', 4, '-', 4, '-', 4, '-', 12, '","traceId":"', 32, '","spanId":"', 16, '","parentSpanId":');
+const HEAD_WITHOUT_TENANT_BYTES = headPieces('{"traceId":"', 32, '","spanId":"', 16, '","parentSpanId":');
+const HEX_BYTE = new Uint8Array(256);
+for (const c of '0123456789abcdef') HEX_BYTE[c.charCodeAt(0)] = 1;
+
+/** Where the head `pieces` ends in `bytes`, or -1 when they do not start with it. */
+function headOfBytes(bytes: Uint8Array, pieces: readonly HeadPiece[]): number {
+  let at = 0;
+  for (const piece of pieces) {
+    if (typeof piece === 'number') {
+      if (at + piece > bytes.length) return -1;
+      let hex = 1;
+      for (const end = at + piece; at < end; at += 1) hex &= HEX_BYTE[bytes[at]!]!;
+      if (hex === 0) return -1;
+    } else {
+      if (at + piece.length > bytes.length) return -1;
+      for (let k = 0; k < piece.length; k += 1, at += 1) if (bytes[at] !== piece[k]) return -1;
+    }
+  }
+  return at;
+}
+
+/** Where HEAD (`withTenant`) or HEAD_WITHOUT_TENANT ends in the record, or -1: on its bytes when given. */
+function headEnd(text: string, bytes: Uint8Array | undefined, withTenant: boolean): number {
+  if (bytes !== undefined) return headOfBytes(bytes, withTenant ? HEAD_BYTES : HEAD_WITHOUT_TENANT_BYTES);
+  const head = withTenant ? HEAD : HEAD_WITHOUT_TENANT;
+  head.lastIndex = 0;
+  return head.test(text) ? head.lastIndex : -1;
+}
+
 const ZEROS32 = '0'.repeat(32);
 const ZEROS16 = '0'.repeat(16);
 const KIND_KEY = ',"kind":';
@@ -275,24 +313,23 @@ const NAMES = new Int32Array(2 * MAX_NAMES);
 
 /**
  * The fields the decoder needs when `text` is exactly a stored span line (see the file's
- * comment), else undefined.
+ * comment), else undefined. `bytes`, when given, are the record's bytes whose UTF-8 text `text`
+ * is: the head is checked on them.
  */
-export function storedSpanFields(text: string): StoredSpanFields | undefined {
+export function storedSpanFields(text: string, bytes?: Uint8Array): StoredSpanFields | undefined {
   const r = new Scanner(text);
-  // The head, tenant to spanId, in one match of the regular expression engine (the ids have
-  // fixed widths, so their places are fixed too).
+  // The head, tenant to spanId, in one check (the ids have fixed widths, so their places are
+  // fixed too).
   let tenantId: string | undefined;
   let shift = 0;
-  HEAD.lastIndex = 0;
-  if (HEAD.test(text)) {
-    tenantId = text.slice(TENANT_AT, TENANT_AT + 36);
-    r.i = HEAD.lastIndex;
-  } else {
-    HEAD_WITHOUT_TENANT.lastIndex = 0;
-    if (!HEAD_WITHOUT_TENANT.test(text)) return undefined;
+  let end = headEnd(text, bytes, true);
+  if (end >= 0) tenantId = text.slice(TENANT_AT, TENANT_AT + 36);
+  else {
+    end = headEnd(text, bytes, false);
+    if (end < 0) return undefined;
     shift = TENANT_FIELD;
-    r.i = HEAD_WITHOUT_TENANT.lastIndex;
   }
+  r.i = end;
   // All-zero ids are invalid (the full path gives the reason).
   if (text.startsWith(ZEROS32, TRACE_AT - shift + 1) || text.startsWith(ZEROS16, SPAN_AT - shift + 1)) return undefined;
   if (!r.literal('""') && !r.hexId(16)) return undefined;

@@ -201,6 +201,25 @@ describe('stored span lines taken from the record (the span worker\'s fast path)
     }
   });
 
+  it('finds the same fields whether the head is checked on the record\'s bytes or on its text', () => {
+    const withoutTenant = (json: string) => json.replace(/^\{"tenantId":"[^"]*",/, '{');
+    fc.assert(
+      fc.property(fc.oneof(storedLine, storedLine.map(withoutTenant), spanObject.map((span) => JSON.stringify(span))), fc.nat({ max: 8 }), fc.nat(), (json, how, at) => {
+        const text = how === 8 ? json : mutate(json, how, at);
+        expect(storedSpanFields(text, Buffer.from(text)), text).toEqual(storedSpanFields(text));
+      }),
+      { numRuns: 5_000 },
+    );
+    // Ids at every place of the head with a non-hex, an upper-case or a non-ASCII character.
+    const line = JSON.stringify(generateSpan(tenantIdFor(2), 9));
+    for (let k = 0; k < 140; k += 1) {
+      for (const c of ['g', 'A', 'é', '-', '"']) {
+        const text = line.slice(0, k) + c + line.slice(k + 1);
+        expect(storedSpanFields(text, Buffer.from(text)), text).toEqual(storedSpanFields(text));
+      }
+    }
+  });
+
   it('gives the same answers with a tenant-id header that agrees, differs or is not a tenant', () => {
     const json = JSON.stringify(generateSpan(tenantIdFor(1), 5));
     for (const header of [tenantIdFor(1), tenantIdFor(1).toUpperCase(), tenantIdFor(2), 'nope']) sameAnswer(json, { 'tenant-id': header });
