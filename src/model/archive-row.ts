@@ -50,9 +50,9 @@ export function storedLineOf(span: StoredSpan): string {
 }
 
 /**
- * The bytes of a scratch line: `{"r":<run>,"o":"<offset>","i":<index>,` then the stored line
- * after its `{` (the offset as text: exact past 2^53). `prefix` is its first part, written by
- * scratchLinePrefix; the line's own bytes follow with their `{` turned into the `,`.
+ * The first part of a span's scratch line, `{"r":<run>,"o":"<offset>","i":<index>` (the offset as
+ * text: exact past 2^53); writeLines (parquet-writer.ts) follows it with the span's stored line,
+ * its `{` turned into a `,`.
  */
 export function scratchLinePrefix(run: number, offset: bigint, index: number): string {
   return `{"r":${run},"o":"${offset}","i":${index}`;

@@ -103,7 +103,7 @@ function resolveTenant(field: string | undefined, headers: RecordHeaders | undef
   }
   const tenantId = field.toLowerCase();
   if (header !== undefined && header !== tenantId) return reject('TenantMismatch', `tenantId field ${tenantId} differs from '${TENANT_HEADER}' header ${header}`);
-  return { ok: true, tenantId: tenantId };
+  return { ok: true, tenantId };
 }
 
 /**
@@ -197,10 +197,10 @@ export interface SpanDecoderOptions {
    */
   withDay: boolean;
   /**
-   * A JSON record that already is its stored line (stored-span-text.ts) is answered as that text
-   * (StoredSpanText, DecodedSpan.json) without being parsed. For the span log, which writes the
-   * line, and the archive, which holds the record's bytes as that line; off by default (the rule worker reads
-   * the span's fields).
+   * A JSON record that already is its stored line (stored-span-text.ts), or is it but for the
+   * tenant it leaves to its header, is answered as that line (StoredSpanText) without being
+   * parsed. For the span log and the archive, which write the line; off by default (the rule
+   * worker reads the span's fields).
    */
   storedText: boolean;
   /**

@@ -6,6 +6,8 @@
  * `JSON.parse`, the schema check, `storedSpan` and `JSON.stringify` (together ~40 % of a span
  * worker's CPU per span: bench/README, eighth session). `spanledger produce` writes spans in this
  * form, as does any producer that serializes the stored shape with a JSON library's defaults.
+ * A record that is that JSON but for its tenantId field, which it leaves to its `tenant-id`
+ * header, is taken too: its line is the tenant field, then the record's fields.
  *
  * It answers undefined ("ask the full path") for anything it is not sure of: whitespace, another
  * key order, a missing optional field the stored line has (attributes, status, resource,
